@@ -1,0 +1,127 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{Store, StoreError, Timestamp, on_pool};
+
+/// Database id of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccountId(pub i64);
+
+/// An account row. Fields are stored as written by `baton-accounts`, which owns their rules
+/// (username normalisation, role names, password hashing).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Account {
+    #[sqlx(try_from = "i64")]
+    pub id: AccountId,
+    pub username: String,
+    pub display_name: String,
+    pub password_hash: Option<String>,
+    pub roles: String,
+    pub member_id: Option<String>,
+    pub birth_date: Option<String>,
+    pub coverage_start: Option<String>,
+    pub patient_id: Option<String>,
+    pub created_at: i64,
+}
+
+impl From<i64> for AccountId {
+    fn from(id: i64) -> Self {
+        AccountId(id)
+    }
+}
+
+/// A new account.
+#[derive(Debug, Clone, Default)]
+pub struct NewAccount {
+    pub username: String,
+    pub display_name: String,
+    pub password_hash: Option<String>,
+    pub roles: String,
+    pub member_id: Option<String>,
+    pub birth_date: Option<String>,
+    pub coverage_start: Option<String>,
+    pub patient_id: Option<String>,
+}
+
+const ACCOUNT_COLUMNS: &str = "id, username, display_name, password_hash, roles, member_id, \
+                               birth_date, coverage_start, patient_id, created_at";
+
+impl Store {
+    /// Inserts an account; a taken username or member id is a [`StoreError::Conflict`].
+    pub async fn insert_account(&self, new: &NewAccount) -> Result<AccountId, StoreError> {
+        let id: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "INSERT INTO account (username, display_name, password_hash, roles, member_id, \
+                 birth_date, coverage_start, patient_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            )
+            .bind(&new.username)
+            .bind(&new.display_name)
+            .bind(&new.password_hash)
+            .bind(&new.roles)
+            .bind(&new.member_id)
+            .bind(&new.birth_date)
+            .bind(&new.coverage_start)
+            .bind(&new.patient_id)
+            .bind(Timestamp::now().millis())
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(AccountId(id))
+    }
+
+    pub async fn account_by_username(&self, username: &str) -> Result<Option<Account>, StoreError> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM account WHERE username = $1");
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(&sql).bind(username).fetch_optional(pool).await?
+        }))
+    }
+
+    pub async fn account_by_id(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM account WHERE id = $1");
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(&sql).bind(id.0).fetch_optional(pool).await?
+        }))
+    }
+
+    pub async fn account_by_member_id(&self, member_id: &str) -> Result<Option<Account>, StoreError> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM account WHERE member_id = $1");
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(&sql).bind(member_id).fetch_optional(pool).await?
+        }))
+    }
+
+    /// Replaces an account's password hash.
+    pub async fn set_password_hash(&self, id: AccountId, hash: &str) -> Result<(), StoreError> {
+        let updated = on_pool!(self, pool => {
+            sqlx::query("UPDATE account SET password_hash = $1 WHERE id = $2")
+                .bind(hash)
+                .bind(id.0)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!("account {}", id.0)));
+        }
+        Ok(())
+    }
+
+    /// Links an account to its FHIR Patient.
+    pub async fn set_account_patient(&self, id: AccountId, patient_id: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE account SET patient_id = $1 WHERE id = $2")
+                .bind(patient_id)
+                .bind(id.0)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    pub async fn count_accounts(&self) -> Result<i64, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM account").fetch_one(pool).await?
+        }))
+    }
+}

@@ -1,0 +1,226 @@
+//! Baton's persistence layer.
+//!
+//! One [`Store`] over two backends, chosen at run time from `DATABASE_URL`:
+//! SQLite (`sqlite://…`, the embedded default) or PostgreSQL (`postgres://…`, shared by
+//! several Baton instances). Every query is written once and compiled for both pools
+//! (see [`on_pool!`]); the few dialect differences are explicit `match`es on [`Backend`].
+//!
+//! Schema conventions (see `migrations/README.md`): times are milliseconds since the
+//! Unix epoch ([`Timestamp`]), JSON bodies are text.
+
+mod accounts;
+mod error;
+mod resources;
+mod sign_in_failures;
+mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod timestamp;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use accounts::{Account, AccountId, NewAccount};
+pub use error::StoreError;
+pub use resources::{
+    IndexedIdentifier, IndexedReference, ResourcePage, ResourceQuery, ResourceWrite,
+    StoredResource,
+};
+pub use timestamp::Timestamp;
+
+/// The two database backends Baton runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool for one of the two backends.
+///
+/// Exposed so that components needing the concrete pool (the session store) can use the
+/// same database; everything else goes through [`Store`]'s methods.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of either backend.
+///
+/// The body is compiled twice, once per backend, so a query written once is checked
+/// against both drivers' type mappings.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.db {
+            $crate::Db::Sqlite($pool) => $body,
+            $crate::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Baton's store: accounts, sign-in throttling, FHIR resources (and, in later
+/// migrations, consents, transfers and audit).
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+}
+
+/// Connection settings beyond the URL.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self { max_connections: 10, acquire_timeout: Duration::from_secs(10) }
+    }
+}
+
+impl Store {
+    /// Connects to `database_url` (`sqlite://path`, `sqlite::memory:` or `postgres://…`).
+    ///
+    /// A SQLite file and its parent directory are created when missing; SQLite runs in
+    /// WAL mode so readers never block the writer.
+    pub async fn connect(database_url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
+        let db = match Backend::of_url(database_url)? {
+            Backend::Sqlite => {
+                let connect = SqliteConnectOptions::from_str(database_url)
+                    .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
+                if let Some(parent) = connect.get_filename().parent() {
+                    if !parent.as_os_str().is_empty() {
+                        std::fs::create_dir_all(parent).map_err(|e| {
+                            StoreError::InvalidUrl(format!(
+                                "cannot create directory {}: {e}",
+                                parent.display()
+                            ))
+                        })?;
+                    }
+                }
+                // An in-memory database exists per connection: keep exactly one.
+                let in_memory = database_url.contains(":memory:");
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(if in_memory { 1 } else { options.max_connections })
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(connect)
+                    .await?;
+                Db::Sqlite(pool)
+            }
+            Backend::Postgres => {
+                let connect = PgConnectOptions::from_str(database_url)
+                    .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(connect)
+                    .await?;
+                Db::Postgres(pool)
+            }
+        };
+        Ok(Self { db })
+    }
+
+    /// Applies every pending migration for this backend. Safe to run concurrently from
+    /// several instances (sqlx takes an advisory lock on PostgreSQL).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.db {
+            Db::Sqlite(pool) => sqlx::migrate!("../../migrations/sqlite").run(pool).await?,
+            Db::Postgres(pool) => sqlx::migrate!("../../migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Checks that the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The underlying pool, for components that need the concrete type.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Closes every connection (graceful shutdown, tests).
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+impl Backend {
+    /// The backend a `DATABASE_URL` names, or an error naming the accepted schemes.
+    pub fn of_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::InvalidUrl(format!(
+                "unsupported database URL scheme in {:?}: use sqlite://… or postgres://…",
+                redact_url(url)
+            )))
+        }
+    }
+}
+
+/// A database URL with any password replaced by `***`, safe to log or show.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_is_chosen_by_scheme() {
+        assert_eq!(Backend::of_url("sqlite://data/baton.db").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::of_url("sqlite::memory:").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::of_url("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::of_url("postgresql://u@h/db").unwrap(), Backend::Postgres);
+        let err = Backend::of_url("mysql://root:secret@h/db").unwrap_err().to_string();
+        assert!(err.contains("sqlite://"), "{err}");
+        assert!(!err.contains("secret"), "password leaked: {err}");
+    }
+
+    #[test]
+    fn redaction_hides_only_the_password() {
+        assert_eq!(redact_url("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://data/b.db"), "sqlite://data/b.db");
+    }
+}

@@ -1,0 +1,379 @@
+//! The FHIR resource store: current versions, with the columns that searches need.
+
+use serde_json::Value;
+
+use crate::sql::{Arg, SqlBuilder, bind_args};
+use crate::{AccountId, Store, StoreError, Timestamp, on_pool};
+
+/// A resource to create or replace (by `resource_type` + `id`).
+///
+/// The store assigns `meta.versionId` (1, then +1 on each write) and `meta.lastUpdated`,
+/// writing both into `body` before storing it.
+#[derive(Debug, Clone)]
+pub struct ResourceWrite {
+    pub resource_type: String,
+    pub id: String,
+    /// The member this record is about (on the receiving plan).
+    pub member_account: Option<AccountId>,
+    /// The patient compartment the resource belongs to (a Patient logical id).
+    pub patient_id: Option<String>,
+    /// Where the resource came from: the source plan's FHIR base URL and its id there.
+    pub source_system: Option<String>,
+    pub source_id: Option<String>,
+    /// `meta.security` codings as `system|code`.
+    pub security: Vec<String>,
+    /// Labelled or classified sensitive (see `baton-fhir`'s sensitivity rules).
+    pub sensitive: bool,
+    /// The clinical or service date range, for date search parameters.
+    pub date_start: Option<Timestamp>,
+    pub date_end: Option<Timestamp>,
+    pub identifiers: Vec<IndexedIdentifier>,
+    pub references: Vec<IndexedReference>,
+    pub body: Value,
+}
+
+/// One identifier of a resource, for `identifier=` searches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedIdentifier {
+    pub system: String,
+    pub value: String,
+}
+
+/// One reference a resource makes, for `_include` and `_revinclude`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedReference {
+    /// The search parameter it answers to (e.g. `patient`, `target`, `coverage`).
+    pub path: String,
+    pub target_type: String,
+    pub target_id: String,
+}
+
+/// A stored resource, as read back.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct StoredResource {
+    pub seq: i64,
+    pub resource_type: String,
+    pub id: String,
+    pub version_id: i64,
+    #[sqlx(try_from = "i64")]
+    pub last_updated: Timestamp,
+    pub member_account: Option<i64>,
+    pub patient_id: Option<String>,
+    pub source_system: Option<String>,
+    pub source_id: Option<String>,
+    pub security: String,
+    pub sensitive: bool,
+    /// The JSON text, including `meta.versionId` and `meta.lastUpdated`.
+    pub body: String,
+}
+
+impl From<i64> for Timestamp {
+    fn from(millis: i64) -> Self {
+        Timestamp::from_millis(millis)
+    }
+}
+
+impl StoredResource {
+    /// The `meta.security` codings as `system|code` strings.
+    pub fn security_labels(&self) -> impl Iterator<Item = &str> {
+        self.security.lines().filter(|l| !l.is_empty())
+    }
+}
+
+/// What to search for. Empty lists and `None`s do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceQuery {
+    pub resource_types: Vec<String>,
+    pub patient_id: Option<String>,
+    pub member_account: Option<AccountId>,
+    pub ids: Vec<String>,
+    /// `identifier=[system|]value`.
+    pub identifier: Option<IndexedIdentifier>,
+    /// Only resources referenced through `path` by one of these (type, id) targets' …
+    /// reverse: resources whose reference `path` points at one of `references_to`.
+    pub references_to: Vec<(String, String)>,
+    pub reference_path: Option<String>,
+    /// `lastUpdated >= from` and `lastUpdated < to`.
+    pub last_updated_from: Option<Timestamp>,
+    pub last_updated_before: Option<Timestamp>,
+    /// The resource's date range overlaps `[date_from, date_to]`.
+    pub date_from: Option<Timestamp>,
+    pub date_to: Option<Timestamp>,
+    /// Leave out resources marked sensitive.
+    pub exclude_sensitive: bool,
+    /// Paging: resources after this `seq` …
+    pub after_seq: Option<i64>,
+    /// … up to this snapshot bound (`seq` at the first page), so later writes do not shift pages.
+    pub snapshot_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// One page of results in `seq` order.
+#[derive(Debug, Clone)]
+pub struct ResourcePage {
+    pub resources: Vec<StoredResource>,
+    /// The cursor for the next page, when there is one.
+    pub next_after_seq: Option<i64>,
+    /// The snapshot bound every page of this search uses.
+    pub snapshot_seq: i64,
+}
+
+const RESOURCE_COLUMNS: &str = "seq, resource_type, id, version_id, last_updated, member_account, \
+     patient_id, source_system, source_id, security, sensitive, body";
+
+impl Store {
+    /// Creates or replaces resources in one transaction; returns each one as stored.
+    pub async fn put_resources(&self, writes: Vec<ResourceWrite>) -> Result<Vec<StoredResource>, StoreError> {
+        let now = Timestamp::now();
+        let mut stored = Vec::with_capacity(writes.len());
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for mut write in writes {
+                let existing: Option<(i64, i64)> = sqlx::query_as(
+                    "SELECT seq, version_id FROM fhir_resource WHERE resource_type = $1 AND id = $2",
+                )
+                .bind(&write.resource_type)
+                .bind(&write.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let version_id = existing.map_or(1, |(_, v)| v + 1);
+                set_meta(&mut write, version_id, now)?;
+                let body = serde_json::to_string(&write.body)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let security = write.security.join("\n");
+                let seq: i64 = match existing {
+                    Some((seq, _)) => {
+                        sqlx::query(
+                            "UPDATE fhir_resource SET version_id = $1, last_updated = $2, \
+                             member_account = $3, patient_id = $4, source_system = $5, source_id = $6, \
+                             security = $7, sensitive = $8, date_start = $9, date_end = $10, body = $11 \
+                             WHERE seq = $12",
+                        )
+                        .bind(version_id)
+                        .bind(now.millis())
+                        .bind(write.member_account.map(|a| a.0))
+                        .bind(&write.patient_id)
+                        .bind(&write.source_system)
+                        .bind(&write.source_id)
+                        .bind(&security)
+                        .bind(write.sensitive)
+                        .bind(write.date_start.map(Timestamp::millis))
+                        .bind(write.date_end.map(Timestamp::millis))
+                        .bind(&body)
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query("DELETE FROM fhir_identifier WHERE resource_seq = $1")
+                            .bind(seq).execute(&mut *tx).await?;
+                        sqlx::query("DELETE FROM fhir_reference WHERE resource_seq = $1")
+                            .bind(seq).execute(&mut *tx).await?;
+                        seq
+                    }
+                    None => {
+                        sqlx::query_scalar(
+                            "INSERT INTO fhir_resource (resource_type, id, version_id, last_updated, \
+                             member_account, patient_id, source_system, source_id, security, sensitive, \
+                             date_start, date_end, body) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING seq",
+                        )
+                        .bind(&write.resource_type)
+                        .bind(&write.id)
+                        .bind(version_id)
+                        .bind(now.millis())
+                        .bind(write.member_account.map(|a| a.0))
+                        .bind(&write.patient_id)
+                        .bind(&write.source_system)
+                        .bind(&write.source_id)
+                        .bind(&security)
+                        .bind(write.sensitive)
+                        .bind(write.date_start.map(Timestamp::millis))
+                        .bind(write.date_end.map(Timestamp::millis))
+                        .bind(&body)
+                        .fetch_one(&mut *tx)
+                        .await?
+                    }
+                };
+                for identifier in &write.identifiers {
+                    sqlx::query("INSERT INTO fhir_identifier (resource_seq, system, value) VALUES ($1, $2, $3)")
+                        .bind(seq)
+                        .bind(&identifier.system)
+                        .bind(&identifier.value)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for reference in &write.references {
+                    sqlx::query(
+                        "INSERT INTO fhir_reference (resource_seq, path, target_type, target_id) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(seq)
+                    .bind(&reference.path)
+                    .bind(&reference.target_type)
+                    .bind(&reference.target_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                stored.push(StoredResource {
+                    seq,
+                    resource_type: write.resource_type,
+                    id: write.id,
+                    version_id,
+                    last_updated: now,
+                    member_account: write.member_account.map(|a| a.0),
+                    patient_id: write.patient_id,
+                    source_system: write.source_system,
+                    source_id: write.source_id,
+                    security,
+                    sensitive: write.sensitive,
+                    body,
+                });
+            }
+            tx.commit().await?;
+        });
+        Ok(stored)
+    }
+
+    /// Reads the current version of one resource.
+    pub async fn read_resource(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
+        let sql = format!("SELECT {RESOURCE_COLUMNS} FROM fhir_resource WHERE resource_type = $1 AND id = $2");
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(&sql).bind(resource_type).bind(id).fetch_optional(pool).await?
+        }))
+    }
+
+    /// Deletes a resource; returns whether it existed.
+    pub async fn delete_resource(&self, resource_type: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query("DELETE FROM fhir_resource WHERE resource_type = $1 AND id = $2")
+                .bind(resource_type)
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                > 0
+        }))
+    }
+
+    /// One page of a search, in `seq` order, bounded by the snapshot of the first page.
+    pub async fn search_resources(&self, query: &ResourceQuery) -> Result<ResourcePage, StoreError> {
+        let snapshot_seq = match query.snapshot_seq {
+            Some(seq) => seq,
+            None => self.max_resource_seq().await?,
+        };
+        let limit = query.limit.clamp(1, 10_000);
+        let mut sql = SqlBuilder::new(&format!("SELECT {RESOURCE_COLUMNS} FROM fhir_resource r WHERE "));
+        push_filters(&mut sql, query, snapshot_seq);
+        sql.push(" ORDER BY r.seq LIMIT ").arg(Arg::I64(i64::from(limit) + 1));
+        let mut resources: Vec<StoredResource> = on_pool!(self, pool => {
+            bind_args!(sqlx::query_as(&sql.sql), &sql.args).fetch_all(pool).await?
+        });
+        let next_after_seq = if resources.len() > limit as usize {
+            resources.truncate(limit as usize);
+            resources.last().map(|r| r.seq)
+        } else {
+            None
+        };
+        Ok(ResourcePage { resources, next_after_seq, snapshot_seq })
+    }
+
+    /// How many resources a search matches (ignores `after_seq` and `limit`).
+    pub async fn count_resources(&self, query: &ResourceQuery) -> Result<u64, StoreError> {
+        let snapshot_seq = match query.snapshot_seq {
+            Some(seq) => seq,
+            None => self.max_resource_seq().await?,
+        };
+        let counting = ResourceQuery { after_seq: None, ..query.clone() };
+        let mut sql = SqlBuilder::new("SELECT COUNT(*) FROM fhir_resource r WHERE ");
+        push_filters(&mut sql, &counting, snapshot_seq);
+        let count: i64 = on_pool!(self, pool => {
+            bind_args!(sqlx::query_scalar(&sql.sql), &sql.args).fetch_one(pool).await?
+        });
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// The highest `seq` written so far (0 for an empty store).
+    pub async fn max_resource_seq(&self) -> Result<i64, StoreError> {
+        let max: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT MAX(seq) FROM fhir_resource").fetch_one(pool).await?
+        });
+        Ok(max.unwrap_or(0))
+    }
+}
+
+fn set_meta(write: &mut ResourceWrite, version_id: i64, at: Timestamp) -> Result<(), StoreError> {
+    let object = write.body.as_object_mut().ok_or_else(|| {
+        StoreError::Corrupt(format!("{}/{}: body is not a JSON object", write.resource_type, write.id))
+    })?;
+    let meta = object
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !meta.is_object() {
+        *meta = Value::Object(Default::default());
+    }
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert("versionId".into(), Value::String(version_id.to_string()));
+        meta.insert("lastUpdated".into(), Value::String(at.to_fhir_instant()));
+    }
+    Ok(())
+}
+
+fn push_filters(sql: &mut SqlBuilder, query: &ResourceQuery, snapshot_seq: i64) {
+    sql.push("r.seq <= ").arg(Arg::I64(snapshot_seq));
+    if let Some(after) = query.after_seq {
+        sql.push(" AND r.seq > ").arg(Arg::I64(after));
+    }
+    if !query.resource_types.is_empty() {
+        sql.push(" AND r.resource_type IN ")
+            .text_list(query.resource_types.iter().map(String::as_str));
+    }
+    if let Some(patient) = &query.patient_id {
+        sql.push(" AND r.patient_id = ").arg(Arg::Text(patient.clone()));
+    }
+    if let Some(member) = query.member_account {
+        sql.push(" AND r.member_account = ").arg(Arg::I64(member.0));
+    }
+    if !query.ids.is_empty() {
+        sql.push(" AND r.id IN ").text_list(query.ids.iter().map(String::as_str));
+    }
+    if let Some(identifier) = &query.identifier {
+        sql.push(" AND EXISTS (SELECT 1 FROM fhir_identifier i WHERE i.resource_seq = r.seq AND i.value = ")
+            .arg(Arg::Text(identifier.value.clone()));
+        if !identifier.system.is_empty() {
+            sql.push(" AND i.system = ").arg(Arg::Text(identifier.system.clone()));
+        }
+        sql.push(")");
+    }
+    if !query.references_to.is_empty() {
+        sql.push(" AND EXISTS (SELECT 1 FROM fhir_reference f WHERE f.resource_seq = r.seq");
+        if let Some(path) = &query.reference_path {
+            sql.push(" AND f.path = ").arg(Arg::Text(path.clone()));
+        }
+        sql.push(" AND (");
+        for (i, (target_type, target_id)) in query.references_to.iter().enumerate() {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            sql.push("(f.target_type = ")
+                .arg(Arg::Text(target_type.clone()))
+                .push(" AND f.target_id = ")
+                .arg(Arg::Text(target_id.clone()))
+                .push(")");
+        }
+        sql.push("))");
+    }
+    if let Some(from) = query.last_updated_from {
+        sql.push(" AND r.last_updated >= ").arg(Arg::I64(from.millis()));
+    }
+    if let Some(before) = query.last_updated_before {
+        sql.push(" AND r.last_updated < ").arg(Arg::I64(before.millis()));
+    }
+    if let Some(from) = query.date_from {
+        sql.push(" AND COALESCE(r.date_end, r.date_start) >= ").arg(Arg::I64(from.millis()));
+    }
+    if let Some(to) = query.date_to {
+        sql.push(" AND COALESCE(r.date_start, r.date_end) <= ").arg(Arg::I64(to.millis()));
+    }
+    if query.exclude_sensitive {
+        sql.push(" AND r.sensitive = ").arg(Arg::Bool(false));
+    }
+}

@@ -1,0 +1,333 @@
+//! The store suite: every case runs on SQLite and on PostgreSQL.
+
+use baton_store::testing::{on_postgres, on_sqlite};
+use baton_store::{
+    AccountId, IndexedIdentifier, IndexedReference, NewAccount, ResourceQuery, ResourceWrite, Store,
+    StoreError, Timestamp,
+};
+use serde_json::{Value, json};
+
+/// Declares each `async fn case(store: Store)` as a test on both backends.
+macro_rules! store_suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $case() { super::on_sqlite(super::$case).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $case() { super::on_postgres(super::$case).await } )*
+        }
+    };
+}
+
+store_suite!(
+    migrations_are_idempotent,
+    accounts_round_trip,
+    duplicate_username_is_a_conflict,
+    password_hash_is_replaced,
+    sign_in_failures_are_counted_per_key_and_window,
+    resource_versions_and_meta,
+    resource_read_and_delete,
+    search_by_patient_and_type,
+    paging_returns_every_resource_once_and_ignores_later_writes,
+    search_by_identifier_and_reference,
+    search_by_dates_and_sensitivity,
+    rejects_a_body_that_is_not_an_object,
+);
+
+fn member(username: &str, member_id: &str) -> NewAccount {
+    NewAccount {
+        username: username.into(),
+        display_name: format!("{username} display"),
+        password_hash: Some("$argon2id$stub".into()),
+        roles: "member".into(),
+        member_id: Some(member_id.into()),
+        birth_date: Some("1980-02-03".into()),
+        coverage_start: Some("2026-01-01".into()),
+        patient_id: None,
+    }
+}
+
+fn resource(resource_type: &str, id: &str, patient: &str) -> ResourceWrite {
+    ResourceWrite {
+        resource_type: resource_type.into(),
+        id: id.into(),
+        member_account: None,
+        patient_id: Some(patient.into()),
+        source_system: None,
+        source_id: None,
+        security: vec![],
+        sensitive: false,
+        date_start: None,
+        date_end: None,
+        identifiers: vec![],
+        references: vec![],
+        body: json!({ "resourceType": resource_type, "id": id }),
+    }
+}
+
+async fn migrations_are_idempotent(store: Store) {
+    store.migrate().await.expect("second migrate is a no-op");
+    store.ping().await.expect("ping");
+    assert_eq!(store.count_accounts().await.unwrap(), 0);
+}
+
+async fn accounts_round_trip(store: Store) {
+    let id = store.insert_account(&member("maria", "M-100")).await.unwrap();
+    let by_name = store.account_by_username("maria").await.unwrap().expect("found by username");
+    assert_eq!(by_name.id, id);
+    assert_eq!(by_name.display_name, "maria display");
+    assert_eq!(by_name.member_id.as_deref(), Some("M-100"));
+    assert_eq!(by_name.birth_date.as_deref(), Some("1980-02-03"));
+    assert!(by_name.created_at > 0);
+    assert_eq!(store.account_by_id(id).await.unwrap(), Some(by_name.clone()));
+    assert_eq!(store.account_by_member_id("M-100").await.unwrap(), Some(by_name));
+    assert_eq!(store.account_by_username("nobody").await.unwrap(), None);
+    store.set_account_patient(id, "pat-1").await.unwrap();
+    let linked = store.account_by_id(id).await.unwrap().unwrap();
+    assert_eq!(linked.patient_id.as_deref(), Some("pat-1"));
+    assert_eq!(store.count_accounts().await.unwrap(), 1);
+}
+
+async fn duplicate_username_is_a_conflict(store: Store) {
+    store.insert_account(&member("maria", "M-1")).await.unwrap();
+    let err = store.insert_account(&member("maria", "M-2")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let err = store.insert_account(&member("other", "M-1")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "member id is unique too: {err:?}");
+    assert_eq!(store.count_accounts().await.unwrap(), 1);
+}
+
+async fn password_hash_is_replaced(store: Store) {
+    let id = store.insert_account(&member("maria", "M-1")).await.unwrap();
+    store.set_password_hash(id, "$argon2id$new").await.unwrap();
+    let account = store.account_by_id(id).await.unwrap().unwrap();
+    assert_eq!(account.password_hash.as_deref(), Some("$argon2id$new"));
+    let err = store.set_password_hash(AccountId(id.0 + 1000), "x").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
+
+async fn sign_in_failures_are_counted_per_key_and_window(store: Store) {
+    let t0 = Timestamp::from_millis(1_000_000);
+    for i in 0..3 {
+        store
+            .record_sign_in_failure(&["account:maria", "ip:10.0.0.1"], Timestamp::from_millis(t0.millis() + i))
+            .await
+            .unwrap();
+    }
+    store.record_sign_in_failure(&["account:other"], t0).await.unwrap();
+    let (count, oldest) = store.sign_in_failures_since("account:maria", t0).await.unwrap();
+    assert_eq!((count, oldest), (3, Some(t0)));
+    let (count, _) = store
+        .sign_in_failures_since("account:maria", Timestamp::from_millis(t0.millis() + 2))
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "only failures inside the window count");
+    assert_eq!(store.sign_in_failures_since("ip:10.0.0.1", t0).await.unwrap().0, 3);
+    store.clear_sign_in_failures("account:maria").await.unwrap();
+    assert_eq!(store.sign_in_failures_since("account:maria", t0).await.unwrap(), (0, None));
+    assert_eq!(store.sign_in_failures_since("ip:10.0.0.1", t0).await.unwrap().0, 3, "other keys kept");
+    let pruned = store.prune_sign_in_failures(Timestamp::from_millis(t0.millis() + 1)).await.unwrap();
+    assert_eq!(pruned, 2, "the ip failure at t0 and account:other at t0");
+}
+
+async fn resource_versions_and_meta(store: Store) {
+    let first = store.put_resources(vec![resource("Condition", "c1", "p1")]).await.unwrap();
+    assert_eq!(first[0].version_id, 1);
+    let body: Value = serde_json::from_str(&first[0].body).unwrap();
+    assert_eq!(body["meta"]["versionId"], "1");
+    assert_eq!(body["meta"]["lastUpdated"], first[0].last_updated.to_fhir_instant());
+
+    let mut changed = resource("Condition", "c1", "p1");
+    changed.body = json!({"resourceType": "Condition", "id": "c1", "meta": {"profile": ["x"]}, "note": [{"text": "v2"}]});
+    let second = store.put_resources(vec![changed]).await.unwrap();
+    assert_eq!(second[0].version_id, 2);
+    assert_eq!(second[0].seq, first[0].seq, "an update keeps its place in search order");
+    let read = store.read_resource("Condition", "c1").await.unwrap().unwrap();
+    let body: Value = serde_json::from_str(&read.body).unwrap();
+    assert_eq!(body["meta"]["versionId"], "2");
+    assert_eq!(body["meta"]["profile"][0], "x", "other meta elements are kept");
+    assert_eq!(body["note"][0]["text"], "v2");
+}
+
+async fn resource_read_and_delete(store: Store) {
+    let mut write = resource("Patient", "p1", "p1");
+    write.source_system = Some("https://old.example/fhir".into());
+    write.source_id = Some("src-9".into());
+    write.security = vec!["http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R".into()];
+    write.sensitive = true;
+    store.put_resources(vec![write]).await.unwrap();
+    let read = store.read_resource("Patient", "p1").await.unwrap().unwrap();
+    assert_eq!(read.source_system.as_deref(), Some("https://old.example/fhir"));
+    assert_eq!(read.source_id.as_deref(), Some("src-9"));
+    assert!(read.sensitive);
+    assert_eq!(
+        read.security_labels().collect::<Vec<_>>(),
+        ["http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R"]
+    );
+    assert_eq!(store.read_resource("Patient", "nope").await.unwrap(), None);
+    assert_eq!(store.read_resource("Condition", "p1").await.unwrap(), None, "type is part of the key");
+    assert!(store.delete_resource("Patient", "p1").await.unwrap());
+    assert!(!store.delete_resource("Patient", "p1").await.unwrap());
+    assert_eq!(store.read_resource("Patient", "p1").await.unwrap(), None);
+}
+
+async fn search_by_patient_and_type(store: Store) {
+    store
+        .put_resources(vec![
+            resource("Condition", "a1", "pa"),
+            resource("Condition", "b1", "pb"),
+            resource("Encounter", "a2", "pa"),
+            resource("Condition", "a3", "pa"),
+        ])
+        .await
+        .unwrap();
+    let query = ResourceQuery {
+        resource_types: vec!["Condition".into()],
+        patient_id: Some("pa".into()),
+        limit: 50,
+        ..Default::default()
+    };
+    let page = store.search_resources(&query).await.unwrap();
+    let ids: Vec<_> = page.resources.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["a1", "a3"]);
+    assert_eq!(page.next_after_seq, None);
+    assert_eq!(store.count_resources(&query).await.unwrap(), 2);
+
+    let all_of_a = ResourceQuery { patient_id: Some("pa".into()), limit: 50, ..Default::default() };
+    assert_eq!(store.count_resources(&all_of_a).await.unwrap(), 3);
+    let by_id = ResourceQuery { ids: vec!["b1".into(), "a2".into()], limit: 50, ..Default::default() };
+    let ids: Vec<_> = store.search_resources(&by_id).await.unwrap().resources.into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, ["b1", "a2"]);
+}
+
+async fn paging_returns_every_resource_once_and_ignores_later_writes(store: Store) {
+    let writes = (0..25).map(|i| resource("Observation", &format!("o{i:02}"), "p1")).collect();
+    store.put_resources(writes).await.unwrap();
+    let mut query = ResourceQuery {
+        resource_types: vec!["Observation".into()],
+        patient_id: Some("p1".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    let total = store.count_resources(&query).await.unwrap();
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = store.search_resources(&query).await.unwrap();
+        pages += 1;
+        seen.extend(page.resources.iter().map(|r| r.id.clone()));
+        if pages == 1 {
+            // Concurrent writes between pages: a new resource and an update of one already seen.
+            store.put_resources(vec![resource("Observation", "late", "p1"), resource("Observation", "o00", "p1")])
+                .await
+                .unwrap();
+        }
+        match page.next_after_seq {
+            Some(after) => {
+                query.after_seq = Some(after);
+                query.snapshot_seq = Some(page.snapshot_seq);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(total, 25);
+    assert_eq!(seen.len(), 25, "count equals total: {seen:?}");
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 25, "no resource twice");
+    assert!(!seen.contains(&"late".to_string()), "written after the first page");
+}
+
+async fn search_by_identifier_and_reference(store: Store) {
+    let mut eob = resource("ExplanationOfBenefit", "e1", "p1");
+    eob.identifiers = vec![IndexedIdentifier { system: "urn:claims".into(), value: "CLM-1".into() }];
+    eob.references = vec![IndexedReference {
+        path: "coverage".into(),
+        target_type: "Coverage".into(),
+        target_id: "cov1".into(),
+    }];
+    let mut prov = resource("Provenance", "pr1", "p1");
+    prov.references = vec![IndexedReference {
+        path: "target".into(),
+        target_type: "ExplanationOfBenefit".into(),
+        target_id: "e1".into(),
+    }];
+    store.put_resources(vec![eob, prov, resource("ExplanationOfBenefit", "e2", "p1")]).await.unwrap();
+
+    let by_identifier = ResourceQuery {
+        identifier: Some(IndexedIdentifier { system: String::new(), value: "CLM-1".into() }),
+        limit: 10,
+        ..Default::default()
+    };
+    let found = store.search_resources(&by_identifier).await.unwrap().resources;
+    assert_eq!(found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["e1"]);
+    let wrong_system = ResourceQuery {
+        identifier: Some(IndexedIdentifier { system: "urn:other".into(), value: "CLM-1".into() }),
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(store.search_resources(&wrong_system).await.unwrap().resources.is_empty());
+
+    let revinclude = ResourceQuery {
+        resource_types: vec!["Provenance".into()],
+        reference_path: Some("target".into()),
+        references_to: vec![("ExplanationOfBenefit".into(), "e1".into()), ("ExplanationOfBenefit".into(), "e2".into())],
+        limit: 10,
+        ..Default::default()
+    };
+    let found = store.search_resources(&revinclude).await.unwrap().resources;
+    assert_eq!(found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["pr1"]);
+
+    // Replacing a resource replaces its index rows.
+    let mut eob = resource("ExplanationOfBenefit", "e1", "p1");
+    eob.identifiers = vec![IndexedIdentifier { system: "urn:claims".into(), value: "CLM-2".into() }];
+    store.put_resources(vec![eob]).await.unwrap();
+    assert!(store.search_resources(&by_identifier).await.unwrap().resources.is_empty());
+}
+
+async fn search_by_dates_and_sensitivity(store: Store) {
+    let day = |d: i64| Timestamp::from_millis(d * 86_400_000);
+    let mut old = resource("Encounter", "old", "p1");
+    (old.date_start, old.date_end) = (Some(day(10)), Some(day(12)));
+    let mut spanning = resource("Encounter", "spanning", "p1");
+    (spanning.date_start, spanning.date_end) = (Some(day(15)), Some(day(40)));
+    let mut recent = resource("Encounter", "recent", "p1");
+    (recent.date_start, recent.date_end) = (Some(day(30)), None);
+    recent.sensitive = true;
+    store.put_resources(vec![old, spanning, recent, resource("Encounter", "undated", "p1")]).await.unwrap();
+
+    let ids = |query: ResourceQuery| {
+        let store = store.clone();
+        async move {
+            store.search_resources(&query).await.unwrap().resources.into_iter().map(|r| r.id).collect::<Vec<_>>()
+        }
+    };
+    let from_20 = ResourceQuery { date_from: Some(day(20)), limit: 10, ..Default::default() };
+    assert_eq!(ids(from_20.clone()).await, ["spanning", "recent"]);
+    let until_14 = ResourceQuery { date_to: Some(day(14)), limit: 10, ..Default::default() };
+    assert_eq!(ids(until_14).await, ["old"]);
+    let not_sensitive = ResourceQuery { exclude_sensitive: true, ..from_20 };
+    assert_eq!(ids(not_sensitive).await, ["spanning"]);
+    let future = ResourceQuery {
+        last_updated_from: Some(Timestamp::now().plus(time::Duration::hours(1))),
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(ids(future).await.is_empty());
+    let past = ResourceQuery {
+        last_updated_from: Some(Timestamp::now().plus(time::Duration::hours(-1))),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(ids(past).await.len(), 4);
+}
+
+async fn rejects_a_body_that_is_not_an_object(store: Store) {
+    let mut bad = resource("Patient", "p1", "p1");
+    bad.body = json!(["not", "a", "resource"]);
+    let err = store.put_resources(vec![resource("Patient", "ok", "ok"), bad]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert_eq!(store.read_resource("Patient", "ok").await.unwrap(), None, "the batch is all or nothing");
+}
