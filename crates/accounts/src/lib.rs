@@ -1,1 +1,21 @@
+//! Baton accounts: who may sign in, with which roles, and how sign-in is protected.
+//!
+//! - [`Username`], [`NewPassword`]: input parsed once at the boundary.
+//! - [`password`]: argon2id hashing (RustCrypto `argon2`), off the async executor.
+//! - [`Roles`]: member, staff, privacy, admin.
+//! - [`Accounts::sign_in`]: constant-shape sign-in with throttling per account and per IP,
+//!   kept in the database so it holds across restarts and instances.
 
+mod account;
+pub mod password;
+mod roles;
+mod sign_in;
+mod username;
+
+pub use account::{Account, AccountError, Accounts, NewMember, NewStaff};
+pub use password::{NewPassword, PasswordError};
+pub use roles::{Role, Roles};
+pub use sign_in::{SignInError, ThrottlePolicy};
+pub use username::{Username, UsernameError};
+
+pub use baton_store::AccountId;
