@@ -1,1 +1,117 @@
-fn main() {}
+//! Build, run and test Baton — without cargo-leptos, whose tool downloads cannot work offline.
+//!
+//! ```text
+//! cargo xtask build [--release]   server + WebAssembly + CSS + assets into <target>/site
+//! cargo xtask run   [--release]   build, then `baton demo` (data under ./data)
+//! cargo xtask test                every test: Rust (SQLite + PostgreSQL) and Playwright in Chromium
+//! ```
+//!
+//! The README's commands (`scripts/run.sh`, `scripts/test.sh`) call this with
+//! `CARGO_TARGET_DIR` defaulting to `~/.cache/baton/target`, so fresh clones reuse builds.
+
+mod postgres;
+mod site;
+mod util;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{Steps, cargo, run_checked};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build") => site::build(&Ctx::new(&args[1..])).map(|_| ()),
+        Some("run") => run(&Ctx::new(&args[1..])),
+        Some("test") => test(&Ctx::new(&args[1..])),
+        _ => {
+            eprintln!("usage: cargo xtask <build|run|test> [--release]");
+            std::process::exit(2);
+        }
+    };
+    if let Err(error) = result {
+        eprintln!("\nxtask: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Where things are, and how to build.
+pub struct Ctx {
+    pub root: PathBuf,
+    pub target: PathBuf,
+    pub release: bool,
+}
+
+impl Ctx {
+    fn new(args: &[String]) -> Self {
+        let root =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf();
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let target = if target.is_absolute() { target } else { root.join(target) };
+        Self { root, target, release: args.iter().any(|a| a == "--release") }
+    }
+
+    pub fn profile_dir(&self) -> PathBuf {
+        self.target.join(if self.release { "release" } else { "debug" })
+    }
+
+    pub fn baton_binary(&self) -> PathBuf {
+        self.profile_dir().join("baton")
+    }
+
+    pub fn site_dir(&self) -> PathBuf {
+        self.target.join("site")
+    }
+}
+
+/// Builds, then runs the embedded demo until Ctrl-C.
+fn run(ctx: &Ctx) -> Result<()> {
+    site::build(ctx)?;
+    let status = Command::new(ctx.baton_binary())
+        .arg("demo")
+        .current_dir(&ctx.root)
+        .env("BATON_SITE_ROOT", ctx.site_dir())
+        .status()
+        .context("starting baton")?;
+    if !status.success() {
+        bail!("baton exited with {status}");
+    }
+    Ok(())
+}
+
+/// The crates whose tests run natively (never `--workspace`: see the root Cargo.toml).
+const NATIVE_PACKAGES: &[&str] = &["baton-store", "baton-accounts", "baton-fhir", "app", "server"];
+
+fn test(ctx: &Ctx) -> Result<()> {
+    let started = Instant::now();
+    let mut steps = Steps::new(4);
+
+    steps.next("build the site (server, WebAssembly, CSS)");
+    site::build(ctx)?;
+
+    steps.next("PostgreSQL for the store suite");
+    let postgres = postgres::for_tests(ctx)?;
+    println!("    using {}", postgres.describe());
+
+    steps.next("Rust tests (unit, integration, store suite on SQLite and PostgreSQL)");
+    let mut tests = cargo(ctx);
+    tests.arg("test");
+    for package in NATIVE_PACKAGES {
+        tests.args(["-p", package]);
+    }
+    tests.env("BATON_SITE_ROOT", ctx.site_dir());
+    if let Some(url) = postgres.url() {
+        tests.env("TEST_POSTGRES_URL", url);
+    }
+    run_checked(&mut tests, "cargo test")?;
+    drop(postgres);
+
+    steps.next("browser tests (Playwright in Chromium, with axe)");
+    site::end_to_end(ctx)?;
+
+    println!("\nAll tests passed in {:.0?}.", started.elapsed());
+    Ok(())
+}

@@ -78,8 +78,7 @@ pub struct Accounts {
     pub(crate) policy: ThrottlePolicy,
 }
 
-const DATE: &[time::format_description::BorrowedFormatItem<'static>] =
-    format_description!("[year]-[month]-[day]");
+const DATE: &[time::format_description::BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day]");
 
 impl Accounts {
     pub fn new(store: Store, policy: ThrottlePolicy) -> Self {
@@ -142,8 +141,7 @@ fn format_date(date: Date) -> String {
 }
 
 fn parse_date(field: &str, text: Option<String>) -> Result<Option<Date>, AccountError> {
-    text.map(|t| Date::parse(&t, DATE).map_err(|e| AccountError::Corrupt(format!("{field} {t:?}: {e}"))))
-        .transpose()
+    text.map(|t| Date::parse(&t, DATE).map_err(|e| AccountError::Corrupt(format!("{field} {t:?}: {e}")))).transpose()
 }
 
 impl TryFrom<baton_store::Account> for Account {

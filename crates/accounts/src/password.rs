@@ -56,10 +56,7 @@ impl std::fmt::Debug for NewPassword {
 
 /// Hashes a password to a PHC string (`$argon2id$v=19$…`) with a random salt.
 pub fn hash(password: &str) -> Result<String, PasswordError> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|_| PasswordError::Hashing)
+    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|_| PasswordError::Hashing)
 }
 
 /// Checks a password against a PHC string.
@@ -70,9 +67,7 @@ pub fn verify(password: &str, phc: &str) -> Result<bool, PasswordError> {
 
 /// [`hash`] on the blocking pool.
 pub async fn hash_async(password: NewPassword) -> Result<String, PasswordError> {
-    tokio::task::spawn_blocking(move || hash(password.expose()))
-        .await
-        .map_err(|_| PasswordError::Hashing)?
+    tokio::task::spawn_blocking(move || hash(password.expose())).await.map_err(|_| PasswordError::Hashing)?
 }
 
 /// [`verify`] on the blocking pool. With no stored hash (unknown account, or no password set

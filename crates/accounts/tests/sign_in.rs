@@ -95,7 +95,10 @@ async fn unknown_usernames_are_throttled_like_real_ones(store: Store) {
         ));
     }
     assert!(
-        matches!(accounts.sign_in("nobody", "nope", ip("10.0.0.8"), now).await, Err(SignInError::TooManyAttempts { .. })),
+        matches!(
+            accounts.sign_in("nobody", "nope", ip("10.0.0.8"), now).await,
+            Err(SignInError::TooManyAttempts { .. })
+        ),
         "a missing account locks exactly like an existing one"
     );
     assert!(matches!(

@@ -125,3 +125,16 @@ impl Store {
         }))
     }
 }
+
+impl Store {
+    /// How many accounts hold `role` (roles are stored space-separated).
+    pub async fn count_accounts_with_role(&self, role: &str) -> Result<u64, StoreError> {
+        let count: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM account WHERE ' ' || roles || ' ' LIKE $1")
+                .bind(format!("% {role} %"))
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}

@@ -26,10 +26,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use accounts::{Account, AccountId, NewAccount};
 pub use error::StoreError;
-pub use resources::{
-    IndexedIdentifier, IndexedReference, ResourcePage, ResourceQuery, ResourceWrite,
-    StoredResource,
-};
+pub use resources::{IndexedIdentifier, IndexedReference, ResourcePage, ResourceQuery, ResourceWrite, StoredResource};
 pub use timestamp::Timestamp;
 
 /// The two database backends Baton runs on.
@@ -101,10 +98,7 @@ impl Store {
                 if let Some(parent) = connect.get_filename().parent() {
                     if !parent.as_os_str().is_empty() {
                         std::fs::create_dir_all(parent).map_err(|e| {
-                            StoreError::InvalidUrl(format!(
-                                "cannot create directory {}: {e}",
-                                parent.display()
-                            ))
+                            StoreError::InvalidUrl(format!("cannot create directory {}: {e}", parent.display()))
                         })?;
                     }
                 }
@@ -118,8 +112,8 @@ impl Store {
                 Db::Sqlite(pool)
             }
             Backend::Postgres => {
-                let connect = PgConnectOptions::from_str(database_url)
-                    .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+                let connect =
+                    PgConnectOptions::from_str(database_url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
                 let pool = PgPoolOptions::new()
                     .max_connections(options.max_connections)
                     .acquire_timeout(options.acquire_timeout)
@@ -189,12 +183,7 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
+                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &url[at..]),
                 None => url.to_owned(),
             }
         }

@@ -304,9 +304,7 @@ fn set_meta(write: &mut ResourceWrite, version_id: i64, at: Timestamp) -> Result
     let object = write.body.as_object_mut().ok_or_else(|| {
         StoreError::Corrupt(format!("{}/{}: body is not a JSON object", write.resource_type, write.id))
     })?;
-    let meta = object
-        .entry("meta")
-        .or_insert_with(|| Value::Object(Default::default()));
+    let meta = object.entry("meta").or_insert_with(|| Value::Object(Default::default()));
     if !meta.is_object() {
         *meta = Value::Object(Default::default());
     }
@@ -323,8 +321,7 @@ fn push_filters(sql: &mut SqlBuilder, query: &ResourceQuery, snapshot_seq: i64) 
         sql.push(" AND r.seq > ").arg(Arg::I64(after));
     }
     if !query.resource_types.is_empty() {
-        sql.push(" AND r.resource_type IN ")
-            .text_list(query.resource_types.iter().map(String::as_str));
+        sql.push(" AND r.resource_type IN ").text_list(query.resource_types.iter().map(String::as_str));
     }
     if let Some(patient) = &query.patient_id {
         sql.push(" AND r.patient_id = ").arg(Arg::Text(patient.clone()));

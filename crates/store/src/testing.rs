@@ -41,9 +41,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let database = TestDatabase::create().await;
-    let store = Store::connect(&database.url, &ConnectOptions::default())
-        .await
-        .expect("connect to the test database");
+    let store = Store::connect(&database.url, &ConnectOptions::default()).await.expect("connect to the test database");
     store.migrate().await.expect("migrate PostgreSQL");
     let outcome = tokio::spawn(test(store.clone())).await;
     store.close().await;
@@ -67,10 +65,7 @@ impl TestDatabase {
         let admin_url = postgres_admin_url().await;
         let name = format!("baton_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&admin_url).await.expect("connect to PostgreSQL");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create the test database");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create the test database");
         admin.close().await.ok();
         let url = with_database(&admin_url, &name);
         Self { admin_url, name, url }
@@ -79,9 +74,8 @@ impl TestDatabase {
     /// Drops the database (terminating any connection still open).
     pub async fn drop_database(self) {
         if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-                .execute(&mut admin)
-                .await;
+            let _ =
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut admin).await;
             admin.close().await.ok();
         }
     }

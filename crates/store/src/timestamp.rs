@@ -27,8 +27,7 @@ impl Timestamp {
     }
 
     pub fn to_datetime(self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
     /// `self` moved by `delta` (negative to go back).
@@ -72,11 +71,7 @@ mod tests {
         let t = Timestamp::from_millis(1_732_480_000_123);
         assert_eq!(t.to_fhir_instant(), "2024-11-24T20:26:40.123Z");
         assert_eq!(Timestamp::parse_rfc3339(&t.to_fhir_instant()), Some(t));
-        assert_eq!(
-            Timestamp::parse_rfc3339("2024-11-24T15:26:40.123-05:00"),
-            Some(t),
-            "offsets are normalised to UTC"
-        );
+        assert_eq!(Timestamp::parse_rfc3339("2024-11-24T15:26:40.123-05:00"), Some(t), "offsets are normalised to UTC");
         assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
     }
 }

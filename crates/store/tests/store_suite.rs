@@ -2,8 +2,8 @@
 
 use baton_store::testing::{on_postgres, on_sqlite};
 use baton_store::{
-    AccountId, IndexedIdentifier, IndexedReference, NewAccount, ResourceQuery, ResourceWrite, Store,
-    StoreError, Timestamp,
+    AccountId, IndexedIdentifier, IndexedReference, NewAccount, ResourceQuery, ResourceWrite, Store, StoreError,
+    Timestamp,
 };
 use serde_json::{Value, json};
 
@@ -22,6 +22,7 @@ macro_rules! store_suite {
 store_suite!(
     migrations_are_idempotent,
     accounts_round_trip,
+    accounts_are_counted_by_role,
     duplicate_username_is_a_conflict,
     password_hash_is_replaced,
     sign_in_failures_are_counted_per_key_and_window,
@@ -88,6 +89,19 @@ async fn accounts_round_trip(store: Store) {
     assert_eq!(store.count_accounts().await.unwrap(), 1);
 }
 
+async fn accounts_are_counted_by_role(store: Store) {
+    store.insert_account(&member("maria", "M-1")).await.unwrap();
+    store.insert_account(&member("james", "M-2")).await.unwrap();
+    let staff = NewAccount { username: "sam".into(), roles: "staff admin".into(), ..Default::default() };
+    store.insert_account(&staff).await.unwrap();
+    let memberish = NewAccount { username: "mem".into(), roles: "membership-admin".into(), ..Default::default() };
+    store.insert_account(&memberish).await.unwrap(); // a word containing a role name is not that role
+    assert_eq!(store.count_accounts_with_role("member").await.unwrap(), 2);
+    assert_eq!(store.count_accounts_with_role("admin").await.unwrap(), 1);
+    assert_eq!(store.count_accounts_with_role("staff").await.unwrap(), 1);
+    assert_eq!(store.count_accounts_with_role("privacy").await.unwrap(), 0);
+}
+
 async fn duplicate_username_is_a_conflict(store: Store) {
     store.insert_account(&member("maria", "M-1")).await.unwrap();
     let err = store.insert_account(&member("maria", "M-2")).await.unwrap_err();
@@ -117,10 +131,8 @@ async fn sign_in_failures_are_counted_per_key_and_window(store: Store) {
     store.record_sign_in_failure(&["account:other"], t0).await.unwrap();
     let (count, oldest) = store.sign_in_failures_since("account:maria", t0).await.unwrap();
     assert_eq!((count, oldest), (3, Some(t0)));
-    let (count, _) = store
-        .sign_in_failures_since("account:maria", Timestamp::from_millis(t0.millis() + 2))
-        .await
-        .unwrap();
+    let (count, _) =
+        store.sign_in_failures_since("account:maria", Timestamp::from_millis(t0.millis() + 2)).await.unwrap();
     assert_eq!(count, 1, "only failures inside the window count");
     assert_eq!(store.sign_in_failures_since("ip:10.0.0.1", t0).await.unwrap().0, 3);
     store.clear_sign_in_failures("account:maria").await.unwrap();
@@ -138,7 +150,8 @@ async fn resource_versions_and_meta(store: Store) {
     assert_eq!(body["meta"]["lastUpdated"], first[0].last_updated.to_fhir_instant());
 
     let mut changed = resource("Condition", "c1", "p1");
-    changed.body = json!({"resourceType": "Condition", "id": "c1", "meta": {"profile": ["x"]}, "note": [{"text": "v2"}]});
+    changed.body =
+        json!({"resourceType": "Condition", "id": "c1", "meta": {"profile": ["x"]}, "note": [{"text": "v2"}]});
     let second = store.put_resources(vec![changed]).await.unwrap();
     assert_eq!(second[0].version_id, 2);
     assert_eq!(second[0].seq, first[0].seq, "an update keeps its place in search order");
@@ -218,7 +231,8 @@ async fn paging_returns_every_resource_once_and_ignores_later_writes(store: Stor
         seen.extend(page.resources.iter().map(|r| r.id.clone()));
         if pages == 1 {
             // Concurrent writes between pages: a new resource and an update of one already seen.
-            store.put_resources(vec![resource("Observation", "late", "p1"), resource("Observation", "o00", "p1")])
+            store
+                .put_resources(vec![resource("Observation", "late", "p1"), resource("Observation", "o00", "p1")])
                 .await
                 .unwrap();
         }
@@ -243,11 +257,8 @@ async fn paging_returns_every_resource_once_and_ignores_later_writes(store: Stor
 async fn search_by_identifier_and_reference(store: Store) {
     let mut eob = resource("ExplanationOfBenefit", "e1", "p1");
     eob.identifiers = vec![IndexedIdentifier { system: "urn:claims".into(), value: "CLM-1".into() }];
-    eob.references = vec![IndexedReference {
-        path: "coverage".into(),
-        target_type: "Coverage".into(),
-        target_id: "cov1".into(),
-    }];
+    eob.references =
+        vec![IndexedReference { path: "coverage".into(), target_type: "Coverage".into(), target_id: "cov1".into() }];
     let mut prov = resource("Provenance", "pr1", "p1");
     prov.references = vec![IndexedReference {
         path: "target".into(),
@@ -300,9 +311,7 @@ async fn search_by_dates_and_sensitivity(store: Store) {
 
     let ids = |query: ResourceQuery| {
         let store = store.clone();
-        async move {
-            store.search_resources(&query).await.unwrap().resources.into_iter().map(|r| r.id).collect::<Vec<_>>()
-        }
+        async move { store.search_resources(&query).await.unwrap().resources.into_iter().map(|r| r.id).collect::<Vec<_>>() }
     };
     let from_20 = ResourceQuery { date_from: Some(day(20)), limit: 10, ..Default::default() };
     assert_eq!(ids(from_20.clone()).await, ["spanning", "recent"]);

@@ -1,0 +1,120 @@
+//! Server-only glue: the services server functions use, the session, the request.
+
+use std::net::IpAddr;
+
+use baton_accounts::{Account, AccountId, Accounts, Roles};
+use baton_store::Store;
+use leptos::prelude::*;
+use tower_sessions::Session;
+
+use crate::error::AppError;
+
+/// Session key holding the signed-in account's id.
+pub const SESSION_ACCOUNT: &str = "account_id";
+
+/// What server functions work with, provided as context by the server.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Store,
+    pub accounts: Accounts,
+    /// This plan's display name.
+    pub plan_name: String,
+}
+
+/// The client's address, put into request extensions by the server (honouring
+/// `X-Forwarded-For` only when configured to trust a proxy).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+pub fn services() -> Result<Services, AppError> {
+    use_context::<Services>().ok_or_else(|| {
+        tracing::error!("Services missing from the Leptos context");
+        AppError::Unavailable
+    })
+}
+
+pub async fn session() -> Result<Session, AppError> {
+    leptos_axum::extract::<Session>().await.map_err(|error| {
+        tracing::error!(%error, "no session on the request");
+        AppError::Unavailable
+    })
+}
+
+pub fn session_error(error: tower_sessions::session::Error) -> AppError {
+    tracing::error!(%error, "session store failed");
+    AppError::Unavailable
+}
+
+pub fn client_ip() -> Option<IpAddr> {
+    use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<ClientIp>().copied())
+        .map(|ClientIp(ip)| ip)
+}
+
+/// The account signed in to `session`, if any (and still present).
+pub async fn account_in_session(session: &Session, accounts: &Accounts) -> Result<Option<Account>, AppError> {
+    let Some(id) = session.get::<i64>(SESSION_ACCOUNT).await.map_err(session_error)? else {
+        return Ok(None);
+    };
+    accounts.by_id(AccountId(id)).await.map_err(|error| {
+        tracing::error!(%error, "cannot load the session's account");
+        AppError::Unavailable
+    })
+}
+
+pub async fn current_account() -> Result<Option<Account>, AppError> {
+    let services = services()?;
+    account_in_session(&session().await?, &services.accounts).await
+}
+
+/// The signed-in account when its roles pass `allowed`; otherwise why not.
+pub async fn require(allowed: impl Fn(&Roles) -> bool) -> Result<Account, AppError> {
+    match current_account().await? {
+        None => Err(fail(AppError::SignInRequired)),
+        Some(account) if allowed(&account.roles) => Ok(account),
+        Some(account) => {
+            tracing::warn!(account = account.id.0, "forbidden");
+            Err(fail(AppError::Forbidden))
+        }
+    }
+}
+
+/// Gives a failing server function the HTTP status its error means (401, 403, 429…) —
+/// except for plain HTML form posts, which Leptos answers with a redirect back to the form.
+pub fn fail(error: AppError) -> AppError {
+    let form_post = use_context::<http::request::Parts>().is_some_and(|parts| {
+        parts
+            .headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))
+    });
+    if !form_post {
+        set_status(error.status());
+    }
+    error
+}
+
+/// Sets the page's Content-Security-Policy with this response's script nonce: scripts run
+/// only from this site or with the nonce (the hydration bootstrap); WebAssembly may compile.
+pub fn set_content_security_policy() {
+    let Some(response) = use_context::<leptos_axum::ResponseOptions>() else { return };
+    let nonce = leptos::nonce::use_nonce().map(|n| n.to_string()).unwrap_or_default();
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
+         img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors 'none'"
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&policy) {
+        response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
+/// Sets the HTTP status of the page being rendered.
+pub fn set_status(status: u16) {
+    if let (Some(response), Ok(code)) =
+        (use_context::<leptos_axum::ResponseOptions>(), http::StatusCode::from_u16(status))
+    {
+        response.set_status(code);
+    }
+}

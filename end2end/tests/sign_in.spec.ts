@@ -1,0 +1,119 @@
+import { expect, test } from '@playwright/test';
+import { DEMO_PASSWORD, settle, signIn, visit } from './helpers';
+
+test('the front door explains Baton and leads to sign-in', async ({ page }) => {
+  await visit(page, '/');
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Bring your health records to your new plan');
+  await page.getByRole('link', { name: 'Sign in to get started' }).click();
+  await expect(page).toHaveURL(/\/sign-in$/);
+  await settle(page);
+});
+
+test('a member signs in and sees the member home', async ({ page }) => {
+  await signIn(page, 'maria');
+  await expect(page).toHaveURL(/\/member$/);
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Welcome, Maria Garcia');
+  await expect(page.getByText('CVH-100234')).toBeVisible();
+  await expect(page.getByText('January 1, 2026')).toBeVisible();
+  await expect(page.getByRole('heading', { name: 'Bring your records from your previous plan' })).toBeVisible();
+  await expect(page.getByText('Signed in as Maria Garcia')).toBeVisible();
+  await settle(page);
+});
+
+test('a wrong password shows the error and stays signed out', async ({ page }) => {
+  await signIn(page, 'james', 'not-the-password');
+  const alert = page.getByRole('alert');
+  await expect(alert).toContainText('We could not sign you in');
+  await expect(alert).toContainText('The username or password is not right');
+  await expect(page).toHaveURL(/\/sign-in/);
+  await settle(page);
+  // Still signed out: the member home sends us back to sign in.
+  await page.goto('/member');
+  await expect(page).toHaveURL(/\/sign-in\?next=%2Fmember$/);
+  await expect(page.getByRole('link', { name: 'Sign in', exact: true })).toBeVisible();
+});
+
+test('staff sign in and see the staff home', async ({ page }) => {
+  await signIn(page, 'sam');
+  await expect(page).toHaveURL(/\/staff$/);
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Staff console');
+  await expect(page.getByText('Members enrolled')).toBeVisible();
+  await expect(page.locator('.stat dd')).toHaveText('3');
+  await settle(page);
+});
+
+test('sign-out ends the session', async ({ page }) => {
+  await signIn(page, 'maria');
+  await expect(page).toHaveURL(/\/member$/);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await expect(page).toHaveURL(/\/$/);
+  await expect(page.getByRole('link', { name: 'Sign in', exact: true })).toBeVisible();
+  await page.goto('/member');
+  await expect(page).toHaveURL(/\/sign-in\?next=%2Fmember$/);
+  await settle(page);
+});
+
+test('a member cannot open the staff console', async ({ page }) => {
+  await signIn(page, 'maria');
+  await expect(page).toHaveURL(/\/member$/);
+  const response = await page.goto('/staff');
+  expect(response?.status()).toBe(403);
+  await expect(page.getByRole('alert')).toContainText('Your account cannot see this page');
+  await settle(page);
+});
+
+test('after signing in, the page asked for is shown', async ({ page }) => {
+  await page.goto('/member');
+  await expect(page).toHaveURL(/\/sign-in\?next=%2Fmember$/);
+  await page.getByLabel('Username').fill('james');
+  await page.getByLabel('Password').fill(DEMO_PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).toHaveURL(/\/member$/);
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Welcome, James Wilson');
+});
+
+test('hydrated, the form checks empty fields inline', async ({ page }) => {
+  await visit(page, '/sign-in');
+  await expect(page.locator('form[novalidate]')).toHaveCount(1);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByText('Enter your username.')).toBeVisible();
+  await expect(page.getByLabel('Username')).toBeFocused();
+  await expect(page.getByLabel('Username')).toHaveAttribute('aria-invalid', 'true');
+  await page.getByLabel('Username').fill('maria');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByText('Enter your password.')).toBeVisible();
+  await expect(page.getByLabel('Password')).toBeFocused();
+  await expectNoNavigation(page);
+});
+
+async function expectNoNavigation(page: import('@playwright/test').Page) {
+  await expect(page).toHaveURL(/\/sign-in$/);
+}
+
+test('repeated failures are throttled with a clear message', async ({ page }) => {
+  // An account that does not exist is throttled exactly like one that does.
+  const nobody = `nobody-${Date.now()}`;
+  for (let i = 0; i < 5; i++) {
+    await signIn(page, nobody, 'wrong-password');
+    await expect(page.getByRole('alert')).toContainText('The username or password is not right');
+  }
+  await signIn(page, nobody, 'wrong-password');
+  await expect(page.getByRole('alert')).toContainText('Too many tries');
+  await expect(page.getByRole('alert')).toContainText('15 minutes');
+});
+
+test('pages that do not exist say so with a 404', async ({ page }) => {
+  const response = await visit(page, '/no/such/page');
+  expect(response?.status()).toBe(404);
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Page not found');
+});
+
+test('every page carries the security headers', async ({ page }) => {
+  const response = await page.goto('/sign-in');
+  const headers = response!.headers();
+  expect(headers['content-security-policy']).toContain("frame-ancestors 'none'");
+  expect(headers['content-security-policy']).toMatch(/script-src 'self' 'nonce-[^']+' 'wasm-unsafe-eval'/);
+  expect(headers['x-content-type-options']).toBe('nosniff');
+  expect(headers['referrer-policy']).toBe('same-origin');
+  expect(headers['cache-control']).toBe('no-store');
+});

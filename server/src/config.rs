@@ -1,0 +1,334 @@
+//! Baton's configuration: one typed struct, read from defaults, then an optional TOML file
+//! (`baton.toml`, or `--config`/`BATON_CONFIG`), then environment variables: `BATON_<KEY>`
+//! (nested keys with `__`, e.g. `BATON_PLAN__NAME`) and `DATABASE_URL`.
+//!
+//! Invalid configuration stops Baton at start with a message naming the key and where the
+//! bad value came from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use url::Url;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on (`BATON_LISTEN`).
+    pub listen: SocketAddr,
+    /// The URL people and other plans reach this Baton at (`BATON_PUBLIC_URL`);
+    /// defaults to `http://<listen>`.
+    pub public_url: Option<Url>,
+    /// Where the embedded database and generated secrets live (`BATON_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…` (`DATABASE_URL`); defaults to `<data_dir>/baton.db`.
+    pub database_url: Option<String>,
+    /// The built site (`pkg/` with the WebAssembly, JavaScript and CSS) (`BATON_SITE_ROOT`).
+    pub site_root: PathBuf,
+    /// Send cookies only over HTTPS; defaults to whether `public_url` is `https`.
+    pub cookie_secure: Option<bool>,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_proxy: bool,
+    pub log_format: LogFormat,
+    pub plan: PlanConfig,
+    pub secrets: SecretsConfig,
+    pub sign_in: SignInConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// This plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlanConfig {
+    /// The plan's name as members know it (`BATON_PLAN__NAME`).
+    pub name: String,
+}
+
+/// Secret keys, base64-encoded. With SQLite they may be left out: Baton then generates them
+/// once under `<data_dir>/secrets/` (mode 0600) and reuses them. With PostgreSQL they are
+/// required, because every instance sharing the database must use the same keys.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// Signs session cookies: at least 64 bytes (`BATON_SECRETS__SESSION_KEY`).
+    pub session_key: Option<String>,
+    /// Encrypts OAuth tokens at rest: exactly 32 bytes (`BATON_SECRETS__TOKEN_KEY`).
+    pub token_key: Option<String>,
+}
+
+impl std::fmt::Debug for SecretsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |s: &Option<String>| if s.is_some() { "Some(***)" } else { "None" };
+        f.debug_struct("SecretsConfig")
+            .field("session_key", &shown(&self.session_key))
+            .field("token_key", &shown(&self.token_key))
+            .finish()
+    }
+}
+
+/// Limits on failed sign-ins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignInConfig {
+    pub window_minutes: u32,
+    pub max_failures_per_account: u32,
+    pub max_failures_per_ip: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            public_url: None,
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            site_root: PathBuf::from("target/site"),
+            cookie_secure: None,
+            trust_proxy: false,
+            log_format: LogFormat::Text,
+            plan: PlanConfig::default(),
+            secrets: SecretsConfig::default(),
+            sign_in: SignInConfig::default(),
+        }
+    }
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        Self { name: "Cedar Valley Health".into() }
+    }
+}
+
+impl Default for SignInConfig {
+    fn default() -> Self {
+        Self { window_minutes: 15, max_failures_per_account: 5, max_failures_per_ip: 20 }
+    }
+}
+
+/// Read when present and no other file is named.
+pub const DEFAULT_FILE: &str = "baton.toml";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("invalid configuration: `{key}` {problem}")]
+    Key { key: &'static str, problem: String },
+}
+
+impl Config {
+    /// Reads the configuration: `file` when given (it must exist), else `./baton.toml` when
+    /// there is one; then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_figment(Self::figment(file)?)
+    }
+
+    fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(file) if file.exists() => figment = figment.merge(Toml::file(file)),
+            Some(file) => return Err(ConfigError::MissingFile(file.to_owned())),
+            None if Path::new(DEFAULT_FILE).exists() => figment = figment.merge(Toml::file(DEFAULT_FILE)),
+            None => {}
+        }
+        Ok(figment
+            .merge(Env::prefixed("BATON_").split("__").ignore(&["config"]))
+            .merge(Env::raw().only(&["database_url"])))
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment
+            .extract()
+            .map_err(|error| ConfigError::Invalid(error.into_iter().map(describe).collect::<Vec<_>>().join("; ")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_url {
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(ConfigError::Key {
+                    key: "public_url",
+                    problem: format!("must be an http(s) URL, not {url}"),
+                });
+            }
+        }
+        if let Some(url) = &self.database_url {
+            baton_store::Backend::of_url(url)
+                .map_err(|e| ConfigError::Key { key: "database_url", problem: e.to_string() })?;
+        }
+        if self.plan.name.trim().is_empty() {
+            return Err(ConfigError::Key { key: "plan.name", problem: "must not be empty".into() });
+        }
+        if self.sign_in.window_minutes == 0
+            || self.sign_in.max_failures_per_account == 0
+            || self.sign_in.max_failures_per_ip == 0
+        {
+            return Err(ConfigError::Key { key: "sign_in", problem: "limits and window must be at least 1".into() });
+        }
+        Ok(())
+    }
+
+    /// The database to use: `database_url`, or the embedded SQLite file under `data_dir`.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("baton.db").display()))
+    }
+
+    pub fn public_url(&self) -> Url {
+        self.public_url.clone().unwrap_or_else(|| {
+            Url::parse(&format!("http://{}/", self.listen))
+                .unwrap_or_else(|_| Url::parse("http://127.0.0.1/").expect("literal URL"))
+        })
+    }
+
+    pub fn cookie_secure(&self) -> bool {
+        self.cookie_secure.unwrap_or_else(|| self.public_url().scheme() == "https")
+    }
+
+    pub fn throttle_policy(&self) -> baton_accounts::ThrottlePolicy {
+        baton_accounts::ThrottlePolicy {
+            window: time::Duration::minutes(i64::from(self.sign_in.window_minutes)),
+            max_failures_per_account: self.sign_in.max_failures_per_account,
+            max_failures_per_ip: self.sign_in.max_failures_per_ip,
+        }
+    }
+}
+
+/// One figment error as "`key` (from where): problem", naming the exact environment
+/// variable when the value came from one.
+fn describe(error: figment::Error) -> String {
+    let key = error.path.iter().map(|p| p.to_lowercase()).collect::<Vec<_>>().join(".");
+    let source = match &error.metadata {
+        Some(meta) if meta.name.contains("BATON_") => {
+            format!("environment variable BATON_{}", error.path.join("__").to_uppercase())
+        }
+        Some(meta) if meta.name.contains("environment") => {
+            format!("environment variable {}", error.path.join("__").to_uppercase())
+        }
+        Some(meta) => match &meta.source {
+            Some(source) => format!("{} {source}", meta.name),
+            None => meta.name.to_string(),
+        },
+        None => "configuration".into(),
+    };
+    if key.is_empty() {
+        format!("{} (from {source})", error.kind)
+    } else {
+        format!("`{key}` (from {source}): {}", error.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::Jail;
+
+    use super::*;
+
+    /// The jail is the current directory, so `./baton.toml` is read when a test creates it.
+    fn load_in_jail(_jail: &Jail) -> Result<Config, ConfigError> {
+        Config::load(None)
+    }
+
+    #[test]
+    fn defaults_run_the_embedded_demo() {
+        Jail::expect_with(|jail| {
+            let config = load_in_jail(jail).unwrap();
+            assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
+            assert_eq!(config.database_url(), "sqlite://data/baton.db");
+            assert_eq!(config.public_url().as_str(), "http://127.0.0.1:3000/");
+            assert!(!config.cookie_secure());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment() {
+        Jail::expect_with(|jail| {
+            jail.create_file("baton.toml", "listen = \"0.0.0.0:8080\"\n[plan]\nname = \"From File\"\n")?;
+            jail.set_env("BATON_PLAN__NAME", "From Env");
+            jail.set_env("DATABASE_URL", "postgres://baton@db/baton");
+            jail.set_env("BATON_PUBLIC_URL", "https://baton.example.org");
+            let config = load_in_jail(jail).unwrap();
+            assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
+            assert_eq!(config.plan.name, "From Env");
+            assert_eq!(config.database_url(), "postgres://baton@db/baton");
+            assert!(config.cookie_secure(), "https public URL means secure cookies");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_and_source() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BATON_LISTEN", "not-an-address");
+            let message = load_in_jail(jail).unwrap_err().to_string();
+            assert!(message.contains("`listen`"), "{message}");
+            assert!(message.contains("environment variable BATON_LISTEN"), "{message}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("baton.toml", "[sign_in]\nwindow_minutes = \"soon\"\n")?;
+            let message = load_in_jail(jail).unwrap_err().to_string();
+            assert!(message.contains("`sign_in.window_minutes`"), "{message}");
+            assert!(message.contains("baton.toml"), "names the file: {message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_by_name() {
+        Jail::expect_with(|jail| {
+            jail.create_file("baton.toml", "[plan]\nnmae = \"typo\"\n")?;
+            let message = load_in_jail(jail).unwrap_err().to_string();
+            assert!(message.contains("nmae"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DATABASE_URL", "mysql://root@localhost/baton");
+            let message = load_in_jail(jail).unwrap_err().to_string();
+            assert!(message.contains("database_url"), "{message}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("BATON_PUBLIC_URL", "ftp://example.org");
+            let message = load_in_jail(jail).unwrap_err().to_string();
+            assert!(message.contains("public_url"), "{message}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("BATON_SIGN_IN__MAX_FAILURES_PER_IP", "0");
+            let message = load_in_jail(jail).unwrap_err().to_string();
+            assert!(message.contains("sign_in"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_named_config_file_must_exist() {
+        let err = Config::load(Some(Path::new("/nonexistent/baton-prod.toml"))).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile(_)), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let secrets = SecretsConfig { session_key: Some("c2VjcmV0".into()), token_key: None };
+        let shown = format!("{secrets:?}");
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+    }
+}

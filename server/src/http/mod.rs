@@ -1,0 +1,9 @@
+//! HTTP plumbing shared by every route: health checks, language switch, security headers,
+//! cross-origin (CSRF) protection, client address, request tracing, panics.
+
+pub mod client_ip;
+pub mod health;
+pub mod locale;
+pub mod panic;
+pub mod security;
+pub mod trace;

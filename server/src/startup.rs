@@ -1,0 +1,214 @@
+//! Building the application: store, services, router, listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use app::ssr::Services;
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::get;
+use baton_accounts::Accounts;
+use baton_store::{ConnectOptions, Db, Store};
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{LeptosRoutes, file_and_error_handler_with_context, generate_route_list};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_sessions::cookie::Key;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
+use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+use url::Url;
+
+use crate::config::Config;
+use crate::http::{client_ip, health, locale, panic, security, trace};
+use crate::secrets::Secrets;
+
+/// Router state: what plain axum handlers need; Leptos gets [`Services`] as context.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub services: Services,
+}
+
+/// A built, bound, not yet running Baton.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    services: Services,
+    public_url: Url,
+    local_addr: SocketAddr,
+}
+
+/// How long an idle session lasts.
+const SESSION_IDLE: time::Duration = time::Duration::hours(8);
+
+/// Connects to the configured database and applies pending migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = config.database_url();
+    let store = Store::connect(&url, &ConnectOptions::default())
+        .await
+        .with_context(|| format!("cannot open the database {}", baton_store::redact_url(&url)))?;
+    store.migrate().await.context("cannot apply database migrations")?;
+    Ok(store)
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let secrets = Secrets::load(&config)?;
+        let store = open_store(&config).await?;
+        let listener =
+            TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        let public_url = match &config.public_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{local_addr}/"))?,
+        };
+
+        let services = Services {
+            accounts: Accounts::new(store.clone(), config.throttle_policy()),
+            store: store.clone(),
+            plan_name: config.plan.name.clone(),
+        };
+        let leptos_options = LeptosOptions::builder()
+            .output_name(app::OUTPUT_NAME)
+            .site_root(config.site_root.to_string_lossy().into_owned())
+            .site_pkg_dir("pkg")
+            .site_addr(local_addr)
+            .build();
+        let state = AppState { leptos_options: leptos_options.clone(), services: services.clone() };
+
+        let routes = generate_route_list(app::App);
+        let context = {
+            let services = services.clone();
+            move || provide_context(services.clone())
+        };
+        let shell = move |options: LeptosOptions| app::shell(options);
+        let router = Router::new()
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .route("/locale/{locale}", get(locale::set_locale))
+            .leptos_routes_with_context(&state, routes, context.clone(), {
+                let options = leptos_options.clone();
+                move || shell(options.clone())
+            })
+            .fallback(file_and_error_handler_with_context::<AppState, _>(context, shell))
+            .with_state(state);
+
+        let router = with_sessions(router, &store, &secrets, config.cookie_secure());
+        let origin = public_url.origin().ascii_serialization();
+        let router = router
+            .layer(axum::middleware::from_fn_with_state(
+                client_ip::TrustProxy(config.trust_proxy),
+                client_ip::client_ip,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(security::OriginPolicy { origin, exempt_prefixes: vec![] }),
+                security::cross_origin_protection,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(security::HeaderPolicy { hsts: public_url.scheme() == "https" }),
+                security::security_headers,
+            ))
+            .layer(CatchPanicLayer::custom(panic::panic_response))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(trace::layer())
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+
+        Ok(Self { listener, router, services, public_url, local_addr })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn public_url(&self) -> &Url {
+        &self.public_url
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests and closes the store.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let store = self.services.store.clone();
+        let result = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown_signal())
+            .await;
+        store.close().await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// Adds the session layer, backed by the same database as everything else.
+fn with_sessions(router: Router, store: &Store, secrets: &Secrets, secure: bool) -> Router {
+    let key = Key::from(&secrets.session_key);
+    match store.db() {
+        Db::Sqlite(pool) => {
+            let sessions = SqliteStore::new(pool.clone());
+            spawn_expired_session_cleanup(sessions.clone());
+            router.layer(session_layer(sessions, key, secure))
+        }
+        Db::Postgres(pool) => {
+            let sessions = PostgresStore::new(pool.clone())
+                .with_schema_name("public")
+                .and_then(|s| s.with_table_name("tower_sessions"))
+                .expect("static, valid schema and table names");
+            spawn_expired_session_cleanup(sessions.clone());
+            router.layer(session_layer(sessions, key, secure))
+        }
+    }
+}
+
+fn session_layer<S: SessionStore + Clone>(
+    store: S,
+    key: Key,
+    secure: bool,
+) -> SessionManagerLayer<S, tower_sessions::service::SignedCookie> {
+    SessionManagerLayer::new(store)
+        .with_name("baton_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(secure)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(SESSION_IDLE))
+        .with_signed(key)
+}
+
+fn spawn_expired_session_cleanup<S>(store: S)
+where
+    S: tower_sessions::ExpiredDeletion + Clone + Send + Sync + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(error) = store.continuously_delete_expired(Duration::from_secs(300)).await {
+            tracing::warn!(%error, "expired-session cleanup stopped");
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
