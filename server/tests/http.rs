@@ -50,7 +50,12 @@ async fn spawn() -> TestApp {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    // A hung request fails the test with a timeout instead of hanging the suite.
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 fn session_cookie(response: &reqwest::Response) -> Option<String> {
@@ -99,7 +104,7 @@ impl TestApp {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness() {
     let app = spawn().await;
     for path in ["/healthz", "/readyz"] {
@@ -108,7 +113,7 @@ async fn health_and_readiness() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_carry_security_headers_and_a_fresh_nonce() {
     let app = spawn().await;
     let csp = |headers: &HeaderMap| headers.get("content-security-policy").unwrap().to_str().unwrap().to_owned();
@@ -133,7 +138,7 @@ async fn pages_carry_security_headers_and_a_fresh_nonce() {
     assert!(csp(health.headers()).starts_with("default-src 'self'; script-src 'self';"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_without_javascript_redirects_home_and_rotates_the_session() {
     let app = spawn().await;
     let first = app.sign_in("maria", None).await;
@@ -152,7 +157,7 @@ async fn sign_in_without_javascript_redirects_home_and_rotates_the_session() {
     assert!(new.contains("Sam Rivera"), "{new}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_cookie_is_http_only_and_same_site_lax() {
     let app = spawn().await;
     let response = app.sign_in("maria", None).await;
@@ -169,7 +174,7 @@ async fn session_cookie_is_http_only_and_same_site_lax() {
     assert!(!cookie.contains("Secure"), "plain-http demo: not Secure ({cookie})");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_out_destroys_the_session() {
     let app = spawn().await;
     let cookie = session_cookie(&app.sign_in("maria", None).await).unwrap();
@@ -181,7 +186,7 @@ async fn sign_out_destroys_the_session() {
     assert!(after.contains("\"user\":null"), "{after}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_stays_signed_out_with_the_error_in_the_url() {
     let app = spawn().await;
     let response = client()
@@ -199,7 +204,7 @@ async fn wrong_password_stays_signed_out_with_the_error_in_the_url() {
     assert!(!location.contains("wrong"), "the password never travels back");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_site_posts_are_refused() {
     let app = spawn().await;
     for (name, value) in [("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")] {
@@ -215,7 +220,7 @@ async fn cross_site_posts_are_refused() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_functions_check_roles_on_the_server() {
     let app = spawn().await;
     let (status, anonymous) = app.call("member/home", None).await;
@@ -239,7 +244,7 @@ async fn server_functions_check_roles_on_the_server() {
     assert!(member_as_staff.contains("Forbidden"), "{member_as_staff}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protected_pages_send_visitors_to_sign_in() {
     let app = spawn().await;
     // As browsers navigate: accepting HTML.
@@ -252,7 +257,7 @@ async fn protected_pages_send_visitors_to_sign_in() {
     assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_pages_are_404_and_language_switch_sets_the_cookie() {
     let app = spawn().await;
     let missing = client().get(format!("{}/nothing/here", app.base)).send().await.unwrap();

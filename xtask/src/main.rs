@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{Steps, cargo, run_checked};
+use crate::util::{Steps, cargo, run_with_deadline};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -106,7 +106,7 @@ fn test(ctx: &Ctx) -> Result<()> {
     if let Some(url) = postgres.url() {
         tests.env("TEST_POSTGRES_URL", url);
     }
-    run_checked(&mut tests, "cargo test")?;
+    run_with_deadline(&mut tests, "cargo test", std::time::Duration::from_secs(30 * 60))?;
     drop(postgres);
 
     steps.next("browser tests (Playwright in Chromium, with axe)");

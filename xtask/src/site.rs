@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use wasm_bindgen_cli_support::Bindgen;
 
 use crate::Ctx;
-use crate::util::{apt_install, cargo, free_port, newer_than, run_checked};
+use crate::util::{apt_install, cargo, free_port, newer_than, run_checked, run_with_deadline};
 
 /// Base name of the site assets; must equal `app::OUTPUT_NAME`.
 const OUTPUT_NAME: &str = "baton";
@@ -140,7 +140,7 @@ pub fn end_to_end(ctx: &Ctx) -> Result<()> {
     let outcome = ready.and_then(|()| {
         let mut playwright = Command::new("npx");
         playwright.args(["playwright", "test"]).current_dir(&e2e).env("BASE_URL", &base_url).env("CI", "true");
-        run_checked(&mut playwright, "Playwright")
+        run_with_deadline(&mut playwright, "Playwright", Duration::from_secs(20 * 60))
     });
     drop(server);
     if outcome.is_err() {

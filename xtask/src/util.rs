@@ -77,6 +77,30 @@ pub fn run_checked(command: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Like [`run_checked`], but gives up after `limit`: the command and everything it started
+/// (its process group) are killed, and the step fails saying so — a hung test must not hang
+/// the whole suite.
+pub fn run_with_deadline(command: &mut Command, what: &str, limit: std::time::Duration) -> Result<()> {
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(command, 0);
+    let mut child = command.spawn().with_context(|| format!("cannot start {what}"))?;
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("{what} failed ({status})");
+            }
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let _ = Command::new("kill").args(["-KILL", &format!("-{}", child.id())]).status();
+            let _ = child.wait();
+            bail!("{what} did not finish within {limit:?} and was stopped");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;

@@ -1,0 +1,162 @@
+//! The PDex payer-to-payer exchange table (PDex 2.2.0 §pdex-210; spec digest §1.5): which
+//! resource types move from an old plan to a new one, and how members see them grouped.
+
+use serde_json::Value;
+
+/// Every resource type of the PDex exchange table, in the order a per-type pull requests them.
+pub const EXCHANGE_TYPES: &[&str] = &[
+    "Patient",
+    "Coverage",
+    "ExplanationOfBenefit",
+    "Encounter",
+    "Condition",
+    "Procedure",
+    "Observation",
+    "DiagnosticReport",
+    "MedicationRequest",
+    "MedicationDispense",
+    "Medication",
+    "Immunization",
+    "AllergyIntolerance",
+    "CarePlan",
+    "CareTeam",
+    "Goal",
+    "Device",
+    "DocumentReference",
+    "Organization",
+    "Practitioner",
+    "PractitionerRole",
+    "Location",
+    "Provenance",
+];
+
+/// Types that are not about one patient (directory-like): they have no patient compartment.
+pub const SHARED_TYPES: &[&str] = &["Organization", "Practitioner", "PractitionerRole", "Location", "Medication"];
+
+pub fn is_exchange_type(resource_type: &str) -> bool {
+    EXCHANGE_TYPES.contains(&resource_type)
+}
+
+/// Whether resources of this type belong to a patient's compartment.
+pub fn is_compartment_type(resource_type: &str) -> bool {
+    is_exchange_type(resource_type) && !SHARED_TYPES.contains(&resource_type)
+}
+
+/// The PDex Prior Authorization profile (an ExplanationOfBenefit with `use` preauthorization).
+pub const PDEX_PRIOR_AUTHORIZATION: &str =
+    "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-priorauthorization";
+
+/// How a member thinks of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Category {
+    Claims,
+    PriorAuthorizations,
+    Coverage,
+    Conditions,
+    Medications,
+    Visits,
+    Labs,
+    Immunizations,
+    Procedures,
+    Allergies,
+    Documents,
+    CarePlans,
+    /// Directory entries, Provenance, the Patient itself: not counted as "records".
+    Supporting,
+}
+
+impl Category {
+    pub const RECORDS: [Category; 12] = [
+        Category::Claims,
+        Category::PriorAuthorizations,
+        Category::Coverage,
+        Category::Conditions,
+        Category::Medications,
+        Category::Visits,
+        Category::Labs,
+        Category::Immunizations,
+        Category::Procedures,
+        Category::Allergies,
+        Category::Documents,
+        Category::CarePlans,
+    ];
+
+    /// Stable machine name (used in stored counts and locale keys).
+    pub fn key(self) -> &'static str {
+        match self {
+            Category::Claims => "claims",
+            Category::PriorAuthorizations => "prior_authorizations",
+            Category::Coverage => "coverage",
+            Category::Conditions => "conditions",
+            Category::Medications => "medications",
+            Category::Visits => "visits",
+            Category::Labs => "labs",
+            Category::Immunizations => "immunizations",
+            Category::Procedures => "procedures",
+            Category::Allergies => "allergies",
+            Category::Documents => "documents",
+            Category::CarePlans => "care_plans",
+            Category::Supporting => "supporting",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<Self> {
+        Self::RECORDS.into_iter().chain([Category::Supporting]).find(|c| c.key() == key)
+    }
+}
+
+/// The category of a resource (an ExplanationOfBenefit is a claim or a prior authorization).
+pub fn category_of(resource_type: &str, resource: &Value) -> Category {
+    match resource_type {
+        "ExplanationOfBenefit" if is_prior_authorization(resource) => Category::PriorAuthorizations,
+        "ExplanationOfBenefit" => Category::Claims,
+        "Coverage" => Category::Coverage,
+        "Condition" => Category::Conditions,
+        "MedicationRequest" | "MedicationDispense" => Category::Medications,
+        "Encounter" => Category::Visits,
+        "Observation" | "DiagnosticReport" => Category::Labs,
+        "Immunization" => Category::Immunizations,
+        "Procedure" | "Device" => Category::Procedures,
+        "AllergyIntolerance" => Category::Allergies,
+        "DocumentReference" => Category::Documents,
+        "CarePlan" | "CareTeam" | "Goal" => Category::CarePlans,
+        _ => Category::Supporting,
+    }
+}
+
+/// A PDex prior authorization: `use` is `preauthorization`, or the PDex profile is claimed.
+pub fn is_prior_authorization(eob: &Value) -> bool {
+    eob.get("use").and_then(Value::as_str) == Some("preauthorization")
+        || eob
+            .pointer("/meta/profile")
+            .and_then(Value::as_array)
+            .is_some_and(|p| p.iter().filter_map(Value::as_str).any(|p| p.starts_with(PDEX_PRIOR_AUTHORIZATION)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn both_eob_kinds_are_told_apart() {
+        let claim = json!({"resourceType": "ExplanationOfBenefit", "use": "claim"});
+        let pa = json!({"resourceType": "ExplanationOfBenefit", "use": "preauthorization"});
+        let pa_by_profile = json!({"meta": {"profile": [format!("{PDEX_PRIOR_AUTHORIZATION}|2.2.0")]}});
+        assert_eq!(category_of("ExplanationOfBenefit", &claim), Category::Claims);
+        assert_eq!(category_of("ExplanationOfBenefit", &pa), Category::PriorAuthorizations);
+        assert_eq!(category_of("ExplanationOfBenefit", &pa_by_profile), Category::PriorAuthorizations);
+    }
+
+    #[test]
+    fn compartment_and_shared_types() {
+        assert!(is_compartment_type("Condition"));
+        assert!(is_compartment_type("Patient"));
+        assert!(!is_compartment_type("Practitioner"));
+        assert!(!is_compartment_type("Binary"));
+        for category in Category::RECORDS {
+            assert_eq!(Category::from_key(category.key()), Some(category));
+        }
+    }
+}
