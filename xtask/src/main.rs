@@ -93,7 +93,7 @@ fn test(ctx: &Ctx) -> Result<()> {
     site::build(ctx)?;
 
     steps.next("PostgreSQL for the store suite");
-    let postgres = postgres::for_tests(ctx)?;
+    let postgres = postgres::for_tests()?;
     println!("    using {}", postgres.describe());
 
     steps.next("Rust tests (unit, integration, store suite on SQLite and PostgreSQL)");

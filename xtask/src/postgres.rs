@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::Ctx;
 use crate::util::{apt_install, free_port, is_root, run_checked};
 
 pub enum TestPostgres {
@@ -40,7 +39,7 @@ impl TestPostgres {
     }
 }
 
-pub fn for_tests(ctx: &Ctx) -> Result<TestPostgres> {
+pub fn for_tests() -> Result<TestPostgres> {
     let forced = std::env::var("XTASK_POSTGRES").is_ok_and(|v| v == "throwaway");
     if !forced {
         if let Ok(url) = std::env::var("TEST_POSTGRES_URL") {
@@ -53,10 +52,10 @@ pub fn for_tests(ctx: &Ctx) -> Result<TestPostgres> {
             return Ok(TestPostgres::Local);
         }
     }
-    start_throwaway(ctx)
+    start_throwaway()
 }
 
-fn start_throwaway(ctx: &Ctx) -> Result<TestPostgres> {
+fn start_throwaway() -> Result<TestPostgres> {
     let bin = match find_bin_dir() {
         Some(bin) => bin,
         None => {
@@ -64,7 +63,9 @@ fn start_throwaway(ctx: &Ctx) -> Result<TestPostgres> {
             find_bin_dir().context("postgresql installed, but initdb was not found under /usr/lib/postgresql")?
         }
     };
-    let data = ctx.target.join(format!("xtask-postgres-{}", std::process::id()));
+    // Under the system temporary directory: the `postgres` user must be able to reach it
+    // (a home directory like /root is not traversable by others).
+    let data = std::env::temp_dir().join(format!("baton-postgres-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data)?;
     // initdb refuses to run as root: run the server as the `postgres` user then.
@@ -147,12 +148,4 @@ fn redact(url: &str) -> String {
         },
         _ => url.to_owned(),
     }
-}
-
-#[allow(dead_code)]
-fn ensure(condition: bool, message: &str) -> Result<()> {
-    if !condition {
-        bail!("{message}");
-    }
-    Ok(())
 }

@@ -10,6 +10,7 @@
 
 mod accounts;
 mod error;
+mod oauth;
 mod resources;
 mod sign_in_failures;
 mod sql;
@@ -26,6 +27,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use accounts::{Account, AccountId, NewAccount};
 pub use error::StoreError;
+pub use oauth::{CodeRedemption, NewCode, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, TokenKind};
 pub use resources::{IndexedIdentifier, IndexedReference, ResourcePage, ResourceQuery, ResourceWrite, StoredResource};
 pub use timestamp::Timestamp;
 

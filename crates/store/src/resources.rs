@@ -99,6 +99,13 @@ pub struct ResourceQuery {
     /// The resource's date range overlaps `[date_from, date_to]`.
     pub date_from: Option<Timestamp>,
     pub date_to: Option<Timestamp>,
+    /// With a date filter, keep resources that have no date at all (for `$everything`).
+    pub include_undated: bool,
+    /// Only resources outside every patient compartment (directory entries).
+    pub no_compartment: bool,
+    /// Only resources referenced by a resource in this patient's compartment (not counting
+    /// sensitive referrers when `exclude_sensitive`).
+    pub referenced_by_patient: Option<String>,
     /// Leave out resources marked sensitive.
     pub exclude_sensitive: bool,
     /// Paging: resources after this `seq` …
@@ -364,13 +371,38 @@ fn push_filters(sql: &mut SqlBuilder, query: &ResourceQuery, snapshot_seq: i64) 
     if let Some(before) = query.last_updated_before {
         sql.push(" AND r.last_updated < ").arg(Arg::I64(before.millis()));
     }
-    if let Some(from) = query.date_from {
-        sql.push(" AND COALESCE(r.date_end, r.date_start) >= ").arg(Arg::I64(from.millis()));
-    }
-    if let Some(to) = query.date_to {
-        sql.push(" AND COALESCE(r.date_start, r.date_end) <= ").arg(Arg::I64(to.millis()));
+    if query.date_from.is_some() || query.date_to.is_some() {
+        sql.push(" AND (");
+        if query.include_undated {
+            sql.push("(r.date_start IS NULL AND r.date_end IS NULL) OR (");
+        }
+        sql.push("1 = 1");
+        if let Some(from) = query.date_from {
+            sql.push(" AND COALESCE(r.date_end, r.date_start) >= ").arg(Arg::I64(from.millis()));
+        }
+        if let Some(to) = query.date_to {
+            sql.push(" AND COALESCE(r.date_start, r.date_end) <= ").arg(Arg::I64(to.millis()));
+        }
+        if query.include_undated {
+            sql.push(")");
+        }
+        sql.push(")");
     }
     if query.exclude_sensitive {
         sql.push(" AND r.sensitive = ").arg(Arg::Bool(false));
+    }
+    if query.no_compartment {
+        sql.push(" AND r.patient_id IS NULL");
+    }
+    if let Some(patient) = &query.referenced_by_patient {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM fhir_reference f JOIN fhir_resource s ON s.seq = f.resource_seq \
+             WHERE f.target_type = r.resource_type AND f.target_id = r.id AND s.patient_id = ",
+        )
+        .arg(Arg::Text(patient.clone()));
+        if query.exclude_sensitive {
+            sql.push(" AND s.sensitive = ").arg(Arg::Bool(false));
+        }
+        sql.push(")");
     }
 }

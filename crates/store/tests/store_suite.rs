@@ -33,6 +33,7 @@ store_suite!(
     search_by_identifier_and_reference,
     search_by_dates_and_sensitivity,
     rejects_a_body_that_is_not_an_object,
+    directory_resources_referenced_by_a_patient,
 );
 
 fn member(username: &str, member_id: &str) -> NewAccount {
@@ -317,6 +318,8 @@ async fn search_by_dates_and_sensitivity(store: Store) {
     assert_eq!(ids(from_20.clone()).await, ["spanning", "recent"]);
     let until_14 = ResourceQuery { date_to: Some(day(14)), limit: 10, ..Default::default() };
     assert_eq!(ids(until_14).await, ["old"]);
+    let with_undated = ResourceQuery { include_undated: true, ..from_20.clone() };
+    assert_eq!(ids(with_undated).await, ["spanning", "recent", "undated"]);
     let not_sensitive = ResourceQuery { exclude_sensitive: true, ..from_20 };
     assert_eq!(ids(not_sensitive).await, ["spanning"]);
     let future = ResourceQuery {
@@ -339,4 +342,41 @@ async fn rejects_a_body_that_is_not_an_object(store: Store) {
     let err = store.put_resources(vec![resource("Patient", "ok", "ok"), bad]).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     assert_eq!(store.read_resource("Patient", "ok").await.unwrap(), None, "the batch is all or nothing");
+}
+
+async fn directory_resources_referenced_by_a_patient(store: Store) {
+    let shared = |t: &str, id: &str| ResourceWrite { patient_id: None, ..resource(t, id, "") };
+    let referring = |id: &str, patient: &str, target: &str, sensitive: bool| {
+        let mut w = resource("Encounter", id, patient);
+        w.sensitive = sensitive;
+        w.references =
+            vec![IndexedReference { path: "ref".into(), target_type: "Practitioner".into(), target_id: target.into() }];
+        w
+    };
+    store
+        .put_resources(vec![
+            shared("Practitioner", "dr-a"),
+            shared("Practitioner", "dr-b"),
+            shared("Practitioner", "dr-secret"),
+            shared("Practitioner", "dr-nobody"),
+            referring("e1", "p1", "dr-a", false),
+            referring("e2", "p2", "dr-b", false),
+            referring("e3", "p1", "dr-secret", true),
+        ])
+        .await
+        .unwrap();
+    let query = ResourceQuery {
+        no_compartment: true,
+        referenced_by_patient: Some("p1".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    let ids = |q: &ResourceQuery| {
+        let store = store.clone();
+        let q = q.clone();
+        async move { store.search_resources(&q).await.unwrap().resources.into_iter().map(|r| r.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(ids(&query).await, ["dr-a", "dr-secret"]);
+    let without_sensitive = ResourceQuery { exclude_sensitive: true, ..query };
+    assert_eq!(ids(&without_sensitive).await, ["dr-a"], "a practitioner seen only in sensitive care stays hidden");
 }

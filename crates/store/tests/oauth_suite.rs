@@ -1,0 +1,140 @@
+//! The authorization server's persistence, on SQLite and PostgreSQL.
+
+use baton_store::testing::{on_postgres, on_sqlite};
+use baton_store::{
+    AccountId, CodeRedemption, NewAccount, NewCode, OAuthClient, OAuthGrant, Store, Timestamp, TokenKind,
+};
+
+macro_rules! on_both {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $case() { super::on_sqlite(super::$case).await } )* }
+        mod postgres { $( #[tokio::test] async fn $case() { super::on_postgres(super::$case).await } )* }
+    };
+}
+
+on_both!(
+    clients_are_upserted,
+    a_code_is_redeemed_exactly_once,
+    tokens_and_grant_revocation,
+    refresh_tokens_are_spent_once,
+    assertion_jtis_are_remembered_until_they_expire,
+);
+
+async fn setup(store: &Store) -> OAuthGrant {
+    let account = store
+        .insert_account(&NewAccount { username: "maria".into(), roles: "member".into(), ..Default::default() })
+        .await
+        .unwrap();
+    store.put_oauth_client(&client("new-plan")).await.unwrap();
+    let grant = OAuthGrant {
+        id: "g1".into(),
+        client_id: "new-plan".into(),
+        account_id: account,
+        patient_id: "p1".into(),
+        scope: "launch/patient patient/*.rs".into(),
+        include_sensitive: false,
+        created_at: Timestamp::now().millis(),
+        revoked_at: None,
+    };
+    store.insert_oauth_grant(&grant).await.unwrap();
+    grant
+}
+
+fn client(id: &str) -> OAuthClient {
+    OAuthClient {
+        client_id: id.into(),
+        name: "New Plan".into(),
+        redirect_uris: "https://new.example/callback\nhttps://new.example/other".into(),
+        secret_hash: Some("$argon2id$x".into()),
+        jwks: None,
+        jwks_url: None,
+        scopes: "launch/patient patient/*.rs".into(),
+    }
+}
+
+async fn clients_are_upserted(store: Store) {
+    store.put_oauth_client(&client("a")).await.unwrap();
+    let mut changed = client("a");
+    changed.name = "Renamed".into();
+    changed.redirect_uris = "https://only.example/cb".into();
+    store.put_oauth_client(&changed).await.unwrap();
+    let read = store.oauth_client("a").await.unwrap().unwrap();
+    assert_eq!(read.name, "Renamed");
+    assert_eq!(read.redirect_uris().collect::<Vec<_>>(), ["https://only.example/cb"]);
+    assert_eq!(store.oauth_client("b").await.unwrap(), None);
+}
+
+async fn a_code_is_redeemed_exactly_once(store: Store) {
+    let grant = setup(&store).await;
+    let now = Timestamp::now();
+    store
+        .insert_oauth_code(&NewCode {
+            code_hash: "h1".into(),
+            grant_id: grant.id.clone(),
+            redirect_uri: "https://new.example/callback".into(),
+            code_challenge: "challenge".into(),
+            nonce: Some("n".into()),
+            expires_at: now.plus(time::Duration::seconds(60)),
+        })
+        .await
+        .unwrap();
+    match store.redeem_oauth_code("h1", now).await.unwrap() {
+        CodeRedemption::Redeemed(code, found) => {
+            assert_eq!(code.code_challenge, "challenge");
+            assert_eq!(code.nonce.as_deref(), Some("n"));
+            assert_eq!(found, grant);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.redeem_oauth_code("h1", now).await.unwrap(), CodeRedemption::AlreadyUsed(grant));
+    assert_eq!(store.redeem_oauth_code("nope", now).await.unwrap(), CodeRedemption::Unknown);
+}
+
+async fn tokens_and_grant_revocation(store: Store) {
+    let grant = setup(&store).await;
+    let now = Timestamp::now();
+    let later = now.plus(time::Duration::hours(1));
+    store.insert_oauth_token("a1", &grant.id, TokenKind::Access, "patient/*.rs", now, later).await.unwrap();
+    store.insert_oauth_token("r1", &grant.id, TokenKind::Refresh, "patient/*.rs", now, later).await.unwrap();
+    let (token, found) = store.oauth_token("a1").await.unwrap().unwrap();
+    assert_eq!(token.kind(), Some(TokenKind::Access));
+    assert_eq!(token.expires_at, later.millis());
+    assert_eq!(token.revoked_at, None);
+    assert_eq!(found.patient_id, "p1");
+    assert!(!found.include_sensitive);
+
+    store.revoke_oauth_token("a1", now).await.unwrap();
+    assert!(store.oauth_token("a1").await.unwrap().unwrap().0.revoked_at.is_some());
+    assert!(store.oauth_token("r1").await.unwrap().unwrap().0.revoked_at.is_none(), "one token only");
+
+    store.revoke_oauth_grant(&grant.id, now).await.unwrap();
+    let (refresh, grant_after) = store.oauth_token("r1").await.unwrap().unwrap();
+    assert!(refresh.revoked_at.is_some(), "revoking the grant revokes its tokens");
+    assert!(grant_after.revoked_at.is_some());
+    assert_eq!(store.oauth_token("zz").await.unwrap(), None);
+}
+
+async fn refresh_tokens_are_spent_once(store: Store) {
+    let grant = setup(&store).await;
+    let now = Timestamp::now();
+    let later = now.plus(time::Duration::days(90));
+    store.insert_oauth_token("r1", &grant.id, TokenKind::Refresh, "s", now, later).await.unwrap();
+    store.insert_oauth_token("a1", &grant.id, TokenKind::Access, "s", now, later).await.unwrap();
+    assert!(store.spend_refresh_token("r1", now).await.unwrap());
+    assert!(!store.spend_refresh_token("r1", now).await.unwrap(), "second exchange is a reuse");
+    assert!(!store.spend_refresh_token("a1", now).await.unwrap(), "an access token is not a refresh token");
+    store.insert_oauth_token("r2", &grant.id, TokenKind::Refresh, "s", now, later).await.unwrap();
+    store.revoke_oauth_grant(&grant.id, now).await.unwrap();
+    assert!(!store.spend_refresh_token("r2", now).await.unwrap(), "revoked tokens cannot be exchanged");
+    let _ = AccountId(0);
+}
+
+async fn assertion_jtis_are_remembered_until_they_expire(store: Store) {
+    let now = Timestamp::now();
+    let soon = now.plus(time::Duration::minutes(5));
+    assert!(store.remember_assertion_jti("c", "j1", soon, now).await.unwrap());
+    assert!(!store.remember_assertion_jti("c", "j1", soon, now).await.unwrap(), "replay");
+    assert!(store.remember_assertion_jti("other", "j1", soon, now).await.unwrap(), "per client");
+    let after = soon.plus(time::Duration::seconds(1));
+    assert!(store.remember_assertion_jti("c", "j1", after.plus(time::Duration::minutes(5)), after).await.unwrap());
+}
