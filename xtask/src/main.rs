@@ -82,8 +82,30 @@ fn run(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// The crates whose tests run natively (never `--workspace`: see the root Cargo.toml).
-const NATIVE_PACKAGES: &[&str] = &["baton-store", "baton-accounts", "baton-fhir", "app", "server"];
+/// Packages that are not tested natively: the browser entry point (WebAssembly only) and
+/// this tool. Everything else in the workspace is, in one `cargo test` (never `--workspace`,
+/// which would also build `frontend` and unify `app`'s `ssr` and `hydrate` features).
+const NOT_NATIVE: &[&str] = &["frontend", "xtask"];
+
+fn native_packages(ctx: &Ctx) -> Result<Vec<String>> {
+    let output = cargo(ctx).args(["metadata", "--no-deps", "--format-version", "1"]).output()?;
+    if !output.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let names = metadata["packages"]
+        .as_array()
+        .map(|packages| {
+            packages
+                .iter()
+                .filter_map(|p| p["name"].as_str())
+                .filter(|name| !NOT_NATIVE.contains(name))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(names)
+}
 
 fn test(ctx: &Ctx) -> Result<()> {
     let started = Instant::now();
@@ -99,8 +121,8 @@ fn test(ctx: &Ctx) -> Result<()> {
     steps.next("Rust tests (unit, integration, store suite on SQLite and PostgreSQL)");
     let mut tests = cargo(ctx);
     tests.arg("test");
-    for package in NATIVE_PACKAGES {
-        tests.args(["-p", package]);
+    for package in native_packages(ctx)? {
+        tests.args(["-p", &package]);
     }
     tests.env("BATON_SITE_ROOT", ctx.site_dir());
     if let Some(url) = postgres.url() {

@@ -21,7 +21,9 @@
 //! - SNOMED CT (International edition): the concepts listed in [`SNOMED`] (disorders commonly
 //!   coded in claims and problem lists; no hierarchy reasoning).
 //! - RxNorm (NLM RxNav, ingredient RxCUIs): medications for opioid/alcohol use disorder,
-//!   antipsychotics and lithium, and HIV antiretrovirals listed in [`RXNORM`].
+//!   antipsychotics and lithium, and HIV antiretrovirals listed in [`RXNORM`]. Prescriptions
+//!   and claims carry product codes (RxNorm SCDs, NDCs) rather than ingredients, so a medication
+//!   coding (RxNorm or NDC) whose display names one of these ingredients counts too.
 //! - LOINC: HIV tests and behavioral-health/substance screening instruments in [`LOINC`].
 //! - CPT (AMA) psychiatry codes 90785–90899 and SBIRT 99408–99409; HCPCS Level II
 //!   H0001–H2037 (behavioral health and substance use services) and G2067–G2088 (opioid
@@ -150,6 +152,7 @@ const SNOMED_SYSTEM: &str = "http://snomed.info/sct";
 const RXNORM_SYSTEM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
 const LOINC_SYSTEM: &str = "http://loinc.org";
 const CPT_SYSTEM: &str = "http://www.ama-assn.org/go/cpt";
+const NDC_SYSTEM: &str = "http://hl7.org/fhir/sid/ndc";
 const HCPCS_SYSTEMS: &[&str] = &[
     "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
     "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
@@ -287,11 +290,21 @@ fn hcpcs_kind(code: &str) -> Option<Kind> {
     }
 }
 
+/// A medication product coding (RxNorm or NDC) whose display names a listed ingredient.
+pub fn medication_display_kind(system: &str, display: &str) -> Option<Kind> {
+    if system != RXNORM_SYSTEM && system != NDC_SYSTEM {
+        return None;
+    }
+    let display = display.to_ascii_lowercase();
+    RXNORM.iter().find(|(_, _, ingredient)| display.contains(ingredient)).map(|(_, kind, _)| *kind)
+}
+
 /// The reasons the codes in a resource make it sensitive.
 pub fn classifier_reasons(resource: &Value) -> Vec<Reason> {
     let mut reasons = Vec::new();
-    walk::codings(resource, &mut |system, code| {
-        if let Some(kind) = code_kind(system, code) {
+    walk::codings(resource, &mut |system, code, display| {
+        let kind = code_kind(system, code).or_else(|| display.and_then(|d| medication_display_kind(system, d)));
+        if let Some(kind) = kind {
             push_unique(&mut reasons, Reason { source: Source::Classifier, kind });
         }
     });
@@ -434,6 +447,19 @@ mod tests {
         assert_eq!(code_kind(HCPCS_SYSTEMS[0], "G2067"), Some(Kind::SubstanceUse));
         assert_eq!(code_kind(LOINC_SYSTEM, "4548-4"), None, "HbA1c is not sensitive");
         assert_eq!(code_kind("http://example.org/local", "F32.9"), None, "codes count only in their own system");
+    }
+
+    #[test]
+    fn medication_products_are_matched_by_ingredient_name() {
+        let request = json!({
+            "resourceType": "MedicationRequest",
+            "medicationCodeableConcept": {"coding": [{"system": RXNORM_SYSTEM, "code": "1010600",
+                "display": "Buprenorphine 2 MG / Naloxone 0.5 MG Sublingual Film"}]}
+        });
+        assert_eq!(classifier_reasons(&request), [Reason { source: Source::Classifier, kind: Kind::SubstanceUse }]);
+        assert_eq!(medication_display_kind(NDC_SYSTEM, "sertraline 50 mg tablet"), Some(Kind::BehavioralHealth));
+        assert_eq!(medication_display_kind(RXNORM_SYSTEM, "lisinopril 10 MG Oral Tablet"), None);
+        assert_eq!(medication_display_kind(SNOMED_SYSTEM, "methadone"), None, "only medication code systems");
     }
 
     #[test]

@@ -77,14 +77,14 @@ fn rewrite_inner(value: &mut Value, path: &mut String, rewrite: &mut impl FnMut(
     }
 }
 
-/// Calls `visit(system, code)` for every Coding (an object with `code`, and usually `system`)
-/// anywhere in `value`, including `meta.security` and contained resources.
-pub fn codings(value: &Value, visit: &mut impl FnMut(&str, &str)) {
+/// Calls `visit(system, code, display)` for every Coding (an object with `code`, and usually
+/// `system`) anywhere in `value`, including `meta.security` and contained resources.
+pub fn codings(value: &Value, visit: &mut impl FnMut(&str, &str, Option<&str>)) {
     match value {
         Value::Object(map) => {
             if let Some(Value::String(code)) = map.get("code") {
                 let system = map.get("system").and_then(Value::as_str).unwrap_or("");
-                visit(system, code);
+                visit(system, code, map.get("display").and_then(Value::as_str));
             }
             for child in map.values() {
                 if child.is_object() || child.is_array() {
@@ -162,7 +162,7 @@ mod tests {
             "status": "active"
         });
         let mut found = Vec::new();
-        codings(&condition, &mut |s, c| found.push(format!("{s}|{c}")));
+        codings(&condition, &mut |s, c, _| found.push(format!("{s}|{c}")));
         found.sort();
         assert_eq!(found, ["http://hl7.org/fhir/sid/icd-10-cm|F32.9", "s|R"]);
     }

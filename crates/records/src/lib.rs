@@ -1,0 +1,185 @@
+//! The plan's FHIR record store: how a FHIR resource becomes a stored, searchable record.
+//!
+//! [`prepare`] reads what searches need (patient compartment, dates, identifiers,
+//! references — see `baton_fhir::index`) and whether the resource is sensitive
+//! (`baton_fhir::sensitivity`); [`put`] stores a batch, marking Provenance sensitive when it
+//! points at a sensitive record (so that it cannot reveal what it is about). Both sides of
+//! Baton use it: the data-holder API serves these records, the transfer engine writes them.
+
+use std::collections::HashSet;
+
+use baton_fhir::sensitivity::{self, Reason};
+use baton_fhir::{index, is_resource_type_name, is_valid_id, resource_id, resource_type};
+use baton_store::{
+    AccountId, IndexedIdentifier, IndexedReference, ResourceWrite, Store, StoreError, StoredResource, Timestamp,
+};
+use serde_json::Value;
+use thiserror::Error;
+
+/// Why a resource cannot be stored.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RecordError {
+    #[error("not a JSON object")]
+    NotAnObject,
+    #[error("missing or invalid resourceType")]
+    ResourceType,
+    #[error("missing or invalid id")]
+    Id,
+}
+
+/// A resource ready to store, with why it is sensitive (empty when it is not).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub write: ResourceWrite,
+    pub reasons: Vec<Reason>,
+}
+
+/// Where a record came from, when it was received from another plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub system: String,
+    pub id: String,
+}
+
+/// Prepares `resource` for the store. `base` is this server's FHIR base (references to it are
+/// local); `member` is the account the record is about, when known.
+pub fn prepare(
+    resource: Value,
+    base: &str,
+    member: Option<AccountId>,
+    origin: Option<Origin>,
+) -> Result<Prepared, RecordError> {
+    if !resource.is_object() {
+        return Err(RecordError::NotAnObject);
+    }
+    let resource_type =
+        resource_type(&resource).filter(|t| is_resource_type_name(t)).ok_or(RecordError::ResourceType)?.to_owned();
+    let id = resource_id(&resource).filter(|id| is_valid_id(id)).ok_or(RecordError::Id)?.to_owned();
+    let facts = index::facts(&resource_type, &resource, base);
+    let reasons = sensitivity::assess(&resource);
+    let write = ResourceWrite {
+        resource_type,
+        id,
+        member_account: member,
+        patient_id: facts.patient_id,
+        source_system: origin.as_ref().map(|o| o.system.clone()),
+        source_id: origin.map(|o| o.id),
+        security: sensitivity::security_labels(&resource),
+        sensitive: !reasons.is_empty(),
+        date_start: facts.dates.map(|d| Timestamp::from_millis(d.start)),
+        date_end: facts.dates.map(|d| Timestamp::from_millis(d.end)),
+        identifiers: facts.identifiers.into_iter().map(|(system, value)| IndexedIdentifier { system, value }).collect(),
+        references: facts
+            .references
+            .into_iter()
+            .map(|(path, target_type, target_id)| IndexedReference { path, target_type, target_id })
+            .collect(),
+        body: resource,
+    };
+    Ok(Prepared { write, reasons })
+}
+
+/// Stores prepared resources in one transaction. A Provenance whose targets include a
+/// sensitive record (in this batch or already stored) is marked sensitive too, and takes the
+/// compartment of its targets when it has none.
+pub async fn put(store: &Store, batch: Vec<Prepared>) -> Result<Vec<StoredResource>, StoreError> {
+    let sensitive_here: HashSet<(String, String)> = batch
+        .iter()
+        .filter(|p| p.write.sensitive)
+        .map(|p| (p.write.resource_type.clone(), p.write.id.clone()))
+        .collect();
+    let compartments: std::collections::HashMap<(String, String), String> = batch
+        .iter()
+        .filter_map(|p| Some(((p.write.resource_type.clone(), p.write.id.clone()), p.write.patient_id.clone()?)))
+        .collect();
+    let mut writes = Vec::with_capacity(batch.len());
+    for Prepared { mut write, .. } in batch {
+        if write.resource_type == "Provenance" {
+            for target in write.references.iter().filter(|r| r.path == "target") {
+                let key = (target.target_type.clone(), target.target_id.clone());
+                let stored = if sensitive_here.contains(&key) || compartments.contains_key(&key) {
+                    None
+                } else {
+                    store.read_resource(&target.target_type, &target.target_id).await?
+                };
+                if sensitive_here.contains(&key) || stored.as_ref().is_some_and(|s| s.sensitive) {
+                    write.sensitive = true;
+                }
+                if write.patient_id.is_none() {
+                    write.patient_id = compartments.get(&key).cloned().or_else(|| stored.and_then(|s| s.patient_id));
+                }
+            }
+        }
+        writes.push(write);
+    }
+    store.put_resources(writes).await
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const BASE: &str = "https://old.example/fhir";
+
+    #[test]
+    fn prepares_search_facts_and_sensitivity() {
+        let condition = json!({
+            "resourceType": "Condition",
+            "id": "c1",
+            "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}]},
+            "subject": {"reference": "Patient/p1"},
+            "onsetDateTime": "2022-05-01",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F32.1"}]}
+        });
+        let prepared = prepare(condition, BASE, Some(AccountId(7)), None).unwrap();
+        assert_eq!(prepared.write.patient_id.as_deref(), Some("p1"));
+        assert_eq!(prepared.write.member_account, Some(AccountId(7)));
+        assert!(prepared.write.sensitive);
+        assert_eq!(prepared.write.security, ["http://terminology.hl7.org/CodeSystem/v3-ActCode|PSY"]);
+        assert_eq!(prepared.reasons.len(), 2, "labelled and classified");
+        assert!(prepared.write.date_start.is_some());
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_stored() {
+        assert_eq!(prepare(json!([1]), BASE, None, None).unwrap_err(), RecordError::NotAnObject);
+        assert_eq!(prepare(json!({"id": "x"}), BASE, None, None).unwrap_err(), RecordError::ResourceType);
+        assert_eq!(prepare(json!({"resourceType": "Patient"}), BASE, None, None).unwrap_err(), RecordError::Id);
+        assert_eq!(
+            prepare(json!({"resourceType": "Patient", "id": "a/b"}), BASE, None, None).unwrap_err(),
+            RecordError::Id
+        );
+    }
+
+    #[tokio::test]
+    async fn provenance_of_sensitive_records_is_sensitive() {
+        baton_store::testing::on_sqlite(|store| async move {
+            let sensitive = json!({"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
+                "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F11.20"}]}});
+            let ordinary = json!({"resourceType": "Condition", "id": "c2", "subject": {"reference": "Patient/p1"}});
+            let provenance = |id: &str, target: &str| {
+                json!({"resourceType": "Provenance", "id": id, "target": [{"reference": target}], "recorded": "2024-01-01T00:00:00Z"})
+            };
+            // The sensitive target stored earlier, the other one in the same batch.
+            put(&store, vec![prepare(sensitive, BASE, None, None).unwrap()]).await.unwrap();
+            let stored = put(
+                &store,
+                vec![
+                    prepare(ordinary, BASE, None, None).unwrap(),
+                    prepare(provenance("pv1", "Condition/c1"), BASE, None, None).unwrap(),
+                    prepare(provenance("pv2", "Condition/c2"), BASE, None, None).unwrap(),
+                ],
+            )
+            .await
+            .unwrap();
+            let by_id = |id: &str| stored.iter().find(|r| r.id == id).unwrap().clone();
+            assert!(by_id("pv1").sensitive);
+            assert!(!by_id("pv2").sensitive);
+            assert_eq!(by_id("pv1").patient_id.as_deref(), Some("p1"), "takes its target's compartment");
+            assert_eq!(by_id("pv2").patient_id.as_deref(), Some("p1"));
+        })
+        .await;
+    }
+}

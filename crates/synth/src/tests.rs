@@ -1,0 +1,166 @@
+use std::collections::{HashMap, HashSet};
+
+use baton_fhir::exchange::{Category, category_of};
+use baton_fhir::reference::Reference;
+use baton_fhir::{sensitivity, walk};
+use serde_json::Value;
+
+use super::*;
+
+fn payer() -> Payer {
+    Payer {
+        organization_id: "riverbend".into(),
+        name: "Riverbend Health Plan".into(),
+        identifier_system: "https://riverbend.example".into(),
+    }
+}
+
+fn natural(member: &Member) -> Vec<Value> {
+    record(member, &Options::new(payer())).collect()
+}
+
+fn member(name: &str) -> Member {
+    demo_members("rb").into_iter().find(|m| m.given == name).unwrap()
+}
+
+#[test]
+fn same_seed_same_record() {
+    let maria = member("Maria");
+    assert_eq!(natural(&maria), natural(&maria));
+    let mut other = Options::new(payer());
+    other.seed = 7;
+    assert_ne!(natural(&maria), record(&maria, &other).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_record_has_five_years_of_every_exchanged_kind() {
+    let james = member("James");
+    let resources = natural(&james);
+    let types: HashSet<&str> = resources.iter().filter_map(|r| r["resourceType"].as_str()).collect();
+    for expected in [
+        "Patient",
+        "Coverage",
+        "ExplanationOfBenefit",
+        "Encounter",
+        "Condition",
+        "Procedure",
+        "Observation",
+        "DiagnosticReport",
+        "MedicationRequest",
+        "MedicationDispense",
+        "Immunization",
+        "AllergyIntolerance",
+        "CarePlan",
+        "Goal",
+        "DocumentReference",
+        "Organization",
+        "Practitioner",
+        "Location",
+        "Provenance",
+    ] {
+        assert!(types.contains(expected), "{expected} missing");
+    }
+    let profiles: HashSet<String> = resources
+        .iter()
+        .filter(|r| r["resourceType"] == "ExplanationOfBenefit")
+        .filter_map(|r| r["meta"]["profile"][0].as_str().map(str::to_owned))
+        .collect();
+    for kind in ["Inpatient-Institutional", "Outpatient-Institutional", "Professional-NonClinician", "Oral", "Pharmacy"]
+    {
+        let basis =
+            format!("http://hl7.org/fhir/us/carin-bb/StructureDefinition/C4BB-ExplanationOfBenefit-{kind}-Basis");
+        assert!(profiles.contains(&basis), "{basis} missing from {profiles:?}");
+    }
+    assert!(profiles.contains("http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-priorauthorization"));
+    let claims = resources.iter().filter(|r| {
+        category_of("ExplanationOfBenefit", r) == Category::Claims && r["resourceType"] == "ExplanationOfBenefit"
+    });
+    assert!(
+        claims.clone().all(|c| c.get("total").is_none() && c.get("payment").is_none()),
+        "Basis claims carry no amounts"
+    );
+
+    let years: HashSet<i64> = resources
+        .iter()
+        .filter(|r| r["resourceType"] == "Encounter")
+        .filter_map(|r| r["period"]["start"].as_str()?.get(..4)?.parse().ok())
+        .collect();
+    assert!(years.len() >= 6, "at least 5 full years of visits: {years:?}");
+    assert!(resources.len() > 200, "{} resources", resources.len());
+}
+
+#[test]
+fn every_reference_resolves_inside_the_record() {
+    for member in demo_members("rb") {
+        let resources = natural(&member);
+        let ids: HashSet<String> = resources
+            .iter()
+            .map(|r| format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap()))
+            .collect();
+        assert_eq!(ids.len(), resources.len(), "ids are unique");
+        for resource in &resources {
+            assert!(baton_fhir::is_valid_id(resource["id"].as_str().unwrap()));
+            walk::references(resource, |path, reference| {
+                let (t, id) =
+                    Reference::parse(reference).type_and_id().unwrap_or_else(|| panic!("{path}: {reference}"));
+                assert!(ids.contains(&format!("{t}/{id}")), "{}: dangling {reference}", resource["id"]);
+            });
+        }
+    }
+}
+
+#[test]
+fn sensitive_care_is_sometimes_labelled_and_always_classifiable() {
+    let maria = natural(&member("Maria"));
+    let sensitive: Vec<&Value> = maria.iter().filter(|r| sensitivity::is_sensitive(r)).collect();
+    let labelled = sensitive.iter().filter(|r| !sensitivity::label_reasons(r).is_empty()).count();
+    let unlabelled = sensitive.len() - labelled;
+    assert!(labelled > 10 && unlabelled > 10, "labelled {labelled}, unlabelled {unlabelled}");
+    let kinds: HashSet<_> = sensitive.iter().flat_map(|r| sensitivity::assess(r)).map(|r| r.kind).collect();
+    assert!(kinds.contains(&sensitivity::Kind::BehavioralHealth));
+    assert!(kinds.contains(&sensitivity::Kind::SubstanceUse));
+
+    // Nothing from her sensitive care slips through unclassified.
+    let markers = ["F32.1", "F11.20", "buprenorphine", "sertraline", "90834", "H0020", "44261-6", "H0010", "H0035"];
+    for resource in &maria {
+        if matches!(resource["resourceType"].as_str(), Some("Provenance" | "Organization" | "Practitioner")) {
+            continue;
+        }
+        let text = resource.to_string();
+        if markers.iter().any(|m| text.contains(m)) {
+            assert!(sensitivity::is_sensitive(resource), "not caught: {text}");
+        }
+    }
+
+    let james = natural(&member("James"));
+    assert!(james.iter().all(|r| !sensitivity::is_sensitive(r)), "James has no sensitive care");
+    let ana = natural(&member("Ana"));
+    assert!(
+        ana.iter()
+            .filter(|r| sensitivity::is_sensitive(r))
+            .all(|r| !sensitivity::label_reasons(r).is_empty() || r["resourceType"] == "Provenance")
+    );
+}
+
+#[test]
+fn the_size_knob_is_exact_and_ids_stay_unique() {
+    let mut options = Options::new(payer());
+    options.target_resources = 5_000;
+    let resources: Vec<Value> = record(&numbered_member("bench", 1, 1), &options).collect();
+    assert_eq!(resources.len(), 5_000);
+    let mut seen = HashMap::new();
+    for r in &resources {
+        let key = format!("{}/{}", r["resourceType"], r["id"]);
+        assert!(seen.insert(key.clone(), ()).is_none(), "duplicate {key}");
+    }
+}
+
+#[test]
+fn financial_claims_carry_amounts() {
+    let mut options = Options::new(payer());
+    options.financial_claims = true;
+    let resources: Vec<Value> = record(&member("James"), &options).collect();
+    let claim = resources.iter().find(|r| r["resourceType"] == "ExplanationOfBenefit" && r["use"] == "claim").unwrap();
+    assert!(claim["total"].is_array() && claim["payment"]["amount"]["value"].is_number());
+    assert!(!claim["meta"]["profile"][0].as_str().unwrap().ends_with("-Basis"));
+}
