@@ -10,7 +10,7 @@ use tower_sessions::Session;
 use crate::error::AppError;
 
 /// Session key holding the signed-in account's id.
-pub const SESSION_ACCOUNT: &str = "account_id";
+pub const SESSION_ACCOUNT: &str = baton_accounts::SESSION_ACCOUNT_KEY;
 
 /// What server functions work with, provided as context by the server.
 #[derive(Clone)]
@@ -21,10 +21,7 @@ pub struct Services {
     pub plan_name: String,
 }
 
-/// The client's address, put into request extensions by the server (honouring
-/// `X-Forwarded-For` only when configured to trust a proxy).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub IpAddr);
+pub use baton_accounts::ClientIp;
 
 pub fn services() -> Result<Services, AppError> {
     use_context::<Services>().ok_or_else(|| {

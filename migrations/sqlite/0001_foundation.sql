@@ -43,6 +43,7 @@ CREATE TABLE fhir_resource (
     sensitive      BOOLEAN NOT NULL DEFAULT FALSE,    -- labelled or classified sensitive
     date_start     BIGINT,                            -- clinical/service date range (ms),
     date_end       BIGINT,                            --   for date search parameters
+    deleted_at     BIGINT,                            -- set when deleted: reads answer 410 Gone
     body           TEXT    NOT NULL,
     UNIQUE (resource_type, id)
 );

@@ -19,3 +19,11 @@ pub use sign_in::{SignInError, ThrottlePolicy};
 pub use username::{Username, UsernameError};
 
 pub use baton_store::AccountId;
+
+/// Session key holding the signed-in account's id (shared by every page of this plan).
+pub const SESSION_ACCOUNT_KEY: &str = "account_id";
+
+/// The client's address, put into request extensions by the server (honouring
+/// `X-Forwarded-For` only when configured to trust a proxy); used to throttle sign-ins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub std::net::IpAddr);

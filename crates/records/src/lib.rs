@@ -115,6 +115,39 @@ pub async fn put(store: &Store, batch: Vec<Prepared>) -> Result<Vec<StoredResour
     store.put_resources(writes).await
 }
 
+/// What [`load`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub stored: usize,
+    /// Resources that could not be stored: their position in the input and why.
+    pub rejected: Vec<(usize, RecordError)>,
+}
+
+/// Stores a stream of resources (e.g. a synthetic member's record, or IG examples) in batches.
+pub async fn load(
+    store: &Store,
+    resources: impl IntoIterator<Item = Value>,
+    base: &str,
+    member: Option<AccountId>,
+) -> Result<LoadReport, StoreError> {
+    const BATCH: usize = 500;
+    let mut report = LoadReport::default();
+    let mut batch = Vec::with_capacity(BATCH);
+    for (position, resource) in resources.into_iter().enumerate() {
+        match prepare(resource, base, member, None) {
+            Ok(prepared) => batch.push(prepared),
+            Err(error) => report.rejected.push((position, error)),
+        }
+        if batch.len() == BATCH {
+            report.stored += put(store, std::mem::take(&mut batch)).await?.len();
+        }
+    }
+    if !batch.is_empty() {
+        report.stored += put(store, batch).await?.len();
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -63,6 +63,8 @@ pub struct StoredResource {
     pub source_id: Option<String>,
     pub security: String,
     pub sensitive: bool,
+    /// When it was deleted (a tombstone: the content is gone, reads answer 410).
+    pub deleted_at: Option<i64>,
     /// The JSON text, including `meta.versionId` and `meta.lastUpdated`.
     pub body: String,
 }
@@ -126,7 +128,7 @@ pub struct ResourcePage {
 }
 
 const RESOURCE_COLUMNS: &str = "seq, resource_type, id, version_id, last_updated, member_account, \
-     patient_id, source_system, source_id, security, sensitive, body";
+     patient_id, source_system, source_id, security, sensitive, deleted_at, body";
 
 impl Store {
     /// Creates or replaces resources in one transaction; returns each one as stored.
@@ -153,8 +155,8 @@ impl Store {
                         sqlx::query(
                             "UPDATE fhir_resource SET version_id = $1, last_updated = $2, \
                              member_account = $3, patient_id = $4, source_system = $5, source_id = $6, \
-                             security = $7, sensitive = $8, date_start = $9, date_end = $10, body = $11 \
-                             WHERE seq = $12",
+                             security = $7, sensitive = $8, date_start = $9, date_end = $10, body = $11, \
+                             deleted_at = NULL WHERE seq = $12",
                         )
                         .bind(version_id)
                         .bind(now.millis())
@@ -232,6 +234,7 @@ impl Store {
                     source_id: write.source_id,
                     security,
                     sensitive: write.sensitive,
+                    deleted_at: None,
                     body,
                 });
             }
@@ -240,7 +243,7 @@ impl Store {
         Ok(stored)
     }
 
-    /// Reads the current version of one resource.
+    /// Reads the current version of one resource (a tombstone if it was deleted).
     pub async fn read_resource(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
         let sql = format!("SELECT {RESOURCE_COLUMNS} FROM fhir_resource WHERE resource_type = $1 AND id = $2");
         Ok(on_pool!(self, pool => {
@@ -248,15 +251,29 @@ impl Store {
         }))
     }
 
-    /// Deletes a resource; returns whether it existed.
+    /// Deletes a resource: its content is erased and a tombstone kept, so that reads answer
+    /// 410 Gone and searches no longer find it. Returns whether a live resource was deleted.
     pub async fn delete_resource(&self, resource_type: &str, id: &str) -> Result<bool, StoreError> {
+        let now = Timestamp::now();
+        let tombstone = serde_json::json!({
+            "resourceType": resource_type,
+            "id": id,
+            "meta": {"lastUpdated": now.to_fhir_instant()}
+        })
+        .to_string();
         Ok(on_pool!(self, pool => {
-            sqlx::query("DELETE FROM fhir_resource WHERE resource_type = $1 AND id = $2")
-                .bind(resource_type)
-                .bind(id)
-                .execute(pool)
-                .await?
-                .rows_affected()
+            sqlx::query(
+                "UPDATE fhir_resource SET deleted_at = $1, last_updated = $1, version_id = version_id + 1, body = $2, \
+                 security = '', sensitive = $3 WHERE resource_type = $4 AND id = $5 AND deleted_at IS NULL",
+            )
+            .bind(now.millis())
+            .bind(&tombstone)
+            .bind(false)
+            .bind(resource_type)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
                 > 0
         }))
     }
@@ -323,7 +340,7 @@ fn set_meta(write: &mut ResourceWrite, version_id: i64, at: Timestamp) -> Result
 }
 
 fn push_filters(sql: &mut SqlBuilder, query: &ResourceQuery, snapshot_seq: i64) {
-    sql.push("r.seq <= ").arg(Arg::I64(snapshot_seq));
+    sql.push("r.deleted_at IS NULL AND r.seq <= ").arg(Arg::I64(snapshot_seq));
     if let Some(after) = query.after_seq {
         sql.push(" AND r.seq > ").arg(Arg::I64(after));
     }
@@ -397,7 +414,7 @@ fn push_filters(sql: &mut SqlBuilder, query: &ResourceQuery, snapshot_seq: i64) 
     if let Some(patient) = &query.referenced_by_patient {
         sql.push(
             " AND EXISTS (SELECT 1 FROM fhir_reference f JOIN fhir_resource s ON s.seq = f.resource_seq \
-             WHERE f.target_type = r.resource_type AND f.target_id = r.id AND s.patient_id = ",
+             WHERE f.target_type = r.resource_type AND f.target_id = r.id AND s.deleted_at IS NULL AND s.patient_id = ",
         )
         .arg(Arg::Text(patient.clone()));
         if query.exclude_sensitive {

@@ -182,7 +182,14 @@ async fn resource_read_and_delete(store: Store) {
     assert_eq!(store.read_resource("Condition", "p1").await.unwrap(), None, "type is part of the key");
     assert!(store.delete_resource("Patient", "p1").await.unwrap());
     assert!(!store.delete_resource("Patient", "p1").await.unwrap());
-    assert_eq!(store.read_resource("Patient", "p1").await.unwrap(), None);
+    let tombstone = store.read_resource("Patient", "p1").await.unwrap().expect("a tombstone remains");
+    assert!(tombstone.deleted_at.is_some());
+    assert!(!tombstone.body.contains("old.example") && !tombstone.sensitive, "the content is erased");
+    let search = ResourceQuery { patient_id: Some("p1".into()), limit: 10, ..Default::default() };
+    assert!(store.search_resources(&search).await.unwrap().resources.is_empty(), "deleted resources are not found");
+    // Writing it again brings it back.
+    store.put_resources(vec![resource("Patient", "p1", "p1")]).await.unwrap();
+    assert_eq!(store.read_resource("Patient", "p1").await.unwrap().unwrap().deleted_at, None);
 }
 
 async fn search_by_patient_and_type(store: Store) {

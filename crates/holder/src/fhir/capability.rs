@@ -1,0 +1,85 @@
+//! `GET [base]/metadata`: a CapabilityStatement that lists exactly what this server does.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use baton_fhir::exchange::EXCHANGE_TYPES;
+use baton_fhir::index::date_parameters;
+use serde_json::{Value, json};
+
+use super::fhir_json;
+use super::params::include_parameters;
+use crate::Holder;
+
+pub fn capability_statement(holder: &Holder) -> Value {
+    let urls = &holder.urls;
+    let resources: Vec<Value> = EXCHANGE_TYPES
+        .iter()
+        .map(|t| {
+            let mut params = vec![
+                json!({"name": "_id", "type": "token"}),
+                json!({"name": "_lastUpdated", "type": "date"}),
+                json!({"name": "identifier", "type": "token"}),
+            ];
+            if baton_fhir::exchange::is_compartment_type(t) && *t != "Patient" {
+                params.push(json!({"name": "patient", "type": "reference"}));
+            }
+            for date in date_parameters(t) {
+                params.push(json!({"name": date, "type": "date"}));
+            }
+            let mut resource = json!({
+                "type": t,
+                "interaction": [{"code": "read"}, {"code": "search-type"}],
+                "searchParam": params,
+                "searchRevInclude": ["Provenance:target"],
+            });
+            let includes: Vec<String> = include_parameters(t).iter().map(|p| format!("{t}:{p}")).collect();
+            if !includes.is_empty() {
+                resource["searchInclude"] = json!(includes);
+            }
+            if *t == "Patient" {
+                resource["operation"] = json!([{
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+                }]);
+            }
+            resource
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-24",
+        "publisher": holder.plan_name,
+        "kind": "instance",
+        "software": {"name": "Baton", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": format!("{} Patient Access API", holder.plan_name), "url": urls.fhir_base},
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Member-authorized access (SMART App Launch 2.2, standalone launch, confidential clients). Unknown search parameters are refused with 400; paging follows Bundle.link next.",
+            "security": {
+                "cors": true,
+                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
+                "extension": [{
+                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                    "extension": [
+                        {"url": "authorize", "valueUri": urls.authorize},
+                        {"url": "token", "valueUri": urls.token},
+                        {"url": "introspect", "valueUri": urls.introspect},
+                        {"url": "revoke", "valueUri": urls.revoke}
+                    ]
+                }]
+            },
+            "resource": resources,
+            "operation": [{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]
+        }]
+    })
+}
+
+pub async fn metadata(State(holder): State<Holder>) -> Response {
+    let mut response = fhir_json(capability_statement(&holder).to_string());
+    response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}

@@ -1,0 +1,121 @@
+//! Baton as the old plan: the data-holder side of member-authorized payer-to-payer exchange.
+//!
+//! Every plan is someone's old plan. This crate lets a member authorize another plan's app
+//! over OAuth 2.0 / SMART App Launch 2.2 (PDex §pdex-111..116) and serves that app the
+//! member's records through a Patient Access FHIR R4 API:
+//!
+//! - [`discovery`]: `.well-known/smart-configuration`, OpenID configuration, JWKS, and the
+//!   plan's SMART User-access Brand Bundle;
+//! - [`oauth`]: `/oauth/authorize` (the plan's own sign-in and consent pages, with the
+//!   sensitive-data choice), `/oauth/token`, introspection and revocation;
+//! - [`fhir`]: the FHIR API — read, search, `Patient/$everything` — limited to the token's
+//!   patient, its scopes, and the member's sensitive-data choice.
+
+rust_i18n::i18n!("locales", fallback = "en");
+
+pub mod clients;
+pub mod discovery;
+pub mod fhir;
+pub mod keys;
+pub mod oauth;
+mod pages;
+pub mod settings;
+mod urls;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use baton_accounts::Accounts;
+use baton_store::Store;
+use url::Url;
+
+pub use keys::SigningKey;
+pub use settings::{BrandSettings, ClientSettings, HolderSettings};
+pub use urls::Urls;
+
+/// Paths called by other servers (never by a browser with this plan's cookies): exempt from
+/// the cross-origin check that protects browser forms.
+pub const SERVER_TO_SERVER_PATHS: &[&str] = &["/oauth/token", "/oauth/introspect", "/oauth/revoke"];
+
+/// The data-holder side of one Baton.
+#[derive(Clone)]
+pub struct Holder(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub accounts: Accounts,
+    pub plan_name: String,
+    pub urls: Urls,
+    pub settings: HolderSettings,
+    pub key: SigningKey,
+    /// For fetching clients' JWK Sets (`jwks_url`).
+    pub http: reqwest::Client,
+    pub jwks_cache: clients::JwksCache,
+}
+
+impl std::ops::Deref for Holder {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Holder {
+    pub fn new(
+        store: Store,
+        accounts: Accounts,
+        plan_name: String,
+        public_url: &Url,
+        settings: HolderSettings,
+        key: SigningKey,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Holder(Arc::new(Inner {
+            store,
+            accounts,
+            plan_name,
+            urls: Urls::new(public_url),
+            settings,
+            key,
+            http,
+            jwks_cache: Default::default(),
+        }))
+    }
+
+    /// Registers (or updates) the client apps listed in the settings.
+    pub async fn register_clients(&self) -> Result<(), clients::ClientError> {
+        for client in &self.settings.clients {
+            clients::register(&self.store, client).await?;
+        }
+        Ok(())
+    }
+
+    /// Every route of the data-holder side. Needs the session layer (for the sign-in and
+    /// consent pages) and [`baton_accounts::ClientIp`] in request extensions.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/fhir/.well-known/smart-configuration", get(discovery::smart_configuration))
+            .route("/fhir/.well-known/openid-configuration", get(discovery::openid_configuration))
+            .route("/oauth/jwks", get(discovery::jwks))
+            .route("/brands.json", get(discovery::brands))
+            .route("/oauth/authorize", get(oauth::authorize::start))
+            .route("/oauth/authorize/sign-in", post(oauth::authorize::sign_in))
+            .route("/oauth/authorize/consent", get(oauth::authorize::consent))
+            .route("/oauth/authorize/decision", post(oauth::authorize::decide))
+            .route("/oauth/authorize/cancel", get(oauth::authorize::cancel))
+            .route("/oauth/token", post(oauth::token::token))
+            .route("/oauth/introspect", post(oauth::token::introspect))
+            .route("/oauth/revoke", post(oauth::token::revoke))
+            .route("/fhir/metadata", get(fhir::capability::metadata))
+            .route("/fhir/Patient/{id}/$everything", get(fhir::everything::everything))
+            .route("/fhir/{resource_type}", get(fhir::search::search))
+            .route("/fhir/{resource_type}/{id}", get(fhir::read::read))
+            .with_state(self.clone())
+    }
+}

@@ -1,0 +1,76 @@
+//! The data-holder side's configuration (the `[holder]` table of `baton.toml`).
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HolderSettings {
+    /// Lifetime of access tokens.
+    pub access_token_minutes: u32,
+    /// Lifetime of refresh tokens (each exchange issues a new one).
+    pub refresh_token_days: u32,
+    pub brand: BrandSettings,
+    /// Client apps allowed to ask members for their records (other plans' Batons, …).
+    pub clients: Vec<ClientSettings>,
+}
+
+impl Default for HolderSettings {
+    fn default() -> Self {
+        Self { access_token_minutes: 60, refresh_token_days: 90, brand: BrandSettings::default(), clients: vec![] }
+    }
+}
+
+/// How the plan presents itself in its User-access Brand Bundle.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrandSettings {
+    /// Logo (SVG or PNG); defaults to this Baton's `/favicon.svg`.
+    pub logo_url: Option<Url>,
+    /// The plan's public website; defaults to the public URL.
+    pub website: Option<Url>,
+    /// Other names members know the plan by.
+    pub aliases: Vec<String>,
+    /// US states the plan serves (two-letter codes).
+    pub states: Vec<String>,
+}
+
+/// A registered client app.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    pub client_id: String,
+    pub name: String,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Shared secret (client-confidential-symmetric); stored hashed.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Inline JWK Set JSON (client-confidential-asymmetric, private_key_jwt).
+    #[serde(default)]
+    pub jwks: Option<String>,
+    /// Or where to fetch the JWK Set.
+    #[serde(default)]
+    pub jwks_url: Option<Url>,
+    /// The most this client may be granted.
+    #[serde(default = "default_client_scopes")]
+    pub scopes: String,
+}
+
+pub fn default_client_scopes() -> String {
+    "launch/patient openid fhirUser offline_access patient/*.read patient/*.rs".into()
+}
+
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("client_id", &self.client_id)
+            .field("name", &self.name)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("jwks", &self.jwks.is_some())
+            .field("jwks_url", &self.jwks_url)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
