@@ -1,12 +1,17 @@
-//! The command line: `baton serve | migrate | demo`.
+//! The command line: `baton serve | migrate | demo | demo-data`.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use baton_accounts::{AccountError, NewMember, NewPassword, Username};
+use baton_store::AccountId;
+use baton_synth::{Options, Payer};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
 
 use crate::config::Config;
-use crate::startup::Application;
+use crate::startup::{Application, open_store};
 use crate::{demo, telemetry};
 
 #[derive(Debug, Parser)]
@@ -26,8 +31,34 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
-    /// Run the embedded demo: SQLite under the data directory, demo accounts, sign-ins printed.
+    /// Run the embedded demo: this plan plus a demo old plan on the next port, with demo
+    /// accounts and synthetic records; prints the URLs and sign-ins.
     Demo,
+    /// Generate deterministic synthetic members (PDex profiles) into this Baton's store as the
+    /// plan holding their records — or into an NDJSON file — and/or load FHIR examples.
+    DemoData(DemoDataArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoDataArgs {
+    /// How many members to generate.
+    #[arg(long, default_value_t = 3)]
+    pub members: usize,
+    /// Resources per member (0: a natural record of a few hundred).
+    #[arg(long, default_value_t = 0)]
+    pub resources: usize,
+    /// Seed: the same seed gives the same records.
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+    /// Give claims payment and cost-sharing amounts (full CARIN BB profiles, not Basis).
+    #[arg(long)]
+    pub financial: bool,
+    /// Write the resources to this NDJSON file instead of the store.
+    #[arg(long)]
+    pub ndjson: Option<PathBuf>,
+    /// Also load every FHIR JSON example (resources and Bundles) under this directory.
+    #[arg(long)]
+    pub examples: Option<PathBuf>,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -35,7 +66,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(config.log_format);
     match cli.command {
         Command::Migrate => {
-            let store = crate::startup::open_store(&config).await?;
+            let store = open_store(&config).await?;
             store.close().await;
             println!("baton: migrations applied to {}", baton_store::redact_url(&config.database_url()));
             Ok(())
@@ -45,11 +76,144 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(url = %app.public_url(), "Baton is listening");
             app.run_until_stopped().await.context("server failed")
         }
-        Command::Demo => {
-            let app = Application::build(config).await?;
-            let accounts = demo::seed(app.services()).await.context("seeding demo accounts")?;
-            demo::print_banner(&app, &accounts);
-            app.run_until_stopped().await.context("server failed")
+        Command::Demo => run_demo(config).await,
+        Command::DemoData(args) => demo_data(config, args).await,
+    }
+}
+
+async fn run_demo(config: Config) -> anyhow::Result<()> {
+    let new_plan = Application::build(config.clone()).await?;
+    let old_plan = Application::build(demo::old_plan_config(&config, new_plan.public_url())?)
+        .await
+        .context("starting the demo old plan")?;
+    let accounts = demo::seed(new_plan.services()).await.context("seeding demo accounts")?;
+    let old_accounts = demo::seed_old_plan(&old_plan).await.context("seeding the demo old plan")?;
+    demo::print_banner(&new_plan, &accounts, &old_plan, &old_accounts);
+    let (a, b) = tokio::join!(new_plan.run_until_stopped(), old_plan.run_until_stopped());
+    a.context("the new plan's server failed")?;
+    b.context("the demo old plan's server failed")?;
+    Ok(())
+}
+
+async fn demo_data(config: Config, args: DemoDataArgs) -> anyhow::Result<()> {
+    let payer = Payer {
+        organization_id: "this-plan".into(),
+        name: config.plan.name.clone(),
+        identifier_system: config.public_url().to_string().trim_end_matches('/').to_owned(),
+    };
+    let mut options = Options::new(payer);
+    options.seed = args.seed;
+    options.target_resources = args.resources;
+    options.financial_claims = args.financial;
+    let members: Vec<_> = (1..=args.members).map(|n| baton_synth::numbered_member("synth", n, args.seed)).collect();
+
+    if let Some(path) = &args.ndjson {
+        let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        let mut written = 0usize;
+        for member in &members {
+            for resource in baton_synth::record(member, &options) {
+                serde_json::to_writer(&mut out, &resource)?;
+                out.write_all(b"\n")?;
+                written += 1;
+            }
+        }
+        out.flush()?;
+        println!("baton: wrote {written} resources of {} members to {}", members.len(), path.display());
+        return Ok(());
+    }
+
+    let store = open_store(&config).await?;
+    let accounts = baton_accounts::Accounts::new(store.clone(), config.throttle_policy());
+    let base = format!("{}fhir", config.public_url());
+    let mut total = 0;
+    for (n, member) in members.iter().enumerate() {
+        let username = format!("member-{}", n + 1);
+        let account = match accounts
+            .create_member(NewMember {
+                username: Username::parse(&username)?,
+                display_name: format!("{} {}", member.given, member.family),
+                password: Some(NewPassword::parse(demo::DEMO_PASSWORD)?),
+                member_id: member.member_id.clone(),
+                birth_date: member.birth_date,
+                coverage_start: options.as_of,
+            })
+            .await
+        {
+            Ok(account) => account,
+            Err(AccountError::UsernameTaken | AccountError::MemberIdTaken) => {
+                accounts.by_username(&Username::parse(&username)?).await?.context("member disappeared")?
+            }
+            Err(error) => return Err(error.into()),
+        };
+        store.set_account_patient(account.id, &member.patient_id).await?;
+        let report =
+            baton_records::load(&store, baton_synth::record(member, &options), &base, Some(AccountId(account.id.0)))
+                .await?;
+        total += report.stored;
+        println!("baton: {username} ({} {}): {} resources", member.given, member.family, report.stored);
+    }
+    if let Some(dir) = &args.examples {
+        let (stored, rejected) = load_examples(&store, dir, &base).await?;
+        println!("baton: {stored} example resources loaded from {}", dir.display());
+        for (file, reason) in rejected {
+            println!("baton:   not loaded: {file}: {reason}");
+        }
+        total += stored;
+    }
+    store.close().await;
+    println!("baton: {total} resources stored in {}", baton_store::redact_url(&config.database_url()));
+    Ok(())
+}
+
+/// Loads every `*.json` FHIR resource (Bundles: their entries) found under `dir`.
+async fn load_examples(
+    store: &baton_store::Store,
+    dir: &Path,
+    base: &str,
+) -> anyhow::Result<(usize, Vec<(String, String)>)> {
+    let mut files = vec![];
+    collect_json(dir, &mut files)?;
+    files.sort();
+    let mut stored = 0;
+    let mut rejected = vec![];
+    for file in files {
+        let name = file.display().to_string();
+        let value: Value = match std::fs::read_to_string(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        {
+            Ok(value) => value,
+            Err(reason) => {
+                rejected.push((name, reason));
+                continue;
+            }
+        };
+        let resources: Vec<Value> = if value["resourceType"] == "Bundle" {
+            value["entry"]
+                .as_array()
+                .map(|e| e.iter().filter_map(|entry| entry.get("resource").cloned()).collect())
+                .unwrap_or_default()
+        } else {
+            vec![value]
+        };
+        let report = baton_records::load(store, resources, base, None).await?;
+        stored += report.stored;
+        for (position, reason) in report.rejected {
+            rejected.push((format!("{name} #{position}"), reason.to_string()));
         }
     }
+    Ok((stored, rejected))
+}
+
+fn collect_json(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_json(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "json") {
+            files.push(path);
+        }
+    }
+    Ok(())
 }

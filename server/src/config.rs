@@ -32,10 +32,23 @@ pub struct Config {
     pub cookie_secure: Option<bool>,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_proxy: bool,
+    /// Name of the session cookie (two Batons on one host need different names).
+    pub session_cookie: String,
     pub log_format: LogFormat,
     pub plan: PlanConfig,
     pub secrets: SecretsConfig,
     pub sign_in: SignInConfig,
+    /// The data-holder side: token lifetimes, brand, registered client apps.
+    pub holder: baton_holder::HolderSettings,
+    /// `baton demo` only: where the demo old plan listens (default: the next port).
+    pub demo: DemoConfig,
+}
+
+/// Settings of the embedded demo.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    pub old_plan_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -64,6 +77,8 @@ pub struct SecretsConfig {
     pub session_key: Option<String>,
     /// Encrypts OAuth tokens at rest: exactly 32 bytes (`BATON_SECRETS__TOKEN_KEY`).
     pub token_key: Option<String>,
+    /// Signs this plan's ID tokens: an RSA private key in PEM (`BATON_SECRETS__ID_TOKEN_KEY`).
+    pub id_token_key: Option<String>,
 }
 
 impl std::fmt::Debug for SecretsConfig {
@@ -72,6 +87,7 @@ impl std::fmt::Debug for SecretsConfig {
         f.debug_struct("SecretsConfig")
             .field("session_key", &shown(&self.session_key))
             .field("token_key", &shown(&self.token_key))
+            .field("id_token_key", &shown(&self.id_token_key))
             .finish()
     }
 }
@@ -95,10 +111,13 @@ impl Default for Config {
             site_root: PathBuf::from("target/site"),
             cookie_secure: None,
             trust_proxy: false,
+            session_cookie: "baton_session".into(),
             log_format: LogFormat::Text,
             plan: PlanConfig::default(),
             secrets: SecretsConfig::default(),
             sign_in: SignInConfig::default(),
+            holder: baton_holder::HolderSettings::default(),
+            demo: DemoConfig::default(),
         }
     }
 }
@@ -168,6 +187,11 @@ impl Config {
         if let Some(url) = &self.database_url {
             baton_store::Backend::of_url(url)
                 .map_err(|e| ConfigError::Key { key: "database_url", problem: e.to_string() })?;
+        }
+        let cookie_ok = !self.session_cookie.is_empty()
+            && self.session_cookie.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !cookie_ok {
+            return Err(ConfigError::Key { key: "session_cookie", problem: "must be letters, digits, _ or -".into() });
         }
         if self.plan.name.trim().is_empty() {
             return Err(ConfigError::Key { key: "plan.name", problem: "must not be empty".into() });
@@ -327,7 +351,7 @@ mod tests {
 
     #[test]
     fn secrets_never_show_in_debug_output() {
-        let secrets = SecretsConfig { session_key: Some("c2VjcmV0".into()), token_key: None };
+        let secrets = SecretsConfig { session_key: Some("c2VjcmV0".into()), token_key: None, id_token_key: None };
         let shown = format!("{secrets:?}");
         assert!(!shown.contains("c2VjcmV0"), "{shown}");
     }

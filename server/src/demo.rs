@@ -1,15 +1,26 @@
-//! The embedded demo: a few members and staff with known passwords, created when missing.
+//! The embedded demo: this Baton as the new plan (Cedar Valley Health), plus a second Baton in
+//! the same process as the members' previous plan (Riverbend Health Plan), with synthetic
+//! records for the same three people. Everything is created when missing, so a second run
+//! starts in seconds with the same data.
+
+use std::path::Path;
 
 use anyhow::Context;
 use app::ssr::Services;
 use baton_accounts::{AccountError, NewMember, NewPassword, NewStaff, Role, Roles, Username};
+use baton_holder::ClientSettings;
+use baton_store::AccountId;
+use baton_synth::{Options, Payer};
 use time::Date;
 use time::macros::date;
 
+use crate::config::Config;
 use crate::startup::Application;
 
 /// Every demo account's password (printed by `baton demo`).
 pub const DEMO_PASSWORD: &str = "baton-demo-2026";
+/// The new plan's client registration at the demo old plan.
+pub const DEMO_CLIENT_ID: &str = "cedar-valley-baton";
 
 /// A demo account, for the banner.
 #[derive(Debug, Clone)]
@@ -51,7 +62,69 @@ const MEMBERS: [DemoMember; 3] = [
     },
 ];
 
-/// Creates the demo accounts that do not exist yet; returns all of them.
+/// The same people's accounts at the demo old plan, in the order of `baton_synth::demo_members`.
+const OLD_PLAN_USERNAMES: [&str; 3] = ["maria.garcia", "james.wilson", "ana.lopez"];
+pub const OLD_PLAN_NAME: &str = "Riverbend Health Plan";
+
+/// The demo old plan's configuration, derived from the new plan's: the next port, its own
+/// SQLite database and secrets under `<data_dir>/riverbend`, its own session cookie, and the
+/// new plan registered as a client app.
+pub fn old_plan_config(new_plan: &Config, new_plan_url: &url::Url) -> anyhow::Result<Config> {
+    let listen = new_plan
+        .demo
+        .old_plan_listen
+        .unwrap_or_else(|| std::net::SocketAddr::new(new_plan.listen.ip(), new_plan.listen.port().wrapping_add(1)));
+    let data_dir = new_plan.data_dir.join("riverbend");
+    let secret = client_secret(&new_plan.data_dir)?;
+    let mut config = Config {
+        listen,
+        public_url: None,
+        data_dir,
+        database_url: None,
+        session_cookie: "baton_session_riverbend".into(),
+        plan: crate::config::PlanConfig { name: OLD_PLAN_NAME.into() },
+        secrets: Default::default(),
+        holder: Default::default(),
+        demo: Default::default(),
+        ..new_plan.clone()
+    };
+    config.holder.brand.states = vec!["IL".into(), "IN".into()];
+    config.holder.brand.aliases = vec!["Riverbend".into()];
+    config.holder.clients.push(ClientSettings {
+        client_id: DEMO_CLIENT_ID.into(),
+        name: format!("{} (Baton)", new_plan.plan.name),
+        redirect_uris: vec![format!("{new_plan_url}oauth/callback")],
+        secret: Some(secret),
+        jwks: None,
+        jwks_url: None,
+        scopes: baton_holder::settings::default_client_scopes(),
+    });
+    Ok(config)
+}
+
+/// The shared secret of the new plan's registration at the demo old plan: generated once under
+/// the new plan's data directory (mode 0600), like the other demo secrets.
+pub fn client_secret(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("secrets").join("riverbend-client-secret");
+    if !path.exists() {
+        use base64::Engine;
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        if let Ok(mut file) = options.open(&path) {
+            std::io::Write::write_all(&mut file, secret.as_bytes())?;
+        }
+    }
+    Ok(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?.trim().to_owned())
+}
+
+/// Creates the new plan's demo accounts that do not exist yet; returns all of them.
 pub async fn seed(services: &Services) -> anyhow::Result<Vec<DemoAccount>> {
     let password = || NewPassword::parse(DEMO_PASSWORD).context("demo password");
     let mut accounts = Vec::new();
@@ -90,6 +163,56 @@ pub async fn seed(services: &Services) -> anyhow::Result<Vec<DemoAccount>> {
     Ok(accounts)
 }
 
+/// Creates the demo old plan's members with their synthetic records, when missing.
+pub async fn seed_old_plan(app: &Application) -> anyhow::Result<Vec<DemoAccount>> {
+    let services = app.services();
+    let fhir_base = app.holder().urls.fhir_base.clone();
+    let payer = Payer {
+        organization_id: "riverbend-health-plan".into(),
+        name: OLD_PLAN_NAME.into(),
+        identifier_system: "https://riverbend.example".into(),
+    };
+    let mut accounts = vec![];
+    for (member, username) in baton_synth::demo_members("rb").into_iter().zip(OLD_PLAN_USERNAMES) {
+        let display_name = format!("{} {}", member.given, member.family);
+        let created = services
+            .accounts
+            .create_member(NewMember {
+                username: Username::parse(username)?,
+                display_name: display_name.clone(),
+                password: Some(NewPassword::parse(DEMO_PASSWORD)?),
+                member_id: member.member_id.clone(),
+                birth_date: member.birth_date,
+                coverage_start: date!(2020 - 01 - 01),
+            })
+            .await;
+        let account = match created {
+            Ok(account) => account,
+            Err(AccountError::UsernameTaken | AccountError::MemberIdTaken) => {
+                services.accounts.by_username(&Username::parse(username)?).await?.context("demo member disappeared")?
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if services.store.read_resource("Patient", &member.patient_id).await?.is_none() {
+            services.store.set_account_patient(account.id, &member.patient_id).await?;
+            let record = baton_synth::record(&member, &Options::new(payer.clone()));
+            let report =
+                baton_records::load(&services.store, record, &fhir_base, Some(AccountId(account.id.0))).await?;
+            tracing::info!(member = %display_name, stored = report.stored, "demo old plan: records loaded");
+        }
+        accounts.push(DemoAccount {
+            username,
+            display_name: match username {
+                "maria.garcia" => "Maria Garcia",
+                "james.wilson" => "James Wilson",
+                _ => "Ana López",
+            },
+            kind: "member",
+        });
+    }
+    Ok(accounts)
+}
+
 fn already_there_is_fine<T>(result: Result<T, AccountError>) -> anyhow::Result<()> {
     match result {
         Ok(_) | Err(AccountError::UsernameTaken) | Err(AccountError::MemberIdTaken) => Ok(()),
@@ -97,15 +220,27 @@ fn already_there_is_fine<T>(result: Result<T, AccountError>) -> anyhow::Result<(
     }
 }
 
-/// What `baton demo` prints once it is ready.
-pub fn print_banner(app: &Application, accounts: &[DemoAccount]) {
-    let services = app.services();
+/// What `baton demo` prints once both plans are ready.
+pub fn print_banner(
+    new_plan: &Application,
+    accounts: &[DemoAccount],
+    old_plan: &Application,
+    old_accounts: &[DemoAccount],
+) {
     println!();
-    println!("  Baton is running: {} ({})", app.public_url(), services.plan_name);
+    println!("  Baton is running.");
     println!();
-    println!("  Demo sign-ins (password for all: {DEMO_PASSWORD}):");
+    println!("  New plan:  {} — {}", new_plan.services().plan_name, new_plan.public_url());
+    println!("  Sign-ins (password for all: {DEMO_PASSWORD}):");
     for account in accounts {
-        println!("    {:<7} {:<8} {}", account.kind, account.username, account.display_name);
+        println!("    {:<7} {:<14} {}", account.kind, account.username, account.display_name);
+    }
+    println!();
+    println!("  Demo old plan:  {} — {}", old_plan.services().plan_name, old_plan.public_url());
+    println!("  FHIR base:      {}", old_plan.holder().urls.fhir_base);
+    println!("  Member sign-ins there (password for all: {DEMO_PASSWORD}):");
+    for account in old_accounts {
+        println!("    {:<7} {:<14} {}", account.kind, account.username, account.display_name);
     }
     println!();
     println!("  Stop with Ctrl-C.");

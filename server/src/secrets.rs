@@ -21,6 +21,8 @@ pub const TOKEN_KEY_LEN: usize = 32;
 pub struct Secrets {
     pub session_key: Vec<u8>,
     pub token_key: [u8; TOKEN_KEY_LEN],
+    /// RSA private key (PEM) signing this plan's ID tokens.
+    pub id_token_key: String,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -64,7 +66,43 @@ impl Secrets {
             key: "secrets.token_key",
             problem: format!("must be exactly {TOKEN_KEY_LEN} bytes, got {}", k.len()),
         })?;
-        Ok(Self { session_key, token_key })
+        let id_token_key = match &config.secrets.id_token_key {
+            Some(pem) => pem.clone(),
+            None if embedded => file_pem(&config.data_dir, "id-token.pem")?,
+            None => return Err(SecretsError::Required { key: "secrets.id_token_key", env: "SECRETS__ID_TOKEN_KEY" }),
+        };
+        baton_holder::SigningKey::from_pem(&id_token_key)
+            .map_err(|e| SecretsError::Invalid { key: "secrets.id_token_key", problem: e.to_string() })?;
+        Ok(Self { session_key, token_key, id_token_key })
+    }
+}
+
+/// Reads `<data_dir>/secrets/<name>`, generating an RSA key there (mode 0600) first when missing.
+fn file_pem(data_dir: &Path, name: &str) -> Result<String, SecretsError> {
+    let dir = data_dir.join("secrets");
+    let path = dir.join(name);
+    let io = |source| SecretsError::File { path: path.clone(), source };
+    if !path.exists() {
+        create_private_dir(&dir).map_err(io)?;
+        let pem = baton_holder::SigningKey::generate_pem().map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        write_private(&path, pem.as_bytes()).map_err(io)?;
+    }
+    fs::read_to_string(&path).map_err(io)
+}
+
+/// Writes a new file only its owner can read; if another process created it first, keeps theirs.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(contents)?;
+            file.sync_all()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -82,20 +120,7 @@ fn file_key(data_dir: &Path, name: &str, len: usize) -> Result<Vec<u8>, SecretsE
         create_private_dir(&dir).map_err(io)?;
         let mut key = vec![0u8; len];
         rand::rng().fill_bytes(&mut key);
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(&path) {
-            Ok(mut file) => {
-                file.write_all(BASE64.encode(&key).as_bytes()).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                return Ok(key);
-            }
-            // Another process created it first: use theirs.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io(e)),
-        }
+        write_private(&path, BASE64.encode(&key).as_bytes()).map_err(io)?;
     }
     let text = fs::read_to_string(&path).map_err(io)?;
     BASE64.decode(text.trim()).map_err(|e| SecretsError::File {
@@ -127,12 +152,13 @@ mod tests {
         let second = Secrets::load(&config_in(dir.path())).unwrap();
         assert_eq!(first.session_key, second.session_key);
         assert_eq!(first.token_key, second.token_key);
+        assert_eq!(first.id_token_key, second.id_token_key);
         assert!(first.session_key.len() >= SESSION_KEY_MIN_LEN);
         assert_ne!(first.token_key, [0; TOKEN_KEY_LEN]);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            for name in ["session.key", "token.key"] {
+            for name in ["session.key", "token.key", "id-token.pem"] {
                 let mode = fs::metadata(dir.path().join("secrets").join(name)).unwrap().permissions().mode();
                 assert_eq!(mode & 0o777, 0o600, "{name}");
             }
@@ -145,10 +171,14 @@ mod tests {
         let mut config = config_in(dir.path());
         config.secrets.session_key = Some(BASE64.encode([7u8; 64]));
         config.secrets.token_key = Some(BASE64.encode([9u8; 32]));
+        config.secrets.id_token_key = Some(baton_holder::SigningKey::generate_pem().unwrap());
         let secrets = Secrets::load(&config).unwrap();
         assert_eq!(secrets.token_key, [9u8; 32]);
         assert!(!dir.path().join("secrets").exists(), "nothing generated when configured");
 
+        config.secrets.id_token_key = Some("not a key".into());
+        assert!(Secrets::load(&config).unwrap_err().to_string().contains("secrets.id_token_key"));
+        config.secrets.id_token_key = None;
         config.secrets.token_key = Some(BASE64.encode([9u8; 16]));
         let message = Secrets::load(&config).unwrap_err().to_string();
         assert!(message.contains("secrets.token_key") && message.contains("32"), "{message}");

@@ -10,6 +10,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
 use baton_accounts::Accounts;
+use baton_holder::{Holder, SERVER_TO_SERVER_PATHS, SigningKey};
 use baton_store::{ConnectOptions, Db, Store};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
@@ -39,6 +40,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     services: Services,
+    holder: Holder,
     public_url: Url,
     local_addr: SocketAddr,
 }
@@ -68,11 +70,18 @@ impl Application {
             None => Url::parse(&format!("http://{local_addr}/"))?,
         };
 
-        let services = Services {
-            accounts: Accounts::new(store.clone(), config.throttle_policy()),
-            store: store.clone(),
-            plan_name: config.plan.name.clone(),
-        };
+        let accounts = Accounts::new(store.clone(), config.throttle_policy());
+        let services =
+            Services { accounts: accounts.clone(), store: store.clone(), plan_name: config.plan.name.clone() };
+        let holder = Holder::new(
+            store.clone(),
+            accounts,
+            config.plan.name.clone(),
+            &public_url,
+            config.holder.clone(),
+            SigningKey::from_pem(&secrets.id_token_key)?,
+        );
+        holder.register_clients().await.context("registering the configured client apps")?;
         let leptos_options = LeptosOptions::builder()
             .output_name(app::OUTPUT_NAME)
             .site_root(config.site_root.to_string_lossy().into_owned())
@@ -96,9 +105,10 @@ impl Application {
                 move || shell(options.clone())
             })
             .fallback(file_and_error_handler_with_context::<AppState, _>(context, shell))
-            .with_state(state);
+            .with_state(state)
+            .merge(holder.router());
 
-        let router = with_sessions(router, &store, &secrets, config.cookie_secure());
+        let router = with_sessions(router, &store, &secrets, &config.session_cookie, config.cookie_secure());
         let origin = public_url.origin().ascii_serialization();
         let router = router
             .layer(axum::middleware::from_fn_with_state(
@@ -106,7 +116,10 @@ impl Application {
                 client_ip::client_ip,
             ))
             .layer(axum::middleware::from_fn_with_state(
-                Arc::new(security::OriginPolicy { origin, exempt_prefixes: vec![] }),
+                Arc::new(security::OriginPolicy {
+                    origin,
+                    exempt_prefixes: SERVER_TO_SERVER_PATHS.iter().map(|p| (*p).to_owned()).collect(),
+                }),
                 security::cross_origin_protection,
             ))
             .layer(axum::middleware::from_fn_with_state(
@@ -118,7 +131,7 @@ impl Application {
             .layer(trace::layer())
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
 
-        Ok(Self { listener, router, services, public_url, local_addr })
+        Ok(Self { listener, router, services, holder, public_url, local_addr })
     }
 
     pub fn port(&self) -> u16 {
@@ -131,6 +144,11 @@ impl Application {
 
     pub fn services(&self) -> &Services {
         &self.services
+    }
+
+    /// The data-holder side (its FHIR base, registered clients…).
+    pub fn holder(&self) -> &Holder {
+        &self.holder
     }
 
     /// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests and closes the store.
@@ -146,13 +164,13 @@ impl Application {
 }
 
 /// Adds the session layer, backed by the same database as everything else.
-fn with_sessions(router: Router, store: &Store, secrets: &Secrets, secure: bool) -> Router {
+fn with_sessions(router: Router, store: &Store, secrets: &Secrets, cookie: &str, secure: bool) -> Router {
     let key = Key::from(&secrets.session_key);
     match store.db() {
         Db::Sqlite(pool) => {
             let sessions = SqliteStore::new(pool.clone());
             spawn_expired_session_cleanup(sessions.clone());
-            router.layer(session_layer(sessions, key, secure))
+            router.layer(session_layer(sessions, key, cookie, secure))
         }
         Db::Postgres(pool) => {
             let sessions = PostgresStore::new(pool.clone())
@@ -160,7 +178,7 @@ fn with_sessions(router: Router, store: &Store, secrets: &Secrets, secure: bool)
                 .and_then(|s| s.with_table_name("tower_sessions"))
                 .expect("static, valid schema and table names");
             spawn_expired_session_cleanup(sessions.clone());
-            router.layer(session_layer(sessions, key, secure))
+            router.layer(session_layer(sessions, key, cookie, secure))
         }
     }
 }
@@ -168,10 +186,11 @@ fn with_sessions(router: Router, store: &Store, secrets: &Secrets, secure: bool)
 fn session_layer<S: SessionStore + Clone>(
     store: S,
     key: Key,
+    cookie: &str,
     secure: bool,
 ) -> SessionManagerLayer<S, tower_sessions::service::SignedCookie> {
     SessionManagerLayer::new(store)
-        .with_name("baton_session")
+        .with_name(cookie.to_owned())
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(secure)

@@ -133,13 +133,26 @@ pub fn end_to_end(ctx: &Ctx) -> Result<()> {
     let _ = fs::remove_dir_all(&data);
     fs::create_dir_all(&data)?;
     let port = free_port()?;
+    let old_plan_port = loop {
+        let candidate = free_port()?;
+        if candidate != port {
+            break candidate;
+        }
+    };
     let base_url = format!("http://127.0.0.1:{port}");
+    let old_plan_url = format!("http://127.0.0.1:{old_plan_port}");
     let log_path = data.join("baton.log");
-    let server = DemoServer::start(ctx, &data, port, &log_path)?;
-    let ready = wait_until_ready(port, Duration::from_secs(60));
+    let server = DemoServer::start(ctx, &data, port, old_plan_port, &log_path)?;
+    let ready = wait_until_ready(port, Duration::from_secs(60))
+        .and_then(|()| wait_until_ready(old_plan_port, Duration::from_secs(30)));
     let outcome = ready.and_then(|()| {
         let mut playwright = Command::new("npx");
-        playwright.args(["playwright", "test"]).current_dir(&e2e).env("BASE_URL", &base_url).env("CI", "true");
+        playwright
+            .args(["playwright", "test"])
+            .current_dir(&e2e)
+            .env("BASE_URL", &base_url)
+            .env("OLD_PLAN_URL", &old_plan_url)
+            .env("CI", "true");
         run_with_deadline(&mut playwright, "Playwright", Duration::from_secs(20 * 60))
     });
     drop(server);
@@ -167,19 +180,21 @@ fn ensure_npm_packages(e2e: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A `baton demo` child process, stopped (SIGTERM) when dropped.
+/// A `baton demo` child process (the new plan and the demo old plan), stopped (SIGTERM) when
+/// dropped.
 struct DemoServer {
     child: Child,
 }
 
 impl DemoServer {
-    fn start(ctx: &Ctx, data: &Path, port: u16, log: &Path) -> Result<Self> {
+    fn start(ctx: &Ctx, data: &Path, port: u16, old_plan_port: u16, log: &Path) -> Result<Self> {
         let log_file = fs::File::create(log)?;
         let child = Command::new(ctx.baton_binary())
             .arg("demo")
             .current_dir(data)
             .env("BATON_DATA_DIR", data)
             .env("BATON_LISTEN", format!("127.0.0.1:{port}"))
+            .env("BATON_DEMO__OLD_PLAN_LISTEN", format!("127.0.0.1:{old_plan_port}"))
             .env("BATON_SITE_ROOT", ctx.site_dir())
             .env_remove("BATON_CONFIG")
             .env_remove("DATABASE_URL")
