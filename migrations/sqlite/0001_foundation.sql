@@ -43,12 +43,14 @@ CREATE TABLE fhir_resource (
     sensitive      BOOLEAN NOT NULL DEFAULT FALSE,    -- labelled or classified sensitive
     date_start     BIGINT,                            -- clinical/service date range (ms),
     date_end       BIGINT,                            --   for date search parameters
+    origin_transfer TEXT,                             -- the transfer that brought it, if received
     deleted_at     BIGINT,                            -- set when deleted: reads answer 410 Gone
     body           TEXT    NOT NULL,
     UNIQUE (resource_type, id)
 );
 CREATE INDEX fhir_resource_compartment ON fhir_resource (patient_id, resource_type, seq);
 CREATE INDEX fhir_resource_member ON fhir_resource (member_account, resource_type, seq);
+CREATE INDEX fhir_resource_origin ON fhir_resource (origin_transfer) WHERE origin_transfer IS NOT NULL;
 CREATE UNIQUE INDEX fhir_resource_source
     ON fhir_resource (source_system, resource_type, source_id) WHERE source_system IS NOT NULL;
 

@@ -11,12 +11,13 @@
 mod accounts;
 mod error;
 mod oauth;
-mod resources;
+pub(crate) mod resources;
 mod sign_in_failures;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timestamp;
+mod transfers;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,6 +31,10 @@ pub use error::StoreError;
 pub use oauth::{CodeRedemption, NewCode, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, TokenKind};
 pub use resources::{IndexedIdentifier, IndexedReference, ResourcePage, ResourceQuery, ResourceWrite, StoredResource};
 pub use timestamp::Timestamp;
+pub use transfers::{
+    CommitError, MemberConsent, PayerLink, Transfer, TransferEvent, TransferFilter, TransferPage, TransferRejection,
+    TransferRequest, state as transfer_state,
+};
 
 /// The two database backends Baton runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,8 @@ pub(crate) enum Arg {
     I64(i64),
     Text(String),
     Bool(bool),
+    OptI64(Option<i64>),
+    OptText(Option<String>),
 }
 
 #[derive(Debug, Default)]
@@ -32,6 +34,24 @@ impl SqlBuilder {
         self
     }
 
+    /// Appends `(p1, …), (p1, …), …`: one parenthesised group of placeholders per row.
+    pub fn rows(&mut self, rows: impl IntoIterator<Item = Vec<Arg>>) -> &mut Self {
+        for (i, row) in rows.into_iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(", ");
+            }
+            self.sql.push('(');
+            for (j, arg) in row.into_iter().enumerate() {
+                if j > 0 {
+                    self.sql.push_str(", ");
+                }
+                self.arg(arg);
+            }
+            self.sql.push(')');
+        }
+        self
+    }
+
     /// Appends `(p1, p2, …)` for a non-empty list of text values.
     pub fn text_list<'a>(&mut self, values: impl IntoIterator<Item = &'a str>) -> &mut Self {
         self.sql.push('(');
@@ -55,6 +75,8 @@ macro_rules! bind_args {
                 $crate::sql::Arg::I64(v) => query.bind(*v),
                 $crate::sql::Arg::Text(v) => query.bind(v.as_str()),
                 $crate::sql::Arg::Bool(v) => query.bind(*v),
+                $crate::sql::Arg::OptI64(v) => query.bind(*v),
+                $crate::sql::Arg::OptText(v) => query.bind(v.as_deref()),
             };
         }
         query

@@ -33,6 +33,7 @@ store_suite!(
     search_by_identifier_and_reference,
     search_by_dates_and_sensitivity,
     rejects_a_body_that_is_not_an_object,
+    a_batch_larger_than_a_chunk_with_repeats,
     directory_resources_referenced_by_a_patient,
 );
 
@@ -167,7 +168,10 @@ async fn resource_read_and_delete(store: Store) {
     let mut write = resource("Patient", "p1", "p1");
     write.source_system = Some("https://old.example/fhir".into());
     write.source_id = Some("src-9".into());
-    write.security = vec!["http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R".into()];
+    write.security = vec![
+        "http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R".into(),
+        "http://terminology.hl7.org/CodeSystem/v3-ActCode|PSY".into(),
+    ];
     write.sensitive = true;
     store.put_resources(vec![write]).await.unwrap();
     let read = store.read_resource("Patient", "p1").await.unwrap().unwrap();
@@ -176,7 +180,10 @@ async fn resource_read_and_delete(store: Store) {
     assert!(read.sensitive);
     assert_eq!(
         read.security_labels().collect::<Vec<_>>(),
-        ["http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R"]
+        [
+            "http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R",
+            "http://terminology.hl7.org/CodeSystem/v3-ActCode|PSY"
+        ]
     );
     assert_eq!(store.read_resource("Patient", "nope").await.unwrap(), None);
     assert_eq!(store.read_resource("Condition", "p1").await.unwrap(), None, "type is part of the key");
@@ -386,4 +393,35 @@ async fn directory_resources_referenced_by_a_patient(store: Store) {
     assert_eq!(ids(&query).await, ["dr-a", "dr-secret"]);
     let without_sensitive = ResourceQuery { exclude_sensitive: true, ..query };
     assert_eq!(ids(&without_sensitive).await, ["dr-a"], "a practitioner seen only in sensitive care stays hidden");
+}
+
+async fn a_batch_larger_than_a_chunk_with_repeats(store: Store) {
+    let mut writes: Vec<ResourceWrite> = (0..1000)
+        .map(|i| {
+            let mut w = resource("Observation", &format!("o{i}"), "p1");
+            w.identifiers = vec![IndexedIdentifier { system: "urn:x".into(), value: format!("v{i}") }];
+            w
+        })
+        .collect();
+    // The same resource twice in one batch: the last one wins, stored once.
+    let mut again = resource("Observation", "o5", "p1");
+    again.body = json!({"resourceType": "Observation", "id": "o5", "status": "amended"});
+    writes.push(again);
+    let stored = store.put_resources(writes).await.unwrap();
+    assert_eq!(stored.len(), 1000);
+    let o5 = store.read_resource("Observation", "o5").await.unwrap().unwrap();
+    assert!(o5.body.contains("amended"));
+    let query = ResourceQuery { patient_id: Some("p1".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.count_resources(&query).await.unwrap(), 1000);
+    // Writing them all again updates in place: versions go up, nothing is duplicated.
+    let rewrites = (0..1000).map(|i| resource("Observation", &format!("o{i}"), "p1")).collect();
+    let stored = store.put_resources(rewrites).await.unwrap();
+    assert!(stored.iter().all(|r| r.version_id == 2));
+    assert_eq!(store.count_resources(&query).await.unwrap(), 1000);
+    let by_identifier = ResourceQuery {
+        identifier: Some(IndexedIdentifier { system: "urn:x".into(), value: "v7".into() }),
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(store.search_resources(&by_identifier).await.unwrap().resources.is_empty(), "old index rows replaced");
 }

@@ -1,0 +1,686 @@
+//! Consents, links to previous plans, and transfers: durable jobs leased by workers.
+//!
+//! A worker claims a job (`claim_transfer`), then commits each page it fetched together with
+//! its checkpoint in one transaction (`commit_transfer_page`), which also proves it still holds
+//! the lease. A worker that dies stops renewing its lease; when the lease runs out another
+//! worker claims the job and resumes from the last committed checkpoint, so nothing is counted
+//! twice and nothing is lost. On PostgreSQL claims use `FOR UPDATE SKIP LOCKED`, so several
+//! Baton instances share the queue.
+
+use serde::{Deserialize, Serialize};
+
+use crate::resources::write_resources;
+use crate::sql::{Arg, SqlBuilder, bind_args};
+use crate::{AccountId, Backend, ResourceWrite, Store, StoreError, StoredResource, Timestamp, on_pool};
+
+/// A member's consent to bring their records from a previous plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct MemberConsent {
+    pub id: String,
+    #[sqlx(try_from = "i64")]
+    pub member_account: AccountId,
+    pub payer_id: String,
+    /// `regular` (sensitive data excluded) or `sensitive` (included).
+    pub policy: String,
+    pub period_start: i64,
+    pub period_end: i64,
+    pub given_at: i64,
+    pub channel: String,
+    /// The HRex Consent resource (JSON).
+    pub resource: String,
+    pub withdrawn_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl MemberConsent {
+    /// In force at `now`: not withdrawn, and inside its period.
+    pub fn in_force(&self, now: Timestamp) -> bool {
+        self.withdrawn_at.is_none() && self.period_start <= now.millis() && now.millis() <= self.period_end
+    }
+}
+
+/// A member's authorization at a previous plan.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PayerLink {
+    pub id: String,
+    #[sqlx(try_from = "i64")]
+    pub member_account: AccountId,
+    pub payer_id: String,
+    pub consent_id: Option<String>,
+    pub fhir_base: String,
+    pub patient_id: Option<String>,
+    pub scope: String,
+    pub include_sensitive: bool,
+    /// Sealed (encrypted) tokens: never stored in clear.
+    pub access_token: Option<String>,
+    pub access_expires_at: Option<i64>,
+    pub refresh_token: Option<String>,
+    pub id_token: Option<String>,
+    pub state: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Transfer states.
+pub mod state {
+    pub const QUEUED: &str = "queued";
+    pub const RUNNING: &str = "running";
+    pub const COMPLETED: &str = "completed";
+    pub const FAILED: &str = "failed";
+    pub const CANCELLED: &str = "cancelled";
+    pub const NEEDS_REAUTHORIZATION: &str = "needs_reauthorization";
+    /// States a transfer does not leave by itself.
+    pub const FINISHED: [&str; 4] = [COMPLETED, FAILED, CANCELLED, NEEDS_REAUTHORIZATION];
+}
+
+/// A transfer job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Transfer {
+    pub id: String,
+    pub link_id: String,
+    #[sqlx(try_from = "i64")]
+    pub member_account: AccountId,
+    pub kind: String,
+    pub since: Option<i64>,
+    pub state: String,
+    pub checkpoint: String,
+    pub progress: String,
+    pub resources_stored: i64,
+    pub pages_done: i64,
+    pub error: Option<String>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub attempts: i32,
+    pub run_after: i64,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+const TRANSFER_COLUMNS: &str = "id, link_id, member_account, kind, since, state, checkpoint, progress, resources_stored, \
+     pages_done, error, lease_owner, lease_until, attempts, run_after, created_at, started_at, finished_at, updated_at";
+const LINK_COLUMNS: &str = "id, member_account, payer_id, consent_id, fhir_base, patient_id, scope, include_sensitive, \
+     access_token, access_expires_at, refresh_token, id_token, state, created_at, updated_at";
+const CONSENT_COLUMNS: &str = "id, member_account, payer_id, policy, period_start, period_end, given_at, channel, resource, withdrawn_at, created_at";
+
+/// One request made to a previous plan (for the audit; the URL never carries a token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct TransferRequest {
+    pub at: i64,
+    pub method: String,
+    pub url: String,
+    pub status: Option<i32>,
+    pub duration_ms: i64,
+    pub bytes: i64,
+    pub error: Option<String>,
+}
+
+/// An event of a transfer's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct TransferEvent {
+    pub at: i64,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// A received resource that could not be stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct TransferRejection {
+    pub at: i64,
+    pub source: String,
+    pub reason: String,
+}
+
+/// Everything one page of a transfer changes, committed at once.
+#[derive(Debug, Clone, Default)]
+pub struct TransferPage {
+    pub transfer_id: String,
+    pub owner: String,
+    /// The lease is renewed to this.
+    pub lease_until: Timestamp,
+    pub resources: Vec<ResourceWrite>,
+    pub checkpoint: String,
+    pub progress: String,
+    pub pages_done: i64,
+    pub rejected: Vec<(String, String)>,
+    pub requests: Vec<TransferRequest>,
+    pub events: Vec<(String, String)>,
+}
+
+/// Why a page could not be committed.
+#[derive(Debug)]
+pub enum CommitError {
+    /// Another worker holds the job now (this one's lease ran out), or it was cancelled.
+    LeaseLost,
+    Store(StoreError),
+}
+
+impl From<StoreError> for CommitError {
+    fn from(error: StoreError) -> Self {
+        CommitError::Store(error)
+    }
+}
+
+impl From<sqlx::Error> for CommitError {
+    fn from(error: sqlx::Error) -> Self {
+        CommitError::Store(error.into())
+    }
+}
+
+/// Filters for listing transfers.
+#[derive(Debug, Clone, Default)]
+pub struct TransferFilter {
+    pub states: Vec<String>,
+    pub member_account: Option<AccountId>,
+    pub link_id: Option<String>,
+    pub payer_id: Option<String>,
+    pub created_from: Option<Timestamp>,
+    pub created_before: Option<Timestamp>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+impl Store {
+    pub async fn insert_consent(&self, consent: &MemberConsent) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(&format!("INSERT INTO member_consent ({CONSENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
+                .bind(&consent.id)
+                .bind(consent.member_account.0)
+                .bind(&consent.payer_id)
+                .bind(&consent.policy)
+                .bind(consent.period_start)
+                .bind(consent.period_end)
+                .bind(consent.given_at)
+                .bind(&consent.channel)
+                .bind(&consent.resource)
+                .bind(consent.withdrawn_at)
+                .bind(consent.created_at)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    pub async fn consent(&self, id: &str) -> Result<Option<MemberConsent>, StoreError> {
+        let sql = format!("SELECT {CONSENT_COLUMNS} FROM member_consent WHERE id = $1");
+        Ok(on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?))
+    }
+
+    pub async fn consents_of(&self, member: AccountId) -> Result<Vec<MemberConsent>, StoreError> {
+        let sql =
+            format!("SELECT {CONSENT_COLUMNS} FROM member_consent WHERE member_account = $1 ORDER BY created_at DESC");
+        Ok(on_pool!(self, pool => sqlx::query_as(&sql).bind(member.0).fetch_all(pool).await?))
+    }
+
+    /// Withdraws a consent: its links are revoked and its queued or running transfers cancelled.
+    pub async fn withdraw_consent(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let withdrawn = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let changed = sqlx::query("UPDATE member_consent SET withdrawn_at = $1 WHERE id = $2 AND withdrawn_at IS NULL")
+                .bind(at.millis())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE payer_link SET state = 'revoked', access_token = NULL, refresh_token = NULL, id_token = NULL, updated_at = $1 WHERE consent_id = $2")
+                .bind(at.millis())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE transfer SET state = 'cancelled', error = 'The member withdrew their consent.', finished_at = $1, \
+                 updated_at = $1, lease_owner = NULL, lease_until = NULL \
+                 WHERE state IN ('queued', 'running') AND link_id IN (SELECT id FROM payer_link WHERE consent_id = $2)",
+            )
+            .bind(at.millis())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            changed
+        });
+        Ok(withdrawn > 0)
+    }
+
+    pub async fn insert_link(&self, link: &PayerLink) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(&format!(
+                "INSERT INTO payer_link ({LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ))
+            .bind(&link.id)
+            .bind(link.member_account.0)
+            .bind(&link.payer_id)
+            .bind(&link.consent_id)
+            .bind(&link.fhir_base)
+            .bind(&link.patient_id)
+            .bind(&link.scope)
+            .bind(link.include_sensitive)
+            .bind(&link.access_token)
+            .bind(link.access_expires_at)
+            .bind(&link.refresh_token)
+            .bind(&link.id_token)
+            .bind(&link.state)
+            .bind(link.created_at)
+            .bind(link.updated_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    pub async fn link(&self, id: &str) -> Result<Option<PayerLink>, StoreError> {
+        let sql = format!("SELECT {LINK_COLUMNS} FROM payer_link WHERE id = $1");
+        Ok(on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?))
+    }
+
+    pub async fn links_of(&self, member: AccountId) -> Result<Vec<PayerLink>, StoreError> {
+        let sql = format!("SELECT {LINK_COLUMNS} FROM payer_link WHERE member_account = $1 ORDER BY created_at DESC");
+        Ok(on_pool!(self, pool => sqlx::query_as(&sql).bind(member.0).fetch_all(pool).await?))
+    }
+
+    /// Replaces a link's (sealed) tokens after an authorization or a refresh; the refresh token
+    /// is replaced in the same statement, so a rotated token is never lost.
+    pub async fn update_link_tokens(
+        &self,
+        id: &str,
+        access_token: &str,
+        access_expires_at: Option<i64>,
+        refresh_token: Option<&str>,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE payer_link SET access_token = $1, access_expires_at = $2, \
+                 refresh_token = COALESCE($3, refresh_token), state = 'active', updated_at = $4 WHERE id = $5",
+            )
+            .bind(access_token)
+            .bind(access_expires_at)
+            .bind(refresh_token)
+            .bind(at.millis())
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    pub async fn set_link_state(&self, id: &str, state: &str, at: Timestamp) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE payer_link SET state = $1, updated_at = $2 WHERE id = $3")
+                .bind(state)
+                .bind(at.millis())
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Queues a transfer; returns its id.
+    pub async fn enqueue_transfer(
+        &self,
+        id: &str,
+        link: &PayerLink,
+        kind: &str,
+        since: Option<Timestamp>,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO transfer (id, link_id, member_account, kind, since, state, checkpoint, progress, run_after, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', '{}', '{}', $6, $6, $6)",
+            )
+            .bind(id)
+            .bind(&link.id)
+            .bind(link.member_account.0)
+            .bind(kind)
+            .bind(since.map(Timestamp::millis))
+            .bind(at.millis())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO transfer_event (transfer_id, at, kind, detail) VALUES ($1, $2, 'queued', $3)")
+                .bind(id)
+                .bind(at.millis())
+                .bind(kind)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Leases the next transfer that is due: a queued one, or a running one whose worker's lease
+    /// ran out (that worker died). Returns it with `state = running`.
+    pub async fn claim_transfer(
+        &self,
+        owner: &str,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<Transfer>, StoreError> {
+        let pick = "SELECT id FROM transfer WHERE (state = 'queued' AND run_after <= $3) \
+                    OR (state = 'running' AND lease_until < $3) ORDER BY run_after, created_at LIMIT 1";
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE transfer SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, \
+             started_at = COALESCE(started_at, $3), updated_at = $3 WHERE id = ({pick}{lock}) RETURNING {TRANSFER_COLUMNS}"
+        );
+        let claimed: Option<Transfer> = on_pool!(self, pool => {
+            sqlx::query_as(&sql).bind(owner).bind(lease_until.millis()).bind(now.millis()).fetch_optional(pool).await?
+        });
+        if let Some(transfer) = &claimed {
+            self.add_transfer_event(
+                &transfer.id,
+                now,
+                "claimed",
+                &format!("worker {owner}, attempt {}", transfer.attempts),
+            )
+            .await?;
+        }
+        Ok(claimed)
+    }
+
+    /// Renews the lease; `false` if this worker no longer holds the job.
+    pub async fn renew_lease(&self, id: &str, owner: &str, lease_until: Timestamp) -> Result<bool, StoreError> {
+        let renewed = on_pool!(self, pool => {
+            sqlx::query("UPDATE transfer SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'running'")
+                .bind(lease_until.millis())
+                .bind(id)
+                .bind(owner)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(renewed == 1)
+    }
+
+    /// Commits one page: its resources, the checkpoint after it, progress, rejections, the
+    /// requests made and events — all or nothing, and only while `owner` holds the lease.
+    pub async fn commit_transfer_page(&self, page: TransferPage) -> Result<Vec<StoredResource>, CommitError> {
+        let now = Timestamp::now();
+        let stored_count = page.resources.len() as i64;
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let held = sqlx::query(
+                "UPDATE transfer SET checkpoint = $1, progress = $2, resources_stored = resources_stored + $3, \
+                 pages_done = pages_done + $4, lease_until = $5, updated_at = $6 \
+                 WHERE id = $7 AND lease_owner = $8 AND state = 'running'",
+            )
+            .bind(&page.checkpoint)
+            .bind(&page.progress)
+            .bind(stored_count)
+            .bind(page.pages_done)
+            .bind(page.lease_until.millis())
+            .bind(now.millis())
+            .bind(&page.transfer_id)
+            .bind(&page.owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if held != 1 {
+                tx.rollback().await?;
+                return Err(CommitError::LeaseLost);
+            }
+            let stored = write_resources!(&mut *tx, page.resources, now, Some(page.transfer_id.clone()));
+            let id = page.transfer_id.as_str();
+            for rows in page.rejected.chunks(500) {
+                let mut insert = SqlBuilder::new("INSERT INTO transfer_rejected (transfer_id, at, source, reason) VALUES ");
+                insert.rows(rows.iter().map(|(source, reason)| {
+                    vec![Arg::Text(id.to_owned()), Arg::I64(now.millis()), Arg::Text(source.clone()), Arg::Text(reason.clone())]
+                }));
+                bind_args!(sqlx::query(&insert.sql), &insert.args).execute(&mut *tx).await?;
+            }
+            for rows in page.requests.chunks(500) {
+                let mut insert = SqlBuilder::new(
+                    "INSERT INTO transfer_request (transfer_id, at, method, url, status, duration_ms, bytes, error) VALUES ",
+                );
+                insert.rows(rows.iter().map(|r| {
+                    vec![
+                        Arg::Text(id.to_owned()),
+                        Arg::I64(r.at),
+                        Arg::Text(r.method.clone()),
+                        Arg::Text(r.url.clone()),
+                        Arg::OptI64(r.status.map(i64::from)),
+                        Arg::I64(r.duration_ms),
+                        Arg::I64(r.bytes),
+                        Arg::OptText(r.error.clone()),
+                    ]
+                }));
+                bind_args!(sqlx::query(&insert.sql), &insert.args).execute(&mut *tx).await?;
+            }
+            for rows in page.events.chunks(500) {
+                let mut insert = SqlBuilder::new("INSERT INTO transfer_event (transfer_id, at, kind, detail) VALUES ");
+                insert.rows(rows.iter().map(|(kind, detail)| {
+                    vec![Arg::Text(id.to_owned()), Arg::I64(now.millis()), Arg::Text(kind.clone()), Arg::Text(detail.clone())]
+                }));
+                bind_args!(sqlx::query(&insert.sql), &insert.args).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(stored)
+        })
+    }
+
+    /// Ends a transfer this worker holds: completed, failed (with why), needs reauthorization
+    /// or cancelled. `false` if it no longer held it.
+    pub async fn finish_transfer(
+        &self,
+        id: &str,
+        owner: &str,
+        final_state: &str,
+        error: Option<&str>,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let finished = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let changed = sqlx::query(
+                "UPDATE transfer SET state = $1, error = $2, finished_at = $3, updated_at = $3, lease_owner = NULL, \
+                 lease_until = NULL WHERE id = $4 AND lease_owner = $5 AND state = 'running'",
+            )
+            .bind(final_state)
+            .bind(error)
+            .bind(at.millis())
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                sqlx::query("INSERT INTO transfer_event (transfer_id, at, kind, detail) VALUES ($1, $2, $3, $4)")
+                    .bind(id)
+                    .bind(at.millis())
+                    .bind(final_state)
+                    .bind(error.unwrap_or(""))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            changed
+        });
+        Ok(finished == 1)
+    }
+
+    /// Puts a running transfer back in the queue to run after `run_after` (a worker stopping,
+    /// or waiting out a long `Retry-After`).
+    pub async fn release_transfer(
+        &self,
+        id: &str,
+        owner: &str,
+        run_after: Timestamp,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let now = Timestamp::now();
+        let released = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE transfer SET state = 'queued', run_after = $1, lease_owner = NULL, lease_until = NULL, updated_at = $2 \
+                 WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
+            )
+            .bind(run_after.millis())
+            .bind(now.millis())
+            .bind(id)
+            .bind(owner)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if released == 1 {
+            self.add_transfer_event(id, now, "paused", reason).await?;
+        }
+        Ok(released == 1)
+    }
+
+    /// Staff or operator action: a finished transfer runs again from its checkpoint.
+    pub async fn retry_transfer(&self, id: &str, by: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let changed = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE transfer SET state = 'queued', error = NULL, run_after = $1, finished_at = NULL, updated_at = $1 \
+                 WHERE id = $2 AND state IN ('failed', 'cancelled', 'needs_reauthorization')",
+            )
+            .bind(at.millis())
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if changed == 1 {
+            self.add_transfer_event(id, at, "retry", by).await?;
+        }
+        Ok(changed == 1)
+    }
+
+    /// Staff or operator action: a queued or running transfer is cancelled (a running worker
+    /// notices at its next commit).
+    pub async fn cancel_transfer(&self, id: &str, by: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let changed = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE transfer SET state = 'cancelled', error = $1, finished_at = $2, updated_at = $2, lease_owner = NULL, \
+                 lease_until = NULL WHERE id = $3 AND state IN ('queued', 'running')",
+            )
+            .bind(format!("Cancelled by {by}."))
+            .bind(at.millis())
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if changed == 1 {
+            self.add_transfer_event(id, at, "cancelled", by).await?;
+        }
+        Ok(changed == 1)
+    }
+
+    pub async fn transfer(&self, id: &str) -> Result<Option<Transfer>, StoreError> {
+        let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfer WHERE id = $1");
+        Ok(on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?))
+    }
+
+    pub async fn list_transfers(&self, filter: &TransferFilter) -> Result<Vec<Transfer>, StoreError> {
+        let mut sql = SqlBuilder::new(&format!("SELECT {TRANSFER_COLUMNS} FROM transfer t WHERE 1 = 1"));
+        if !filter.states.is_empty() {
+            sql.push(" AND t.state IN ").text_list(filter.states.iter().map(String::as_str));
+        }
+        if let Some(member) = filter.member_account {
+            sql.push(" AND t.member_account = ").arg(Arg::I64(member.0));
+        }
+        if let Some(link) = &filter.link_id {
+            sql.push(" AND t.link_id = ").arg(Arg::Text(link.clone()));
+        }
+        if let Some(payer) = &filter.payer_id {
+            sql.push(" AND t.link_id IN (SELECT id FROM payer_link WHERE payer_id = ")
+                .arg(Arg::Text(payer.clone()))
+                .push(")");
+        }
+        if let Some(from) = filter.created_from {
+            sql.push(" AND t.created_at >= ").arg(Arg::I64(from.millis()));
+        }
+        if let Some(before) = filter.created_before {
+            sql.push(" AND t.created_at < ").arg(Arg::I64(before.millis()));
+        }
+        sql.push(" ORDER BY t.created_at DESC, t.id LIMIT ")
+            .arg(Arg::I64(i64::from(filter.limit.clamp(1, 1000))))
+            .push(" OFFSET ")
+            .arg(Arg::I64(i64::from(filter.offset)));
+        Ok(on_pool!(self, pool => bind_args!(sqlx::query_as(&sql.sql), &sql.args).fetch_all(pool).await?))
+    }
+
+    pub async fn add_transfer_event(
+        &self,
+        id: &str,
+        at: Timestamp,
+        kind: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("INSERT INTO transfer_event (transfer_id, at, kind, detail) VALUES ($1, $2, $3, $4)")
+                .bind(id)
+                .bind(at.millis())
+                .bind(kind)
+                .bind(detail)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    pub async fn transfer_events(&self, id: &str) -> Result<Vec<TransferEvent>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as("SELECT at, kind, detail FROM transfer_event WHERE transfer_id = $1 ORDER BY at, kind")
+                .bind(id)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    pub async fn transfer_requests(&self, id: &str) -> Result<Vec<TransferRequest>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT at, method, url, status, duration_ms, bytes, error FROM transfer_request WHERE transfer_id = $1 ORDER BY at",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    pub async fn transfer_rejections(&self, id: &str) -> Result<Vec<TransferRejection>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as("SELECT at, source, reason FROM transfer_rejected WHERE transfer_id = $1 ORDER BY at")
+                .bind(id)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// The resources a transfer brought (for its Provenance and the finishing pass), in order.
+    pub async fn resources_of_transfer(
+        &self,
+        id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let sql = "SELECT seq, resource_type, id, version_id, last_updated, member_account, patient_id, source_system, \
+                   source_id, security, sensitive, deleted_at, body FROM fhir_resource \
+                   WHERE origin_transfer = $1 AND seq > $2 AND deleted_at IS NULL ORDER BY seq LIMIT $3";
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(sql).bind(id).bind(after_seq).bind(i64::from(limit)).fetch_all(pool).await?
+        }))
+    }
+
+    /// References from a member's records to resources this store does not have: `(referrer
+    /// type, referrer id, target type, target id)`.
+    pub async fn dangling_references(
+        &self,
+        member: AccountId,
+        limit: u32,
+    ) -> Result<Vec<(String, String, String, String)>, StoreError> {
+        let sql = "SELECT r.resource_type, r.id, f.target_type, f.target_id FROM fhir_reference f \
+                   JOIN fhir_resource r ON r.seq = f.resource_seq \
+                   WHERE r.member_account = $1 AND r.deleted_at IS NULL AND NOT EXISTS (\
+                   SELECT 1 FROM fhir_resource t WHERE t.resource_type = f.target_type AND t.id = f.target_id \
+                   AND t.deleted_at IS NULL) ORDER BY r.seq LIMIT $2";
+        Ok(on_pool!(self, pool => sqlx::query_as(sql).bind(member.0).bind(i64::from(limit)).fetch_all(pool).await?))
+    }
+}
