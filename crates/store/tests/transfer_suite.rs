@@ -1,0 +1,205 @@
+//! Transfer jobs: claiming, leases, page commits, resumption; on SQLite and PostgreSQL.
+
+use baton_store::testing::{on_postgres, on_sqlite};
+use baton_store::{
+    AccountId, CommitError, MemberConsent, NewAccount, PayerLink, ResourceQuery, ResourceWrite, Store, Timestamp,
+    TransferPage, TransferRequest, transfer_state,
+};
+use serde_json::json;
+
+macro_rules! on_both {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $case() { super::on_sqlite(super::$case).await } )* }
+        mod postgres { $( #[tokio::test] async fn $case() { super::on_postgres(super::$case).await } )* }
+    };
+}
+
+on_both!(
+    a_queued_transfer_is_claimed_once,
+    an_expired_lease_is_taken_over_and_the_old_worker_cannot_commit,
+    pages_commit_resources_checkpoint_and_audit_together,
+    retry_and_cancel,
+    withdrawing_consent_stops_transfers_and_forgets_tokens,
+);
+
+async fn member_with_link(store: &Store) -> (AccountId, PayerLink) {
+    let member = store
+        .insert_account(&NewAccount { username: "maria".into(), roles: "member".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let now = Timestamp::now().millis();
+    let consent = MemberConsent {
+        id: "consent-1".into(),
+        member_account: member,
+        payer_id: "riverbend".into(),
+        policy: "regular".into(),
+        period_start: now - 1000,
+        period_end: now + 86_400_000,
+        given_at: now,
+        channel: "web".into(),
+        resource: "{}".into(),
+        withdrawn_at: None,
+        created_at: now,
+    };
+    store.insert_consent(&consent).await.unwrap();
+    let link = PayerLink {
+        id: "link-1".into(),
+        member_account: member,
+        payer_id: "riverbend".into(),
+        consent_id: Some("consent-1".into()),
+        fhir_base: "https://old.example/fhir".into(),
+        patient_id: Some("p-old".into()),
+        scope: "patient/*.rs".into(),
+        include_sensitive: false,
+        access_token: Some("sealed-access".into()),
+        access_expires_at: Some(now + 3_600_000),
+        refresh_token: Some("sealed-refresh".into()),
+        id_token: None,
+        state: "active".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_link(&link).await.unwrap();
+    (member, link)
+}
+
+fn later(seconds: i64) -> Timestamp {
+    Timestamp::now().plus(time::Duration::seconds(seconds))
+}
+
+async fn a_queued_transfer_is_claimed_once(store: Store) {
+    let (_, link) = member_with_link(&store).await;
+    store.enqueue_transfer("t1", &link, "full", None, Timestamp::now()).await.unwrap();
+    let now = Timestamp::now();
+    let claimed = store.claim_transfer("worker-a", later(30), now).await.unwrap().expect("claimed");
+    assert_eq!(claimed.id, "t1");
+    assert_eq!(claimed.state, transfer_state::RUNNING);
+    assert_eq!(claimed.lease_owner.as_deref(), Some("worker-a"));
+    assert_eq!(claimed.attempts, 1);
+    assert!(store.claim_transfer("worker-b", later(30), now).await.unwrap().is_none(), "leased: not claimable");
+    assert!(store.renew_lease("t1", "worker-a", later(60)).await.unwrap());
+    assert!(!store.renew_lease("t1", "worker-b", later(60)).await.unwrap());
+}
+
+async fn an_expired_lease_is_taken_over_and_the_old_worker_cannot_commit(store: Store) {
+    let (_, link) = member_with_link(&store).await;
+    store.enqueue_transfer("t1", &link, "full", None, Timestamp::now()).await.unwrap();
+    let now = Timestamp::now();
+    store.claim_transfer("dead-worker", now.plus(time::Duration::seconds(-1)), now).await.unwrap().unwrap();
+    // The lease already ran out: another worker takes the job over.
+    let taken = store.claim_transfer("worker-b", later(30), Timestamp::now()).await.unwrap().expect("taken over");
+    assert_eq!(taken.lease_owner.as_deref(), Some("worker-b"));
+    assert_eq!(taken.attempts, 2);
+    let page = TransferPage {
+        transfer_id: "t1".into(),
+        owner: "dead-worker".into(),
+        lease_until: later(30),
+        checkpoint: "{\"page\":9}".into(),
+        progress: "{}".into(),
+        pages_done: 1,
+        ..Default::default()
+    };
+    assert!(matches!(store.commit_transfer_page(page).await, Err(CommitError::LeaseLost)));
+    assert_eq!(store.transfer("t1").await.unwrap().unwrap().pages_done, 0, "nothing of the stale page counted");
+    assert!(!store.finish_transfer("t1", "dead-worker", "completed", None, Timestamp::now()).await.unwrap());
+}
+
+fn received(id: &str) -> ResourceWrite {
+    ResourceWrite {
+        resource_type: "Condition".into(),
+        id: id.into(),
+        member_account: None,
+        patient_id: Some("p-new".into()),
+        source_system: Some("https://old.example/fhir".into()),
+        source_id: Some(format!("src-{id}")),
+        security: vec![],
+        sensitive: false,
+        date_start: None,
+        date_end: None,
+        identifiers: vec![],
+        references: vec![],
+        body: json!({"resourceType": "Condition", "id": id}),
+    }
+}
+
+async fn pages_commit_resources_checkpoint_and_audit_together(store: Store) {
+    let (member, link) = member_with_link(&store).await;
+    store.enqueue_transfer("t1", &link, "full", None, Timestamp::now()).await.unwrap();
+    store.claim_transfer("w", later(30), Timestamp::now()).await.unwrap().unwrap();
+    let page = TransferPage {
+        transfer_id: "t1".into(),
+        owner: "w".into(),
+        lease_until: later(30),
+        resources: vec![received("c1"), received("c2")],
+        checkpoint: "{\"next\":\"page-2\"}".into(),
+        progress: "{\"Condition\":2}".into(),
+        pages_done: 1,
+        rejected: vec![("Condition/bad".into(), "missing id".into())],
+        requests: vec![TransferRequest {
+            at: Timestamp::now().millis(),
+            method: "GET".into(),
+            url: "https://old.example/fhir/Condition?patient=p-old".into(),
+            status: Some(200),
+            duration_ms: 12,
+            bytes: 2048,
+            error: None,
+        }],
+        events: vec![("page".into(), "Condition 1".into())],
+    };
+    let stored = store.commit_transfer_page(page).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    let transfer = store.transfer("t1").await.unwrap().unwrap();
+    assert_eq!((transfer.resources_stored, transfer.pages_done), (2, 1));
+    assert_eq!(transfer.checkpoint, "{\"next\":\"page-2\"}");
+    assert_eq!(store.transfer_requests("t1").await.unwrap()[0].status, Some(200));
+    assert_eq!(store.transfer_rejections("t1").await.unwrap()[0].reason, "missing id");
+    assert!(store.transfer_events("t1").await.unwrap().iter().any(|e| e.kind == "page"));
+    let of_transfer = store.resources_of_transfer("t1", 0, 10).await.unwrap();
+    assert_eq!(of_transfer.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["c1", "c2"]);
+    assert!(store.finish_transfer("t1", "w", transfer_state::COMPLETED, None, Timestamp::now()).await.unwrap());
+    let done = store.transfer("t1").await.unwrap().unwrap();
+    assert_eq!(done.state, "completed");
+    assert!(done.finished_at.is_some() && done.lease_owner.is_none());
+    let query = ResourceQuery { patient_id: Some("p-new".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.count_resources(&query).await.unwrap(), 2);
+    let _ = member;
+}
+
+async fn retry_and_cancel(store: Store) {
+    let (_, link) = member_with_link(&store).await;
+    store.enqueue_transfer("t1", &link, "full", None, Timestamp::now()).await.unwrap();
+    store.claim_transfer("w", later(30), Timestamp::now()).await.unwrap().unwrap();
+    store
+        .finish_transfer("t1", "w", transfer_state::FAILED, Some("the previous plan kept failing"), Timestamp::now())
+        .await
+        .unwrap();
+    assert!(!store.cancel_transfer("t1", "staff sam", Timestamp::now()).await.unwrap(), "finished: nothing to cancel");
+    assert!(store.retry_transfer("t1", "staff sam", Timestamp::now()).await.unwrap());
+    let queued = store.transfer("t1").await.unwrap().unwrap();
+    assert_eq!((queued.state.as_str(), queued.error.as_deref()), ("queued", None));
+    assert!(store.cancel_transfer("t1", "staff sam", Timestamp::now()).await.unwrap());
+    assert!(store.claim_transfer("w", later(30), Timestamp::now()).await.unwrap().is_none());
+    let events: Vec<String> = store.transfer_events("t1").await.unwrap().into_iter().map(|e| e.kind).collect();
+    for kind in ["queued", "claimed", "failed", "retry", "cancelled"] {
+        assert!(events.iter().any(|e| e == kind), "{kind} in {events:?}");
+    }
+}
+
+async fn withdrawing_consent_stops_transfers_and_forgets_tokens(store: Store) {
+    let (_, link) = member_with_link(&store).await;
+    store.enqueue_transfer("t1", &link, "full", None, Timestamp::now()).await.unwrap();
+    store.claim_transfer("w", later(30), Timestamp::now()).await.unwrap().unwrap();
+    assert!(store.withdraw_consent("consent-1", Timestamp::now()).await.unwrap());
+    let transfer = store.transfer("t1").await.unwrap().unwrap();
+    assert_eq!(transfer.state, "cancelled");
+    let link = store.link("link-1").await.unwrap().unwrap();
+    assert_eq!(link.state, "revoked");
+    assert!(link.access_token.is_none() && link.refresh_token.is_none(), "tokens are forgotten");
+    assert!(!store.consent("consent-1").await.unwrap().unwrap().in_force(Timestamp::now()));
+    let page =
+        TransferPage { transfer_id: "t1".into(), owner: "w".into(), lease_until: later(30), ..Default::default() };
+    assert!(
+        matches!(store.commit_transfer_page(page).await, Err(CommitError::LeaseLost)),
+        "the worker stops at its next page"
+    );
+}
