@@ -4,7 +4,6 @@
 use serde_json::Value;
 
 use crate::datetime::{self, Range};
-use crate::exchange::SHARED_TYPES;
 use crate::reference::Reference;
 use crate::walk;
 
@@ -83,15 +82,15 @@ const REFERENCE_PARAMETERS: &[(&str, &str, &str)] = &[
     ("Coverage", "payor", "payor"),
 ];
 
-/// The search parameter a reference at `path` answers to, if Baton indexes it: named
-/// parameters above, plus any reference to a shared (directory) type as `ref`, which
-/// `$everything` follows.
-fn reference_parameter(resource_type: &str, path: &str, target_type: &str) -> Option<&'static str> {
+/// The search parameter a reference at `path` answers to: a named parameter above, else `ref`.
+/// Every local reference is indexed, so that `$everything` can follow references to directory
+/// entries and a transfer can find references whose target it does not have.
+fn reference_parameter(resource_type: &str, path: &str) -> &'static str {
     REFERENCE_PARAMETERS
         .iter()
         .find(|(t, p, _)| *t == resource_type && *p == path)
         .map(|(_, _, param)| *param)
-        .or_else(|| SHARED_TYPES.contains(&target_type).then_some("ref"))
+        .unwrap_or("ref")
 }
 
 /// Extracts the search facts of `resource` (of type `resource_type`). `base` is the FHIR base
@@ -122,11 +121,10 @@ pub fn facts(resource_type: &str, resource: &Value, base: &str) -> SearchFacts {
 
     walk::references(resource, |path, reference| {
         if let Some((target_type, target_id)) = Reference::parse(reference).local_to(base) {
-            if let Some(param) = reference_parameter(resource_type, path, target_type) {
-                let entry = (param.to_owned(), target_type.to_owned(), target_id.to_owned());
-                if !facts.references.contains(&entry) {
-                    facts.references.push(entry);
-                }
+            let param = reference_parameter(resource_type, path);
+            let entry = (param.to_owned(), target_type.to_owned(), target_id.to_owned());
+            if !facts.references.contains(&entry) {
+                facts.references.push(entry);
             }
         }
     });
@@ -178,7 +176,11 @@ mod tests {
         assert_eq!(crate::datetime::format_date(range.end), "2021-03-05");
         let mut refs: Vec<String> = facts.references.iter().map(|(p, t, i)| format!("{p}:{t}/{i}")).collect();
         refs.sort();
-        assert_eq!(refs, ["coverage:Coverage/cov1", "insurer:Organization/payer", "provider:Practitioner/dr1"]);
+        assert_eq!(
+            refs,
+            ["coverage:Coverage/cov1", "insurer:Organization/payer", "provider:Practitioner/dr1", "ref:Patient/p1"],
+            "every local reference, named where a search parameter names it"
+        );
     }
 
     #[test]

@@ -1,0 +1,866 @@
+//! One transfer, phase by phase. Every page fetched is committed together with the checkpoint
+//! after it, so a transfer that stops (crash, kill, deploy) resumes where it was — nothing
+//! fetched twice is stored twice, and nothing is skipped.
+//!
+//! 1. **plan** — read the CapabilityStatement once; choose `$everything` or per-type searches.
+//! 2. **fetch** — follow each request's `next` links (same origin only; loops stopped).
+//! 3. **resolve** — read the resources the records refer to but the pages did not contain.
+//! 4. **finish** — withhold references that still point nowhere (never leave them dangling),
+//!    record this plan's custodian Provenance, mark the transfer completed.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use baton_fhir::exchange::{category_of, is_exchange_type};
+use baton_fhir::reference::Reference;
+use baton_fhir::smart::Scopes;
+use baton_records::Prepared;
+use baton_store::{CommitError, PayerLink, ResourceWrite, Timestamp, Transfer, TransferPage, transfer_state};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{PayerCredentials, RefreshError, refresh};
+use crate::client::{Audit, FetchError, FhirClient};
+use crate::ingest::{Context, Ingested, ingest, source_prefix};
+use crate::plan::{Plan, plan};
+use crate::progress::Progress;
+use crate::{Engine, hex};
+
+/// How a transfer run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobEnd {
+    Completed,
+    /// Failed, with why in plain words.
+    Failed(String),
+    Cancelled(String),
+    NeedsReauthorization(String),
+    /// Paused: the previous plan asked to wait; it runs again after this.
+    RetryLater(Duration),
+    /// Another worker holds it now (this one's lease ran out), or it was cancelled meanwhile.
+    LeaseLost,
+}
+
+/// Where a transfer is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+enum Checkpoint {
+    #[default]
+    Plan,
+    Fetch {
+        plan: Plan,
+        step: usize,
+        next: Option<String>,
+        /// Hashes of recent page URLs, to stop paging loops.
+        recent: VecDeque<String>,
+    },
+    Resolve,
+    Finish,
+    Done,
+}
+
+const RECENT_PAGES: usize = 200;
+/// Resolution reads per committed batch.
+const RESOLVE_BATCH: usize = 50;
+
+struct Job<'a> {
+    engine: &'a Engine,
+    transfer: Transfer,
+    link: PayerLink,
+    credentials: Option<PayerCredentials>,
+    client: FhirClient,
+    ctx: Context,
+    token: Option<String>,
+    progress: Progress,
+    checkpoint: Checkpoint,
+    lease_lost: Arc<AtomicBool>,
+    /// Targets already tried in the resolve phase (this run).
+    attempted: HashSet<(String, String)>,
+}
+
+/// Why a step stopped the job.
+type Step = Result<(), JobEnd>;
+
+/// Runs a claimed transfer to its end, recording that end.
+pub async fn run(engine: &Engine, transfer: Transfer) -> JobEnd {
+    let id = transfer.id.clone();
+    let owner = engine.config.worker_id.clone();
+    let span = tracing::info_span!("transfer", id = %id, worker = %owner);
+    let _entered = span.enter();
+    let lease_lost = Arc::new(AtomicBool::new(false));
+    let heartbeat = spawn_heartbeat(engine.clone(), id.clone(), lease_lost.clone());
+    let end = match Job::load(engine, transfer, lease_lost).await {
+        Ok(mut job) => job.run().await,
+        Err(end) => end,
+    };
+    heartbeat.abort();
+    let now = Timestamp::now();
+    let store = &engine.store;
+    let recorded = match &end {
+        JobEnd::Completed => store.finish_transfer(&id, &owner, transfer_state::COMPLETED, None, now).await,
+        JobEnd::Failed(why) => store.finish_transfer(&id, &owner, transfer_state::FAILED, Some(why), now).await,
+        JobEnd::Cancelled(why) => store.finish_transfer(&id, &owner, transfer_state::CANCELLED, Some(why), now).await,
+        JobEnd::NeedsReauthorization(why) => {
+            store.finish_transfer(&id, &owner, transfer_state::NEEDS_REAUTHORIZATION, Some(why), now).await
+        }
+        JobEnd::RetryLater(wait) => {
+            let run_after = now.plus(time::Duration::try_from(*wait).unwrap_or(time::Duration::MINUTE));
+            store
+                .release_transfer(
+                    &id,
+                    &owner,
+                    run_after,
+                    &format!("the previous plan asked to wait {}s", wait.as_secs()),
+                )
+                .await
+        }
+        JobEnd::LeaseLost => Ok(false),
+    };
+    if let Err(error) = recorded {
+        tracing::error!(%error, "cannot record how the transfer ended");
+    }
+    end
+}
+
+/// Renews the lease every third of its length; flags the job when the lease is lost.
+fn spawn_heartbeat(engine: Engine, id: String, lost: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = engine.config.lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let until =
+                Timestamp::now().plus(time::Duration::try_from(engine.config.lease).unwrap_or(time::Duration::MINUTE));
+            match engine.store.renew_lease(&id, &engine.config.worker_id, until).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    lost.store(true, Ordering::SeqCst);
+                    return;
+                }
+                Err(error) => tracing::warn!(%error, "lease renewal failed"),
+            }
+        }
+    })
+}
+
+impl<'a> Job<'a> {
+    async fn load(engine: &'a Engine, transfer: Transfer, lease_lost: Arc<AtomicBool>) -> Result<Job<'a>, JobEnd> {
+        let store = &engine.store;
+        let failed = |what: &str, e: &dyn std::fmt::Display| JobEnd::Failed(format!("{what}: {e}"));
+        let link = store
+            .link(&transfer.link_id)
+            .await
+            .map_err(|e| failed("reading the link", &e))?
+            .ok_or_else(|| JobEnd::Failed("the authorization this transfer used no longer exists".into()))?;
+        let mut include_sensitive = link.include_sensitive;
+        if let Some(consent_id) = &link.consent_id {
+            if let Some(consent) = store.consent(consent_id).await.map_err(|e| failed("reading the consent", &e))? {
+                include_sensitive = include_sensitive && consent.policy == "sensitive";
+            }
+        }
+        let client = FhirClient::new(engine.http.clone(), &link.fhir_base, engine.config.client.clone())
+            .map_err(|e| JobEnd::Failed(format!("the previous plan's FHIR address is not valid: {e}")))?;
+        let own_patient = own_patient(engine, &link).await?;
+        let source_base = client.base().to_owned();
+        let ctx = Context {
+            source_prefix: source_prefix(&source_base),
+            source_base,
+            source_patient: link.patient_id.clone(),
+            own_patient,
+            member: link.member_account,
+            include_sensitive,
+            keep_financial: engine.config.keep_financial,
+            local_base: engine.config.local_base.clone(),
+        };
+        let token = match &link.access_token {
+            Some(sealed) => Some(engine.cipher.open(sealed).map_err(|e| failed("opening the access token", &e))?),
+            None => None,
+        };
+        let checkpoint = if transfer.checkpoint.trim().is_empty() || transfer.checkpoint.trim() == "{}" {
+            Checkpoint::Plan
+        } else {
+            serde_json::from_str(&transfer.checkpoint)
+                .map_err(|e| failed("the transfer's checkpoint is unreadable", &e))?
+        };
+        let progress = Progress::from_json(&transfer.progress);
+        let credentials = engine.payers.credentials(&link.payer_id);
+        Ok(Job {
+            engine,
+            transfer,
+            link,
+            credentials,
+            client,
+            ctx,
+            token,
+            progress,
+            checkpoint,
+            lease_lost,
+            attempted: HashSet::new(),
+        })
+    }
+
+    async fn run(&mut self) -> JobEnd {
+        loop {
+            if self.lease_lost.load(Ordering::SeqCst) {
+                return JobEnd::LeaseLost;
+            }
+            if let Err(end) = self.consent_in_force().await {
+                return end;
+            }
+            let step = match self.checkpoint.clone() {
+                Checkpoint::Plan => self.plan().await,
+                Checkpoint::Fetch { plan, step, next, recent } => self.fetch(plan, step, next, recent).await,
+                Checkpoint::Resolve => self.resolve().await,
+                Checkpoint::Finish => self.finish().await,
+                Checkpoint::Done => return JobEnd::Completed,
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// Stops when the member withdrew the consent, it expired, or the link was revoked.
+    async fn consent_in_force(&self) -> Step {
+        let store = &self.engine.store;
+        let link = store.link(&self.link.id).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
+        if link.as_ref().is_none_or(|l| l.state == "revoked") {
+            return Err(JobEnd::Cancelled("The member's authorization was revoked.".into()));
+        }
+        if let Some(consent_id) = &self.link.consent_id {
+            let consent = store.consent(consent_id).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
+            match consent {
+                Some(c) if c.withdrawn_at.is_some() => {
+                    return Err(JobEnd::Cancelled("The member withdrew their consent.".into()));
+                }
+                Some(c) if !c.in_force(Timestamp::now()) => {
+                    return Err(JobEnd::Cancelled("The member's consent has expired.".into()));
+                }
+                None => return Err(JobEnd::Cancelled("The member's consent no longer exists.".into())),
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits a page: resources, checkpoint, progress, rejections, audit, events.
+    async fn commit(
+        &mut self,
+        resources: Vec<ResourceWrite>,
+        rejected: Vec<(String, String)>,
+        audit: &Audit,
+        events: Vec<(String, String)>,
+        pages: i64,
+    ) -> Step {
+        let lease = time::Duration::try_from(self.engine.config.lease).unwrap_or(time::Duration::MINUTE);
+        let page = TransferPage {
+            transfer_id: self.transfer.id.clone(),
+            owner: self.engine.config.worker_id.clone(),
+            lease_until: Timestamp::now().plus(lease),
+            resources,
+            checkpoint: serde_json::to_string(&self.checkpoint).unwrap_or_default(),
+            progress: self.progress.to_json(),
+            pages_done: pages,
+            rejected,
+            requests: audit.take(),
+            events,
+        };
+        match self.engine.store.commit_transfer_page(page).await {
+            Ok(_) => Ok(()),
+            Err(CommitError::LeaseLost) => Err(JobEnd::LeaseLost),
+            Err(CommitError::Store(error)) => Err(JobEnd::Failed(format!("this plan's database failed: {error}"))),
+        }
+    }
+
+    /// GETs from the previous plan; on 401 refreshes the token once and tries again.
+    async fn get(&mut self, url: &str, audit: &Audit) -> Result<Value, Stop> {
+        if self.token_expiring() {
+            self.refresh_token().await?;
+        }
+        match self.client.get_json(url, self.token.as_deref(), audit).await {
+            Err(FetchError::Unauthorized) => {
+                self.refresh_token().await?;
+                match self.client.get_json(url, self.token.as_deref(), audit).await {
+                    Err(FetchError::Unauthorized) => Err(Stop::End(JobEnd::NeedsReauthorization(
+                        "The previous plan did not accept a fresh access token; the member needs to sign in there again.".into(),
+                    ))),
+                    other => other.map_err(Stop::Fetch),
+                }
+            }
+            other => other.map_err(Stop::Fetch),
+        }
+    }
+
+    fn token_expiring(&self) -> bool {
+        self.link.refresh_token.is_some()
+            && self.link.access_expires_at.is_some_and(|at| at < Timestamp::now().millis() + 30_000)
+    }
+
+    async fn refresh_token(&mut self) -> Result<(), Stop> {
+        let engine = self.engine;
+        let credentials = self.credentials.clone().ok_or_else(|| {
+            Stop::End(JobEnd::NeedsReauthorization(format!(
+                "This plan has no client registration for {} to refresh the access token.",
+                self.link.payer_id
+            )))
+        })?;
+        let token_url = match &credentials.token_url {
+            Some(url) => url.clone(),
+            None => self.discover_token_url().await?,
+        };
+        // The latest tokens: another run may have rotated the refresh token meanwhile.
+        self.link = engine
+            .store
+            .link(&self.link.id)
+            .await
+            .map_err(|e| Stop::End(JobEnd::Failed(e.to_string())))?
+            .unwrap_or(self.link.clone());
+        match refresh(&engine.store, &engine.cipher, &engine.http, &self.link, &credentials, &token_url).await {
+            Ok(access) => {
+                self.token = Some(access);
+                if let Ok(Some(link)) = engine.store.link(&self.link.id).await {
+                    self.link = link;
+                }
+                Ok(())
+            }
+            Err(RefreshError::Reauthorize(why)) => {
+                let _ = engine.store.set_link_state(&self.link.id, "needs_reauthorization", Timestamp::now()).await;
+                Err(Stop::End(JobEnd::NeedsReauthorization(format!(
+                    "The member needs to sign in at their previous plan again ({why})."
+                ))))
+            }
+            Err(RefreshError::Failed(why)) => Err(Stop::End(JobEnd::Failed(why))),
+        }
+    }
+
+    async fn discover_token_url(&self) -> Result<String, Stop> {
+        let audit = Audit::default();
+        let config =
+            self.client.get_json(&self.client.url(".well-known/smart-configuration"), None, &audit).await.map_err(
+                |e| Stop::End(JobEnd::Failed(format!("the previous plan's SMART configuration cannot be read: {e}"))),
+            )?;
+        config["token_endpoint"].as_str().map(str::to_owned).ok_or_else(|| {
+            Stop::End(JobEnd::Failed("the previous plan's SMART configuration names no token endpoint".into()))
+        })
+    }
+
+    /// A request failed for good: record the attempts, then end the job with why.
+    async fn stop(&mut self, stop: Stop, audit: &Audit) -> JobEnd {
+        let end = match stop {
+            Stop::End(end) => end,
+            Stop::Fetch(FetchError::RetryLater(wait)) => JobEnd::RetryLater(wait),
+            Stop::Fetch(error) => JobEnd::Failed(error.to_string()),
+        };
+        let _ = self.commit(vec![], vec![], audit, vec![], 0).await;
+        end
+    }
+
+    async fn plan(&mut self) -> Step {
+        let audit = Audit::default();
+        let capability = match self.get(&self.client.url("metadata"), &audit).await {
+            Ok(capability) => capability,
+            Err(stop) => return Err(self.stop(stop, &audit).await),
+        };
+        if capability["resourceType"] != "CapabilityStatement" {
+            let stop = Stop::End(JobEnd::Failed("the previous plan's metadata is not a CapabilityStatement".into()));
+            return Err(self.stop(stop, &audit).await);
+        }
+        let Some(patient) = self.link.patient_id.clone() else {
+            let stop = Stop::End(JobEnd::Failed("the previous plan did not say which patient the member is".into()));
+            return Err(self.stop(stop, &audit).await);
+        };
+        let now = Timestamp::now().to_datetime();
+        let start = now.replace_year(now.year() - self.engine.config.history_years).unwrap_or(now);
+        let start = format!("{:04}-{:02}-{:02}", start.year(), u8::from(start.month()), start.day());
+        let since = self.transfer.since.map(|s| Timestamp::from_millis(s).to_fhir_instant());
+        let plan = plan(
+            &capability,
+            &Scopes::parse(&self.link.scope),
+            &patient,
+            &start,
+            since.as_deref(),
+            self.engine.config.page_size,
+        );
+        self.progress.phase = "fetch".into();
+        self.progress.not_permitted = plan.not_permitted.clone();
+        self.progress.not_supported = plan.not_supported.clone();
+        let detail =
+            if plan.everything { "Patient/$everything".to_owned() } else { format!("{} searches", plan.steps.len()) };
+        self.checkpoint = Checkpoint::Fetch { plan, step: 0, next: None, recent: VecDeque::new() };
+        self.commit(vec![], vec![], &audit, vec![("planned".into(), detail)], 0).await
+    }
+
+    async fn fetch(&mut self, plan: Plan, step: usize, next: Option<String>, mut recent: VecDeque<String>) -> Step {
+        let Some(current) = plan.steps.get(step).cloned() else {
+            self.checkpoint = Checkpoint::Resolve;
+            self.progress.phase = "resolve".into();
+            return self
+                .commit(
+                    vec![],
+                    vec![],
+                    &Audit::default(),
+                    vec![("fetched".into(), format!("{} pages", self.progress.pages))],
+                    0,
+                )
+                .await;
+        };
+        let first_page = next.is_none();
+        let url = next.unwrap_or_else(|| self.client.url(&current.path));
+        let audit = Audit::default();
+        let advance =
+            |plan: &Plan| Checkpoint::Fetch { plan: plan.clone(), step: step + 1, next: None, recent: VecDeque::new() };
+        let page = match self.get(&url, &audit).await {
+            Ok(page) => page,
+            Err(Stop::Fetch(FetchError::Forbidden(why))) if current.resource_type.is_some() => {
+                let t = current.resource_type.clone().unwrap_or_default();
+                self.progress.not_permitted.push(t.clone());
+                self.checkpoint = advance(&plan);
+                return self
+                    .commit(vec![], vec![], &audit, vec![("not_permitted".into(), format!("{t}: {why}"))], 0)
+                    .await;
+            }
+            Err(Stop::Fetch(FetchError::NotFound(why))) if current.resource_type.is_some() => {
+                let t = current.resource_type.clone().unwrap_or_default();
+                self.progress.not_supported.push(t.clone());
+                self.checkpoint = advance(&plan);
+                return self
+                    .commit(vec![], vec![], &audit, vec![("not_supported".into(), format!("{t}: {why}"))], 0)
+                    .await;
+            }
+            Err(stop) => return Err(self.stop(stop, &audit).await),
+        };
+        if page["resourceType"] != "Bundle" {
+            let what = page["resourceType"].as_str().unwrap_or("something else").to_owned();
+            let stop = Stop::End(JobEnd::Failed(format!("the previous plan answered {url} with {what}, not a Bundle")));
+            return Err(self.stop(stop, &audit).await);
+        }
+        if first_page {
+            if let Some(total) = page["total"].as_u64() {
+                self.progress.expected = Some(self.progress.expected.unwrap_or(0) + total);
+            }
+        }
+        let mut events = vec![];
+        let (resources, rejected) = self.ingest_entries(&page, &mut events).await?;
+
+        recent.push_back(url_hash(&url));
+        if recent.len() > RECENT_PAGES {
+            recent.pop_front();
+        }
+        let next_link = page["link"]
+            .as_array()
+            .and_then(|links| links.iter().find(|l| l["relation"] == "next"))
+            .and_then(|l| l["url"].as_str())
+            .map(str::to_owned);
+        self.checkpoint = match next_link {
+            Some(next) if !self.client.same_origin(&next) => {
+                events.push((
+                    "warning".into(),
+                    format!("a next link pointed to another server ({}); it was not followed", origin_of(&next)),
+                ));
+                advance(&plan)
+            }
+            Some(next) if recent.contains(&url_hash(&next)) => {
+                events.push(("warning".into(), "the previous plan's pages looped; paging stopped".into()));
+                advance(&plan)
+            }
+            Some(next) => Checkpoint::Fetch { plan: plan.clone(), step, next: Some(next), recent },
+            None => advance(&plan),
+        };
+        self.progress.pages += 1;
+        self.commit(resources, rejected, &audit, events, 1).await
+    }
+
+    /// Ingests a Bundle's entries: what to store, what was rejected; counts everything.
+    async fn ingest_entries(
+        &mut self,
+        bundle: &Value,
+        events: &mut Vec<(String, String)>,
+    ) -> Result<(Vec<ResourceWrite>, Vec<(String, String)>), JobEnd> {
+        let mut resources = vec![];
+        let mut rejected = vec![];
+        let entries = bundle["entry"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        for (position, entry) in entries.iter().enumerate() {
+            let Some(resource) = entry.get("resource") else {
+                rejected.push((format!("entry {position}"), "the entry has no resource".into()));
+                self.progress.rejected += 1;
+                continue;
+            };
+            if entry["search"]["mode"] == "outcome" || resource["resourceType"] == "OperationOutcome" {
+                let text = baton_fhir::outcome::diagnostics(resource).unwrap_or("(no details)");
+                events.push(("warning".into(), format!("the previous plan said: {text}")));
+                continue;
+            }
+            self.accept(resource.clone(), &mut resources, &mut rejected).await?;
+        }
+        Ok((resources, rejected))
+    }
+
+    /// Ingests one resource and counts it.
+    async fn accept(
+        &mut self,
+        resource: Value,
+        resources: &mut Vec<ResourceWrite>,
+        rejected: &mut Vec<(String, String)>,
+    ) -> Result<(), JobEnd> {
+        let resource_type =
+            resource["resourceType"].as_str().filter(|t| is_exchange_type(t)).unwrap_or("(other)").to_owned();
+        let is_member_patient =
+            resource_type == "Patient" && resource["id"].as_str() == self.ctx.source_patient.as_deref();
+        let (key, outcome) = ingest(&self.ctx, resource);
+        let counts = self.progress.types.entry(resource_type.clone()).or_default();
+        counts.received += 1;
+        match outcome {
+            Ingested::Store(prepared) => {
+                counts.stored += 1;
+                self.count_category(&resource_type, &prepared);
+                if is_member_patient {
+                    if let Some(own) = self.own_patient_linked_to(&prepared).await? {
+                        resources.push(own);
+                    }
+                }
+                resources.push(prepared.write);
+            }
+            Ingested::Excluded(reasons) => {
+                counts.excluded += 1;
+                if let Some(primary) = reasons.first() {
+                    *self.progress.excluded.entry(primary.key()).or_default() += 1;
+                }
+            }
+            Ingested::Rejected(reason) => {
+                counts.rejected += 1;
+                self.progress.rejected += 1;
+                rejected.push((key, reason));
+            }
+        }
+        Ok(())
+    }
+
+    fn count_category(&mut self, resource_type: &str, prepared: &Prepared) {
+        let category = category_of(resource_type, &prepared.write.body).key().to_owned();
+        *self.progress.categories.entry(category.clone()).or_default() += 1;
+        if let (Some(start), Some(end)) = (prepared.write.date_start, prepared.write.date_end) {
+            let range = self.progress.category_dates.entry(category).or_insert((start.millis(), end.millis()));
+            range.0 = range.0.min(start.millis());
+            range.1 = range.1.max(end.millis());
+        }
+    }
+
+    /// The member's own Patient, with the previous plan's identifiers and a link to the
+    /// received Patient added (once).
+    async fn own_patient_linked_to(&self, received: &Prepared) -> Result<Option<ResourceWrite>, JobEnd> {
+        let store = &self.engine.store;
+        let own =
+            store.read_resource("Patient", &self.ctx.own_patient).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
+        let Some(own) = own else { return Ok(None) };
+        let mut body: Value = serde_json::from_str(&own.body).map_err(|e| JobEnd::Failed(e.to_string()))?;
+        let mut changed = false;
+        if let Some(object) = body.as_object_mut() {
+            let identifiers = object.entry("identifier").or_insert_with(|| json!([]));
+            if let (Some(list), Some(theirs)) =
+                (identifiers.as_array_mut(), received.write.body["identifier"].as_array())
+            {
+                for identifier in theirs {
+                    if !list.contains(identifier) {
+                        list.push(identifier.clone());
+                        changed = true;
+                    }
+                }
+            }
+            let link = json!({"other": {"reference": format!("Patient/{}", received.write.id)}, "type": "seealso"});
+            let links = object.entry("link").or_insert_with(|| json!([]));
+            if let Some(list) = links.as_array_mut() {
+                if !list.contains(&link) {
+                    list.push(link);
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return Ok(None);
+        }
+        let prepared = baton_records::prepare(body, &self.ctx.local_base, Some(self.ctx.member), None)
+            .map_err(|e| JobEnd::Failed(e.to_string()))?;
+        Ok(Some(prepared.write))
+    }
+
+    /// Reads what the records refer to but did not come: directory entries and the like.
+    async fn resolve(&mut self) -> Step {
+        let store = &self.engine.store;
+        let dangling =
+            store.dangling_references(self.ctx.member, 10_000).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
+        let mut targets: Vec<(String, String)> = vec![];
+        for (_, _, target_type, target_id) in dangling {
+            let key = (target_type, target_id);
+            if is_exchange_type(&key.0)
+                && self.ctx.source_id_of(&key.1).is_some()
+                && !self.attempted.contains(&key)
+                && !targets.contains(&key)
+            {
+                targets.push(key);
+            }
+        }
+        if targets.is_empty() || self.attempted.len() >= self.engine.config.max_resolve {
+            self.checkpoint = Checkpoint::Finish;
+            self.progress.phase = "finish".into();
+            return self
+                .commit(
+                    vec![],
+                    vec![],
+                    &Audit::default(),
+                    vec![("resolved".into(), format!("{} references", self.progress.resolved_references))],
+                    0,
+                )
+                .await;
+        }
+        let audit = Audit::default();
+        let mut resources = vec![];
+        let mut rejected = vec![];
+        for (target_type, local_id) in targets.into_iter().take(RESOLVE_BATCH) {
+            self.attempted.insert((target_type.clone(), local_id.clone()));
+            let Some(source_id) = self.ctx.source_id_of(&local_id).map(str::to_owned) else { continue };
+            let url = self.client.url(&format!("{target_type}/{source_id}"));
+            match self.get(&url, &audit).await {
+                Ok(resource) if resource["resourceType"] == target_type.as_str() => {
+                    let before = resources.len();
+                    self.accept(resource, &mut resources, &mut rejected).await?;
+                    self.progress.resolved_references += (resources.len() > before) as u64;
+                }
+                Ok(_)
+                | Err(Stop::Fetch(FetchError::NotFound(_) | FetchError::Forbidden(_) | FetchError::Refused { .. })) => {
+                }
+                Err(stop) => return Err(self.stop(stop, &audit).await),
+            }
+        }
+        self.commit(resources, rejected, &audit, vec![], 0).await
+    }
+
+    /// Withholds references that still point nowhere, writes this plan's Provenance.
+    async fn finish(&mut self) -> Step {
+        let store = &self.engine.store;
+        let dangling =
+            store.dangling_references(self.ctx.member, 100_000).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
+        let mut by_referrer: BTreeMap<(String, String), HashSet<String>> = BTreeMap::new();
+        for (referrer_type, referrer_id, target_type, target_id) in dangling {
+            by_referrer.entry((referrer_type, referrer_id)).or_default().insert(format!("{target_type}/{target_id}"));
+        }
+        let mut resources = vec![];
+        for ((referrer_type, referrer_id), missing) in by_referrer {
+            let Some(stored) =
+                store.read_resource(&referrer_type, &referrer_id).await.map_err(|e| JobEnd::Failed(e.to_string()))?
+            else {
+                continue;
+            };
+            let mut body: Value = serde_json::from_str(&stored.body).map_err(|e| JobEnd::Failed(e.to_string()))?;
+            let removed = withhold(&mut body, &missing);
+            self.progress.removed_references += removed as u64;
+            if referrer_type == "Provenance" && body["target"].as_array().is_none_or(Vec::is_empty) {
+                store.delete_resource("Provenance", &referrer_id).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
+                continue;
+            }
+            let member = stored.member_account.map(baton_store::AccountId);
+            let origin = match (stored.source_system, stored.source_id) {
+                (Some(system), Some(id)) => Some(baton_records::Origin { system, id }),
+                _ => None,
+            };
+            let prepared = baton_records::prepare(body, &self.ctx.local_base, member, origin)
+                .map_err(|e| JobEnd::Failed(e.to_string()))?;
+            resources.push(prepared.write);
+        }
+        resources.extend(self.custodian_provenance().await?);
+        self.checkpoint = Checkpoint::Done;
+        self.progress.phase = "done".into();
+        let events = vec![(
+            "finished".into(),
+            format!("{} stored, {} withheld", self.progress.stored(), self.progress.excluded_total()),
+        )];
+        self.commit(resources, vec![], &Audit::default(), events, 0).await
+    }
+
+    /// PDex §1.7: one Provenance per transfer, this plan as custodian and the previous plan as
+    /// transmitter, targeting every record it brought (activity APPEND, reason RECORDMGT).
+    async fn custodian_provenance(&self) -> Result<Vec<ResourceWrite>, JobEnd> {
+        let store = &self.engine.store;
+        let mut targets = vec![];
+        let mut after = 0;
+        loop {
+            let batch = store
+                .resources_of_transfer(&self.transfer.id, after, 5000)
+                .await
+                .map_err(|e| JobEnd::Failed(e.to_string()))?;
+            let Some(last) = batch.last() else { break };
+            after = last.seq;
+            targets.extend(
+                batch
+                    .iter()
+                    .filter(|r| !r.id.starts_with("transfer-"))
+                    .map(|r| json!({"reference": format!("{}/{}", r.resource_type, r.id)})),
+            );
+        }
+        let payer_org = format!("payer-{}", slug(&self.link.payer_id));
+        let payer_name =
+            self.credentials.as_ref().map(|c| c.name.clone()).unwrap_or_else(|| self.link.payer_id.clone());
+        let organizations = [
+            json!({"resourceType": "Organization", "id": payer_org, "active": true, "name": payer_name,
+                "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type", "code": "pay"}]}],
+                "endpoint": [], "identifier": [{"system": "urn:ietf:rfc:3986", "value": self.ctx.source_base}]}),
+            json!({"resourceType": "Organization", "id": "this-plan", "active": true, "name": self.engine.config.plan_name,
+                "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type", "code": "pay"}]}]}),
+        ];
+        let mut writes = vec![];
+        for organization in organizations {
+            let mut organization = organization;
+            if let Some(o) = organization.as_object_mut() {
+                o.remove("endpoint");
+            }
+            writes.push(
+                baton_records::prepare(organization, &self.ctx.local_base, None, None)
+                    .map_err(|e| JobEnd::Failed(e.to_string()))?
+                    .write,
+            );
+        }
+        if targets.is_empty() {
+            return Ok(writes);
+        }
+        let provenance = json!({
+            "resourceType": "Provenance",
+            "id": format!("transfer-{}", slug(&self.transfer.id)),
+            "meta": {"profile": ["http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-provenance"]},
+            "target": targets,
+            "recorded": Timestamp::now().to_fhir_instant(),
+            "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "APPEND", "display": "append"}]},
+            "reason": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "RECORDMGT", "display": "records management"}]}],
+            "agent": [
+                {
+                    "type": {"coding": [{"system": "http://hl7.org/fhir/us/core/CodeSystem/us-core-provenance-participant-type", "code": "transmitter", "display": "Transmitter"}]},
+                    "who": {"reference": format!("Organization/{payer_org}"), "display": payer_name}
+                },
+                {
+                    "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "custodian", "display": "Custodian"}]},
+                    "who": {"reference": "Organization/this-plan", "display": self.engine.config.plan_name}
+                }
+            ]
+        });
+        let mut prepared = baton_records::prepare(provenance, &self.ctx.local_base, Some(self.ctx.member), None)
+            .map_err(|e| JobEnd::Failed(e.to_string()))?;
+        prepared.write.patient_id = Some(self.ctx.own_patient.clone());
+        writes.push(prepared.write);
+        Ok(writes)
+    }
+}
+
+/// Why a request did not give a page.
+enum Stop {
+    Fetch(FetchError),
+    End(JobEnd),
+}
+
+/// The member's own Patient here; created from their account when they have none yet.
+async fn own_patient(engine: &Engine, link: &PayerLink) -> Result<String, JobEnd> {
+    let store = &engine.store;
+    let account = store
+        .account_by_id(link.member_account)
+        .await
+        .map_err(|e| JobEnd::Failed(e.to_string()))?
+        .ok_or_else(|| JobEnd::Failed("the member's account no longer exists".into()))?;
+    if let Some(id) = account.patient_id {
+        if store.read_resource("Patient", &id).await.map_err(|e| JobEnd::Failed(e.to_string()))?.is_some() {
+            return Ok(id);
+        }
+    }
+    let id = format!("member-{}", account.id.0);
+    let mut patient = json!({
+        "resourceType": "Patient",
+        "id": id,
+        "meta": {"profile": ["http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"]},
+        "active": true,
+        "name": [{"text": account.display_name}],
+        "identifier": []
+    });
+    if let Some(member_id) = &account.member_id {
+        patient["identifier"] = json!([{
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}]},
+            "system": format!("{}/member-id", engine.config.local_base),
+            "value": member_id
+        }]);
+    }
+    if let Some(birth_date) = &account.birth_date {
+        patient["birthDate"] = Value::String(birth_date.clone());
+    }
+    let prepared = baton_records::prepare(patient, &engine.config.local_base, Some(link.member_account), None)
+        .map_err(|e| JobEnd::Failed(e.to_string()))?;
+    store.put_resources(vec![prepared.write]).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
+    store.set_account_patient(link.member_account, &id).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
+    Ok(id)
+}
+
+/// Removes references to `missing` targets: Provenance targets and list items are dropped;
+/// a single reference becomes a masked data-absent reference. Returns how many were removed.
+pub fn withhold(resource: &mut Value, missing: &HashSet<String>) -> usize {
+    fn points_at_missing(value: &Value, missing: &HashSet<String>) -> bool {
+        value
+            .get("reference")
+            .and_then(Value::as_str)
+            .and_then(|r| Reference::parse(r).type_and_id().map(|(t, id)| format!("{t}/{id}")))
+            .is_some_and(|key| missing.contains(&key))
+    }
+    fn walk(value: &mut Value, missing: &HashSet<String>, removed: &mut usize) {
+        match value {
+            Value::Object(map) => {
+                for child in map.values_mut() {
+                    if points_at_missing(child, missing) {
+                        *child = json!({"extension": [{
+                            "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                            "valueCode": "masked"
+                        }]});
+                        *removed += 1;
+                    } else {
+                        walk(child, missing, removed);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                let before = items.len();
+                items.retain(|item| !points_at_missing(item, missing));
+                *removed += before - items.len();
+                for item in items.iter_mut() {
+                    walk(item, missing, removed);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut removed = 0;
+    walk(resource, missing, &mut removed);
+    removed
+}
+
+fn url_hash(url: &str) -> String {
+    hex(&Sha256::digest(url.as_bytes())[..12])
+}
+
+fn origin_of(url: &str) -> String {
+    url::Url::parse(url).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| "an invalid URL".into())
+}
+
+fn slug(text: &str) -> String {
+    let cleaned: String =
+        text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' }).collect();
+    cleaned.chars().take(56).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn withholding_drops_list_items_and_masks_single_references() {
+        let mut provenance = json!({"resourceType": "Provenance", "target": [{"reference": "Condition/a"}, {"reference": "Condition/b"}],
+            "agent": [{"who": {"reference": "Organization/gone", "display": "Gone Clinic"}}]});
+        let missing: HashSet<String> = ["Condition/a".to_owned(), "Organization/gone".to_owned()].into();
+        assert_eq!(withhold(&mut provenance, &missing), 2);
+        assert_eq!(provenance["target"], json!([{"reference": "Condition/b"}]));
+        assert_eq!(provenance["agent"][0]["who"]["extension"][0]["valueCode"], "masked");
+        assert!(!provenance.to_string().contains("Gone Clinic"), "display of a withheld reference goes too");
+    }
+}

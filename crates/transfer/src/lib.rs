@@ -1,0 +1,155 @@
+//! Baton's transfer engine: when a member authorizes their previous plan, pull their records
+//! into this plan's store — completely, without duplicates, surviving crashes.
+//!
+//! - [`plan`]: what to ask for (`Patient/$everything`, or one search per PDex type);
+//! - [`client`]: the previous plan's FHIR API, with retries, `Retry-After`, size caps, audit;
+//! - [`ingest`]: PDex ingest rules — new ids, rewritten references, kept source ids and
+//!   labels, sensitive data left out when the member said so, claim amounts removed;
+//! - [`auth`]: refreshing access tokens (rotated refresh tokens stored at once);
+//! - [`sealed`]: tokens encrypted at rest;
+//! - [`job`]: one transfer, phase by phase, each page committed with its checkpoint;
+//! - [`Engine`]: workers that lease queued transfers from the database.
+
+pub mod auth;
+pub mod client;
+pub mod ingest;
+pub mod job;
+pub mod plan;
+pub mod progress;
+pub mod sealed;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_store::{Store, Timestamp};
+use tokio::sync::watch;
+
+pub use auth::{ClientAuth, PayerCredentials, PayerDirectory};
+pub use client::ClientConfig;
+pub use job::JobEnd;
+pub use progress::Progress;
+pub use sealed::TokenCipher;
+
+/// How the engine works.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This worker's name in leases (unique per process).
+    pub worker_id: String,
+    pub client: ClientConfig,
+    /// `_count` asked for on every search.
+    pub page_size: u32,
+    /// How long a lease lasts without renewal (a dead worker's jobs wait this long).
+    pub lease: Duration,
+    /// How often an idle worker looks for work.
+    pub poll_interval: Duration,
+    /// How many transfers one process runs at once.
+    pub concurrency: usize,
+    /// Years of history asked for (PDex: at least five).
+    pub history_years: i32,
+    /// Keep claim payment and cost-sharing amounts (off: CARIN BB "Basis", as PDex exchanges).
+    pub keep_financial: bool,
+    /// This plan's FHIR base (its own references are local) and name.
+    pub local_base: String,
+    pub plan_name: String,
+    /// The most references read afterwards per transfer (directory entries and the like).
+    pub max_resolve: usize,
+}
+
+impl EngineConfig {
+    pub fn new(local_base: &str, plan_name: &str) -> Self {
+        Self {
+            worker_id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
+            client: ClientConfig::default(),
+            page_size: 1000,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            concurrency: 2,
+            history_years: 5,
+            keep_financial: false,
+            local_base: local_base.trim_end_matches('/').to_owned(),
+            plan_name: plan_name.to_owned(),
+            max_resolve: 2000,
+        }
+    }
+}
+
+/// Runs transfers.
+#[derive(Clone)]
+pub struct Engine(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub http: reqwest::Client,
+    pub cipher: TokenCipher,
+    pub config: EngineConfig,
+    pub payers: Arc<dyn PayerDirectory>,
+}
+
+impl std::ops::Deref for Engine {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Engine {
+    pub fn new(store: Store, cipher: TokenCipher, config: EngineConfig, payers: Arc<dyn PayerDirectory>) -> Self {
+        let http = reqwest::Client::builder()
+            // Never follow a redirect: it could take the token elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Engine(Arc::new(Inner { store, http, cipher, config, payers }))
+    }
+
+    /// Claims one due transfer and runs it to its end; returns its id and how it ended, or
+    /// `None` when nothing was due.
+    pub async fn run_once(&self) -> Result<Option<(String, JobEnd)>, baton_store::StoreError> {
+        let now = Timestamp::now();
+        let lease_until = now.plus(time::Duration::try_from(self.config.lease).unwrap_or(time::Duration::MINUTE));
+        let Some(transfer) = self.store.claim_transfer(&self.config.worker_id, lease_until, now).await? else {
+            return Ok(None);
+        };
+        let id = transfer.id.clone();
+        let end = job::run(self, transfer).await;
+        Ok(Some((id, end)))
+    }
+
+    /// Works the queue until `shutdown` turns true: `concurrency` loops, each claiming and
+    /// running one transfer at a time.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let mut loops = tokio::task::JoinSet::new();
+        for _ in 0..self.config.concurrency.max(1) {
+            let engine = self.clone();
+            let mut shutdown = shutdown.clone();
+            loops.spawn(async move {
+                loop {
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                    match engine.run_once().await {
+                        Ok(Some((id, end))) => tracing::info!(transfer = %id, ?end, "transfer ended"),
+                        Ok(None) => {
+                            tokio::select! {
+                                _ = tokio::time::sleep(engine.config.poll_interval) => {}
+                                _ = shutdown.changed() => {}
+                            }
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "cannot claim transfers");
+                            tokio::time::sleep(engine.config.poll_interval * 5).await;
+                        }
+                    }
+                }
+            });
+        }
+        while loops.join_next().await.is_some() {}
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

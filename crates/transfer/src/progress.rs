@@ -1,0 +1,61 @@
+//! What a transfer has done so far (stored with each page; shown to the member and staff).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The phase: plan, fetch, resolve, finish, done.
+    pub phase: String,
+    /// How many resources the previous plan said it has (Bundle totals), when it said.
+    pub expected: Option<u64>,
+    /// Per resource type.
+    pub types: BTreeMap<String, TypeCounts>,
+    /// Stored records per member-facing category (claims, conditions…).
+    pub categories: BTreeMap<String, u64>,
+    /// Earliest and latest date of stored records per category (milliseconds).
+    pub category_dates: BTreeMap<String, (i64, i64)>,
+    /// Not stored because the member excluded sensitive data, per reason (e.g. `label:substance_use`).
+    pub excluded: BTreeMap<String, u64>,
+    /// Not stored because they could not be (counted; reasons are in the rejection log).
+    pub rejected: u64,
+    /// Types the previous plan would not give (403), or does not offer.
+    pub not_permitted: Vec<String>,
+    pub not_supported: Vec<String>,
+    pub pages: u64,
+    /// References fetched afterwards because a record pointed at them.
+    pub resolved_references: u64,
+    /// References removed because their target was withheld or could not be found.
+    pub removed_references: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeCounts {
+    pub received: u64,
+    pub stored: u64,
+    pub excluded: u64,
+    pub rejected: u64,
+}
+
+impl Progress {
+    pub fn received(&self) -> u64 {
+        self.types.values().map(|t| t.received).sum()
+    }
+
+    pub fn stored(&self) -> u64 {
+        self.types.values().map(|t| t.stored).sum()
+    }
+
+    pub fn excluded_total(&self) -> u64 {
+        self.excluded.values().sum()
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+
+    pub fn from_json(text: &str) -> Self {
+        serde_json::from_str(text).unwrap_or_default()
+    }
+}
