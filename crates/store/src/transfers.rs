@@ -669,6 +669,45 @@ impl Store {
         }))
     }
 
+    /// Directory entries (no member) a transfer brought from `source` that none of the member's
+    /// live records refers to: e.g. the clinician of care the member chose to leave behind.
+    pub async fn unreferenced_directory_entries(
+        &self,
+        transfer_id: &str,
+        source: &str,
+        member: AccountId,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = "SELECT r.resource_type, r.id FROM fhir_resource r WHERE r.origin_transfer = $1 \
+                   AND r.source_system = $2 AND r.member_account IS NULL AND r.deleted_at IS NULL AND NOT EXISTS (\
+                   SELECT 1 FROM fhir_reference f JOIN fhir_resource s ON s.seq = f.resource_seq \
+                   WHERE f.target_type = r.resource_type AND f.target_id = r.id AND s.deleted_at IS NULL \
+                   AND (s.member_account = $3 OR s.member_account IS NULL))";
+        Ok(
+            on_pool!(self, pool => sqlx::query_as(sql).bind(transfer_id).bind(source).bind(member.0).fetch_all(pool).await?),
+        )
+    }
+
+    /// Removes a resource and its index rows entirely, leaving no tombstone (for records that
+    /// must not remain at all).
+    pub async fn purge_resource(&self, resource_type: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM fhir_resource WHERE resource_type = $1 AND id = $2")
+                .bind(resource_type)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(seq) = seq {
+                for table in ["fhir_identifier", "fhir_reference"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE resource_seq = $1")).bind(seq).execute(&mut *tx).await?;
+                }
+                sqlx::query("DELETE FROM fhir_resource WHERE seq = $1").bind(seq).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            seq.is_some()
+        }))
+    }
+
     /// References from a member's records to resources this store does not have: `(referrer
     /// type, referrer id, target type, target id)`.
     pub async fn dangling_references(

@@ -167,11 +167,7 @@ impl FhirClient {
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) => {
-                let reason = if error.is_timeout() {
-                    "the request timed out".to_owned()
-                } else {
-                    format!("no response: {error}")
-                };
+                let reason = describe(&error);
                 audit.record(log(None, 0, Some(reason.clone())));
                 return Err(Attempt::Retry { reason, retry_after: None });
             }
@@ -191,7 +187,7 @@ impl FhirClient {
                 Ok(None) => break Ok(()),
                 Err(error) => {
                     break Err(Attempt::Retry {
-                        reason: format!("the response was cut off: {error}"),
+                        reason: format!("the response was cut off ({})", describe(&error)),
                         retry_after: None,
                     });
                 }
@@ -241,6 +237,23 @@ impl FhirClient {
         audit.record(log(Some(status.as_u16()), body.len(), error));
         outcome
     }
+}
+
+/// A request error in plain words, without the URL (it is in the audit record already).
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        return "the request timed out".into();
+    }
+    if error.is_connect() {
+        return "could not connect".into();
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text = cause.to_string();
+        source = cause.source();
+    }
+    format!("the connection failed: {text}")
 }
 
 /// The diagnostics of an OperationOutcome body, else a short excerpt.

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use baton_fhir::exchange::{category_of, is_exchange_type};
 use baton_fhir::reference::Reference;
+use baton_fhir::sensitivity;
 use baton_fhir::smart::Scopes;
 use baton_records::Prepared;
 use baton_store::{CommitError, PayerLink, ResourceWrite, Timestamp, Transfer, TransferPage, transfer_state};
@@ -523,7 +524,9 @@ impl<'a> Job<'a> {
             }
             Ingested::Excluded(reasons) => {
                 counts.excluded += 1;
-                if let Some(primary) = reasons.first() {
+                // Counted once, under its most specific reason (a kind of care before a bare "restricted").
+                let primary = reasons.iter().find(|r| r.kind != sensitivity::Kind::Restricted).or(reasons.first());
+                if let Some(primary) = primary {
                     *self.progress.excluded.entry(primary.key()).or_default() += 1;
                 }
             }
@@ -667,7 +670,17 @@ impl<'a> Job<'a> {
                 .map_err(|e| JobEnd::Failed(e.to_string()))?;
             resources.push(prepared.write);
         }
+        // Directory entries only sensitive care referred to (left behind) go too: a clinic's
+        // name alone can say what the member chose not to share.
+        let orphans = store
+            .unreferenced_directory_entries(&self.transfer.id, &self.ctx.source_base, self.ctx.member)
+            .await
+            .map_err(|e| JobEnd::Failed(e.to_string()))?;
+        for (resource_type, id) in orphans {
+            store.purge_resource(&resource_type, &id).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
+        }
         resources.extend(self.custodian_provenance().await?);
+        self.recount().await?;
         self.checkpoint = Checkpoint::Done;
         self.progress.phase = "done".into();
         let events = vec![(
@@ -675,6 +688,41 @@ impl<'a> Job<'a> {
             format!("{} stored, {} withheld", self.progress.stored(), self.progress.excluded_total()),
         )];
         self.commit(resources, vec![], &Audit::default(), events, 0).await
+    }
+
+    /// Stored counts from the store itself: a resource that came more than once (a Provenance
+    /// included with several searches) is one record.
+    async fn recount(&mut self) -> Step {
+        let store = &self.engine.store;
+        for counts in self.progress.types.values_mut() {
+            counts.stored = 0;
+        }
+        self.progress.categories.clear();
+        let mut after = 0;
+        loop {
+            let batch = store
+                .resources_of_transfer(&self.transfer.id, after, 5000)
+                .await
+                .map_err(|e| JobEnd::Failed(e.to_string()))?;
+            let Some(last) = batch.last() else { break };
+            after = last.seq;
+            for resource in batch {
+                // Only what came from the previous plan (not this plan's own Provenance, the
+                // member's own Patient or the Organizations naming the two plans).
+                if resource.source_system.as_deref() != Some(self.ctx.source_base.as_str()) {
+                    continue;
+                }
+                self.progress.types.entry(resource.resource_type.clone()).or_default().stored += 1;
+                let category = if resource.resource_type == "ExplanationOfBenefit" {
+                    let body: Value = serde_json::from_str(&resource.body).unwrap_or(Value::Null);
+                    category_of(&resource.resource_type, &body)
+                } else {
+                    category_of(&resource.resource_type, &Value::Null)
+                };
+                *self.progress.categories.entry(category.key().to_owned()).or_default() += 1;
+            }
+        }
+        Ok(())
     }
 
     /// PDex §1.7: one Provenance per transfer, this plan as custodian and the previous plan as
