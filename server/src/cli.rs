@@ -37,6 +37,35 @@ pub enum Command {
     /// Generate deterministic synthetic members (PDex profiles) into this Baton's store as the
     /// plan holding their records — or into an NDJSON file — and/or load FHIR examples.
     DemoData(DemoDataArgs),
+    /// Inspect and steer transfers, or run transfer workers.
+    #[command(subcommand)]
+    Transfers(TransfersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TransfersCommand {
+    /// List transfers, newest first.
+    List {
+        /// Only these states (queued, running, completed, failed, cancelled, needs_reauthorization).
+        #[arg(long)]
+        state: Vec<String>,
+        /// Only this member (account id).
+        #[arg(long)]
+        member: Option<i64>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one transfer: progress, error, timeline, requests, rejected resources.
+    Show { id: String },
+    /// Run a failed, cancelled or needs-reauthorization transfer again, from its checkpoint.
+    Retry { id: String },
+    /// Cancel a queued or running transfer.
+    Cancel { id: String },
+    /// Run transfer workers (no web server) until stopped; `--once` stops when the queue is empty.
+    Work {
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -78,14 +107,131 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo => run_demo(config).await,
         Command::DemoData(args) => demo_data(config, args).await,
+        Command::Transfers(command) => transfers(config, command).await,
     }
 }
 
-async fn run_demo(config: Config) -> anyhow::Result<()> {
-    let new_plan = Application::build(config.clone()).await?;
-    let old_plan = Application::build(demo::old_plan_config(&config, new_plan.public_url())?)
-        .await
-        .context("starting the demo old plan")?;
+async fn transfers(config: Config, command: TransfersCommand) -> anyhow::Result<()> {
+    use baton_store::{Timestamp, TransferFilter};
+    let store = open_store(&config).await?;
+    let operator = format!("operator {}", std::env::var("USER").unwrap_or_else(|_| "cli".into()));
+    match command {
+        TransfersCommand::List { state, member, limit } => {
+            let filter =
+                TransferFilter { states: state, member_account: member.map(AccountId), limit, ..Default::default() };
+            let list = store.list_transfers(&filter).await?;
+            println!("{:<38} {:<22} {:>7} {:>9} {:>6}  created", "id", "state", "member", "resources", "pages");
+            for t in list {
+                println!(
+                    "{:<38} {:<22} {:>7} {:>9} {:>6}  {}",
+                    t.id,
+                    t.state,
+                    t.member_account.0,
+                    t.resources_stored,
+                    t.pages_done,
+                    Timestamp::from_millis(t.created_at)
+                );
+            }
+        }
+        TransfersCommand::Show { id } => {
+            let transfer = store.transfer(&id).await?.with_context(|| format!("no transfer {id}"))?;
+            let progress = baton_transfer::Progress::from_json(&transfer.progress);
+            println!("transfer {}", transfer.id);
+            println!(
+                "  state:     {}{}",
+                transfer.state,
+                transfer.error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default()
+            );
+            println!(
+                "  member:    {}   link: {}   kind: {}   attempts: {}",
+                transfer.member_account.0, transfer.link_id, transfer.kind, transfer.attempts
+            );
+            println!(
+                "  phase:     {}   pages: {}   stored: {}",
+                progress.phase, transfer.pages_done, transfer.resources_stored
+            );
+            println!(
+                "  received {} of {} expected; stored {}; withheld (sensitive) {}; rejected {}",
+                progress.received(),
+                progress.expected.map(|e| e.to_string()).unwrap_or_else(|| "?".into()),
+                progress.stored(),
+                progress.excluded_total(),
+                progress.rejected
+            );
+            for (t, c) in &progress.types {
+                println!(
+                    "    {t:<22} received {:>6}  stored {:>6}  withheld {:>5}  rejected {:>4}",
+                    c.received, c.stored, c.excluded, c.rejected
+                );
+            }
+            for (reason, n) in &progress.excluded {
+                println!("    withheld, {reason}: {n}");
+            }
+            if !progress.not_permitted.is_empty() {
+                println!("  not permitted: {}", progress.not_permitted.join(", "));
+            }
+            println!("  timeline:");
+            for e in store.transfer_events(&id).await? {
+                println!("    {}  {:<14} {}", Timestamp::from_millis(e.at), e.kind, e.detail);
+            }
+            let requests = store.transfer_requests(&id).await?;
+            println!("  requests ({}; last 20):", requests.len());
+            for r in requests.iter().rev().take(20).rev() {
+                println!(
+                    "    {}  {} {} → {} ({} ms){}",
+                    Timestamp::from_millis(r.at),
+                    r.method,
+                    r.url,
+                    r.status.map(|s| s.to_string()).unwrap_or_else(|| "no response".into()),
+                    r.duration_ms,
+                    r.error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default()
+                );
+            }
+            for r in store.transfer_rejections(&id).await? {
+                println!("  rejected {}: {}", r.source, r.reason);
+            }
+        }
+        TransfersCommand::Retry { id } => {
+            anyhow::ensure!(
+                store.retry_transfer(&id, &operator, Timestamp::now()).await?,
+                "transfer {id} is not failed, cancelled or waiting for reauthorization"
+            );
+            println!("baton: transfer {id} queued again");
+        }
+        TransfersCommand::Cancel { id } => {
+            anyhow::ensure!(
+                store.cancel_transfer(&id, &operator, Timestamp::now()).await?,
+                "transfer {id} is not queued or running"
+            );
+            println!("baton: transfer {id} cancelled");
+        }
+        TransfersCommand::Work { once } => {
+            let secrets = crate::secrets::Secrets::load(&config)?;
+            let engine = crate::startup::engine(&config, &store, &secrets)?;
+            if once {
+                while let Some((id, end)) = engine.run_once().await? {
+                    println!("baton: transfer {id}: {end:?}");
+                }
+            } else {
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                let workers = tokio::spawn(engine.run(stopped));
+                crate::startup::shutdown_signal().await;
+                let _ = stop.send(true);
+                let _ = workers.await;
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn run_demo(mut config: Config) -> anyhow::Result<()> {
+    let old_plan_config = demo::old_plan_config(&config, &config.public_url())?;
+    if !config.payers.iter().any(|p| p.id == "riverbend") {
+        config.payers.push(demo::old_plan_payer(&old_plan_config, demo::client_secret(&config.data_dir)?));
+    }
+    let new_plan = Application::build(config).await?;
+    let old_plan = Application::build(old_plan_config).await.context("starting the demo old plan")?;
     let accounts = demo::seed(new_plan.services()).await.context("seeding demo accounts")?;
     let old_accounts = demo::seed_old_plan(&old_plan).await.context("seeding the demo old plan")?;
     demo::print_banner(&new_plan, &accounts, &old_plan, &old_accounts);

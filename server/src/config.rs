@@ -42,6 +42,106 @@ pub struct Config {
     pub holder: baton_holder::HolderSettings,
     /// `baton demo` only: where the demo old plan listens (default: the next port).
     pub demo: DemoConfig,
+    /// Previous plans members can bring their records from (`[[payers]]`).
+    pub payers: Vec<PayerConfig>,
+    /// The transfer engine.
+    pub transfer: TransferConfig,
+}
+
+/// A previous plan, and this Baton's registration there. Its credential (a client secret or a
+/// private key) lives only here, in configuration — never in the database.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayerConfig {
+    /// Stable id (letters, digits, `-`).
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// US states it serves (two-letter codes), for the member's search.
+    #[serde(default)]
+    pub states: Vec<String>,
+    #[serde(default)]
+    pub logo_url: Option<Url>,
+    pub fhir_base: Url,
+    pub client_id: String,
+    /// `client_secret_basic`.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// `private_key_jwt`: a PEM private key, inline or in a file.
+    #[serde(default)]
+    pub private_key: Option<String>,
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    /// `RS384` (RSA key) or `ES384` (P-384 key).
+    #[serde(default = "default_key_alg")]
+    pub private_key_alg: String,
+    #[serde(default)]
+    pub private_key_kid: Option<String>,
+    /// Pinned endpoints, for plans whose discovery is missing or wrong.
+    #[serde(default)]
+    pub authorize_url: Option<Url>,
+    #[serde(default)]
+    pub token_url: Option<Url>,
+    /// Scopes to request instead of the ones chosen from the plan's capabilities.
+    #[serde(default)]
+    pub scopes: Option<String>,
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+}
+
+fn default_key_alg() -> String {
+    "RS384".into()
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+impl std::fmt::Debug for PayerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayerConfig")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("fhir_base", &self.fhir_base.as_str())
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("private_key", &self.private_key.as_ref().map(|_| "***"))
+            .field("private_key_file", &self.private_key_file)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+/// The transfer engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransferConfig {
+    /// Run transfer workers inside `baton serve` (else only `baton transfers work` runs them).
+    pub workers: bool,
+    /// Transfers one process runs at once.
+    pub concurrency: usize,
+    /// `_count` asked for per page.
+    pub page_size: u32,
+    /// How long a worker's claim on a transfer lasts without renewal.
+    pub lease_seconds: u64,
+    /// Years of history asked for (at least 5).
+    pub history_years: i32,
+    /// Keep claim payment and cost-sharing amounts.
+    pub keep_financial: bool,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            workers: true,
+            concurrency: 2,
+            page_size: 1000,
+            lease_seconds: 60,
+            history_years: 5,
+            keep_financial: false,
+        }
+    }
 }
 
 /// Settings of the embedded demo.
@@ -118,6 +218,8 @@ impl Default for Config {
             sign_in: SignInConfig::default(),
             holder: baton_holder::HolderSettings::default(),
             demo: DemoConfig::default(),
+            payers: vec![],
+            transfer: TransferConfig::default(),
         }
     }
 }
@@ -196,6 +298,46 @@ impl Config {
         if self.plan.name.trim().is_empty() {
             return Err(ConfigError::Key { key: "plan.name", problem: "must not be empty".into() });
         }
+        if self.transfer.history_years < 5 {
+            return Err(ConfigError::Key {
+                key: "transfer.history_years",
+                problem: "must be at least 5 (PDex)".into(),
+            });
+        }
+        if self.transfer.page_size == 0 || self.transfer.concurrency == 0 || self.transfer.lease_seconds < 3 {
+            return Err(ConfigError::Key {
+                key: "transfer",
+                problem: "page_size and concurrency must be at least 1, lease_seconds at least 3".into(),
+            });
+        }
+        let mut ids = std::collections::HashSet::new();
+        for payer in &self.payers {
+            if payer.id.is_empty()
+                || !payer.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                || !ids.insert(&payer.id)
+            {
+                return Err(ConfigError::Key {
+                    key: "payers.id",
+                    problem: format!("{:?} must be unique: letters, digits or -", payer.id),
+                });
+            }
+            let keys = [payer.client_secret.is_some(), payer.private_key.is_some(), payer.private_key_file.is_some()];
+            if keys.iter().filter(|k| **k).count() != 1 {
+                return Err(ConfigError::Key {
+                    key: "payers.client_secret",
+                    problem: format!(
+                        "payer {}: give exactly one of client_secret, private_key or private_key_file",
+                        payer.id
+                    ),
+                });
+            }
+            if !matches!(payer.private_key_alg.as_str(), "RS384" | "ES384") {
+                return Err(ConfigError::Key {
+                    key: "payers.private_key_alg",
+                    problem: format!("payer {}: RS384 or ES384", payer.id),
+                });
+            }
+        }
         if self.sign_in.window_minutes == 0
             || self.sign_in.max_failures_per_account == 0
             || self.sign_in.max_failures_per_ip == 0
@@ -219,6 +361,17 @@ impl Config {
 
     pub fn cookie_secure(&self) -> bool {
         self.cookie_secure.unwrap_or_else(|| self.public_url().scheme() == "https")
+    }
+
+    /// The engine's settings for this plan.
+    pub fn engine_config(&self) -> baton_transfer::EngineConfig {
+        let mut engine = baton_transfer::EngineConfig::new(&format!("{}fhir", self.public_url()), &self.plan.name);
+        engine.page_size = self.transfer.page_size;
+        engine.concurrency = self.transfer.concurrency;
+        engine.lease = std::time::Duration::from_secs(self.transfer.lease_seconds);
+        engine.history_years = self.transfer.history_years;
+        engine.keep_financial = self.transfer.keep_financial;
+        engine
     }
 
     pub fn throttle_policy(&self) -> baton_accounts::ThrottlePolicy {
@@ -339,6 +492,29 @@ mod tests {
             jail.set_env("BATON_SIGN_IN__MAX_FAILURES_PER_IP", "0");
             let message = load_in_jail(jail).unwrap_err().to_string();
             assert!(message.contains("sign_in"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn payers_need_exactly_one_credential() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "baton.toml",
+                "[[payers]]\nid = \"rb\"\nname = \"Riverbend\"\nfhir_base = \"https://rb.example/fhir\"\nclient_id = \"me\"\n",
+            )?;
+            let message = load_in_jail(jail).unwrap_err().to_string();
+            assert!(message.contains("payers.client_secret") && message.contains("exactly one"), "{message}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "baton.toml",
+                "[[payers]]\nid = \"rb\"\nname = \"Riverbend\"\nfhir_base = \"https://rb.example/fhir\"\nclient_id = \"me\"\nclient_secret = \"s3cr3t-s3cr3t-s3cr3t\"\n",
+            )?;
+            let config = load_in_jail(jail).unwrap();
+            assert_eq!(config.payers[0].fhir_base.as_str(), "https://rb.example/fhir");
+            assert!(!format!("{:?}", config.payers[0]).contains("s3cr3t"), "secrets never in debug output");
             Ok(())
         });
     }

@@ -102,6 +102,28 @@ pub fn old_plan_config(new_plan: &Config, new_plan_url: &url::Url) -> anyhow::Re
     Ok(config)
 }
 
+/// The new plan's payer directory entry for the demo old plan (its registration there).
+pub fn old_plan_payer(old_plan: &Config, secret: String) -> crate::config::PayerConfig {
+    crate::config::PayerConfig {
+        id: "riverbend".into(),
+        name: OLD_PLAN_NAME.into(),
+        aliases: vec!["Riverbend".into(), "RHP".into()],
+        states: vec!["IL".into(), "IN".into()],
+        logo_url: None,
+        fhir_base: old_plan.public_url().join("fhir").expect("a valid URL"),
+        client_id: DEMO_CLIENT_ID.into(),
+        client_secret: Some(secret),
+        private_key: None,
+        private_key_file: None,
+        private_key_alg: "RS384".into(),
+        private_key_kid: None,
+        authorize_url: None,
+        token_url: None,
+        scopes: None,
+        enabled: true,
+    }
+}
+
 /// The shared secret of the new plan's registration at the demo old plan: generated once under
 /// the new plan's data directory (mode 0600), like the other demo secrets.
 pub fn client_secret(data_dir: &Path) -> anyhow::Result<String> {

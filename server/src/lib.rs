@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod payers;
 pub mod secrets;
 pub mod startup;
 pub mod telemetry;

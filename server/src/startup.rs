@@ -12,6 +12,7 @@ use axum::routing::get;
 use baton_accounts::Accounts;
 use baton_holder::{Holder, SERVER_TO_SERVER_PATHS, SigningKey};
 use baton_store::{ConnectOptions, Db, Store};
+use baton_transfer::{Engine, TokenCipher};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, file_and_error_handler_with_context, generate_route_list};
@@ -26,6 +27,7 @@ use url::Url;
 
 use crate::config::Config;
 use crate::http::{client_ip, health, locale, panic, security, trace};
+use crate::payers::ConfiguredPayers;
 use crate::secrets::Secrets;
 
 /// Router state: what plain axum handlers need; Leptos gets [`Services`] as context.
@@ -41,8 +43,16 @@ pub struct Application {
     router: Router,
     services: Services,
     holder: Holder,
+    engine: Engine,
+    run_workers: bool,
     public_url: Url,
     local_addr: SocketAddr,
+}
+
+/// The transfer engine for `config`.
+pub fn engine(config: &Config, store: &Store, secrets: &Secrets) -> anyhow::Result<Engine> {
+    let payers = ConfiguredPayers::from_config(config)?;
+    Ok(Engine::new(store.clone(), TokenCipher::new(&secrets.token_key), config.engine_config(), Arc::new(payers)))
 }
 
 /// How long an idle session lasts.
@@ -82,6 +92,7 @@ impl Application {
             SigningKey::from_pem(&secrets.id_token_key)?,
         );
         holder.register_clients().await.context("registering the configured client apps")?;
+        let engine = engine(&config, &store, &secrets)?;
         let leptos_options = LeptosOptions::builder()
             .output_name(app::OUTPUT_NAME)
             .site_root(config.site_root.to_string_lossy().into_owned())
@@ -131,7 +142,16 @@ impl Application {
             .layer(trace::layer())
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
 
-        Ok(Self { listener, router, services, holder, public_url, local_addr })
+        Ok(Self {
+            listener,
+            router,
+            services,
+            holder,
+            engine,
+            run_workers: config.transfer.workers,
+            public_url,
+            local_addr,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -151,12 +171,24 @@ impl Application {
         &self.holder
     }
 
-    /// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests and closes the store.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Serves (and runs transfer workers) until SIGTERM or Ctrl-C, then finishes in-flight
+    /// requests, lets the workers stop, and closes the store.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let store = self.services.store.clone();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let workers = self.run_workers.then(|| tokio::spawn(self.engine.clone().run(stopped)));
         let result = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown_signal())
             .await;
+        let _ = stop.send(true);
+        if let Some(workers) = workers {
+            // A worker in the middle of a page finishes it; its transfer resumes on restart.
+            let _ = tokio::time::timeout(Duration::from_secs(10), workers).await;
+        }
         store.close().await;
         tracing::info!("stopped");
         result
@@ -210,7 +242,7 @@ where
     });
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
