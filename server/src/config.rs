@@ -278,13 +278,10 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(url) = &self.public_url {
-            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                return Err(ConfigError::Key {
-                    key: "public_url",
-                    problem: format!("must be an http(s) URL, not {url}"),
-                });
-            }
+        if let Some(url) = &self.public_url
+            && (!matches!(url.scheme(), "http" | "https") || url.host().is_none())
+        {
+            return Err(ConfigError::Key { key: "public_url", problem: format!("must be an http(s) URL, not {url}") });
         }
         if let Some(url) = &self.database_url {
             baton_store::Backend::of_url(url)
@@ -408,6 +405,7 @@ fn describe(error: figment::Error) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail closures return figment::Error
 mod tests {
     use figment::Jail;
 

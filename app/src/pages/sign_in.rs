@@ -42,10 +42,10 @@ pub fn SignInPage() -> impl IntoView {
     });
     // A failed one moves focus to the message so screen readers announce it.
     Effect::new(move |_| {
-        if matches!(sign_in.value().get(), Some(Err(_))) {
-            if let Some(alert) = error_ref.get() {
-                let _ = alert.focus();
-            }
+        if matches!(sign_in.value().get(), Some(Err(_)))
+            && let Some(alert) = error_ref.get()
+        {
+            let _ = alert.focus();
         }
     });
 

@@ -96,9 +96,7 @@ fn parse_resource_scope(text: &str) -> Option<ResourceScope> {
                     _ => scope.write = true,
                 }
             }
-            if last.is_none() {
-                return None;
-            }
+            last?;
             scope.v2 = true;
         }
     }

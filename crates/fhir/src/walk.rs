@@ -52,10 +52,10 @@ fn rewrite_inner(value: &mut Value, path: &mut String, rewrite: &mut impl FnMut(
         Value::Object(map) => {
             for (key, child) in map.iter_mut() {
                 if key == "reference" {
-                    if let Value::String(reference) = child {
-                        if let Some(new) = rewrite(path, reference) {
-                            *reference = new;
-                        }
+                    if let Value::String(reference) = child
+                        && let Some(new) = rewrite(path, reference)
+                    {
+                        *reference = new;
                     }
                     continue;
                 }

@@ -94,10 +94,10 @@ pub async fn authenticate(
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<(OAuthClient, Method), OAuthError> {
-    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if let Some(encoded) = value.strip_prefix("Basic ") {
-            return basic(holder, encoded.trim(), params).await.map(|c| (c, Method::Basic));
-        }
+    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Some(encoded) = value.strip_prefix("Basic ")
+    {
+        return basic(holder, encoded.trim(), params).await.map(|c| (c, Method::Basic));
     }
     if let Some(assertion) = params.get("client_assertion") {
         if params.get("client_assertion_type").map(String::as_str) != Some(JWT_BEARER) {
@@ -209,10 +209,10 @@ async fn client_jwks(holder: &Holder, client: &OAuthClient) -> Result<JwkSet, OA
     };
     {
         let cache = holder.jwks_cache.lock().await;
-        if let Some((at, set)) = cache.get(url) {
-            if at.elapsed() < JWKS_CACHE_TTL {
-                return Ok(set.clone());
-            }
+        if let Some((at, set)) = cache.get(url)
+            && at.elapsed() < JWKS_CACHE_TTL
+        {
+            return Ok(set.clone());
         }
     }
     let set: JwkSet = async { holder.http.get(url).send().await?.error_for_status()?.json().await }.await.map_err(

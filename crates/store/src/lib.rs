@@ -102,12 +102,12 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true);
-                if let Some(parent) = connect.get_filename().parent() {
-                    if !parent.as_os_str().is_empty() {
-                        std::fs::create_dir_all(parent).map_err(|e| {
-                            StoreError::InvalidUrl(format!("cannot create directory {}: {e}", parent.display()))
-                        })?;
-                    }
+                if let Some(parent) = connect.get_filename().parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::InvalidUrl(format!("cannot create directory {}: {e}", parent.display()))
+                    })?;
                 }
                 // An in-memory database exists per connection: keep exactly one.
                 let in_memory = database_url.contains(":memory:");

@@ -83,10 +83,10 @@ impl TestDatabase {
 
 /// The server to create test databases on; panics (fails the test) when there is none.
 pub async fn postgres_admin_url() -> String {
-    if let Ok(url) = std::env::var("TEST_POSTGRES_URL") {
-        if !url.trim().is_empty() {
-            return url;
-        }
+    if let Ok(url) = std::env::var("TEST_POSTGRES_URL")
+        && !url.trim().is_empty()
+    {
+        return url;
     }
     let probe = tokio::time::timeout(Duration::from_secs(3), PgConnection::connect(LOCAL_POSTGRES)).await;
     match probe {

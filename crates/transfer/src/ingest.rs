@@ -111,10 +111,7 @@ pub fn ingest(ctx: &Context, mut resource: Value) -> (String, Ingested) {
 
     walk::rewrite_references(&mut resource, |_, reference| {
         let parsed = Reference::parse(reference);
-        match parsed.local_to(&ctx.source_base) {
-            Some((t, id)) => Some(ctx.local_reference(t, id)),
-            None => None,
-        }
+        parsed.local_to(&ctx.source_base).map(|(t, id)| ctx.local_reference(t, id))
     });
 
     let local_id = ctx.local_id(&resource_type, &source_id);
@@ -129,19 +126,19 @@ pub fn ingest(ctx: &Context, mut resource: Value) -> (String, Ingested) {
         if resource_type != "Provenance" {
             let source_identifier = json!({"system": ctx.source_base, "value": source_id});
             let identifiers = object.entry("identifier").or_insert_with(|| Value::Array(vec![]));
-            if let Some(list) = identifiers.as_array_mut() {
-                if !list.contains(&source_identifier) {
-                    list.push(source_identifier);
-                }
+            if let Some(list) = identifiers.as_array_mut()
+                && !list.contains(&source_identifier)
+            {
+                list.push(source_identifier);
             }
         }
         if resource_type == "Patient" {
             let link = json!({"other": {"reference": format!("Patient/{}", ctx.own_patient)}, "type": "seealso"});
             let links = object.entry("link").or_insert_with(|| Value::Array(vec![]));
-            if let Some(list) = links.as_array_mut() {
-                if !list.contains(&link) {
-                    list.push(link);
-                }
+            if let Some(list) = links.as_array_mut()
+                && !list.contains(&link)
+            {
+                list.push(link);
             }
         }
         if resource_type == "ExplanationOfBenefit" && !ctx.keep_financial {

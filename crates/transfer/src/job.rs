@@ -155,10 +155,10 @@ impl<'a> Job<'a> {
             .map_err(|e| failed("reading the link", &e))?
             .ok_or_else(|| JobEnd::Failed("the authorization this transfer used no longer exists".into()))?;
         let mut include_sensitive = link.include_sensitive;
-        if let Some(consent_id) = &link.consent_id {
-            if let Some(consent) = store.consent(consent_id).await.map_err(|e| failed("reading the consent", &e))? {
-                include_sensitive = include_sensitive && consent.policy == "sensitive";
-            }
+        if let Some(consent_id) = &link.consent_id
+            && let Some(consent) = store.consent(consent_id).await.map_err(|e| failed("reading the consent", &e))?
+        {
+            include_sensitive = include_sensitive && consent.policy == "sensitive";
         }
         let client = FhirClient::new(engine.http.clone(), &link.fhir_base, engine.config.client.clone())
             .map_err(|e| JobEnd::Failed(format!("the previous plan's FHIR address is not valid: {e}")))?;
@@ -436,10 +436,8 @@ impl<'a> Job<'a> {
             let stop = Stop::End(JobEnd::Failed(format!("the previous plan answered {url} with {what}, not a Bundle")));
             return Err(self.stop(stop, &audit).await);
         }
-        if first_page {
-            if let Some(total) = page["total"].as_u64() {
-                self.progress.expected = Some(self.progress.expected.unwrap_or(0) + total);
-            }
+        if first_page && let Some(total) = page["total"].as_u64() {
+            self.progress.expected = Some(self.progress.expected.unwrap_or(0) + total);
         }
         let mut events = vec![];
         let (resources, rejected) = self.ingest_entries(&page, &mut events).await?;
@@ -515,10 +513,8 @@ impl<'a> Job<'a> {
             Ingested::Store(prepared) => {
                 counts.stored += 1;
                 self.count_category(&resource_type, &prepared);
-                if is_member_patient {
-                    if let Some(own) = self.own_patient_linked_to(&prepared).await? {
-                        resources.push(own);
-                    }
+                if is_member_patient && let Some(own) = self.own_patient_linked_to(&prepared).await? {
+                    resources.push(own);
                 }
                 resources.push(prepared.write);
             }
@@ -572,11 +568,11 @@ impl<'a> Job<'a> {
             }
             let link = json!({"other": {"reference": format!("Patient/{}", received.write.id)}, "type": "seealso"});
             let links = object.entry("link").or_insert_with(|| json!([]));
-            if let Some(list) = links.as_array_mut() {
-                if !list.contains(&link) {
-                    list.push(link);
-                    changed = true;
-                }
+            if let Some(list) = links.as_array_mut()
+                && !list.contains(&link)
+            {
+                list.push(link);
+                changed = true;
             }
         }
         if !changed {
@@ -811,10 +807,10 @@ async fn own_patient(engine: &Engine, link: &PayerLink) -> Result<String, JobEnd
         .await
         .map_err(|e| JobEnd::Failed(e.to_string()))?
         .ok_or_else(|| JobEnd::Failed("the member's account no longer exists".into()))?;
-    if let Some(id) = account.patient_id {
-        if store.read_resource("Patient", &id).await.map_err(|e| JobEnd::Failed(e.to_string()))?.is_some() {
-            return Ok(id);
-        }
+    if let Some(id) = account.patient_id
+        && store.read_resource("Patient", &id).await.map_err(|e| JobEnd::Failed(e.to_string()))?.is_some()
+    {
+        return Ok(id);
     }
     let id = format!("member-{}", account.id.0);
     let mut patient = json!({

@@ -113,10 +113,10 @@ async fn includes(
     let mut targets: BTreeSet<(String, String)> = BTreeSet::new();
     for resource in matches {
         let Ok(body) = serde_json::from_str::<Value>(&resource.body) else { continue };
-        if search.includes.iter().any(|p| p == "patient") {
-            if let Some(patient) = &resource.patient_id {
-                targets.insert(("Patient".into(), patient.clone()));
-            }
+        if search.includes.iter().any(|p| p == "patient")
+            && let Some(patient) = &resource.patient_id
+        {
+            targets.insert(("Patient".into(), patient.clone()));
         }
         let facts = baton_fhir::index::facts(resource_type, &body, &holder.urls.fhir_base);
         for (param, target_type, target_id) in facts.references {

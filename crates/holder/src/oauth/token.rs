@@ -270,14 +270,14 @@ pub async fn revoke(State(holder): State<Holder>, headers: HeaderMap, body: Byte
         let token = required(&params, "token")?;
         let hash = token_hash(token);
         let now = Timestamp::now();
-        if let Some((token, grant)) = holder.store.oauth_token(&hash).await.map_err(OAuthError::server)? {
-            if grant.client_id == client.client_id {
-                match token.kind() {
-                    Some(TokenKind::Refresh) => holder.store.revoke_oauth_grant(&grant.id, now).await,
-                    _ => holder.store.revoke_oauth_token(&hash, now).await,
-                }
-                .map_err(OAuthError::server)?;
+        if let Some((token, grant)) = holder.store.oauth_token(&hash).await.map_err(OAuthError::server)?
+            && grant.client_id == client.client_id
+        {
+            match token.kind() {
+                Some(TokenKind::Refresh) => holder.store.revoke_oauth_grant(&grant.id, now).await,
+                _ => holder.store.revoke_oauth_token(&hash, now).await,
             }
+            .map_err(OAuthError::server)?;
         }
         Ok::<_, OAuthError>(())
     }

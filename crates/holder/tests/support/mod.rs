@@ -214,6 +214,7 @@ pub fn request_id(html: &str) -> String {
 }
 
 /// Walks the whole browser flow (authorize, sign in, decide); returns the final redirect's params.
+#[allow(clippy::too_many_arguments)]
 pub async fn authorize_as(
     t: &TestHolder,
     browser: &reqwest::Client,
