@@ -63,6 +63,7 @@ test('a member cannot open the staff console', async ({ page }) => {
 });
 
 test('after signing in, the page asked for is shown', async ({ page }) => {
+  // No waiting for hydration: what a person types while the page loads must count.
   await page.goto('/member');
   await expect(page).toHaveURL(/\/sign-in\?next=%2Fmember$/);
   await page.getByLabel('Username').fill('james');

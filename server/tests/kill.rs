@@ -7,17 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use baton_accounts::{Accounts, NewMember, NewPassword, ThrottlePolicy, Username};
-use baton_holder::{ClientSettings, Holder, HolderSettings, SigningKey};
-use baton_store::{ConnectOptions, MemberConsent, OAuthGrant, PayerLink, ResourceQuery, Store, Timestamp, TokenKind};
-use baton_synth::{Options, Payer};
+use baton_store::{ConnectOptions, ResourceQuery, Store, Timestamp};
+use baton_testbed::{PreviousPlanSetup, enroll, previous_plan};
 use baton_transfer::{Progress, TokenCipher};
-use sha2::Digest;
-use time::macros::date;
-use tower_sessions::{MemoryStore, SessionManagerLayer};
 
 const KEY: [u8; 32] = [9; 32];
-const SCOPE: &str = "launch/patient offline_access patient/*.rs";
 
 struct Worker(Child);
 
@@ -48,10 +42,6 @@ impl Drop for Worker {
     }
 }
 
-fn sha(token: &str) -> String {
-    sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_is_resumed_to_exact_counts() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,124 +53,21 @@ async fn a_killed_worker_is_resumed_to_exact_counts() {
             .unwrap();
     holder_store.migrate().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/", listener.local_addr().unwrap());
-    let holder_accounts = Accounts::new(holder_store.clone(), ThrottlePolicy::default());
-    let settings = HolderSettings {
-        clients: vec![ClientSettings {
-            client_id: "new-plan".into(),
-            name: "New Plan".into(),
-            redirect_uris: vec!["https://new.example/cb".into()],
-            secret: Some("a-long-shared-client-secret".into()),
-            jwks: None,
-            jwks_url: None,
-            scopes: baton_holder::settings::default_client_scopes(),
-        }],
-        ..Default::default()
-    };
-    let key = SigningKey::from_pem(&SigningKey::generate_pem().unwrap()).unwrap();
-    let holder = Holder::new(
-        holder_store.clone(),
-        holder_accounts.clone(),
-        "Riverbend".into(),
-        &url::Url::parse(&base).unwrap(),
-        settings,
-        key,
-    );
-    holder.register_clients().await.unwrap();
+    let base = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
     let member = baton_synth::numbered_member("big", 1, 7);
-    let account = holder_accounts
-        .create_member(NewMember {
-            username: Username::parse("big").unwrap(),
-            display_name: "Big Record".into(),
-            password: Some(NewPassword::parse("a member password").unwrap()),
-            member_id: member.member_id.clone(),
-            birth_date: member.birth_date,
-            coverage_start: date!(2020 - 01 - 01),
-        })
-        .await
-        .unwrap();
-    holder_store.set_account_patient(account.id, &member.patient_id).await.unwrap();
-    let mut options = Options::new(Payer {
-        organization_id: "rb".into(),
-        name: "Riverbend".into(),
-        identifier_system: "https://rb.example".into(),
-    });
-    options.target_resources = 12_000;
-    let fhir = holder.urls.fhir_base.clone();
-    baton_records::load(&holder_store, baton_synth::record(&member, &options), &fhir, Some(account.id)).await.unwrap();
-    let now = Timestamp::now();
-    holder_store
-        .insert_oauth_grant(&OAuthGrant {
-            id: "g".into(),
-            client_id: "new-plan".into(),
-            account_id: account.id,
-            patient_id: member.patient_id.clone(),
-            scope: SCOPE.into(),
-            include_sensitive: true,
-            created_at: now.millis(),
-            revoked_at: None,
-        })
-        .await
-        .unwrap();
-    holder_store
-        .insert_oauth_token(&sha("access"), "g", TokenKind::Access, SCOPE, now, now.plus(time::Duration::hours(2)))
-        .await
-        .unwrap();
-    let router = holder.router().layer(SessionManagerLayer::new(MemoryStore::default()).with_secure(false));
+    let previous = previous_plan(holder_store.clone(), PreviousPlanSetup::new(base, member, 12_000)).await.unwrap();
+    let router = previous.router();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let fhir = previous.authorization.fhir_base.clone();
 
     // The new plan: its database, the member, consent, link, and a queued transfer.
     let db = dir.path().join("new.db");
     let store = Store::connect(&format!("sqlite://{}", db.display()), &ConnectOptions::default()).await.unwrap();
     store.migrate().await.unwrap();
-    let accounts = Accounts::new(store.clone(), ThrottlePolicy::default());
-    let me = accounts
-        .create_member(NewMember {
-            username: Username::parse("big").unwrap(),
-            display_name: "Big Record".into(),
-            password: Some(NewPassword::parse("a member password").unwrap()),
-            member_id: "NEW-9".into(),
-            birth_date: member.birth_date,
-            coverage_start: date!(2026 - 01 - 01),
-        })
-        .await
-        .unwrap();
-    store
-        .insert_consent(&MemberConsent {
-            id: "c".into(),
-            member_account: me.id,
-            payer_id: "riverbend".into(),
-            policy: "sensitive".into(),
-            period_start: now.millis() - 1000,
-            period_end: now.millis() + 86_400_000,
-            given_at: now.millis(),
-            channel: "web".into(),
-            resource: "{}".into(),
-            withdrawn_at: None,
-            created_at: now.millis(),
-        })
-        .await
-        .unwrap();
     let cipher = TokenCipher::new(&KEY);
-    let link = PayerLink {
-        id: "link".into(),
-        member_account: me.id,
-        payer_id: "riverbend".into(),
-        consent_id: Some("c".into()),
-        fhir_base: fhir.clone(),
-        patient_id: Some(member.patient_id.clone()),
-        scope: SCOPE.into(),
-        include_sensitive: true,
-        access_token: Some(cipher.seal("access").unwrap()),
-        access_expires_at: Some(now.millis() + 7_200_000),
-        refresh_token: None,
-        id_token: None,
-        state: "active".into(),
-        created_at: now.millis(),
-        updated_at: now.millis(),
-    };
-    store.insert_link(&link).await.unwrap();
-    store.enqueue_transfer("t1", &link, "full", None, now).await.unwrap();
+    let me =
+        enroll(&store, &previous.member, &previous.authorization, true, |t| cipher.seal(t).unwrap()).await.unwrap();
+    store.enqueue_transfer("t1", &me.link, "full", None, Timestamp::now()).await.unwrap();
 
     let config = dir.path().join("baton.toml");
     let mut file = std::fs::File::create(&config).unwrap();
@@ -188,10 +75,13 @@ async fn a_killed_worker_is_resumed_to_exact_counts() {
         file,
         "database_url = \"sqlite://{db}\"\ndata_dir = \"{data}\"\npublic_url = \"https://new-plan.example/\"\n\
          [secrets]\ntoken_key = \"{key}\"\n[transfer]\npage_size = 50\nlease_seconds = 3\nhistory_years = 10\nconcurrency = 1\n\
-         [[payers]]\nid = \"riverbend\"\nname = \"Riverbend\"\nfhir_base = \"{fhir}\"\nclient_id = \"new-plan\"\nclient_secret = \"a-long-shared-client-secret\"\n",
+         [[payers]]\nid = \"{payer}\"\nname = \"Riverbend\"\nfhir_base = \"{fhir}\"\nclient_id = \"{client}\"\nclient_secret = \"{secret}\"\n",
         db = db.display(),
         data = dir.path().display(),
         key = base64::engine::general_purpose::STANDARD.encode(KEY),
+        payer = baton_testbed::PAYER_ID,
+        client = baton_testbed::CLIENT_ID,
+        secret = baton_testbed::CLIENT_SECRET,
     )
     .unwrap();
     let log = dir.path().join("worker.log");
@@ -242,7 +132,7 @@ async fn a_killed_worker_is_resumed_to_exact_counts() {
     for t in baton_fhir::exchange::EXCHANGE_TYPES {
         let query = ResourceQuery {
             resource_types: vec![(*t).into()],
-            patient_id: Some(member.patient_id.clone()),
+            patient_id: Some(previous.member.patient_id.clone()),
             limit: 1,
             ..Default::default()
         };
@@ -252,7 +142,7 @@ async fn a_killed_worker_is_resumed_to_exact_counts() {
         }
         let mine = ResourceQuery {
             resource_types: vec![(*t).into()],
-            member_account: Some(me.id),
+            member_account: Some(me.member),
             limit: 1,
             ..Default::default()
         };

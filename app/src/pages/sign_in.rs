@@ -22,8 +22,6 @@ pub fn SignInPage() -> impl IntoView {
     let query = use_query_map();
     let next = move || query.read().get("next").unwrap_or_default();
 
-    let username = RwSignal::new(String::new());
-    let password = RwSignal::new(String::new());
     let username_missing = RwSignal::new(false);
     let password_missing = RwSignal::new(false);
     let username_ref = NodeRef::<html::Input>::new();
@@ -49,10 +47,14 @@ pub fn SignInPage() -> impl IntoView {
         }
     });
 
+    // The fields are read from the page when the form is sent, not mirrored in signals: what a
+    // person typed before the page hydrated counts too.
     let on_submit = move |ev: SubmitEvent| {
         ev.prevent_default();
-        let missing_name = username.get_untracked().trim().is_empty();
-        let missing_password = password.get_untracked().is_empty();
+        let username = username_ref.get_untracked().map(|input| input.value()).unwrap_or_default();
+        let password = password_ref.get_untracked().map(|input| input.value()).unwrap_or_default();
+        let missing_name = username.trim().is_empty();
+        let missing_password = password.is_empty();
         username_missing.set(missing_name);
         password_missing.set(missing_password);
         if missing_name {
@@ -67,11 +69,7 @@ pub fn SignInPage() -> impl IntoView {
             }
             return;
         }
-        sign_in.dispatch(SignIn {
-            username: username.get_untracked(),
-            password: password.get_untracked(),
-            next: Some(next()),
-        });
+        sign_in.dispatch(SignIn { username, password, next: Some(next()) });
     };
 
     let server_error = move || sign_in.value().get().and_then(Result::err);
@@ -106,7 +104,6 @@ pub fn SignInPage() -> impl IntoView {
                         spellcheck="false"
                         required
                         node_ref=username_ref
-                        bind:value=username
                         on:input=move |_| username_missing.set(false)
                         aria-invalid=move || username_missing.get().then_some("true")
                         aria-describedby=move || username_missing.get().then_some("username-error")
@@ -124,7 +121,6 @@ pub fn SignInPage() -> impl IntoView {
                         autocomplete="current-password"
                         required
                         node_ref=password_ref
-                        bind:value=password
                         on:input=move |_| password_missing.set(false)
                         aria-invalid=move || password_missing.get().then_some("true")
                         aria-describedby=move || password_missing.get().then_some("password-error")

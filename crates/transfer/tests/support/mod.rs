@@ -4,30 +4,23 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use baton_accounts::{Accounts, NewMember, NewPassword, ThrottlePolicy, Username};
-use baton_holder::{ClientSettings, Holder, HolderSettings, SigningKey};
-use baton_store::{
-    AccountId, ConnectOptions, MemberConsent, OAuthGrant, PayerLink, ResourceQuery, Store, Timestamp, TokenKind,
+use baton_store::{AccountId, ConnectOptions, PayerLink, ResourceQuery, Store, Timestamp};
+use baton_testbed::{
+    ALL_SCOPES, Authorization, CLIENT_ID, CLIENT_SECRET, PAYER_ID, PreviousPlanSetup, enroll, previous_plan,
 };
-use baton_synth::{Options, Payer};
 use baton_transfer::{ClientAuth, ClientConfig, Engine, EngineConfig, PayerCredentials, PayerDirectory, TokenCipher};
 use futures_util::StreamExt;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use time::macros::date;
 use tokio::net::TcpListener;
-use tower_sessions::{MemoryStore, SessionManagerLayer};
 use url::Url;
 
-pub const CLIENT_ID: &str = "new-plan";
-pub const CLIENT_SECRET: &str = "a-long-shared-client-secret";
 pub const KEY: [u8; 32] = [42; 32];
 pub const LOCAL_BASE: &str = "https://new-plan.example/fhir";
 
@@ -91,14 +84,11 @@ pub struct World {
     pub fhir_base: String,
     pub member: AccountId,
     pub link: PayerLink,
+    /// What the previous plan issued (tokens in the clear).
+    pub authorization: Authorization,
     /// The member's Patient id at the previous plan.
     pub source_patient: String,
     pub _dirs: Vec<tempfile::TempDir>,
-}
-
-fn signing_key() -> SigningKey {
-    static PEM: OnceLock<String> = OnceLock::new();
-    SigningKey::from_pem(PEM.get_or_init(|| SigningKey::generate_pem().unwrap())).unwrap()
 }
 
 struct Directory {
@@ -107,7 +97,7 @@ struct Directory {
 
 impl PayerDirectory for Directory {
     fn credentials(&self, payer_id: &str) -> Option<PayerCredentials> {
-        (payer_id == "riverbend").then(|| PayerCredentials {
+        (payer_id == PAYER_ID).then(|| PayerCredentials {
             client_id: CLIENT_ID.into(),
             auth: ClientAuth::Secret(CLIENT_SECRET.into()),
             token_url: self.token_url.clone(),
@@ -146,7 +136,7 @@ impl Default for Setup {
             financial: false,
             include_sensitive: true,
             page_size: 100,
-            scope: "launch/patient openid fhirUser offline_access patient/*.rs",
+            scope: ALL_SCOPES,
             hide_everything: false,
         }
     }
@@ -162,102 +152,18 @@ pub async fn world(setup: Setup, store: Option<Store>) -> World {
         None => sqlite_store(&mut dirs).await,
     };
 
-    // The previous plan.
+    // The previous plan, which believes it lives at the proxy's address (its links and
+    // endpoints point there).
     let holder_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let holder_base = format!("http://{}/", holder_listener.local_addr().unwrap());
     let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_base = format!("http://{}/", proxy_listener.local_addr().unwrap());
-    let holder_accounts = Accounts::new(holder_store.clone(), ThrottlePolicy::default());
-    let settings = HolderSettings {
-        clients: vec![ClientSettings {
-            client_id: CLIENT_ID.into(),
-            name: "New Plan".into(),
-            redirect_uris: vec!["https://new-plan.example/oauth/callback".into()],
-            secret: Some(CLIENT_SECRET.into()),
-            jwks: None,
-            jwks_url: None,
-            scopes: baton_holder::settings::default_client_scopes(),
-        }],
-        ..Default::default()
-    };
-    // The holder thinks it lives at the proxy's address: its links and endpoints point there.
-    let holder = Holder::new(
-        holder_store.clone(),
-        holder_accounts.clone(),
-        "Riverbend Health Plan".into(),
-        &Url::parse(&proxy_base).unwrap(),
-        settings,
-        signing_key(),
-    );
-    holder.register_clients().await.unwrap();
     let member = baton_synth::demo_members("rb").into_iter().find(|m| m.given == setup.member).unwrap();
-    let holder_account = holder_accounts
-        .create_member(NewMember {
-            username: Username::parse("member").unwrap(),
-            display_name: format!("{} {}", member.given, member.family),
-            password: Some(NewPassword::parse("a member password").unwrap()),
-            member_id: member.member_id.clone(),
-            birth_date: member.birth_date,
-            coverage_start: date!(2020 - 01 - 01),
-        })
-        .await
-        .unwrap();
-    holder_store.set_account_patient(holder_account.id, &member.patient_id).await.unwrap();
-    let mut options = Options::new(Payer {
-        organization_id: "riverbend".into(),
-        name: "Riverbend Health Plan".into(),
-        identifier_system: "https://riverbend.example".into(),
-    });
-    options.target_resources = setup.target_resources;
-    options.financial_claims = setup.financial;
-    let fhir_base_holder = holder.urls.fhir_base.clone();
-    baton_records::load(
-        &holder_store,
-        baton_synth::record(&member, &options),
-        &fhir_base_holder,
-        Some(holder_account.id),
-    )
-    .await
-    .unwrap();
-
-    // Tokens as the holder would issue them after the member's approval.
-    let now = Timestamp::now();
-    let grant = OAuthGrant {
-        id: "grant-1".into(),
-        client_id: CLIENT_ID.into(),
-        account_id: holder_account.id,
-        patient_id: member.patient_id.clone(),
-        scope: setup.scope.into(),
-        include_sensitive: true,
-        created_at: now.millis(),
-        revoked_at: None,
-    };
-    holder_store.insert_oauth_grant(&grant).await.unwrap();
-    let (access, refresh) = ("initial-access-token", "initial-refresh-token");
-    holder_store
-        .insert_oauth_token(
-            &hash(access),
-            "grant-1",
-            TokenKind::Access,
-            setup.scope,
-            now,
-            now.plus(time::Duration::hours(1)),
-        )
-        .await
-        .unwrap();
-    holder_store
-        .insert_oauth_token(
-            &hash(refresh),
-            "grant-1",
-            TokenKind::Refresh,
-            setup.scope,
-            now,
-            now.plus(time::Duration::days(90)),
-        )
-        .await
-        .unwrap();
-
-    let holder_router = holder.router().layer(SessionManagerLayer::new(MemoryStore::default()).with_secure(false));
+    let mut previous = PreviousPlanSetup::new(Url::parse(&proxy_base).unwrap(), member, setup.target_resources);
+    previous.options.financial_claims = setup.financial;
+    previous.scope = setup.scope.into();
+    let previous = previous_plan(holder_store.clone(), previous).await.unwrap();
+    let holder_router = previous.router();
     tokio::spawn(async move { axum::serve(holder_listener, holder_router).await.unwrap() });
     let script = Arc::new(Script::default());
     let proxy = Proxy {
@@ -270,54 +176,12 @@ pub async fn world(setup: Setup, store: Option<Store>) -> World {
     tokio::spawn(async move { axum::serve(proxy_listener, proxy_router).await.unwrap() });
 
     // The new plan: the member, their consent and link.
-    let accounts = Accounts::new(store.clone(), ThrottlePolicy::default());
-    let account = accounts
-        .create_member(NewMember {
-            username: Username::parse("maria").unwrap(),
-            display_name: format!("{} {}", member.given, member.family),
-            password: Some(NewPassword::parse("a member password").unwrap()),
-            member_id: "NEW-1".into(),
-            birth_date: member.birth_date,
-            coverage_start: date!(2026 - 01 - 01),
-        })
-        .await
-        .unwrap();
     let cipher = TokenCipher::new(&KEY);
-    store
-        .insert_consent(&MemberConsent {
-            id: "consent-1".into(),
-            member_account: account.id,
-            payer_id: "riverbend".into(),
-            policy: if setup.include_sensitive { "sensitive".into() } else { "regular".into() },
-            period_start: now.millis() - 60_000,
-            period_end: now.millis() + 90 * 86_400_000,
-            given_at: now.millis(),
-            channel: "web".into(),
-            resource: "{}".into(),
-            withdrawn_at: None,
-            created_at: now.millis(),
-        })
-        .await
-        .unwrap();
-    let fhir_base = format!("{proxy_base}fhir");
-    let link = PayerLink {
-        id: "link-1".into(),
-        member_account: account.id,
-        payer_id: "riverbend".into(),
-        consent_id: Some("consent-1".into()),
-        fhir_base: fhir_base.clone(),
-        patient_id: Some(member.patient_id.clone()),
-        scope: setup.scope.into(),
-        include_sensitive: setup.include_sensitive,
-        access_token: Some(cipher.seal(access).unwrap()),
-        access_expires_at: Some(now.millis() + 3_600_000),
-        refresh_token: Some(cipher.seal(refresh).unwrap()),
-        id_token: None,
-        state: "active".into(),
-        created_at: now.millis(),
-        updated_at: now.millis(),
-    };
-    store.insert_link(&link).await.unwrap();
+    let authorization = previous.authorization.clone();
+    let enrollment =
+        enroll(&store, &previous.member, &authorization, setup.include_sensitive, |token| cipher.seal(token).unwrap())
+            .await
+            .unwrap();
 
     let mut config = EngineConfig::new(LOCAL_BASE, "Cedar Valley Health");
     config.page_size = setup.page_size;
@@ -336,10 +200,11 @@ pub async fn world(setup: Setup, store: Option<Store>) -> World {
         store,
         engine,
         script,
-        fhir_base,
-        member: account.id,
-        link,
-        source_patient: member.patient_id,
+        fhir_base: authorization.fhir_base.clone(),
+        member: enrollment.member,
+        link: enrollment.link,
+        source_patient: previous.member.patient_id.clone(),
+        authorization,
         _dirs: dirs,
     }
 }
@@ -392,10 +257,6 @@ impl World {
         }
         counts
     }
-}
-
-pub fn hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 struct Proxy {
