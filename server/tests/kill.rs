@@ -129,6 +129,17 @@ async fn a_killed_worker_is_resumed_to_exact_counts() {
 
     // Exact counts: every resource of the previous plan, once.
     let progress = Progress::from_json(&done.progress);
+    let custodian = {
+        let query = ResourceQuery {
+            resource_types: vec!["Provenance".into()],
+            member_account: Some(me.member),
+            limit: 10_000,
+            ..Default::default()
+        };
+        let page = store.search_resources(&query).await.unwrap();
+        page.resources.iter().filter(|r| r.id.starts_with("transfer-")).count() as u64
+    };
+    assert!(custodian >= 240, "a custodian Provenance per committed page: {custodian}");
     for t in baton_fhir::exchange::EXCHANGE_TYPES {
         let query = ResourceQuery {
             resource_types: vec![(*t).into()],
@@ -147,11 +158,11 @@ async fn a_killed_worker_is_resumed_to_exact_counts() {
             ..Default::default()
         };
         let stored = store.count_resources(&mine).await.unwrap();
-        let expected = source + u64::from(*t == "Patient") + u64::from(*t == "Provenance");
+        let expected = source + u64::from(*t == "Patient") + if *t == "Provenance" { custodian } else { 0 };
         if source > 0 {
             assert_eq!(
                 stored, expected,
-                "{t}: stored once each (plus the member's own Patient and this plan's Provenance)"
+                "{t}: stored once each (plus the member's own Patient and this plan's custodian Provenance)"
             );
         }
     }

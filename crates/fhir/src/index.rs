@@ -119,11 +119,14 @@ pub fn facts(resource_type: &str, resource: &Value, base: &str) -> SearchFacts {
         }
     }
 
+    // Each (parameter, target) once, in the order first met; a set keeps this linear for a
+    // Provenance with a hundred thousand targets.
+    let mut seen = std::collections::HashSet::new();
     walk::references(resource, |path, reference| {
         if let Some((target_type, target_id)) = Reference::parse(reference).local_to(base) {
             let param = reference_parameter(resource_type, path);
             let entry = (param.to_owned(), target_type.to_owned(), target_id.to_owned());
-            if !facts.references.contains(&entry) {
+            if seen.insert(entry.clone()) {
                 facts.references.push(entry);
             }
         }

@@ -33,7 +33,7 @@ pub use resources::{IndexedIdentifier, IndexedReference, ResourcePage, ResourceQ
 pub use timestamp::Timestamp;
 pub use transfers::{
     CommitError, MemberConsent, PayerLink, Transfer, TransferEvent, TransferFilter, TransferPage, TransferRejection,
-    TransferRequest, state as transfer_state,
+    TransferRequest, TransferredResource, state as transfer_state,
 };
 
 /// The two database backends Baton runs on.
@@ -53,15 +53,24 @@ pub enum Db {
     Postgres(PgPool),
 }
 
-/// Runs `$body` with `$pool` bound to the concrete pool of either backend.
+/// Runs `$body` with `$pool` bound to the concrete pool of either backend, and `DIALECT` to
+/// its [`sql::Dialect`].
 ///
 /// The body is compiled twice, once per backend, so a query written once is checked
 /// against both drivers' type mappings.
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.db {
-            $crate::Db::Sqlite($pool) => $body,
-            $crate::Db::Postgres($pool) => $body,
+            $crate::Db::Sqlite($pool) => {
+                #[allow(dead_code)]
+                const DIALECT: $crate::sql::Dialect = $crate::sql::Dialect::Sqlite;
+                $body
+            }
+            $crate::Db::Postgres($pool) => {
+                #[allow(dead_code)]
+                const DIALECT: $crate::sql::Dialect = $crate::sql::Dialect::Postgres;
+                $body
+            }
         }
     };
 }

@@ -188,7 +188,7 @@ impl Store {
         push_filters(&mut sql, query, snapshot_seq);
         sql.push(" ORDER BY r.seq LIMIT ").arg(Arg::I64(i64::from(limit) + 1));
         let mut resources: Vec<StoredResource> = on_pool!(self, pool => {
-            bind_args!(sqlx::query_as(&sql.sql), &sql.args).fetch_all(pool).await?
+            bind_args!(sqlx::query_as, sql).fetch_all(pool).await?
         });
         let next_after_seq = if resources.len() > limit as usize {
             resources.truncate(limit as usize);
@@ -209,7 +209,7 @@ impl Store {
         let mut sql = SqlBuilder::new("SELECT COUNT(*) FROM fhir_resource r WHERE ");
         push_filters(&mut sql, &counting, snapshot_seq);
         let count: i64 = on_pool!(self, pool => {
-            bind_args!(sqlx::query_scalar(&sql.sql), &sql.args).fetch_one(pool).await?
+            bind_args!(sqlx::query_scalar, sql).fetch_one(pool).await?
         });
         Ok(u64::try_from(count).unwrap_or(0))
     }
@@ -243,19 +243,31 @@ macro_rules! write_resources {
         let origin: Option<String> = $origin;
         let writes = $crate::resources::dedupe($writes);
         let mut stored = Vec::with_capacity(writes.len());
-        for chunk in writes.chunks($crate::resources::WRITE_CHUNK) {
-            // 1. Existing versions.
-            let mut select = $crate::sql::SqlBuilder::new(
-                "SELECT resource_type, id, version_id, seq FROM fhir_resource WHERE id IN ",
-            );
-            select.text_list(chunk.iter().map(|w| w.id.as_str()));
+        let mut remaining = writes.into_iter();
+        loop {
+            let chunk: Vec<$crate::ResourceWrite> = remaining.by_ref().take($crate::resources::WRITE_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            // 1. Existing versions (by type, so that the (resource_type, id) index answers).
+            let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+            for w in &chunk {
+                by_type.entry(w.resource_type.as_str()).or_default().push(w.id.as_str());
+            }
+            let mut select =
+                $crate::sql::SqlBuilder::new("SELECT resource_type, id, version_id, seq FROM fhir_resource WHERE ");
+            for (i, (resource_type, ids)) in by_type.into_iter().enumerate() {
+                select.push(if i == 0 { "(resource_type = " } else { " OR (resource_type = " });
+                select.arg($crate::sql::Arg::Text(resource_type.to_owned())).push(" AND id IN ");
+                select.text_list(ids.into_iter()).push(")");
+            }
             let existing: Vec<(String, String, i64, i64)> =
-                $crate::sql::bind_args!(sqlx::query_as(&select.sql), &select.args).fetch_all(&mut *$tx).await?;
+                $crate::sql::bind_args!(sqlx::query_as, select).fetch_all(&mut *$tx).await?;
             let existing: std::collections::HashMap<(String, String), (i64, i64)> =
                 existing.into_iter().map(|(t, id, v, seq)| ((t, id), (v, seq))).collect();
             // 2. Versions and bodies.
             let mut prepared = Vec::with_capacity(chunk.len());
-            for write in chunk.iter().cloned() {
+            for write in chunk {
                 let found = existing.get(&(write.resource_type.clone(), write.id.clone())).copied();
                 prepared.push($crate::resources::prepare_write(write, found, now)?);
             }
@@ -275,7 +287,7 @@ macro_rules! write_resources {
                  RETURNING resource_type, id, seq",
             );
             let returned: Vec<(String, String, i64)> =
-                $crate::sql::bind_args!(sqlx::query_as(&upsert.sql), &upsert.args).fetch_all(&mut *$tx).await?;
+                $crate::sql::bind_args!(sqlx::query_as, upsert).fetch_all(&mut *$tx).await?;
             let seqs: std::collections::HashMap<(String, String), i64> =
                 returned.into_iter().map(|(t, id, seq)| ((t, id), seq)).collect();
             // 4. Index rows: replaced for updated resources.
@@ -291,7 +303,7 @@ macro_rules! write_resources {
                         delete.arg($crate::sql::Arg::I64(*seq));
                     }
                     delete.push(")");
-                    $crate::sql::bind_args!(sqlx::query(&delete.sql), &delete.args).execute(&mut *$tx).await?;
+                    $crate::sql::bind_args!(sqlx::query, delete).execute(&mut *$tx).await?;
                 }
             }
             let mut identifiers = vec![];
@@ -320,14 +332,14 @@ macro_rules! write_resources {
                 let mut insert =
                     $crate::sql::SqlBuilder::new("INSERT INTO fhir_identifier (resource_seq, system, value) VALUES ");
                 insert.rows(rows.iter().cloned());
-                $crate::sql::bind_args!(sqlx::query(&insert.sql), &insert.args).execute(&mut *$tx).await?;
+                $crate::sql::bind_args!(sqlx::query, insert).execute(&mut *$tx).await?;
             }
             for rows in references.chunks(2000) {
                 let mut insert = $crate::sql::SqlBuilder::new(
                     "INSERT INTO fhir_reference (resource_seq, path, target_type, target_id) VALUES ",
                 );
                 insert.rows(rows.iter().cloned());
-                $crate::sql::bind_args!(sqlx::query(&insert.sql), &insert.args).execute(&mut *$tx).await?;
+                $crate::sql::bind_args!(sqlx::query, insert).execute(&mut *$tx).await?;
             }
             for p in prepared {
                 let seq = seqs[&(p.write.resource_type.clone(), p.write.id.clone())];

@@ -116,6 +116,15 @@ pub struct TransferRequest {
     pub error: Option<String>,
 }
 
+/// A resource a transfer brought, without its body.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TransferredResource {
+    pub seq: i64,
+    pub resource_type: String,
+    pub id: String,
+    pub source_system: Option<String>,
+}
+
 /// An event of a transfer's timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct TransferEvent {
@@ -432,7 +441,7 @@ impl Store {
                 insert.rows(rows.iter().map(|(source, reason)| {
                     vec![Arg::Text(id.to_owned()), Arg::I64(now.millis()), Arg::Text(source.clone()), Arg::Text(reason.clone())]
                 }));
-                bind_args!(sqlx::query(&insert.sql), &insert.args).execute(&mut *tx).await?;
+                bind_args!(sqlx::query, insert).execute(&mut *tx).await?;
             }
             for rows in page.requests.chunks(500) {
                 let mut insert = SqlBuilder::new(
@@ -450,14 +459,14 @@ impl Store {
                         Arg::OptText(r.error.clone()),
                     ]
                 }));
-                bind_args!(sqlx::query(&insert.sql), &insert.args).execute(&mut *tx).await?;
+                bind_args!(sqlx::query, insert).execute(&mut *tx).await?;
             }
             for rows in page.events.chunks(500) {
                 let mut insert = SqlBuilder::new("INSERT INTO transfer_event (transfer_id, at, kind, detail) VALUES ");
                 insert.rows(rows.iter().map(|(kind, detail)| {
                     vec![Arg::Text(id.to_owned()), Arg::I64(now.millis()), Arg::Text(kind.clone()), Arg::Text(detail.clone())]
                 }));
-                bind_args!(sqlx::query(&insert.sql), &insert.args).execute(&mut *tx).await?;
+                bind_args!(sqlx::query, insert).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(stored)
@@ -603,7 +612,7 @@ impl Store {
             .arg(Arg::I64(i64::from(filter.limit.clamp(1, 1000))))
             .push(" OFFSET ")
             .arg(Arg::I64(i64::from(filter.offset)));
-        Ok(on_pool!(self, pool => bind_args!(sqlx::query_as(&sql.sql), &sql.args).fetch_all(pool).await?))
+        Ok(on_pool!(self, pool => bind_args!(sqlx::query_as, sql).fetch_all(pool).await?))
     }
 
     pub async fn add_transfer_event(
@@ -654,23 +663,33 @@ impl Store {
         }))
     }
 
-    /// The resources a transfer brought (for its Provenance and the finishing pass), in order.
+    /// What a transfer brought (for its Provenance), in order: ids only, no bodies.
     pub async fn resources_of_transfer(
         &self,
         id: &str,
         after_seq: i64,
         limit: u32,
-    ) -> Result<Vec<StoredResource>, StoreError> {
-        let sql = "SELECT seq, resource_type, id, version_id, last_updated, member_account, patient_id, source_system, \
-                   source_id, security, sensitive, deleted_at, body FROM fhir_resource \
+    ) -> Result<Vec<TransferredResource>, StoreError> {
+        let sql = "SELECT seq, resource_type, id, source_system FROM fhir_resource \
                    WHERE origin_transfer = $1 AND seq > $2 AND deleted_at IS NULL ORDER BY seq LIMIT $3";
         Ok(on_pool!(self, pool => {
             sqlx::query_as(sql).bind(id).bind(after_seq).bind(i64::from(limit)).fetch_all(pool).await?
         }))
     }
 
+    /// How many live resources of each type a transfer brought from `source`.
+    pub async fn transfer_type_counts(&self, id: &str, source: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let sql = "SELECT resource_type, COUNT(*) FROM fhir_resource \
+                   WHERE origin_transfer = $1 AND source_system = $2 AND deleted_at IS NULL GROUP BY resource_type";
+        let rows: Vec<(String, i64)> = on_pool!(self, pool => {
+            sqlx::query_as(sql).bind(id).bind(source).fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(|(t, n)| (t, u64::try_from(n).unwrap_or(0))).collect())
+    }
+
     /// Directory entries (no member) a transfer brought from `source` that none of the member's
-    /// live records refers to: e.g. the clinician of care the member chose to leave behind.
+    /// live records refers to: e.g. the clinician of care the member chose to leave behind. A
+    /// transfer's own custodian Provenance (this plan's record of what arrived) does not count.
     pub async fn unreferenced_directory_entries(
         &self,
         transfer_id: &str,
@@ -681,7 +700,8 @@ impl Store {
                    AND r.source_system = $2 AND r.member_account IS NULL AND r.deleted_at IS NULL AND NOT EXISTS (\
                    SELECT 1 FROM fhir_reference f JOIN fhir_resource s ON s.seq = f.resource_seq \
                    WHERE f.target_type = r.resource_type AND f.target_id = r.id AND s.deleted_at IS NULL \
-                   AND (s.member_account = $3 OR s.member_account IS NULL))";
+                   AND (s.member_account = $3 OR s.member_account IS NULL) \
+                   AND NOT (s.resource_type = 'Provenance' AND s.source_system IS NULL AND s.origin_transfer IS NOT NULL))";
         Ok(
             on_pool!(self, pool => sqlx::query_as(sql).bind(transfer_id).bind(source).bind(member.0).fetch_all(pool).await?),
         )

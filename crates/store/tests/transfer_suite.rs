@@ -156,6 +156,10 @@ async fn pages_commit_resources_checkpoint_and_audit_together(store: Store) {
     assert!(store.transfer_events("t1").await.unwrap().iter().any(|e| e.kind == "page"));
     let of_transfer = store.resources_of_transfer("t1", 0, 10).await.unwrap();
     assert_eq!(of_transfer.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["c1", "c2"]);
+    assert!(of_transfer[0].seq < of_transfer[1].seq);
+    let counts = store.transfer_type_counts("t1", "https://old.example/fhir").await.unwrap();
+    assert_eq!(counts, [("Condition".to_owned(), 2)]);
+    assert!(store.transfer_type_counts("t1", "https://elsewhere.example/fhir").await.unwrap().is_empty());
     assert!(store.finish_transfer("t1", "w", transfer_state::COMPLETED, None, Timestamp::now()).await.unwrap());
     let done = store.transfer("t1").await.unwrap().unwrap();
     assert_eq!(done.state, "completed");

@@ -77,7 +77,7 @@ impl Attempt {
 pub struct Audit(Mutex<Vec<TransferRequest>>);
 
 impl Audit {
-    fn record(&self, request: TransferRequest) {
+    pub(crate) fn record(&self, request: TransferRequest) {
         if let Ok(mut log) = self.0.lock() {
             log.push(request);
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use baton_fhir::exchange::{category_of, is_exchange_type};
+use baton_fhir::exchange::{Category, category_of, is_exchange_type};
 use baton_fhir::reference::Reference;
 use baton_fhir::sensitivity;
 use baton_fhir::smart::Scopes;
@@ -22,6 +22,7 @@ use baton_store::{CommitError, PayerLink, ResourceWrite, Timestamp, Transfer, Tr
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::auth::{PayerCredentials, RefreshError, refresh};
 use crate::client::{Audit, FetchError, FhirClient};
@@ -79,6 +80,21 @@ struct Job<'a> {
     lease_lost: Arc<AtomicBool>,
     /// Targets already tried in the resolve phase (this run).
     attempted: HashSet<(String, String)>,
+    /// The next page, already on its way while this one is ingested and committed.
+    prefetch: Option<Prefetch>,
+}
+
+/// A page fetched ahead: its result and the requests it took, consumed by the `fetch` step that
+/// asks for the same URL. Nothing of it counts until that step commits; dropped, it is aborted.
+struct Prefetch {
+    url: String,
+    task: tokio::task::JoinHandle<(Result<Value, FetchError>, Vec<baton_store::TransferRequest>)>,
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Why a step stopped the job.
@@ -198,6 +214,7 @@ impl<'a> Job<'a> {
             checkpoint,
             lease_lost,
             attempted: HashSet::new(),
+            prefetch: None,
         })
     }
 
@@ -280,17 +297,64 @@ impl<'a> Job<'a> {
             self.refresh_token().await?;
         }
         match self.client.get_json(url, self.token.as_deref(), audit).await {
-            Err(FetchError::Unauthorized) => {
-                self.refresh_token().await?;
-                match self.client.get_json(url, self.token.as_deref(), audit).await {
-                    Err(FetchError::Unauthorized) => Err(Stop::End(JobEnd::NeedsReauthorization(
-                        "The previous plan did not accept a fresh access token; the member needs to sign in there again.".into(),
-                    ))),
-                    other => other.map_err(Stop::Fetch),
-                }
-            }
+            Err(FetchError::Unauthorized) => self.refresh_and_get(url, audit).await,
             other => other.map_err(Stop::Fetch),
         }
+    }
+
+    /// The token was refused: refresh it once and try again.
+    async fn refresh_and_get(&mut self, url: &str, audit: &Audit) -> Result<Value, Stop> {
+        self.refresh_token().await?;
+        match self.client.get_json(url, self.token.as_deref(), audit).await {
+            Err(FetchError::Unauthorized) => Err(Stop::End(JobEnd::NeedsReauthorization(
+                "The previous plan did not accept a fresh access token; the member needs to sign in there again."
+                    .into(),
+            ))),
+            other => other.map_err(Stop::Fetch),
+        }
+    }
+
+    /// A page of the fetch phase: the prefetched one when it is for this URL, else fetched now.
+    async fn get_page(&mut self, url: &str, audit: &Audit) -> Result<Value, Stop> {
+        if let Some(mut prefetch) = self.prefetch.take()
+            && prefetch.url == url
+            && let Ok((result, requests)) = (&mut prefetch.task).await
+        {
+            for request in requests {
+                audit.record(request);
+            }
+            return match result {
+                Err(FetchError::Unauthorized) => self.refresh_and_get(url, audit).await,
+                other => other.map_err(Stop::Fetch),
+            };
+        }
+        self.get(url, audit).await
+    }
+
+    /// Starts fetching the page the next `fetch` step will ask for, so that the previous plan
+    /// serves it while this one is ingested and committed.
+    fn prefetch_next_page(&mut self) {
+        let Checkpoint::Fetch { plan, step, next, .. } = &self.checkpoint else { return };
+        let url = match (next, plan.steps.get(*step)) {
+            (Some(next), _) => next.clone(),
+            (None, Some(first)) => self.client.url(&first.path),
+            (None, None) => return,
+        };
+        if self.token_expiring() || !self.client.same_origin(&url) {
+            return;
+        }
+        let client = self.client.clone();
+        let token = self.token.clone();
+        let target = url.clone();
+        let task = tokio::spawn(
+            async move {
+                let audit = Audit::default();
+                let result = client.get_json(&target, token.as_deref(), &audit).await;
+                (result, audit.take())
+            }
+            .instrument(tracing::Span::current()),
+        );
+        self.prefetch = Some(Prefetch { url, task });
     }
 
     fn token_expiring(&self) -> bool {
@@ -389,7 +453,8 @@ impl<'a> Job<'a> {
         let detail =
             if plan.everything { "Patient/$everything".to_owned() } else { format!("{} searches", plan.steps.len()) };
         self.checkpoint = Checkpoint::Fetch { plan, step: 0, next: None, recent: VecDeque::new() };
-        self.commit(vec![], vec![], &audit, vec![("planned".into(), detail)], 0).await
+        let organizations = self.plan_organizations()?;
+        self.commit(organizations, vec![], &audit, vec![("planned".into(), detail)], 0).await
     }
 
     async fn fetch(&mut self, plan: Plan, step: usize, next: Option<String>, mut recent: VecDeque<String>) -> Step {
@@ -411,7 +476,8 @@ impl<'a> Job<'a> {
         let audit = Audit::default();
         let advance =
             |plan: &Plan| Checkpoint::Fetch { plan: plan.clone(), step: step + 1, next: None, recent: VecDeque::new() };
-        let page = match self.get(&url, &audit).await {
+        let started = std::time::Instant::now();
+        let mut page = match self.get_page(&url, &audit).await {
             Ok(page) => page,
             Err(Stop::Fetch(FetchError::Forbidden(why))) if current.resource_type.is_some() => {
                 let t = current.resource_type.clone().unwrap_or_default();
@@ -440,7 +506,10 @@ impl<'a> Job<'a> {
             self.progress.expected = Some(self.progress.expected.unwrap_or(0) + total);
         }
         let mut events = vec![];
-        let (resources, rejected) = self.ingest_entries(&page, &mut events).await?;
+        let fetched = started.elapsed();
+        let entries = page.get_mut("entry").map(Value::take);
+        let (resources, rejected) = self.ingest_entries(entries, &mut events).await?;
+        let ingested = started.elapsed() - fetched;
 
         recent.push_back(url_hash(&url));
         if recent.len() > RECENT_PAGES {
@@ -467,30 +536,47 @@ impl<'a> Job<'a> {
             None => advance(&plan),
         };
         self.progress.pages += 1;
-        self.commit(resources, rejected, &audit, events, 1).await
+        self.prefetch_next_page();
+        let mut resources = resources;
+        self.add_custodian_provenance(&mut resources)?;
+        let count = resources.len();
+        let committed = std::time::Instant::now();
+        let result = self.commit(resources, rejected, &audit, events, 1).await;
+        tracing::debug!(
+            page = self.progress.pages,
+            resources = count,
+            fetch_ms = fetched.as_millis() as u64,
+            ingest_ms = ingested.as_millis() as u64,
+            commit_ms = committed.elapsed().as_millis() as u64,
+            "page committed"
+        );
+        result
     }
 
     /// Ingests a Bundle's entries: what to store, what was rejected; counts everything.
     async fn ingest_entries(
         &mut self,
-        bundle: &Value,
+        entries: Option<Value>,
         events: &mut Vec<(String, String)>,
     ) -> Result<(Vec<ResourceWrite>, Vec<(String, String)>), JobEnd> {
         let mut resources = vec![];
         let mut rejected = vec![];
-        let entries = bundle["entry"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-        for (position, entry) in entries.iter().enumerate() {
-            let Some(resource) = entry.get("resource") else {
+        let entries = match entries {
+            Some(Value::Array(entries)) => entries,
+            _ => vec![],
+        };
+        for (position, mut entry) in entries.into_iter().enumerate() {
+            let Some(resource) = entry.get_mut("resource").map(Value::take) else {
                 rejected.push((format!("entry {position}"), "the entry has no resource".into()));
                 self.progress.rejected += 1;
                 continue;
             };
             if entry["search"]["mode"] == "outcome" || resource["resourceType"] == "OperationOutcome" {
-                let text = baton_fhir::outcome::diagnostics(resource).unwrap_or("(no details)");
+                let text = baton_fhir::outcome::diagnostics(&resource).unwrap_or("(no details)");
                 events.push(("warning".into(), format!("the previous plan said: {text}")));
                 continue;
             }
-            self.accept(resource.clone(), &mut resources, &mut rejected).await?;
+            self.accept(resource, &mut resources, &mut rejected).await?;
         }
         Ok((resources, rejected))
     }
@@ -631,12 +717,23 @@ impl<'a> Job<'a> {
                 Err(stop) => return Err(self.stop(stop, &audit).await),
             }
         }
+        self.add_custodian_provenance(&mut resources)?;
         self.commit(resources, rejected, &audit, vec![], 0).await
     }
 
     /// Withholds references that still point nowhere, writes this plan's Provenance.
     async fn finish(&mut self) -> Step {
         let store = &self.engine.store;
+        // Directory entries only sensitive care referred to (left behind) go: a clinic's name
+        // alone can say what the member chose not to share.
+        let orphans = store
+            .unreferenced_directory_entries(&self.transfer.id, &self.ctx.source_base, self.ctx.member)
+            .await
+            .map_err(|e| JobEnd::Failed(e.to_string()))?;
+        for (resource_type, id) in orphans {
+            store.purge_resource(&resource_type, &id).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
+        }
+        // References to what did not come (or just went) are withheld, so none dangles.
         let dangling =
             store.dangling_references(self.ctx.member, 100_000).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
         let mut by_referrer: BTreeMap<(String, String), HashSet<String>> = BTreeMap::new();
@@ -662,20 +759,13 @@ impl<'a> Job<'a> {
                 (Some(system), Some(id)) => Some(baton_records::Origin { system, id }),
                 _ => None,
             };
-            let prepared = baton_records::prepare(body, &self.ctx.local_base, member, origin)
+            let mut prepared = baton_records::prepare(body, &self.ctx.local_base, member, origin)
                 .map_err(|e| JobEnd::Failed(e.to_string()))?;
+            if prepared.write.patient_id.is_none() {
+                prepared.write.patient_id = stored.patient_id;
+            }
             resources.push(prepared.write);
         }
-        // Directory entries only sensitive care referred to (left behind) go too: a clinic's
-        // name alone can say what the member chose not to share.
-        let orphans = store
-            .unreferenced_directory_entries(&self.transfer.id, &self.ctx.source_base, self.ctx.member)
-            .await
-            .map_err(|e| JobEnd::Failed(e.to_string()))?;
-        for (resource_type, id) in orphans {
-            store.purge_resource(&resource_type, &id).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
-        }
-        resources.extend(self.custodian_provenance().await?);
         self.recount().await?;
         self.checkpoint = Checkpoint::Done;
         self.progress.phase = "done".into();
@@ -687,88 +777,91 @@ impl<'a> Job<'a> {
     }
 
     /// Stored counts from the store itself: a resource that came more than once (a Provenance
-    /// included with several searches) is one record.
+    /// included with several searches) is one record, and what the finishing pass removed is
+    /// gone. Only what came from the previous plan counts (not this plan's own Provenance, the
+    /// member's own Patient or the Organizations naming the two plans). Claims and prior
+    /// authorizations keep the split counted as they came: an EOB never comes twice.
     async fn recount(&mut self) -> Step {
-        let store = &self.engine.store;
+        let counts = self
+            .engine
+            .store
+            .transfer_type_counts(&self.transfer.id, &self.ctx.source_base)
+            .await
+            .map_err(|e| JobEnd::Failed(e.to_string()))?;
         for counts in self.progress.types.values_mut() {
             counts.stored = 0;
         }
-        self.progress.categories.clear();
-        let mut after = 0;
-        loop {
-            let batch = store
-                .resources_of_transfer(&self.transfer.id, after, 5000)
-                .await
-                .map_err(|e| JobEnd::Failed(e.to_string()))?;
-            let Some(last) = batch.last() else { break };
-            after = last.seq;
-            for resource in batch {
-                // Only what came from the previous plan (not this plan's own Provenance, the
-                // member's own Patient or the Organizations naming the two plans).
-                if resource.source_system.as_deref() != Some(self.ctx.source_base.as_str()) {
-                    continue;
-                }
-                self.progress.types.entry(resource.resource_type.clone()).or_default().stored += 1;
-                let category = if resource.resource_type == "ExplanationOfBenefit" {
-                    let body: Value = serde_json::from_str(&resource.body).unwrap_or(Value::Null);
-                    category_of(&resource.resource_type, &body)
-                } else {
-                    category_of(&resource.resource_type, &Value::Null)
-                };
-                *self.progress.categories.entry(category.key().to_owned()).or_default() += 1;
+        let claims = [Category::Claims, Category::PriorAuthorizations].map(|c| c.key().to_owned());
+        self.progress.categories.retain(|category, _| claims.contains(category));
+        for (resource_type, n) in counts {
+            self.progress.types.entry(resource_type.clone()).or_default().stored = n;
+            if resource_type != "ExplanationOfBenefit" {
+                *self
+                    .progress
+                    .categories
+                    .entry(category_of(&resource_type, &Value::Null).key().to_owned())
+                    .or_default() += n;
             }
         }
         Ok(())
     }
 
-    /// PDex §1.7: one Provenance per transfer, this plan as custodian and the previous plan as
-    /// transmitter, targeting every record it brought (activity APPEND, reason RECORDMGT).
-    async fn custodian_provenance(&self) -> Result<Vec<ResourceWrite>, JobEnd> {
-        let store = &self.engine.store;
-        let mut targets = vec![];
-        let mut after = 0;
-        loop {
-            let batch = store
-                .resources_of_transfer(&self.transfer.id, after, 5000)
-                .await
-                .map_err(|e| JobEnd::Failed(e.to_string()))?;
-            let Some(last) = batch.last() else { break };
-            after = last.seq;
-            targets.extend(
-                batch
-                    .iter()
-                    .filter(|r| !r.id.starts_with("transfer-"))
-                    .map(|r| json!({"reference": format!("{}/{}", r.resource_type, r.id)})),
-            );
-        }
-        let payer_org = format!("payer-{}", slug(&self.link.payer_id));
+    /// The Organizations the custodian Provenance names: the previous plan (transmitter) and
+    /// this plan (custodian). Written with the plan, before any Provenance refers to them.
+    fn plan_organizations(&self) -> Result<Vec<ResourceWrite>, JobEnd> {
         let payer_name =
             self.credentials.as_ref().map(|c| c.name.clone()).unwrap_or_else(|| self.link.payer_id.clone());
+        let pay =
+            json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type", "code": "pay"}]}]);
         let organizations = [
-            json!({"resourceType": "Organization", "id": payer_org, "active": true, "name": payer_name,
-                "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type", "code": "pay"}]}],
-                "endpoint": [], "identifier": [{"system": "urn:ietf:rfc:3986", "value": self.ctx.source_base}]}),
-            json!({"resourceType": "Organization", "id": "this-plan", "active": true, "name": self.engine.config.plan_name,
-                "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type", "code": "pay"}]}]}),
+            json!({"resourceType": "Organization", "id": self.payer_organization(), "active": true, "name": payer_name,
+                "type": pay, "identifier": [{"system": "urn:ietf:rfc:3986", "value": self.ctx.source_base}]}),
+            json!({"resourceType": "Organization", "id": "this-plan", "active": true,
+                "name": self.engine.config.plan_name, "type": pay}),
         ];
-        let mut writes = vec![];
-        for organization in organizations {
-            let mut organization = organization;
-            if let Some(o) = organization.as_object_mut() {
-                o.remove("endpoint");
-            }
-            writes.push(
-                baton_records::prepare(organization, &self.ctx.local_base, None, None)
-                    .map_err(|e| JobEnd::Failed(e.to_string()))?
-                    .write,
-            );
+        organizations
+            .into_iter()
+            .map(|o| {
+                baton_records::prepare(o, &self.ctx.local_base, None, None)
+                    .map(|p| p.write)
+                    .map_err(|e| JobEnd::Failed(e.to_string()))
+            })
+            .collect()
+    }
+
+    fn payer_organization(&self) -> String {
+        format!("payer-{}", slug(&self.link.payer_id))
+    }
+
+    /// PDex §1.7 (§pdex-127: at least one per exchange): a Provenance with this plan as
+    /// custodian and the previous plan as transmitter, targeting the records of one committed
+    /// batch (activity APPEND, reason RECORDMGT), written with them. One per batch keeps memory
+    /// flat however big the record, and leaves what was committed described even if the
+    /// transfer later fails. Its id is derived from its targets: a batch committed again after
+    /// a crash rewrites the same Provenance.
+    fn add_custodian_provenance(&self, resources: &mut Vec<ResourceWrite>) -> Result<(), JobEnd> {
+        let received: Vec<(&str, &str)> = resources
+            .iter()
+            .filter(|w| w.source_system.as_deref() == Some(self.ctx.source_base.as_str()))
+            .map(|w| (w.resource_type.as_str(), w.id.as_str()))
+            .collect();
+        if received.is_empty() {
+            return Ok(());
         }
-        if targets.is_empty() {
-            return Ok(writes);
+        let mut digest = Sha256::new();
+        for (t, id) in &received {
+            digest.update(t.as_bytes());
+            digest.update(b"/");
+            digest.update(id.as_bytes());
+            digest.update(b"\n");
         }
+        let id = format!("transfer-{}-{}", slug(&self.transfer.id), &hex(&digest.finalize())[..12]);
+        let targets: Vec<Value> = received.iter().map(|(t, id)| json!({"reference": format!("{t}/{id}")})).collect();
+        let payer_name =
+            self.credentials.as_ref().map(|c| c.name.clone()).unwrap_or_else(|| self.link.payer_id.clone());
         let provenance = json!({
             "resourceType": "Provenance",
-            "id": format!("transfer-{}", slug(&self.transfer.id)),
+            "id": id,
             "meta": {"profile": ["http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-provenance"]},
             "target": targets,
             "recorded": Timestamp::now().to_fhir_instant(),
@@ -777,7 +870,7 @@ impl<'a> Job<'a> {
             "agent": [
                 {
                     "type": {"coding": [{"system": "http://hl7.org/fhir/us/core/CodeSystem/us-core-provenance-participant-type", "code": "transmitter", "display": "Transmitter"}]},
-                    "who": {"reference": format!("Organization/{payer_org}"), "display": payer_name}
+                    "who": {"reference": format!("Organization/{}", self.payer_organization()), "display": payer_name}
                 },
                 {
                     "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "custodian", "display": "Custodian"}]},
@@ -788,8 +881,8 @@ impl<'a> Job<'a> {
         let mut prepared = baton_records::prepare(provenance, &self.ctx.local_base, Some(self.ctx.member), None)
             .map_err(|e| JobEnd::Failed(e.to_string()))?;
         prepared.write.patient_id = Some(self.ctx.own_patient.clone());
-        writes.push(prepared.write);
-        Ok(writes)
+        resources.push(prepared.write);
+        Ok(())
     }
 }
 

@@ -111,9 +111,15 @@ pub async fn everything(
         let empty = types.is_empty();
         async move { if empty { Ok(0) } else { store.count_resources(&query).await } }
     };
-    let compartment_total = count_of(&compartment, &compartment_types).await?;
-    let directory_total = count_of(&directory, &directory_types).await?;
-    let total = compartment_total + directory_total;
+    // Counted on the first page only; later pages carry the total in their cursor.
+    let (compartment_total, directory_total, total) = match cursor {
+        Some((_, c)) => (None, None, c.total),
+        None => {
+            let c = count_of(&compartment, &compartment_types).await?;
+            let d = count_of(&directory, &directory_types).await?;
+            (Some(c), Some(d), c + d)
+        }
+    };
 
     let mut entries = vec![];
     let mut next = None;
@@ -122,27 +128,38 @@ pub async fn everything(
             Some((phase, c)) => (phase, Some(c.after)),
             None => (Phase::Compartment, None),
         };
+        let at = |after| Cursor { after, snapshot, total };
         let mut remaining = count;
-        if phase == Phase::Compartment && compartment_total > 0 {
+        if phase == Phase::Compartment && compartment_total != Some(0) && !compartment_types.is_empty() {
             let page = holder
                 .store
                 .search_resources(&ResourceQuery { after_seq: after, limit: remaining, ..compartment.clone() })
                 .await?;
             remaining -= page.resources.len() as u32;
-            next = page.next_after_seq.map(|a| ("c", Cursor { after: a, snapshot }));
+            next = page.next_after_seq.map(|a| ("c", at(a)));
             entries.extend(page.resources);
         }
-        if next.is_none() && remaining > 0 && directory_total > 0 {
+        if next.is_none() && !directory_types.is_empty() {
             let after = if phase == Phase::Directory { after } else { None };
-            let page = holder
-                .store
-                .search_resources(&ResourceQuery { after_seq: after, limit: remaining, ..directory.clone() })
-                .await?;
-            next = page.next_after_seq.map(|a| ("d", Cursor { after: a, snapshot }));
-            entries.extend(page.resources);
-        } else if next.is_none() && remaining == 0 && directory_total > 0 && phase == Phase::Compartment {
-            // The compartment ended exactly on this page: the directory starts on the next one.
-            next = Some(("d", Cursor { after: 0, snapshot }));
+            if remaining > 0 {
+                if directory_total != Some(0) {
+                    let page = holder
+                        .store
+                        .search_resources(&ResourceQuery { after_seq: after, limit: remaining, ..directory.clone() })
+                        .await?;
+                    next = page.next_after_seq.map(|a| ("d", at(a)));
+                    entries.extend(page.resources);
+                }
+            } else if phase == Phase::Compartment {
+                // The compartment ended exactly on this page: the directory starts on the next one.
+                let d = match directory_total {
+                    Some(d) => d,
+                    None => count_of(&directory, &directory_types).await?,
+                };
+                if d > 0 {
+                    next = Some(("d", at(0)));
+                }
+            }
         }
     }
 

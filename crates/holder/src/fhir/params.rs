@@ -62,22 +62,33 @@ impl Bounds {
     }
 }
 
-/// A page position: after this `seq`, within this snapshot.
+/// A page position: after this `seq`, within this snapshot; with the search's total, counted
+/// once on the first page (counting again on every page would make paging quadratic).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     pub after: i64,
     pub snapshot: i64,
+    pub total: u64,
 }
 
 impl Cursor {
     pub fn parse(text: &str) -> Result<Self, FhirError> {
         let bad = || FhirError::bad_parameter("_cursor is not valid (use the next link as given)");
-        let (after, snapshot) = text.split_once('.').ok_or_else(bad)?;
-        Ok(Cursor { after: after.parse().map_err(|_| bad())?, snapshot: snapshot.parse().map_err(|_| bad())? })
+        let mut parts = text.split('.');
+        let mut next = || parts.next().ok_or_else(bad);
+        let cursor = Cursor {
+            after: next()?.parse().map_err(|_| bad())?,
+            snapshot: next()?.parse().map_err(|_| bad())?,
+            total: next()?.parse().map_err(|_| bad())?,
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(cursor)
     }
 
     pub fn encode(self) -> String {
-        format!("{}.{}", self.after, self.snapshot)
+        format!("{}.{}.{}", self.after, self.snapshot, self.total)
     }
 }
 
@@ -278,6 +289,9 @@ mod tests {
         bounds.add("date", "le2019").unwrap();
         assert!(bounds.is_empty_range());
         assert_eq!(count("5000").unwrap(), MAX_COUNT);
-        assert_eq!(Cursor::parse("10.20").unwrap(), Cursor { after: 10, snapshot: 20 });
+        assert_eq!(Cursor::parse("10.20.30").unwrap(), Cursor { after: 10, snapshot: 20, total: 30 });
+        for bad in ["10.20", "10.20.30.40", "a.b.c", ""] {
+            assert!(Cursor::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -44,6 +44,8 @@ pub async fn search(
     query.snapshot_seq = Some(snapshot);
     let total = if search.dates.is_empty_range() || search.last_updated.is_empty_range() {
         0
+    } else if let Some(cursor) = search.cursor {
+        cursor.total
     } else {
         holder.store.count_resources(&query).await?
     };
@@ -53,7 +55,7 @@ pub async fn search(
         query.after_seq = search.cursor.map(|c| c.after);
         query.limit = search.count;
         let page = holder.store.search_resources(&query).await?;
-        (page.resources, page.next_after_seq.map(|after| Cursor { after, snapshot }))
+        (page.resources, page.next_after_seq.map(|after| Cursor { after, snapshot, total }))
     };
 
     let base = &holder.urls.fhir_base;
