@@ -18,7 +18,7 @@ use baton_fhir::reference::Reference;
 use baton_fhir::sensitivity;
 use baton_fhir::smart::Scopes;
 use baton_records::Prepared;
-use baton_store::{CommitError, PayerLink, ResourceWrite, Timestamp, Transfer, TransferPage, transfer_state};
+use baton_store::{AccountId, CommitError, PayerLink, Store, ResourceWrite, Timestamp, Transfer, TransferPage, transfer_state};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -892,16 +892,20 @@ enum Stop {
     End(JobEnd),
 }
 
-/// The member's own Patient here; created from their account when they have none yet.
 async fn own_patient(engine: &Engine, link: &PayerLink) -> Result<String, JobEnd> {
-    let store = &engine.store;
+    member_patient(&engine.store, &engine.config.local_base, link.member_account).await.map_err(JobEnd::Failed)
+}
+
+/// The member's own Patient in this plan's store (its id); created from their account when
+/// they have none yet.
+pub async fn member_patient(store: &Store, local_base: &str, member: AccountId) -> Result<String, String> {
     let account = store
-        .account_by_id(link.member_account)
+        .account_by_id(member)
         .await
-        .map_err(|e| JobEnd::Failed(e.to_string()))?
-        .ok_or_else(|| JobEnd::Failed("the member's account no longer exists".into()))?;
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "the member's account no longer exists".to_owned())?;
     if let Some(id) = account.patient_id
-        && store.read_resource("Patient", &id).await.map_err(|e| JobEnd::Failed(e.to_string()))?.is_some()
+        && store.read_resource("Patient", &id).await.map_err(|e| e.to_string())?.is_some()
     {
         return Ok(id);
     }
@@ -917,17 +921,17 @@ async fn own_patient(engine: &Engine, link: &PayerLink) -> Result<String, JobEnd
     if let Some(member_id) = &account.member_id {
         patient["identifier"] = json!([{
             "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}]},
-            "system": format!("{}/member-id", engine.config.local_base),
+            "system": format!("{}/member-id", local_base),
             "value": member_id
         }]);
     }
     if let Some(birth_date) = &account.birth_date {
         patient["birthDate"] = Value::String(birth_date.clone());
     }
-    let prepared = baton_records::prepare(patient, &engine.config.local_base, Some(link.member_account), None)
-        .map_err(|e| JobEnd::Failed(e.to_string()))?;
-    store.put_resources(vec![prepared.write]).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
-    store.set_account_patient(link.member_account, &id).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
+    let prepared = baton_records::prepare(patient, local_base, Some(member), None)
+        .map_err(|e| e.to_string())?;
+    store.put_resources(vec![prepared.write]).await.map_err(|e| e.to_string())?;
+    store.set_account_patient(member, &id).await.map_err(|e| e.to_string())?;
     Ok(id)
 }
 

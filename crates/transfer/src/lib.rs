@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 pub use auth::{ClientAuth, PayerCredentials, PayerDirectory};
 pub use client::ClientConfig;
-pub use job::JobEnd;
+pub use job::{JobEnd, member_patient};
 pub use progress::Progress;
 pub use sealed::TokenCipher;
 

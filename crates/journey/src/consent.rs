@@ -1,0 +1,189 @@
+//! The member's consent as an HRex Consent resource (HRex 1.2 `hrex-consent`, PDex 2.2
+//! payer-to-payer purpose): what they agreed to is expressed solely in `policy` — `#regular`
+//! (sensitive data excluded) or `#sensitive` (included); the words they read are kept in a
+//! contained DocumentReference as the consent's source, for audit.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use time::{Date, OffsetDateTime};
+
+pub const POLICY_REGULAR: &str = "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular";
+pub const POLICY_SENSITIVE: &str =
+    "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#sensitive";
+pub const PROFILE: &str = "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition/hrex-consent";
+
+/// How long the permission lasts: until this many days after the new coverage starts.
+pub const DAYS_AFTER_COVERAGE_START: i64 = 90;
+
+/// A plan named in the consent.
+#[derive(Debug, Clone)]
+pub struct PlanRef {
+    /// The plan's FHIR base (its identifier system when it has no NAIC code here).
+    pub base: String,
+    pub id: String,
+    pub name: String,
+}
+
+/// Everything the Consent says.
+#[derive(Debug, Clone)]
+pub struct ConsentFacts {
+    pub id: String,
+    /// `Patient/…` in this plan's store.
+    pub patient: String,
+    pub member_name: String,
+    pub old_plan: PlanRef,
+    pub new_plan: PlanRef,
+    pub include_sensitive: bool,
+    pub start: Date,
+    pub end: Date,
+    pub given_at: OffsetDateTime,
+    /// The words the member read and agreed to.
+    pub statement: String,
+}
+
+/// The last day the permission lasts: 90 days after the new coverage starts, or after today
+/// when the coverage started long ago (a member who arrives late still gets the full time).
+pub fn period_end(coverage_start: Option<Date>, today: Date) -> Date {
+    let from = coverage_start.map_or(today, |start| start.max(today));
+    from.saturating_add(time::Duration::days(DAYS_AFTER_COVERAGE_START))
+}
+
+/// The HRex Consent resource.
+pub fn hrex_consent(facts: &ConsentFacts) -> Value {
+    let policy = if facts.include_sensitive { POLICY_SENSITIVE } else { POLICY_REGULAR };
+    let given = facts.given_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let statement = base64::engine::general_purpose::STANDARD.encode(facts.statement.as_bytes());
+    let organization = |plan: &PlanRef| {
+        json!({
+            "identifier": {"system": format!("{}/payer-id", plan.base.trim_end_matches('/')), "value": plan.id},
+            "display": plan.name
+        })
+    };
+    json!({
+        "resourceType": "Consent",
+        "id": facts.id,
+        "meta": {"profile": [PROFILE]},
+        "contained": [{
+            "resourceType": "DocumentReference",
+            "id": "statement",
+            "status": "current",
+            "subject": {"reference": facts.patient},
+            "date": given,
+            "description": "What the member read and agreed to",
+            "content": [{"attachment": {
+                "contentType": "text/plain; charset=utf-8",
+                "language": "en",
+                "data": statement,
+                "title": "Consent to bring records from the previous health plan",
+                "creation": given
+            }}]
+        }],
+        "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IDSCL"}]},
+            {"coding": [{
+                "system": "http://hl7.org/fhir/us/davinci-pdex/CodeSystem/pdex-consent-api-purpose",
+                "code": "payer-to-payer"
+            }]}
+        ],
+        "patient": {"reference": facts.patient, "display": facts.member_name},
+        "dateTime": given,
+        "performer": [{"reference": facts.patient, "display": facts.member_name}],
+        "sourceReference": {"reference": "#statement"},
+        "policy": [{"uri": policy}],
+        "provision": {
+            "type": "permit",
+            "period": {"start": facts.start.to_string(), "end": facts.end.to_string()},
+            "actor": [
+                {
+                    "role": {"coding": [{
+                        "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                        "code": "performer"
+                    }]},
+                    "reference": organization(&facts.old_plan)
+                },
+                {
+                    "role": {"coding": [{
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                        "code": "IRCP"
+                    }]},
+                    "reference": organization(&facts.new_plan)
+                }
+            ],
+            "action": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentaction", "code": "disclose"}]}]
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::{date, datetime};
+
+    use super::*;
+
+    fn facts(include_sensitive: bool) -> ConsentFacts {
+        ConsentFacts {
+            id: "c1".into(),
+            patient: "Patient/member-7".into(),
+            member_name: "Maria Garcia".into(),
+            old_plan: PlanRef {
+                base: "https://old.example/fhir".into(),
+                id: "riverbend".into(),
+                name: "Riverbend".into(),
+            },
+            new_plan: PlanRef {
+                base: "https://new.example".into(),
+                id: "this-plan".into(),
+                name: "Cedar Valley".into(),
+            },
+            include_sensitive,
+            start: date!(2026 - 11 - 25),
+            end: date!(2027 - 03 - 01),
+            given_at: datetime!(2026-11-25 10:00 UTC),
+            statement: "I agree.".into(),
+        }
+    }
+
+    #[test]
+    fn policy_carries_the_sensitive_choice() {
+        assert_eq!(hrex_consent(&facts(false))["policy"][0]["uri"], POLICY_REGULAR);
+        assert_eq!(hrex_consent(&facts(true))["policy"][0]["uri"], POLICY_SENSITIVE);
+    }
+
+    #[test]
+    fn conforms_to_the_hrex_profile_shape() {
+        let consent = hrex_consent(&facts(false));
+        assert_eq!(consent["status"], "active");
+        assert_eq!(consent["scope"]["coding"][0]["code"], "patient-privacy");
+        let categories: Vec<&str> =
+            consent["category"].as_array().unwrap().iter().filter_map(|c| c["coding"][0]["code"].as_str()).collect();
+        assert_eq!(categories, ["IDSCL", "payer-to-payer"]);
+        let provision = &consent["provision"];
+        assert_eq!(provision["type"], "permit");
+        assert_eq!(provision["period"]["start"], "2026-11-25");
+        assert_eq!(provision["period"]["end"], "2027-03-01");
+        assert_eq!(provision["actor"][0]["role"]["coding"][0]["code"], "performer");
+        assert_eq!(provision["actor"][0]["reference"]["display"], "Riverbend");
+        assert_eq!(provision["actor"][1]["role"]["coding"][0]["code"], "IRCP");
+        assert_eq!(provision["actor"][1]["reference"]["display"], "Cedar Valley");
+        // Prohibited by the profile: rules live only in `policy`.
+        for prohibited in ["securityLabel", "purpose", "class", "code", "dataPeriod", "data", "provision"] {
+            assert!(provision.get(prohibited).is_none(), "{prohibited}");
+        }
+        // The source of truth resolves to the contained statement.
+        assert_eq!(consent["sourceReference"]["reference"], "#statement");
+        assert_eq!(consent["contained"][0]["id"], "statement");
+        let data = consent["contained"][0]["content"][0]["attachment"]["data"].as_str().unwrap();
+        assert_eq!(base64::engine::general_purpose::STANDARD.decode(data).unwrap(), b"I agree.");
+    }
+
+    #[test]
+    fn permission_lasts_until_90_days_after_coverage_starts() {
+        let today = date!(2026 - 11 - 25);
+        assert_eq!(period_end(Some(date!(2026 - 12 - 01)), today), date!(2027 - 03 - 01));
+        // Coverage began long ago: 90 days from today.
+        assert_eq!(period_end(Some(date!(2026 - 01 - 01)), today), date!(2027 - 02 - 23));
+        assert_eq!(period_end(None, today), date!(2027 - 02 - 23));
+    }
+}

@@ -1,0 +1,299 @@
+//! The member's journey on the new plan's side (no UI here; the `app` crate shows it):
+//!
+//! - [`payers`]: the directory of previous plans a member can pick;
+//! - [`discovery`]: each plan's SMART configuration, cached, and the scopes to ask for;
+//! - [`consent`]: the member's consent as an HRex Consent resource;
+//! - [`authorization`]: the SMART standalone launch — state, PKCE S256, `aud` — and the callback;
+//! - [`Journey`]: ties them to the store and the transfer engine: a completed authorization
+//!   becomes a consent, a link holding the sealed tokens, and a queued transfer; a withdrawal
+//!   stops the pulls and can delete what arrived.
+
+pub mod authorization;
+pub mod consent;
+pub mod discovery;
+pub mod payers;
+
+use std::sync::Arc;
+
+use baton_store::{AccountId, MemberConsent, PayerLink, Store, StoreError, Timestamp, TransferFilter, transfer_state};
+use baton_transfer::TokenCipher;
+use thiserror::Error;
+use time::{Date, OffsetDateTime};
+use url::Url;
+
+pub use authorization::{AuthorizationErrorCode, CallbackError, CallbackParams, Granted, PendingAuthorization};
+pub use discovery::{Discovery, DiscoveryError};
+pub use payers::{Payer, Payers};
+
+/// What went wrong, in terms the pages can put into words.
+#[derive(Debug, Error)]
+pub enum JourneyError {
+    #[error("there is no previous plan {0:?} in the directory")]
+    UnknownPayer(String),
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    #[error(transparent)]
+    Callback(#[from] CallbackError),
+    #[error("the consent was not found")]
+    UnknownConsent,
+    #[error("{0}")]
+    Failed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The new plan's side of the exchange.
+#[derive(Clone)]
+pub struct Journey(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub cipher: TokenCipher,
+    pub http: reqwest::Client,
+    pub discovery: Discovery,
+    pub payers: Arc<Payers>,
+    /// This plan's callback, registered at every previous plan.
+    pub redirect_uri: Url,
+    /// This plan's public base URL and name.
+    pub local_base: String,
+    pub plan_name: String,
+}
+
+impl std::ops::Deref for Journey {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// What a finished authorization started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connected {
+    pub consent_id: String,
+    pub link_id: String,
+    pub transfer_id: String,
+}
+
+/// What a withdrawal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Withdrawal {
+    /// Whether this call withdrew it (false: it already was).
+    pub withdrawn: bool,
+    /// Records deleted because the member asked.
+    pub deleted: u64,
+}
+
+impl Journey {
+    pub fn new(inner: Inner) -> Self {
+        Journey(Arc::new(inner))
+    }
+
+    /// The URL to send the member to at `payer_id`, and what to keep in their session.
+    pub async fn start(
+        &self,
+        payer_id: &str,
+        include_sensitive: bool,
+        now: Timestamp,
+    ) -> Result<(Url, PendingAuthorization), JourneyError> {
+        let payer = self.payers.get(payer_id).ok_or_else(|| JourneyError::UnknownPayer(payer_id.to_owned()))?;
+        let endpoints = self.discovery.endpoints(payer).await?;
+        let (url, pending) = authorization::authorization_request(
+            payer,
+            &endpoints,
+            &self.redirect_uri,
+            include_sensitive,
+            now.millis(),
+        );
+        tracing::info!(payer = %payer.id, include_sensitive, "authorization started");
+        Ok((url, pending))
+    }
+
+    /// The member came back from their previous plan: checks the state, redeems the code, then
+    /// records the consent, the link (tokens sealed) and queues the transfer.
+    pub async fn finish(
+        &self,
+        member: AccountId,
+        pending: Option<&PendingAuthorization>,
+        params: &CallbackParams,
+        now: Timestamp,
+    ) -> Result<Connected, JourneyError> {
+        let pending = pending.ok_or(CallbackError::NoPendingAuthorization)?;
+        let payer =
+            self.payers.get(&pending.payer_id).ok_or_else(|| JourneyError::UnknownPayer(pending.payer_id.clone()))?;
+        let granted = authorization::complete(pending, params, &payer.credentials, &self.http, now.millis()).await?;
+        self.connect(member, payer, pending, granted, now).await
+    }
+
+    async fn connect(
+        &self,
+        member: AccountId,
+        payer: &Payer,
+        pending: &PendingAuthorization,
+        granted: Granted,
+        now: Timestamp,
+    ) -> Result<Connected, JourneyError> {
+        let store = &self.store;
+        let account =
+            store.account_by_id(member).await?.ok_or_else(|| JourneyError::Failed("no such member".into()))?;
+        let patient =
+            baton_transfer::member_patient(store, &self.local_base, member).await.map_err(JourneyError::Failed)?;
+        let given_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(pending.consent_given_at) * 1_000_000)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        let today = now_date(now);
+        let coverage_start = account.coverage_start.as_deref().and_then(parse_date);
+        let end = consent::period_end(coverage_start, today);
+        let consent_id = uuid::Uuid::new_v4().to_string();
+        let facts = consent::ConsentFacts {
+            id: consent_id.clone(),
+            patient: format!("Patient/{patient}"),
+            member_name: account.display_name.clone(),
+            old_plan: consent::PlanRef {
+                base: payer.fhir_base.to_string(),
+                id: payer.id.clone(),
+                name: payer.name.clone(),
+            },
+            new_plan: consent::PlanRef {
+                base: self.local_base.clone(),
+                id: "this-plan".into(),
+                name: self.plan_name.clone(),
+            },
+            include_sensitive: pending.include_sensitive,
+            start: given_at.date(),
+            end,
+            given_at,
+            statement: consent_statement(&payer.name, &self.plan_name, pending.include_sensitive, end),
+        };
+        let resource = consent::hrex_consent(&facts);
+        let end_ms = (end.midnight().assume_utc() + time::Duration::DAY).unix_timestamp() * 1000 - 1;
+        store
+            .insert_consent(&MemberConsent {
+                id: consent_id.clone(),
+                member_account: member,
+                payer_id: payer.id.clone(),
+                policy: if pending.include_sensitive { "sensitive".into() } else { "regular".into() },
+                period_start: pending.consent_given_at,
+                period_end: end_ms,
+                given_at: pending.consent_given_at,
+                channel: "web".into(),
+                resource: resource.to_string(),
+                withdrawn_at: None,
+                created_at: now.millis(),
+            })
+            .await?;
+        let seal = |token: &str| self.cipher.seal(token).map_err(|e| JourneyError::Failed(e.to_string()));
+        let link = PayerLink {
+            id: uuid::Uuid::new_v4().to_string(),
+            member_account: member,
+            payer_id: payer.id.clone(),
+            consent_id: Some(consent_id.clone()),
+            fhir_base: pending.fhir_base.clone(),
+            patient_id: granted.patient.clone(),
+            scope: granted.scope.clone(),
+            include_sensitive: pending.include_sensitive,
+            access_token: Some(seal(&granted.access_token)?),
+            access_expires_at: granted.expires_in_ms.map(|ms| now.millis() + ms),
+            refresh_token: granted.refresh_token.as_deref().map(seal).transpose()?,
+            id_token: granted.id_token.as_deref().map(seal).transpose()?,
+            state: "active".into(),
+            created_at: now.millis(),
+            updated_at: now.millis(),
+        };
+        store.insert_link(&link).await?;
+        let transfer_id = uuid::Uuid::new_v4().to_string();
+        store.enqueue_transfer(&transfer_id, &link, "initial", None, now).await?;
+        tracing::info!(member = member.0, payer = %payer.id, transfer = %transfer_id, scope = %granted.scope, "previous plan linked");
+        Ok(Connected { consent_id, link_id: link.id, transfer_id })
+    }
+
+    /// The member withdraws a consent: its links are revoked (tokens dropped), queued and
+    /// running transfers stop. With `delete_received`, what arrived under it is deleted too.
+    pub async fn withdraw(
+        &self,
+        member: AccountId,
+        consent_id: &str,
+        delete_received: bool,
+        now: Timestamp,
+    ) -> Result<Withdrawal, JourneyError> {
+        let store = &self.store;
+        let consent = store.consent(consent_id).await?.filter(|c| c.member_account == member);
+        let Some(consent) = consent else { return Err(JourneyError::UnknownConsent) };
+        let withdrawn = store.withdraw_consent(&consent.id, now).await?;
+        let mut deleted = 0;
+        if delete_received {
+            let links: Vec<PayerLink> = store
+                .links_of(member)
+                .await?
+                .into_iter()
+                .filter(|l| l.consent_id.as_deref() == Some(consent.id.as_str()))
+                .collect();
+            for link in links {
+                let filter = TransferFilter {
+                    link_id: Some(link.id.clone()),
+                    member_account: Some(member),
+                    limit: 1000,
+                    ..TransferFilter::default()
+                };
+                for transfer in store.list_transfers(&filter).await? {
+                    deleted += self.delete_received(&transfer.id).await?;
+                    store
+                        .add_transfer_event(
+                            &transfer.id,
+                            now,
+                            "deleted",
+                            &format!("{deleted} records, at the member's request"),
+                        )
+                        .await?;
+                }
+            }
+        }
+        tracing::info!(member = member.0, consent = %consent.id, withdrawn, deleted, "consent withdrawn");
+        Ok(Withdrawal { withdrawn, deleted })
+    }
+
+    /// Deletes the records a transfer brought (and this plan's Provenance about them); this
+    /// plan's own directory entries stay.
+    async fn delete_received(&self, transfer_id: &str) -> Result<u64, JourneyError> {
+        let mut deleted = 0;
+        let mut after = 0;
+        loop {
+            let batch = self.store.resources_of_transfer(transfer_id, after, 500).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.seq;
+            for resource in &batch {
+                let received = resource.source_system.is_some() || resource.resource_type == "Provenance";
+                if received && self.store.purge_resource(&resource.resource_type, &resource.id).await? {
+                    deleted += 1;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Whether the transfer is one that can still change (the progress page keeps refreshing).
+    pub fn is_active(state: &str) -> bool {
+        !transfer_state::FINISHED.contains(&state)
+    }
+}
+
+/// The words the member agrees to (kept with the consent, for audit).
+pub fn consent_statement(old_plan: &str, new_plan: &str, include_sensitive: bool, until: Date) -> String {
+    let choice = if include_sensitive {
+        "I allow my records about behavioral health, substance use and other sensitive care to be included."
+    } else {
+        "I do not allow my records about behavioral health, substance use and other sensitive care to be included."
+    };
+    format!(
+        "I allow {new_plan} to get my health records from {old_plan}: claims and visits (without payment amounts), \
+         clinical records and prior authorizations, from at least the last 5 years. {choice} \
+         This permission lasts until {until}. I can withdraw it at any time in {new_plan}'s member portal."
+    )
+}
+
+fn now_date(now: Timestamp) -> Date {
+    OffsetDateTime::from_unix_timestamp(now.millis() / 1000).map_or(OffsetDateTime::now_utc().date(), |t| t.date())
+}
+
+fn parse_date(text: &str) -> Option<Date> {
+    Date::parse(text, &time::format_description::well_known::Iso8601::DATE).ok()
+}

@@ -1,0 +1,372 @@
+//! The new plan's side of the SMART flow against a recording stand-in for a previous plan's
+//! authorization server: what the authorization URL carries, what the token request sends,
+//! and what the callback refuses before any token request is made.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use base64::Engine as _;
+use baton_journey::{
+    AuthorizationErrorCode, CallbackError, CallbackParams, Discovery, DiscoveryError, Inner, Journey, JourneyError,
+    Payer, Payers,
+};
+use baton_store::{NewAccount, Store, Timestamp};
+use baton_transfer::{ClientAuth, PayerCredentials, TokenCipher};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+/// What the stand-in saw and how it answers.
+#[derive(Default)]
+struct Recorded {
+    token_requests: Vec<(HeaderMap, HashMap<String, String>)>,
+    token_answer: Option<Value>,
+    s256: bool,
+}
+
+type Shared = Arc<Mutex<Recorded>>;
+
+async fn smart_configuration(State(shared): State<Shared>) -> Json<Value> {
+    let methods = if shared.lock().unwrap().s256 { json!(["S256"]) } else { json!(["plain"]) };
+    Json(json!({
+        "authorization_endpoint": "https://old-plan.example/authorize",
+        "token_endpoint": "token",
+        "capabilities": ["launch-standalone", "permission-v2", "permission-offline"],
+        "code_challenge_methods_supported": methods
+    }))
+}
+
+async fn token(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> impl IntoResponse {
+    let mut recorded = shared.lock().unwrap();
+    recorded.token_requests.push((headers, form));
+    match recorded.token_answer.clone() {
+        Some(answer) => (StatusCode::OK, Json(answer)),
+        None => (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant", "error_description": "code used"}))),
+    }
+}
+
+struct OldPlan {
+    base: Url,
+    shared: Shared,
+}
+
+async fn old_plan() -> OldPlan {
+    let shared: Shared = Arc::new(Mutex::new(Recorded { s256: true, ..Recorded::default() }));
+    let router = Router::new()
+        .route("/fhir/.well-known/smart-configuration", get(smart_configuration))
+        .route("/fhir/token", post(token))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    OldPlan { base: Url::parse(&format!("http://{addr}/fhir")).unwrap(), shared }
+}
+
+fn payer(base: &Url, auth: ClientAuth) -> Payer {
+    Payer {
+        id: "riverbend".into(),
+        name: "Riverbend Health Plan".into(),
+        aliases: vec![],
+        states: vec!["IL".into()],
+        logo_url: None,
+        fhir_base: base.clone(),
+        authorize_url: None,
+        token_url: None,
+        scopes: None,
+        credentials: PayerCredentials {
+            client_id: "cedar-valley".into(),
+            auth,
+            token_url: None,
+            name: "Riverbend Health Plan".into(),
+        },
+    }
+}
+
+fn journey(store: Store, payer: Payer) -> Journey {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    Journey::new(Inner {
+        store,
+        cipher: TokenCipher::new(&[7; 32]),
+        discovery: Discovery::new(http.clone(), Duration::from_secs(60)),
+        http,
+        payers: Arc::new(Payers::new(vec![payer])),
+        redirect_uri: Url::parse("https://new-plan.example/oauth/callback").unwrap(),
+        local_base: "https://new-plan.example".into(),
+        plan_name: "Cedar Valley Health".into(),
+    })
+}
+
+async fn member(store: &Store) -> baton_store::AccountId {
+    store
+        .insert_account(&NewAccount {
+            username: "maria".into(),
+            display_name: "Maria Garcia".into(),
+            roles: "member".into(),
+            member_id: Some("CVH-1".into()),
+            birth_date: Some("1984-03-12".into()),
+            coverage_start: Some("2026-01-01".into()),
+            ..NewAccount::default()
+        })
+        .await
+        .unwrap()
+}
+
+fn query(url: &Url) -> HashMap<String, String> {
+    url.query_pairs().into_owned().collect()
+}
+
+fn callback(code: Option<&str>, state: Option<&str>) -> CallbackParams {
+    CallbackParams { code: code.map(Into::into), state: state.map(Into::into), ..CallbackParams::default() }
+}
+
+#[tokio::test]
+async fn the_authorization_url_carries_every_required_parameter() {
+    let old = old_plan().await;
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store, payer(&old.base, ClientAuth::Secret("s3cret".into())));
+        let (url, pending) = journey.start("riverbend", false, Timestamp::now()).await.unwrap();
+        assert_eq!(url.origin().ascii_serialization(), "https://old-plan.example");
+        assert_eq!(url.path(), "/authorize");
+        let q = query(&url);
+        assert_eq!(q["response_type"], "code");
+        assert_eq!(q["client_id"], "cedar-valley");
+        assert_eq!(q["redirect_uri"], "https://new-plan.example/oauth/callback");
+        assert_eq!(q["aud"], old.base.as_str());
+        assert_eq!(q["code_challenge_method"], "S256");
+        assert_eq!(q["scope"], "launch/patient openid fhirUser offline_access patient/*.rs");
+        // The challenge is the verifier kept in the session, hashed.
+        let digest = Sha256::digest(pending.verifier.as_bytes());
+        assert_eq!(q["code_challenge"], base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest));
+        // The state is unpredictable (≥ 128 bits) and differs every time.
+        assert_eq!(q["state"], pending.state);
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&pending.state).unwrap();
+        assert!(raw.len() >= 16, "{} bytes of state", raw.len());
+        let (_, again) = journey.start("riverbend", false, Timestamp::now()).await.unwrap();
+        assert_ne!(again.state, pending.state);
+        assert_ne!(again.verifier, pending.verifier);
+        // The relative token endpoint resolves against the FHIR base.
+        assert_eq!(pending.token_url, format!("{}/token", old.base));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_plan_without_s256_is_refused() {
+    let old = old_plan().await;
+    old.shared.lock().unwrap().s256 = false;
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store, payer(&old.base, ClientAuth::Secret("s3cret".into())));
+        let error = journey.start("riverbend", false, Timestamp::now()).await.unwrap_err();
+        assert!(matches!(error, JourneyError::Discovery(DiscoveryError::NoS256)), "{error:?}");
+        assert!(matches!(journey.start("nobody", false, Timestamp::now()).await, Err(JourneyError::UnknownPayer(_))));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_code_is_redeemed_form_encoded_with_the_verifier_and_basic_auth() {
+    let old = old_plan().await;
+    old.shared.lock().unwrap().token_answer = Some(json!({
+        "access_token": "access-abc", "token_type": "Bearer", "expires_in": 3600,
+        "scope": "launch/patient openid fhirUser offline_access patient/Patient.rs patient/Coverage.rs",
+        "patient": "pat-1", "refresh_token": "refresh-xyz", "id_token": "id.token.sig"
+    }));
+    let shared = old.shared.clone();
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s3cret".into())));
+        let maria = member(&store).await;
+        let (_, pending) = journey.start("riverbend", true, Timestamp::now()).await.unwrap();
+        let connected = journey
+            .finish(maria, Some(&pending), &callback(Some("the-code"), Some(&pending.state)), Timestamp::now())
+            .await
+            .unwrap();
+
+        {
+            let recorded = shared.lock().unwrap();
+            assert_eq!(recorded.token_requests.len(), 1);
+            let (headers, form) = &recorded.token_requests[0];
+            assert_eq!(headers["content-type"], "application/x-www-form-urlencoded");
+            let basic = base64::engine::general_purpose::STANDARD.encode("cedar-valley:s3cret");
+            assert_eq!(headers["authorization"], format!("Basic {basic}"));
+            assert_eq!(form["grant_type"], "authorization_code");
+            assert_eq!(form["code"], "the-code");
+            assert_eq!(form["code_verifier"], pending.verifier);
+            assert_eq!(form["redirect_uri"], "https://new-plan.example/oauth/callback");
+        }
+
+        // Consent, link and transfer are recorded; the tokens are sealed, never in clear.
+        let consent = store.consent(&connected.consent_id).await.unwrap().unwrap();
+        assert_eq!(consent.policy, "sensitive");
+        let resource: Value = serde_json::from_str(&consent.resource).unwrap();
+        assert_eq!(resource["resourceType"], "Consent");
+        assert!(resource["policy"][0]["uri"].as_str().unwrap().ends_with("#sensitive"));
+        let link = store.link(&connected.link_id).await.unwrap().unwrap();
+        assert_eq!(link.patient_id.as_deref(), Some("pat-1"));
+        assert_eq!(link.scope, "launch/patient openid fhirUser offline_access patient/Patient.rs patient/Coverage.rs");
+        assert!(link.include_sensitive);
+        for sealed in [&link.access_token, &link.refresh_token, &link.id_token] {
+            let sealed = sealed.as_deref().unwrap();
+            assert!(!sealed.contains("access-abc") && !sealed.contains("refresh-xyz") && !sealed.contains("id.token"));
+        }
+        let cipher = TokenCipher::new(&[7; 32]);
+        assert_eq!(cipher.open(link.access_token.as_deref().unwrap()).unwrap(), "access-abc");
+        assert_eq!(cipher.open(link.refresh_token.as_deref().unwrap()).unwrap(), "refresh-xyz");
+        let transfer = store.transfer(&connected.transfer_id).await.unwrap().unwrap();
+        assert_eq!(transfer.state, "queued");
+        assert_eq!(transfer.link_id, link.id);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn private_key_jwt_sends_a_signed_assertion_instead_of_a_secret() {
+    let old = old_plan().await;
+    old.shared.lock().unwrap().token_answer =
+        Some(json!({"access_token": "a", "token_type": "Bearer", "scope": "patient/*.rs", "patient": "p"}));
+    let shared = old.shared.clone();
+    let pem = {
+        use p384::pkcs8::{EncodePrivateKey, LineEnding};
+        p384::SecretKey::random(&mut p384::elliptic_curve::rand_core::OsRng)
+            .to_pkcs8_pem(LineEnding::LF)
+            .unwrap()
+            .to_string()
+    };
+    baton_store::testing::on_sqlite(move |store| async move {
+        let auth = ClientAuth::PrivateKey { pem, algorithm: jsonwebtoken::Algorithm::ES384, kid: Some("k1".into()) };
+        let journey = journey(store.clone(), payer(&old.base, auth));
+        let maria = member(&store).await;
+        let (_, pending) = journey.start("riverbend", false, Timestamp::now()).await.unwrap();
+        journey
+            .finish(maria, Some(&pending), &callback(Some("c"), Some(&pending.state)), Timestamp::now())
+            .await
+            .unwrap();
+        let recorded = shared.lock().unwrap();
+        let (headers, form) = &recorded.token_requests[0];
+        assert!(headers.get("authorization").is_none());
+        assert_eq!(form["client_assertion_type"], "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+        assert_eq!(form["code_verifier"], pending.verifier);
+        let header = jsonwebtoken::decode_header(&form["client_assertion"]).unwrap();
+        assert_eq!(header.alg, jsonwebtoken::Algorithm::ES384);
+        assert_eq!(header.kid.as_deref(), Some("k1"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_state_makes_no_token_request() {
+    let old = old_plan().await;
+    old.shared.lock().unwrap().token_answer =
+        Some(json!({"access_token": "a", "token_type": "Bearer", "patient": "p"}));
+    let shared = old.shared.clone();
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
+        let maria = member(&store).await;
+        let (_, pending) = journey.start("riverbend", false, Timestamp::now()).await.unwrap();
+        let now = Timestamp::now();
+        let tampered = format!("{}x", pending.state);
+        for params in [callback(Some("c"), Some(&tampered)), callback(Some("c"), None)] {
+            let error = journey.finish(maria, Some(&pending), &params, now).await.unwrap_err();
+            assert!(matches!(error, JourneyError::Callback(CallbackError::StateMismatch)), "{error:?}");
+        }
+        let error = journey.finish(maria, None, &callback(Some("c"), Some(&pending.state)), now).await.unwrap_err();
+        assert!(matches!(error, JourneyError::Callback(CallbackError::NoPendingAuthorization)), "{error:?}");
+        // Too late: the member started over an hour ago.
+        let late = Timestamp::from_millis(now.millis() + 3_600_000);
+        let error =
+            journey.finish(maria, Some(&pending), &callback(Some("c"), Some(&pending.state)), late).await.unwrap_err();
+        assert!(matches!(error, JourneyError::Callback(CallbackError::Expired)), "{error:?}");
+        assert!(shared.lock().unwrap().token_requests.is_empty());
+        assert!(store.links_of(maria).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn refusals_and_token_errors_are_told_apart() {
+    let old = old_plan().await;
+    let shared = old.shared.clone();
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
+        let maria = member(&store).await;
+        let (_, pending) = journey.start("riverbend", false, Timestamp::now()).await.unwrap();
+        let now = Timestamp::now();
+        for (code, expected) in [
+            ("access_denied", AuthorizationErrorCode::AccessDenied),
+            ("invalid_scope", AuthorizationErrorCode::InvalidScope),
+            ("temporarily_unavailable", AuthorizationErrorCode::TemporarilyUnavailable),
+            ("made_up", AuthorizationErrorCode::Other),
+        ] {
+            let params = CallbackParams {
+                error: Some(code.into()),
+                state: Some(pending.state.clone()),
+                ..CallbackParams::default()
+            };
+            match journey.finish(maria, Some(&pending), &params, now).await {
+                Err(JourneyError::Callback(CallbackError::Refused { code, .. })) => assert_eq!(code, expected),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(shared.lock().unwrap().token_requests.is_empty());
+        // The token endpoint refuses the code.
+        let error =
+            journey.finish(maria, Some(&pending), &callback(Some("c"), Some(&pending.state)), now).await.unwrap_err();
+        assert!(
+            matches!(&error, JourneyError::Callback(CallbackError::TokenRefused(m)) if m.contains("invalid_grant")),
+            "{error:?}"
+        );
+        // Patient scopes granted without a patient.
+        shared.lock().unwrap().token_answer =
+            Some(json!({"access_token": "a", "token_type": "Bearer", "scope": "patient/*.rs"}));
+        let error =
+            journey.finish(maria, Some(&pending), &callback(Some("c"), Some(&pending.state)), now).await.unwrap_err();
+        assert!(matches!(error, JourneyError::Callback(CallbackError::NoPatient)), "{error:?}");
+        assert!(store.links_of(maria).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn withdrawal_stops_the_transfer_and_can_delete_what_arrived() {
+    let old = old_plan().await;
+    old.shared.lock().unwrap().token_answer =
+        Some(json!({"access_token": "a", "token_type": "Bearer", "scope": "patient/*.rs", "patient": "p"}));
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
+        let maria = member(&store).await;
+        let (_, pending) = journey.start("riverbend", false, Timestamp::now()).await.unwrap();
+        let connected = journey
+            .finish(maria, Some(&pending), &callback(Some("c"), Some(&pending.state)), Timestamp::now())
+            .await
+            .unwrap();
+        // Someone else cannot withdraw it.
+        let other = store
+            .insert_account(&NewAccount { username: "james".into(), roles: "member".into(), ..NewAccount::default() })
+            .await
+            .unwrap();
+        assert!(matches!(
+            journey.withdraw(other, &connected.consent_id, true, Timestamp::now()).await,
+            Err(JourneyError::UnknownConsent)
+        ));
+        let withdrawal = journey.withdraw(maria, &connected.consent_id, true, Timestamp::now()).await.unwrap();
+        assert!(withdrawal.withdrawn);
+        let transfer = store.transfer(&connected.transfer_id).await.unwrap().unwrap();
+        assert_eq!(transfer.state, "cancelled");
+        let link = store.link(&connected.link_id).await.unwrap().unwrap();
+        assert!(link.access_token.is_none() && link.refresh_token.is_none());
+        let consent = store.consent(&connected.consent_id).await.unwrap().unwrap();
+        assert!(consent.withdrawn_at.is_some());
+        // Twice is harmless.
+        assert!(!journey.withdraw(maria, &connected.consent_id, false, Timestamp::now()).await.unwrap().withdrawn);
+    })
+    .await;
+}
