@@ -16,6 +16,8 @@ pub enum AppError {
     InvalidCredentials,
     /// Too many failed sign-ins; wait this long.
     TooManyAttempts { retry_after_secs: u64 },
+    /// There is no such thing, or it is not this account's to see.
+    NotFound,
     /// A form field is missing or malformed (the field's name).
     Invalid { field: String },
     /// Something failed on the server; details are in its log, not here.
@@ -29,6 +31,7 @@ impl fmt::Display for AppError {
         match self {
             AppError::SignInRequired => f.write_str("sign-in required"),
             AppError::Forbidden => f.write_str("forbidden"),
+            AppError::NotFound => f.write_str("not found"),
             AppError::InvalidCredentials => f.write_str("invalid credentials"),
             AppError::TooManyAttempts { retry_after_secs } => {
                 write!(f, "too many attempts; retry after {retry_after_secs} s")
@@ -56,6 +59,7 @@ impl AppError {
         match self {
             AppError::SignInRequired => 401,
             AppError::Forbidden => 403,
+            AppError::NotFound => 404,
             AppError::InvalidCredentials => 401,
             AppError::TooManyAttempts { .. } => 429,
             AppError::Invalid { .. } => 400,

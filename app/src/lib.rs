@@ -22,7 +22,7 @@ use leptos_router::{SsrMode, path};
 
 use crate::components::layout::Layout;
 use crate::i18n::{I18nContextProvider, t_string, use_i18n};
-use crate::pages::{Landing, MemberHome, NotFound, SignInPage, StaffHome};
+use crate::pages::{BringRecords, ConsentPage, Landing, MemberHome, NotFound, SignInPage, StaffHome, TransferPage};
 use crate::session::{SessionInfo, SignOut, get_session};
 
 /// Name of the compiled site assets (`/pkg/baton.js`, `baton_bg.wasm`, `baton.css`).
@@ -82,6 +82,9 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("") view=Landing ssr=SsrMode::Async/>
                         <Route path=path!("sign-in") view=SignInPage ssr=SsrMode::Async/>
                         <Route path=path!("member") view=MemberHome ssr=SsrMode::Async/>
+                        <Route path=path!("member/bring") view=BringRecords ssr=SsrMode::Async/>
+                        <Route path=path!("member/bring/:payer") view=ConsentPage ssr=SsrMode::Async/>
+                        <Route path=path!("member/transfers/:id") view=TransferPage ssr=SsrMode::Async/>
                         <Route path=path!("staff") view=StaffHome ssr=SsrMode::Async/>
                     </Routes>
                 </Layout>

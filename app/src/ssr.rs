@@ -19,7 +19,13 @@ pub struct Services {
     pub accounts: Accounts,
     /// This plan's display name.
     pub plan_name: String,
+    /// Bringing records from previous plans: directory, consent, authorization.
+    pub journey: baton_journey::Journey,
 }
+
+/// Session key of the authorization on its way to a previous plan (state, PKCE verifier,
+/// the member's consent choice): kept server side, taken out by the callback.
+pub const PENDING_AUTHORIZATION: &str = "baton.pending_authorization";
 
 pub use baton_accounts::ClientIp;
 
@@ -76,6 +82,17 @@ pub async fn require(allowed: impl Fn(&Roles) -> bool) -> Result<Account, AppErr
     }
 }
 
+/// The signed-in member.
+pub async fn require_member() -> Result<Account, AppError> {
+    require(|roles| roles.has(baton_accounts::Role::Member)).await
+}
+
+/// Logs a store failure and answers with the plain "unavailable".
+pub fn unavailable(error: impl std::fmt::Display) -> AppError {
+    tracing::error!(%error, "server function failed");
+    AppError::Unavailable
+}
+
 /// Gives a failing server function the HTTP status its error means (401, 403, 429…) —
 /// except for plain HTML form posts, which Leptos answers with a redirect back to the form.
 pub fn fail(error: AppError) -> AppError {
@@ -97,10 +114,15 @@ pub fn fail(error: AppError) -> AppError {
 pub fn set_content_security_policy() {
     let Some(response) = use_context::<leptos_axum::ResponseOptions>() else { return };
     let nonce = leptos::nonce::use_nonce().map(|n| n.to_string()).unwrap_or_default();
+    // The consent form's answer redirects to the previous plan's authorization page, and
+    // browsers hold such redirects to `form-action` too.
+    let form_targets = use_context::<Services>()
+        .map(|s| s.journey.form_targets().into_iter().map(|o| format!(" {o}")).collect::<String>())
+        .unwrap_or_default();
     let policy = format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
-         img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
-         form-action 'self'; frame-ancestors 'none'"
+         img-src 'self' data: https:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
+         form-action 'self'{form_targets}; frame-ancestors 'none'"
     );
     if let Ok(value) = http::HeaderValue::from_str(&policy) {
         response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);

@@ -1,27 +1,31 @@
-//! The payer directory as the transfer engine sees it: each previous plan's registration
-//! (client id and credential), from configuration.
-
-use std::collections::HashMap;
+//! The payer directory from configuration: each enabled previous plan, and this plan's
+//! registration there (client id and credential, private keys read from their files).
 
 use anyhow::Context;
-use baton_transfer::{ClientAuth, PayerCredentials, PayerDirectory};
+use baton_journey::{Payer, Payers};
+use baton_transfer::{ClientAuth, PayerCredentials};
 use jsonwebtoken::Algorithm;
 
 use crate::config::{Config, PayerConfig};
 
-/// Credentials by payer id.
-#[derive(Debug, Clone, Default)]
-pub struct ConfiguredPayers(HashMap<String, PayerCredentials>);
-
-impl ConfiguredPayers {
-    /// Reads every enabled payer's credential (private keys from their files).
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let mut payers = HashMap::new();
-        for payer in config.payers.iter().filter(|p| p.enabled) {
-            payers.insert(payer.id.clone(), credentials(payer)?);
-        }
-        Ok(Self(payers))
+/// Every enabled payer of `config`.
+pub fn from_config(config: &Config) -> anyhow::Result<Payers> {
+    let mut payers = Vec::new();
+    for payer in config.payers.iter().filter(|p| p.enabled) {
+        payers.push(Payer {
+            id: payer.id.clone(),
+            name: payer.name.clone(),
+            aliases: payer.aliases.clone(),
+            states: payer.states.clone(),
+            logo_url: payer.logo_url.clone(),
+            fhir_base: payer.fhir_base.clone(),
+            authorize_url: payer.authorize_url.clone(),
+            token_url: payer.token_url.clone(),
+            scopes: payer.scopes.clone(),
+            credentials: credentials(payer)?,
+        });
     }
+    Ok(Payers::new(payers))
 }
 
 fn credentials(payer: &PayerConfig) -> anyhow::Result<PayerCredentials> {
@@ -55,10 +59,4 @@ fn private_key(payer: &PayerConfig, pem: String) -> anyhow::Result<ClientAuth> {
     };
     anyhow::ensure!(readable, "payer {}: the private key is not a {} key in PEM", payer.id, payer.private_key_alg);
     Ok(ClientAuth::PrivateKey { pem, algorithm, kid: payer.private_key_kid.clone() })
-}
-
-impl PayerDirectory for ConfiguredPayers {
-    fn credentials(&self, payer_id: &str) -> Option<PayerCredentials> {
-        self.0.get(payer_id).cloned()
-    }
 }

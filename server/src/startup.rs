@@ -26,9 +26,10 @@ use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 use url::Url;
 
 use crate::config::Config;
-use crate::http::{client_ip, health, locale, panic, security, trace};
-use crate::payers::ConfiguredPayers;
+use crate::http::{callback, client_ip, health, locale, panic, security, trace};
+use crate::payers;
 use crate::secrets::Secrets;
+use baton_journey::{Discovery, Journey};
 
 /// Router state: what plain axum handlers need; Leptos gets [`Services`] as context.
 #[derive(Clone, FromRef)]
@@ -51,8 +52,25 @@ pub struct Application {
 
 /// The transfer engine for `config`.
 pub fn engine(config: &Config, store: &Store, secrets: &Secrets) -> anyhow::Result<Engine> {
-    let payers = ConfiguredPayers::from_config(config)?;
-    Ok(Engine::new(store.clone(), TokenCipher::new(&secrets.token_key), config.engine_config(), Arc::new(payers)))
+    let payers = Arc::new(payers::from_config(config)?);
+    Ok(Engine::new(store.clone(), TokenCipher::new(&secrets.token_key), config.engine_config(), payers))
+}
+
+/// How long a previous plan's SMART configuration is reused before it is read again.
+const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+
+/// The member journey, sharing the engine's payer directory, HTTP client and token key.
+fn journey(config: &Config, engine: &Engine, public_url: &Url) -> anyhow::Result<Journey> {
+    Ok(Journey::new(baton_journey::Inner {
+        store: engine.store.clone(),
+        cipher: engine.cipher.clone(),
+        http: engine.http.clone(),
+        discovery: Discovery::new(engine.http.clone(), DISCOVERY_TTL),
+        payers: Arc::new(payers::from_config(config)?),
+        redirect_uri: public_url.join("oauth/callback")?,
+        local_base: engine.config.local_base.clone(),
+        plan_name: config.plan.name.clone(),
+    }))
 }
 
 /// How long an idle session lasts.
@@ -81,8 +99,13 @@ impl Application {
         };
 
         let accounts = Accounts::new(store.clone(), config.throttle_policy());
-        let services =
-            Services { accounts: accounts.clone(), store: store.clone(), plan_name: config.plan.name.clone() };
+        let engine = engine(&config, &store, &secrets)?;
+        let services = Services {
+            accounts: accounts.clone(),
+            store: store.clone(),
+            plan_name: config.plan.name.clone(),
+            journey: journey(&config, &engine, &public_url)?,
+        };
         let holder = Holder::new(
             store.clone(),
             accounts,
@@ -92,7 +115,6 @@ impl Application {
             SigningKey::from_pem(&secrets.id_token_key)?,
         );
         holder.register_clients().await.context("registering the configured client apps")?;
-        let engine = engine(&config, &store, &secrets)?;
         let leptos_options = LeptosOptions::builder()
             .output_name(app::OUTPUT_NAME)
             .site_root(config.site_root.to_string_lossy().into_owned())
@@ -111,6 +133,7 @@ impl Application {
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .route("/locale/{locale}", get(locale::set_locale))
+            .route("/oauth/callback", get(callback::oauth_callback))
             .leptos_routes_with_context(&state, routes, context.clone(), {
                 let options = leptos_options.clone();
                 move || shell(options.clone())
@@ -181,6 +204,12 @@ impl Application {
         let store = self.services.store.clone();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = self.run_workers.then(|| tokio::spawn(self.engine.clone().run(stopped)));
+        let journey = self.services.journey.clone();
+        tokio::spawn(async move {
+            // Give a previous plan starting alongside (the demo's) a moment to listen.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            journey.warm_up().await;
+        });
         let result = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown_signal())
             .await;

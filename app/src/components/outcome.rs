@@ -36,6 +36,7 @@ pub fn ErrorMessage(error: AppError) -> impl IntoView {
     crate::ssr::set_status(error.status());
     let message = match error {
         AppError::Forbidden => t!(i18n, errors.forbidden).into_any(),
+        AppError::NotFound => t!(i18n, errors.not_found_body).into_any(),
         AppError::SignInRequired => t!(i18n, errors.sign_in_needed).into_any(),
         _ => t!(i18n, errors.server).into_any(),
     };

@@ -92,7 +92,7 @@ pub fn SignInPage() -> impl IntoView {
                 </div>
             })}
             <form method="post" action=SignIn::url() on:submit=on_submit novalidate=move || hydrated.get() class="form">
-                <input type="hidden" name="next" prop:value=next/>
+                <input type="hidden" name="next" value=next/>
                 <div class="field">
                     <label for="username">{t!(i18n, sign_in.username)}</label>
                     <input

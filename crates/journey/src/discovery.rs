@@ -1,7 +1,7 @@
 //! SMART discovery: a previous plan's `.well-known/smart-configuration`, cached for a while,
 //! and what this plan asks it for.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,11 +54,13 @@ pub struct Discovery {
     http: reqwest::Client,
     ttl: Duration,
     cache: Arc<Mutex<HashMap<String, (Instant, SmartConfiguration)>>>,
+    /// Origins of the authorization endpoints seen so far (pages allow forms to go there).
+    authorize_origins: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Discovery {
     pub fn new(http: reqwest::Client, ttl: Duration) -> Self {
-        Self { http, ttl, cache: Arc::default() }
+        Self { http, ttl, cache: Arc::default(), authorize_origins: Arc::default() }
     }
 
     /// The plan's endpoints and the scopes to ask for. Pinned endpoints win over discovery;
@@ -92,11 +94,19 @@ impl Discovery {
             (None, Some(c)) => discovered(c.token_endpoint.as_ref(), "token_endpoint")?,
             (None, None) => return Err(DiscoveryError::Missing("token_endpoint")),
         };
+        if let Ok(mut origins) = self.authorize_origins.lock() {
+            origins.insert(authorize.origin().ascii_serialization());
+        }
         let scope = match &payer.scopes {
             Some(scopes) => scopes.clone(),
             None => scopes_for(configuration.as_ref().map(|c| c.capabilities.as_slice()).unwrap_or_default()),
         };
         Ok(Endpoints { authorize, token, scope })
+    }
+
+    /// Origins of every authorization endpoint found so far.
+    pub fn authorize_origins(&self) -> BTreeSet<String> {
+        self.authorize_origins.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
     /// The plan's SMART configuration, from the cache while it is fresh.

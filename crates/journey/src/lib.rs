@@ -270,6 +270,31 @@ impl Journey {
         Ok(deleted)
     }
 
+    /// Where the consent form may send the member: the origins of every previous plan's
+    /// authorization endpoint (pinned, discovered, or else its FHIR base's), for the pages'
+    /// `form-action` policy — the form's redirect goes there.
+    pub fn form_targets(&self) -> std::collections::BTreeSet<String> {
+        let mut origins = self.discovery.authorize_origins();
+        for payer in self.payers.all() {
+            origins.insert(payer.fhir_base.origin().ascii_serialization());
+            if let Some(url) = &payer.authorize_url {
+                origins.insert(url.origin().ascii_serialization());
+            }
+        }
+        origins.retain(|o| o != "null");
+        origins
+    }
+
+    /// Reads every plan's SMART configuration once, so that its authorization endpoint is known
+    /// before a member needs it; a plan that cannot be used is logged for the operators.
+    pub async fn warm_up(&self) {
+        for payer in self.payers.all() {
+            if let Err(error) = self.discovery.endpoints(payer).await {
+                tracing::warn!(payer = %payer.id, %error, "previous plan's SMART discovery failed");
+            }
+        }
+    }
+
     /// Whether the transfer is one that can still change (the progress page keeps refreshing).
     pub fn is_active(state: &str) -> bool {
         !transfer_state::FINISHED.contains(&state)

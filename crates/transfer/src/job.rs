@@ -18,7 +18,9 @@ use baton_fhir::reference::Reference;
 use baton_fhir::sensitivity;
 use baton_fhir::smart::Scopes;
 use baton_records::Prepared;
-use baton_store::{AccountId, CommitError, PayerLink, Store, ResourceWrite, Timestamp, Transfer, TransferPage, transfer_state};
+use baton_store::{
+    AccountId, CommitError, PayerLink, ResourceWrite, Store, Timestamp, Transfer, TransferPage, transfer_state,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -928,8 +930,7 @@ pub async fn member_patient(store: &Store, local_base: &str, member: AccountId) 
     if let Some(birth_date) = &account.birth_date {
         patient["birthDate"] = Value::String(birth_date.clone());
     }
-    let prepared = baton_records::prepare(patient, local_base, Some(member), None)
-        .map_err(|e| e.to_string())?;
+    let prepared = baton_records::prepare(patient, local_base, Some(member), None).map_err(|e| e.to_string())?;
     store.put_resources(vec![prepared.write]).await.map_err(|e| e.to_string())?;
     store.set_account_patient(member, &id).await.map_err(|e| e.to_string())?;
     Ok(id)

@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every route: health checks, language switch, security headers,
 //! cross-origin (CSRF) protection, client address, request tracing, panics.
 
+pub mod callback;
 pub mod client_ip;
 pub mod health;
 pub mod locale;

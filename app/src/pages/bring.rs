@@ -1,0 +1,245 @@
+//! "Bring your records": the member picks their previous plan from the directory, reads the
+//! consent page, chooses about sensitive information, and is sent to that plan to approve.
+//! Every form is a plain HTML form (GET search, POST consent): it works without JavaScript.
+
+use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
+use leptos_meta::Title;
+use leptos_router::components::A;
+use leptos_router::hooks::{use_params_map, use_query_map};
+use serde::{Deserialize, Serialize};
+
+use crate::components::outcome::outcome;
+use crate::error::AppError;
+use crate::i18n::{t, t_string, use_i18n};
+use crate::pages::member::icu_date;
+
+/// A previous plan in the directory, as the member sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayerCard {
+    pub id: String,
+    pub name: String,
+    pub states: Vec<String>,
+    pub logo_url: Option<String>,
+}
+
+#[server(endpoint = "member/payers")]
+pub async fn search_payers(query: String) -> Result<Vec<PayerCard>, AppError> {
+    crate::ssr::require_member().await?;
+    let services = crate::ssr::services()?;
+    Ok(services
+        .journey
+        .payers
+        .search(&query)
+        .into_iter()
+        .map(|p| PayerCard {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            states: p.states.clone(),
+            logo_url: p.logo_url.as_ref().map(ToString::to_string),
+        })
+        .collect())
+}
+
+/// What the consent page needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentPageData {
+    pub payer_id: String,
+    pub payer_name: String,
+    pub plan_name: String,
+    /// The last day the permission would last, as (year, month, day).
+    pub until: (i32, u8, u8),
+}
+
+#[server(endpoint = "member/consent_page")]
+pub async fn load_consent_page(payer: String) -> Result<ConsentPageData, AppError> {
+    let account = crate::ssr::require_member().await?;
+    let services = crate::ssr::services()?;
+    let Some(found) = services.journey.payers.get(&payer) else {
+        return Err(crate::ssr::fail(AppError::NotFound));
+    };
+    let today = time::OffsetDateTime::now_utc().date();
+    let until = baton_journey::consent::period_end(account.coverage_start, today);
+    Ok(ConsentPageData {
+        payer_id: found.id.clone(),
+        payer_name: found.name.clone(),
+        plan_name: services.plan_name.clone(),
+        until: (until.year(), u8::from(until.month()), until.day()),
+    })
+}
+
+/// The consent form: remembers the member's choice with a fresh state and PKCE verifier in
+/// their session, then sends them to the previous plan's authorization page.
+#[server(endpoint = "member/start_authorization")]
+pub async fn start_authorization(payer: String, sensitive: Option<String>) -> Result<(), AppError> {
+    crate::ssr::require_member().await?;
+    let services = crate::ssr::services()?;
+    let payer_path = percent_encoding::utf8_percent_encode(&payer, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let include_sensitive = match sensitive.as_deref() {
+        Some("include") => true,
+        Some("exclude") => false,
+        _ => {
+            leptos_axum::redirect(&format!("/member/bring/{payer_path}?problem=choice"));
+            return Ok(());
+        }
+    };
+    let (url, pending) = match services.journey.start(&payer, include_sensitive, baton_store::Timestamp::now()).await {
+        Ok(started) => started,
+        Err(baton_journey::JourneyError::UnknownPayer(_)) => return Err(crate::ssr::fail(AppError::NotFound)),
+        Err(error) => {
+            tracing::warn!(%payer, %error, "cannot start the authorization");
+            leptos_axum::redirect(&format!("/member/bring?problem=discovery&payer={payer_path}"));
+            return Ok(());
+        }
+    };
+    let session = crate::ssr::session().await?;
+    session.insert(crate::ssr::PENDING_AUTHORIZATION, pending).await.map_err(crate::ssr::session_error)?;
+    leptos_axum::redirect(url.as_str());
+    Ok(())
+}
+
+/// What went wrong on the way back from the previous plan (`?problem=`).
+#[component]
+fn Problem(problem: String, payer: Option<String>) -> impl IntoView {
+    let i18n = use_i18n();
+    let message = match problem.as_str() {
+        "denied" => t!(i18n, bring.problem_denied).into_any(),
+        "state" => t!(i18n, bring.problem_state).into_any(),
+        "expired" => t!(i18n, bring.problem_expired).into_any(),
+        "session" => t!(i18n, bring.problem_session).into_any(),
+        "refused" => t!(i18n, bring.problem_refused).into_any(),
+        "token" => t!(i18n, bring.problem_token).into_any(),
+        "discovery" => t!(i18n, bring.problem_discovery).into_any(),
+        _ => t!(i18n, bring.problem_unavailable).into_any(),
+    };
+    let again = payer.filter(|p| !p.is_empty()).map(|p| {
+        view! { <p><A href=format!("/member/bring/{p}")>{t!(i18n, bring.try_again)}</A></p> }
+    });
+    view! {
+        <div class="alert alert--error" role="alert" id="journey-problem">
+            <h2 class="alert__title">{t!(i18n, bring.problem_title)}</h2>
+            <p>{message}</p>
+            {again}
+        </div>
+    }
+}
+
+/// The payer directory.
+#[component]
+pub fn BringRecords() -> impl IntoView {
+    let i18n = use_i18n();
+    let query = use_query_map();
+    let q = move || query.read().get("q").unwrap_or_default();
+    let payers = Resource::new(q, search_payers);
+    let problem = move || {
+        let query = query.read();
+        query.get("problem").map(|problem| view! { <Problem problem payer=query.get("payer")/> })
+    };
+    view! {
+        <Title text=move || t_string!(i18n, bring.title).to_string()/>
+        <h1>{t!(i18n, bring.title)}</h1>
+        {problem}
+        <p>{t!(i18n, bring.intro)}</p>
+        <form method="get" action="/member/bring" class="search" role="search">
+            <label for="payer-search">{t!(i18n, bring.search_label)}</label>
+            <div class="search__row">
+                <input id="payer-search" name="q" type="search" prop:value=q autocomplete="off"
+                    aria-describedby="payer-search-hint"/>
+                <button type="submit" class="button">{t!(i18n, bring.search)}</button>
+            </div>
+            <p id="payer-search-hint" class="field__hint">{t!(i18n, bring.search_hint)}</p>
+        </form>
+        <Transition fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
+            {move || payers.get().map(|result| outcome(result, |found: Vec<PayerCard>| {
+                if found.is_empty() {
+                    return view! { <p role="status">{t!(i18n, bring.none_found)}</p> }.into_any();
+                }
+                let count = found.len();
+                view! {
+                    <p role="status" class="visually-hidden">{t!(i18n, bring.found, count = move || count)}</p>
+                    <ul class="payer-list">
+                        {found.into_iter().map(|payer| {
+                            let states = payer.states.join(", ");
+                            view! {
+                                <li>
+                                    <a class="payer" href=format!("/member/bring/{}", payer.id)>
+                                        {payer.logo_url.map(|src| view! { <img class="payer__logo" src=src alt="" width="48" height="48"/> })}
+                                        <span class="payer__name">{payer.name}</span>
+                                        <span class="payer__states">{states}</span>
+                                    </a>
+                                </li>
+                            }
+                        }).collect_view()}
+                    </ul>
+                }.into_any()
+            }))}
+        </Transition>
+    }
+}
+
+/// The consent page for one previous plan.
+#[component]
+pub fn ConsentPage() -> impl IntoView {
+    let i18n = use_i18n();
+    let params = use_params_map();
+    let query = use_query_map();
+    let payer = move || params.read().get("payer").unwrap_or_default();
+    let data = Resource::new(payer, load_consent_page);
+    let choice_missing = move || query.read().get("problem").as_deref() == Some("choice");
+    view! {
+        <Title text=move || t_string!(i18n, consent.title).to_string()/>
+        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
+            {move || data.get().map(|result| outcome(result, move |page: ConsentPageData| {
+                let old = page.payer_name.clone();
+                let new = page.plan_name.clone();
+                let until = icu_date(page.until.0, page.until.1, page.until.2);
+                view! {
+                    <article class="consent">
+                        <h1>{t!(i18n, consent.heading, old = old.clone())}</h1>
+                        <p class="lead">{t!(i18n, consent.lead, old = old.clone(), new = new.clone())}</p>
+
+                        <h2>{t!(i18n, consent.what_title)}</h2>
+                        <ul>
+                            <li>{t!(i18n, consent.what_claims)}</li>
+                            <li>{t!(i18n, consent.what_clinical)}</li>
+                            <li>{t!(i18n, consent.what_prior_auth)}</li>
+                            <li>{t!(i18n, consent.what_years)}</li>
+                        </ul>
+                        <p>{t!(i18n, consent.not_payments)}</p>
+
+                        <h2>{t!(i18n, consent.how_long_title)}</h2>
+                        <p>{until.map(|date| t!(i18n, consent.how_long, date = move || date))}</p>
+
+                        <h2>{t!(i18n, consent.stop_title)}</h2>
+                        <p>{t!(i18n, consent.stop_body)}</p>
+
+                        <form method="post" action=StartAuthorization::url() class="form">
+                            <input type="hidden" name="payer" value=page.payer_id.clone()/>
+                            <fieldset class="choice" aria-describedby="sensitive-help"
+                                aria-invalid=move || choice_missing().then_some("true")>
+                                <legend>{t!(i18n, consent.sensitive_legend)}</legend>
+                                <p id="sensitive-help" class="field__hint">{t!(i18n, consent.sensitive_help, old = old.clone())}</p>
+                                {move || choice_missing().then(|| view! {
+                                    <p class="field__error" role="alert">{t!(i18n, consent.choice_required)}</p>
+                                })}
+                                <div class="choice__option">
+                                    <input type="radio" id="sensitive-exclude" name="sensitive" value="exclude" required/>
+                                    <label for="sensitive-exclude">{t!(i18n, consent.exclude)}</label>
+                                </div>
+                                <div class="choice__option">
+                                    <input type="radio" id="sensitive-include" name="sensitive" value="include" required/>
+                                    <label for="sensitive-include">{t!(i18n, consent.include)}</label>
+                                </div>
+                            </fieldset>
+                            <p>{t!(i18n, consent.next_step, old = old.clone())}</p>
+                            <div class="actions">
+                                <button type="submit" class="button">{t!(i18n, consent.submit, old = old.clone())}</button>
+                                <A href="/member/bring" attr:class="button button--secondary">{t!(i18n, consent.back)}</A>
+                            </div>
+                        </form>
+                    </article>
+                }
+            }))}
+        </Suspense>
+    }
+}

@@ -1,0 +1,181 @@
+import { expect, Page, test } from '@playwright/test';
+import { DEMO_PASSWORD, settle, signIn } from './helpers';
+
+// The member journey, end to end: Cedar Valley (this Baton, the new plan) pulls a demo member's
+// records from Riverbend (the demo old plan, a second Baton) for real.
+const OLD_PLAN_NAME = 'Riverbend Health Plan';
+
+type Choice = 'include' | 'exclude';
+
+/** From the member home to the old plan's sign-in page, through the directory and consent. */
+async function chooseOldPlanAndConsent(page: Page, choice: Choice) {
+  await page.getByRole('link', { name: 'Bring your records' }).click();
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Choose your previous health plan');
+  await settle(page);
+  await page.getByLabel('Search for your previous plan').fill('riverbend');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await expect(page).toHaveURL(/q=riverbend/);
+  await page.getByRole('link', { name: new RegExp(OLD_PLAN_NAME) }).click();
+
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText(`Bring your records from ${OLD_PLAN_NAME}`);
+  await settle(page);
+  const sensitive = page.getByRole('group', { name: 'Should we include sensitive information?' });
+  // No answer is chosen for the member.
+  await expect(sensitive.getByRole('radio', { checked: true })).toHaveCount(0);
+  await sensitive
+    .getByLabel(choice === 'include' ? 'Yes. Include sensitive information.' : 'No. Leave out sensitive information.')
+    .check();
+  await page.getByRole('button', { name: `Continue to ${OLD_PLAN_NAME}` }).click();
+}
+
+/** At the old plan: signs in when asked, then answers its own consent screen. */
+async function approveAtOldPlan(page: Page, username: string, choice: Choice | 'deny') {
+  const heading = page.getByRole('heading', { level: 1 });
+  await expect(heading).toHaveText(/Sign in to Riverbend|Share your records/);
+  if ((await heading.textContent())?.startsWith('Sign in')) {
+    await page.getByLabel('Username').fill(username);
+    await page.getByLabel('Password').fill(DEMO_PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+  }
+  await expect(heading).toHaveText(/^Share your records with/);
+  if (choice === 'deny') {
+    await page.getByRole('button', { name: 'Do not allow' }).click();
+    return;
+  }
+  await page
+    .getByLabel(choice === 'include' ? 'Share everything, including sensitive information' : 'Do not share sensitive information')
+    .check();
+  await page.getByRole('button', { name: 'Allow', exact: true }).click();
+}
+
+async function count(page: Page, category: string): Promise<number> {
+  const text = await page.locator(`tr[data-category="${category}"] td.num`).textContent();
+  return Number((text ?? '').replace(/[^0-9]/g, ''));
+}
+
+/** Waits on the progress page until the transfer is done; returns the total received. */
+async function waitUntilDone(page: Page): Promise<number> {
+  await expect(page).toHaveURL(/\/member\/transfers\/[0-9a-f-]+$/);
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText(`Your records from ${OLD_PLAN_NAME}`);
+  await expect(page.locator('.transfer__status')).toHaveText('Done. Your records are here.', { timeout: 90_000 });
+  await expect(page.locator('progress.transfer__bar')).toHaveAttribute('value', '100');
+  const total = (await page.locator('.transfer__total').textContent()) ?? '';
+  return Number(total.replace(/[^0-9]/g, ''));
+}
+
+test.describe.configure({ timeout: 180_000 });
+
+test('a member brings their records leaving sensitive care out, then again with it included', async ({ page }) => {
+  await signIn(page, 'maria');
+  await expect(page).toHaveURL(/\/member$/);
+  await settle(page);
+
+  await chooseOldPlanAndConsent(page, 'exclude');
+  await approveAtOldPlan(page, 'maria.garcia', 'include');
+  const withoutSensitive = await waitUntilDone(page);
+  await settle(page);
+  expect(withoutSensitive).toBeGreaterThan(0);
+  expect(await count(page, 'claims')).toBeGreaterThan(0);
+  expect(await count(page, 'conditions')).toBeGreaterThan(0);
+  // What the member excluded is counted, not kept.
+  const excluded = page.locator('#excluded-sensitive');
+  await expect(excluded).toContainText(/Sensitive information left out at your request: \d+ items?/);
+  const conditionsWithout = await count(page, 'conditions');
+
+  // The member comes back later: the home page shows the old plan and its state.
+  await page.getByRole('link', { name: 'Back to my records' }).click();
+  const link = page.locator('.link-item').filter({ hasText: OLD_PLAN_NAME });
+  await expect(link).toContainText(/Done: \d+ records arrived\./);
+  await settle(page);
+
+  // Again, with sensitive information included on both sides: more arrives, nothing is left out.
+  await chooseOldPlanAndConsent(page, 'include');
+  await approveAtOldPlan(page, 'maria.garcia', 'include');
+  const withSensitive = await waitUntilDone(page);
+  expect(withSensitive).toBeGreaterThan(withoutSensitive);
+  await expect(page.locator('#excluded-sensitive')).toHaveCount(0);
+  expect(await count(page, 'conditions')).toBeGreaterThanOrEqual(conditionsWithout);
+});
+
+test('denying at the old plan explains what happened and starts no transfer', async ({ page }) => {
+  await signIn(page, 'james');
+  await expect(page).toHaveURL(/\/member$/);
+  await chooseOldPlanAndConsent(page, 'exclude');
+  await approveAtOldPlan(page, 'james.wilson', 'deny');
+  await expect(page).toHaveURL(/\/member\/bring\?problem=denied/);
+  await expect(page.getByRole('alert')).toContainText('You chose not to share your records at your previous plan.');
+  await settle(page);
+  await page.getByRole('link', { name: 'My records' }).click();
+  await expect(page.getByRole('heading', { name: 'Bring your records from your previous plan' })).toBeVisible();
+  await expect(page.locator('.link-item')).toHaveCount(0);
+});
+
+test('a tampered state is refused, and the real answer cannot be replayed after it', async ({ page }) => {
+  await signIn(page, 'ana');
+  await expect(page).toHaveURL(/\/member$/);
+  // The old plan's answer is held back (a redirect hop cannot be intercepted, so the decision
+  // itself is sent by the test and its redirect read).
+  let callback: URL | undefined;
+  await page.route('**/oauth/authorize/decision', async (route) => {
+    const response = await route.fetch({ maxRedirects: 0 });
+    callback = new URL(response.headers()['location']);
+    await route.fulfill({ status: 200, contentType: 'text/plain', body: 'held back by the test' });
+  });
+  await chooseOldPlanAndConsent(page, 'exclude');
+  await approveAtOldPlan(page, 'ana.lopez', 'exclude');
+  await expect.poll(() => callback?.searchParams.get('code')).toBeTruthy();
+  await page.unroute('**/oauth/authorize/decision');
+
+  const real = callback as URL;
+  const tampered = new URL(real);
+  tampered.searchParams.set('state', `${real.searchParams.get('state')}x`);
+  await page.goto(tampered.toString());
+  await expect(page).toHaveURL(/problem=state/);
+  await expect(page.getByRole('alert')).toContainText('did not match the one you started here');
+  // The attempt used up the pending authorization: the genuine answer is refused now too.
+  await page.goto(real.toString());
+  await expect(page).toHaveURL(/problem=state/);
+  await page.goto('/member');
+  await expect(page.locator('.link-item')).toHaveCount(0);
+});
+
+test('withdrawing stops the pulls, can delete what arrived, and the home page says so', async ({ page }) => {
+  await signIn(page, 'ana');
+  await expect(page).toHaveURL(/\/member$/);
+  await chooseOldPlanAndConsent(page, 'exclude');
+  await approveAtOldPlan(page, 'ana.lopez', 'exclude');
+  await waitUntilDone(page);
+
+  await page.getByLabel('Also delete the records we already received').check();
+  await page.getByRole('button', { name: 'Withdraw my permission' }).click();
+  await expect(page.locator('#withdrawn')).toHaveText('You withdrew your permission. We will not ask for more records.');
+  await expect(page.getByRole('button', { name: 'Withdraw my permission' })).toHaveCount(0);
+  await settle(page);
+
+  await page.getByRole('link', { name: 'Back to my records' }).click();
+  const link = page.locator('.link-item[data-state="withdrawn"]').filter({ hasText: OLD_PLAN_NAME });
+  await expect(link).toContainText('You withdrew your permission.');
+  await expect(link.getByRole('link', { name: `Sign in to ${OLD_PLAN_NAME} again` })).toBeVisible();
+});
+
+test('the directory and consent work without JavaScript', async ({ browser }) => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto('/sign-in?next=/member/bring');
+  await page.getByLabel('Username').fill('james');
+  await page.getByLabel('Password').fill(DEMO_PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Choose your previous health plan');
+  await page.getByLabel('Search for your previous plan').fill('IL');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await expect(page.getByRole('link', { name: new RegExp(OLD_PLAN_NAME) })).toBeVisible();
+  await page.getByLabel('Search for your previous plan').fill('no such plan');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await expect(page.getByText('No plan matches your search.')).toBeVisible();
+
+  await page.goto('/member/bring/riverbend');
+  await page.getByLabel('No. Leave out sensitive information.').check();
+  await page.getByRole('button', { name: `Continue to ${OLD_PLAN_NAME}` }).click();
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText(`Sign in to ${OLD_PLAN_NAME}`);
+  await context.close();
+});
