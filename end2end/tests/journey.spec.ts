@@ -81,6 +81,9 @@ test('a member brings their records leaving sensitive care out, then again with 
   const excluded = page.locator('#excluded-sensitive');
   await expect(excluded).toContainText(/Sensitive information left out at your request: \d+ items?/);
   const conditionsWithout = await count(page, 'conditions');
+  // The member's choice is shown back, with how long the permission lasts.
+  await expect(page.locator('#your-choice')).toContainText('You chose to leave out sensitive information.');
+  await expect(page.locator('#your-choice')).toContainText('Your permission lasts until');
 
   // The member comes back later: the home page shows the old plan and its state.
   await page.getByRole('link', { name: 'Back to my records' }).click();

@@ -12,7 +12,7 @@ use baton_accounts::{NewMember, NewPassword, Username};
 use baton_testbed::{CLIENT_ID, CLIENT_SECRET, PreviousPlanSetup, previous_plan};
 use baton_transfer::TokenCipher;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use server::config::{Config, PayerConfig};
+use server::config::Config;
 use server::startup::Application;
 use time::macros::date;
 use url::Url;
@@ -167,24 +167,12 @@ async fn world() -> World {
         ..Config::default()
     };
     config.transfer.history_years = 10;
-    config.payers.push(PayerConfig {
-        id: "riverbend".into(),
-        name: "Riverbend Health Plan".into(),
-        aliases: vec![],
-        states: vec!["IL".into()],
-        logo_url: None,
-        fhir_base: Url::parse(&previous.authorization.fhir_base).unwrap(),
-        client_id: CLIENT_ID.into(),
-        client_secret: Some(CLIENT_SECRET.into()),
-        private_key: None,
-        private_key_file: None,
-        private_key_alg: "RS384".into(),
-        private_key_kid: None,
-        authorize_url: None,
-        token_url: None,
-        scopes: None,
-        enabled: true,
-    });
+    // The demo's directory entry for its old plan, pointed at this holder and its client.
+    let holder_config = Config { public_url: Some(Url::parse(&old_plan).unwrap()), ..Config::default() };
+    let mut payer = server::demo::old_plan_payer(&holder_config, CLIENT_SECRET.into());
+    payer.fhir_base = Url::parse(&previous.authorization.fhir_base).unwrap();
+    payer.client_id = CLIENT_ID.into();
+    config.payers.push(payer);
     let secrets = server::secrets::Secrets::load(&config).unwrap();
     let app = Application::build(config).await.expect("build the app");
     let new_plan = format!("http://127.0.0.1:{}", app.port());

@@ -50,6 +50,8 @@ pub struct TransferView {
     pub rejected: u64,
     pub consent_id: Option<String>,
     pub consent_withdrawn: bool,
+    /// The last day the permission lasts.
+    pub consent_until: Option<Day>,
     pub include_sensitive: bool,
 }
 
@@ -123,6 +125,7 @@ fn view_of(
         not_permitted: progress.not_permitted.clone(),
         rejected: progress.rejected,
         consent_withdrawn: consent.as_ref().is_some_and(|c| c.withdrawn_at.is_some()),
+        consent_until: consent.as_ref().and_then(|c| day(c.period_end)),
         consent_id: consent.map(|c| c.id),
         include_sensitive: link.include_sensitive,
     }
@@ -152,7 +155,7 @@ pub async fn retry_transfer(transfer: String) -> Result<(), AppError> {
     let services = crate::ssr::services()?;
     let store = &services.store;
     let owned = store.transfer(&transfer).await.map_err(crate::ssr::unavailable)?;
-    if !owned.is_some_and(|t| t.member_account.0 == account.id.0) {
+    if owned.is_none_or(|t| t.member_account.0 != account.id.0) {
         return Err(crate::ssr::fail(AppError::NotFound));
     }
     store
@@ -297,6 +300,17 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
             (Some(consent), false) => view! {
                 <section class="card" aria-labelledby="withdraw-title">
                     <h2 id="withdraw-title">{t!(i18n, transfer.withdraw_title)}</h2>
+                    <p id="your-choice">
+                        {if view.include_sensitive {
+                            t!(i18n, transfer.chose_include).into_any()
+                        } else {
+                            t!(i18n, transfer.chose_exclude).into_any()
+                        }}
+                        " "
+                        {view.consent_until.and_then(|d| icu_date(d.0, d.1, d.2)).map(|date| {
+                            t!(i18n, transfer.lasts_until, date = move || date)
+                        })}
+                    </p>
                     <p>{t!(i18n, transfer.withdraw_body, old = old.clone())}</p>
                     <form method="post" action=WithdrawConsent::url() class="form">
                         <input type="hidden" name="consent" value=consent/>
