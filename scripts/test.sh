@@ -11,4 +11,7 @@ if ! command -v npm >/dev/null 2>&1; then
   exit 1
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/baton/target}"
+# Each fresh clone (as CI makes) would add its own incremental-compilation state to the shared
+# cache and never reuse it: the cache would only grow. Dependencies are cached either way.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 exec cargo run -q -p xtask -- test "$@"
