@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::http::{callback, client_ip, health, locale, panic, security, trace};
 use crate::payers;
 use crate::secrets::Secrets;
-use baton_journey::{Discovery, Journey};
+use baton_journey::{Discovery, Journey, Payers};
 
 /// Router state: what plain axum handlers need; Leptos gets [`Services`] as context.
 #[derive(Clone, FromRef)]
@@ -52,21 +52,24 @@ pub struct Application {
 
 /// The transfer engine for `config`.
 pub fn engine(config: &Config, store: &Store, secrets: &Secrets) -> anyhow::Result<Engine> {
-    let payers = Arc::new(payers::from_config(config)?);
-    Ok(Engine::new(store.clone(), TokenCipher::new(&secrets.token_key), config.engine_config(), payers))
+    Ok(engine_with(config, store, secrets, Arc::new(payers::from_config(config)?)))
+}
+
+fn engine_with(config: &Config, store: &Store, secrets: &Secrets, payers: Arc<Payers>) -> Engine {
+    Engine::new(store.clone(), TokenCipher::new(&secrets.token_key), config.engine_config(), payers)
 }
 
 /// How long a previous plan's SMART configuration is reused before it is read again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 
 /// The member journey, sharing the engine's payer directory, HTTP client and token key.
-fn journey(config: &Config, engine: &Engine, public_url: &Url) -> anyhow::Result<Journey> {
+fn journey(config: &Config, engine: &Engine, payers: Arc<Payers>, public_url: &Url) -> anyhow::Result<Journey> {
     Ok(Journey::new(baton_journey::Inner {
         store: engine.store.clone(),
         cipher: engine.cipher.clone(),
         http: engine.http.clone(),
         discovery: Discovery::new(engine.http.clone(), DISCOVERY_TTL),
-        payers: Arc::new(payers::from_config(config)?),
+        payers,
         redirect_uri: public_url.join("oauth/callback")?,
         local_base: engine.config.local_base.clone(),
         plan_name: config.plan.name.clone(),
@@ -99,12 +102,14 @@ impl Application {
         };
 
         let accounts = Accounts::new(store.clone(), config.throttle_policy());
-        let engine = engine(&config, &store, &secrets)?;
+        // The payer directory is read once (private keys from their files) and shared.
+        let payers = Arc::new(payers::from_config(&config)?);
+        let engine = engine_with(&config, &store, &secrets, payers.clone());
         let services = Services {
             accounts: accounts.clone(),
             store: store.clone(),
             plan_name: config.plan.name.clone(),
-            journey: journey(&config, &engine, &public_url)?,
+            journey: journey(&config, &engine, payers, &public_url)?,
         };
         let holder = Holder::new(
             store.clone(),
