@@ -6,6 +6,9 @@
 //! points at a sensitive record (so that it cannot reveal what it is about). Both sides of
 //! Baton use it: the data-holder API serves these records, the transfer engine writes them.
 
+pub mod narrative;
+pub mod summary;
+
 use std::collections::HashSet;
 
 use baton_fhir::sensitivity::{self, Reason};

@@ -9,9 +9,13 @@
 //! Unix epoch ([`Timestamp`]), JSON bodies are text.
 
 mod accounts;
+mod api_tokens;
+mod audit;
 mod error;
+mod invitations;
 mod oauth;
 pub(crate) mod resources;
+mod roster;
 mod sign_in_failures;
 mod sql;
 #[cfg(feature = "testing")]
@@ -27,13 +31,17 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use accounts::{Account, AccountId, NewAccount};
+pub use api_tokens::ApiToken;
+pub use audit::{AuditEvent, AuditQuery, NewAuditEvent};
 pub use error::StoreError;
+pub use invitations::Invitation;
 pub use oauth::{CodeRedemption, NewCode, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, TokenKind};
 pub use resources::{IndexedIdentifier, IndexedReference, ResourcePage, ResourceQuery, ResourceWrite, StoredResource};
+pub use roster::{MemberDetails, MemberQuery, RosterImport};
 pub use timestamp::Timestamp;
 pub use transfers::{
     CommitError, MemberConsent, PayerLink, Transfer, TransferEvent, TransferFilter, TransferPage, TransferRejection,
-    TransferRequest, TransferredResource, state as transfer_state,
+    TransferRequest, TransferRow, TransferSort, TransferTimes, TransferredResource, state as transfer_state,
 };
 
 /// The two database backends Baton runs on.

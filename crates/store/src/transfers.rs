@@ -186,8 +186,52 @@ pub struct TransferFilter {
     pub payer_id: Option<String>,
     pub created_from: Option<Timestamp>,
     pub created_before: Option<Timestamp>,
+    pub sort: TransferSort,
     pub limit: u32,
     pub offset: u32,
+}
+
+/// Orders of a transfer list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferSort {
+    #[default]
+    NewestFirst,
+    OldestFirst,
+    /// Most recently finished first; unfinished last.
+    RecentlyFinished,
+    /// Most resources received first.
+    MostReceived,
+}
+
+impl TransferSort {
+    fn order_by(self) -> &'static str {
+        match self {
+            TransferSort::NewestFirst => "t.created_at DESC, t.id",
+            TransferSort::OldestFirst => "t.created_at ASC, t.id",
+            TransferSort::RecentlyFinished => {
+                "CASE WHEN t.finished_at IS NULL THEN 1 ELSE 0 END, t.finished_at DESC, t.id"
+            }
+            TransferSort::MostReceived => "t.resources_stored DESC, t.created_at DESC, t.id",
+        }
+    }
+}
+
+/// A transfer with who it is for and which plan it is from, for lists.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TransferRow {
+    #[sqlx(flatten)]
+    pub transfer: Transfer,
+    pub member_name: String,
+    pub payer_id: String,
+}
+
+/// When a transfer started and finished and how, for the dashboard's chart.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TransferTimes {
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+    pub state: String,
 }
 
 impl Store {
@@ -587,7 +631,16 @@ impl Store {
     }
 
     pub async fn list_transfers(&self, filter: &TransferFilter) -> Result<Vec<Transfer>, StoreError> {
-        let mut sql = SqlBuilder::new(&format!("SELECT {TRANSFER_COLUMNS} FROM transfer t WHERE 1 = 1"));
+        Ok(self.list_transfer_rows(filter).await?.into_iter().map(|row| row.transfer).collect())
+    }
+
+    /// Transfers matching `filter`, with the member's name and the previous plan.
+    pub async fn list_transfer_rows(&self, filter: &TransferFilter) -> Result<Vec<TransferRow>, StoreError> {
+        let columns = TRANSFER_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+        let mut sql = SqlBuilder::new(&format!(
+            "SELECT {columns}, a.display_name AS member_name, l.payer_id AS payer_id FROM transfer t \
+             JOIN account a ON a.id = t.member_account JOIN payer_link l ON l.id = t.link_id WHERE 1 = 1"
+        ));
         if !filter.states.is_empty() {
             sql.push(" AND t.state IN ").text_list(filter.states.iter().map(String::as_str));
         }
@@ -598,9 +651,7 @@ impl Store {
             sql.push(" AND t.link_id = ").arg(Arg::Text(link.clone()));
         }
         if let Some(payer) = &filter.payer_id {
-            sql.push(" AND t.link_id IN (SELECT id FROM payer_link WHERE payer_id = ")
-                .arg(Arg::Text(payer.clone()))
-                .push(")");
+            sql.push(" AND l.payer_id = ").arg(Arg::Text(payer.clone()));
         }
         if let Some(from) = filter.created_from {
             sql.push(" AND t.created_at >= ").arg(Arg::I64(from.millis()));
@@ -608,11 +659,33 @@ impl Store {
         if let Some(before) = filter.created_before {
             sql.push(" AND t.created_at < ").arg(Arg::I64(before.millis()));
         }
-        sql.push(" ORDER BY t.created_at DESC, t.id LIMIT ")
+        sql.push(" ORDER BY ")
+            .push(filter.sort.order_by())
+            .push(" LIMIT ")
             .arg(Arg::I64(i64::from(filter.limit.clamp(1, 1000))))
             .push(" OFFSET ")
             .arg(Arg::I64(i64::from(filter.offset)));
         Ok(on_pool!(self, pool => bind_args!(sqlx::query_as, sql).fetch_all(pool).await?))
+    }
+
+    /// How many transfers are in each state.
+    pub async fn transfer_state_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT state, COUNT(*) FROM transfer GROUP BY state ORDER BY state").fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(|(state, n)| (state, u64::try_from(n).unwrap_or(0))).collect())
+    }
+
+    /// Transfers created or finished at or after `since`, for per-day charts.
+    pub async fn transfer_times_since(&self, since: Timestamp) -> Result<Vec<TransferTimes>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT created_at, finished_at, state FROM transfer WHERE created_at >= $1 OR finished_at >= $1",
+            )
+            .bind(since.millis())
+            .fetch_all(pool)
+            .await?
+        }))
     }
 
     pub async fn add_transfer_event(

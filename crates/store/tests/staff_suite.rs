@@ -1,0 +1,116 @@
+//! The staff console's tables on both backends: audit log, member search, API tokens.
+
+use baton_store::testing::{on_postgres, on_sqlite};
+use baton_store::{AccountId, ApiToken, AuditQuery, MemberQuery, NewAccount, NewAuditEvent, Store, Timestamp};
+
+macro_rules! staff_suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $case() { super::on_sqlite(super::$case).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $case() { super::on_postgres(super::$case).await } )*
+        }
+    };
+}
+
+staff_suite!(audit_is_searched_newest_first, members_are_found_by_name_id_and_birth_date, api_tokens_are_revocable);
+
+async fn account(store: &Store, username: &str, name: &str, member_id: Option<&str>, birth: &str) -> AccountId {
+    store
+        .insert_account(&NewAccount {
+            username: username.into(),
+            display_name: name.into(),
+            roles: if member_id.is_some() { "member".into() } else { "staff".into() },
+            member_id: member_id.map(str::to_owned),
+            birth_date: Some(birth.into()),
+            coverage_start: Some("2026-01-01".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+async fn audit_is_searched_newest_first(store: Store) {
+    let sam = account(&store, "sam", "Sam Rivera", None, "1970-01-01").await;
+    let rosa = account(&store, "np-1", "Rosa Diaz", Some("NP-1"), "1980-04-23").await;
+    let event = |at: i64, action: &str, member: Option<AccountId>| NewAuditEvent {
+        at: Timestamp::from_millis(at),
+        actor_account: Some(sam),
+        actor: "sam (Sam Rivera)".into(),
+        action: action.into(),
+        member_account: member,
+        subject: "subject".into(),
+        detail: String::new(),
+    };
+    for e in [
+        event(1_000, "member.view", Some(rosa)),
+        event(2_000, "transfer.retry", Some(rosa)),
+        event(3_000, "transfer.cancel", None),
+        event(4_000, "audit.search", None),
+    ] {
+        store.record_audit(&e).await.unwrap();
+    }
+    let all = store.search_audit(&AuditQuery::default()).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.at).collect::<Vec<_>>(), vec![4_000, 3_000, 2_000, 1_000]);
+    let of_rosa = store.search_audit(&AuditQuery { member_account: Some(rosa), ..Default::default() }).await.unwrap();
+    assert_eq!(of_rosa.len(), 2);
+    let transfers =
+        store.search_audit(&AuditQuery { action: Some("transfer.".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(transfers.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["transfer.cancel", "transfer.retry"]);
+    let window = AuditQuery {
+        from: Some(Timestamp::from_millis(2_000)),
+        before: Some(Timestamp::from_millis(4_000)),
+        actor: Some("RIVERA".into()),
+        limit: 1,
+        offset: 1,
+        ..Default::default()
+    };
+    assert_eq!(store.search_audit(&window).await.unwrap().iter().map(|e| e.at).collect::<Vec<_>>(), vec![2_000]);
+    let nobody = AuditQuery { actor: Some("100%_".into()), ..Default::default() };
+    assert!(store.search_audit(&nobody).await.unwrap().is_empty(), "LIKE wildcards are taken literally");
+}
+
+async fn members_are_found_by_name_id_and_birth_date(store: Store) {
+    account(&store, "sam", "Sam Rivera", None, "1970-01-01").await;
+    let rosa = account(&store, "np-1", "Rosa Diaz", Some("NP-1"), "1980-04-23").await;
+    let rosalind = account(&store, "np-2", "Rosalind Park", Some("NP-2"), "1990-01-01").await;
+    let find = |text: Option<&str>, birth: Option<&str>| MemberQuery {
+        text: text.map(str::to_owned),
+        birth_date: birth.map(str::to_owned),
+        limit: 50,
+        offset: 0,
+    };
+    let ids = |found: Vec<baton_store::Account>| found.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.search_members(&find(Some("rosa"), None)).await.unwrap()), vec![rosa, rosalind]);
+    assert_eq!(ids(store.search_members(&find(Some("np-2"), None)).await.unwrap()), vec![rosalind]);
+    assert_eq!(ids(store.search_members(&find(Some("ROSA"), Some("1980-04-23"))).await.unwrap()), vec![rosa]);
+    assert_eq!(ids(store.search_members(&find(None, None)).await.unwrap()).len(), 2, "staff are not members");
+    assert!(store.search_members(&find(Some("sam"), None)).await.unwrap().is_empty());
+    let late = store.members_without_consent("2026-01-01", 10).await.unwrap();
+    assert_eq!(late.len(), 2);
+    assert!(store.members_without_consent("2025-12-31", 10).await.unwrap().is_empty());
+}
+
+async fn api_tokens_are_revocable(store: Store) {
+    let sam = account(&store, "sam", "Sam Rivera", None, "1970-01-01").await;
+    let token = ApiToken {
+        id: "t1".into(),
+        name: "claims warehouse".into(),
+        token_hash: "hash-1".into(),
+        include_sensitive: false,
+        created_by: sam.0,
+        created_at: 1,
+        last_used_at: None,
+        revoked_at: None,
+        revoked_by: None,
+    };
+    store.insert_api_token(&token).await.unwrap();
+    let used = store.use_api_token("hash-1", Timestamp::from_millis(50)).await.unwrap().expect("live");
+    assert_eq!(used.name, "claims warehouse");
+    assert_eq!(store.api_tokens().await.unwrap()[0].last_used_at, Some(50));
+    assert!(store.use_api_token("other", Timestamp::from_millis(60)).await.unwrap().is_none());
+    assert!(store.revoke_api_token("t1", sam, Timestamp::from_millis(70)).await.unwrap());
+    assert!(!store.revoke_api_token("t1", sam, Timestamp::from_millis(80)).await.unwrap(), "once");
+    assert!(store.use_api_token("hash-1", Timestamp::from_millis(90)).await.unwrap().is_none(), "revoked");
+}
