@@ -22,7 +22,11 @@ use leptos_router::{SsrMode, path};
 
 use crate::components::layout::Layout;
 use crate::i18n::{I18nContextProvider, t_string, use_i18n};
-use crate::pages::{BringRecords, ConsentPage, Landing, MemberHome, NotFound, SignInPage, StaffHome, TransferPage};
+use crate::pages::{
+    ApiTokensPage, AuditPage, BringRecords, ConsentPage, Landing, MemberHome, MemberPage, MemberRecordsPage,
+    MembersPage, NotFound, RecordPage, RosterImportPage, RosterPage, SignInPage, StaffHome, StaffTransferPage,
+    TransferPage, TransfersPage, WelcomePage,
+};
 use crate::session::{SessionInfo, SignOut, get_session};
 
 /// Name of the compiled site assets (`/pkg/baton.js`, `baton_bg.wasm`, `baton.css`).
@@ -85,7 +89,18 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("member/bring") view=BringRecords ssr=SsrMode::Async/>
                         <Route path=path!("member/bring/:payer") view=ConsentPage ssr=SsrMode::Async/>
                         <Route path=path!("member/transfers/:id") view=TransferPage ssr=SsrMode::Async/>
+                        <Route path=path!("welcome") view=WelcomePage ssr=SsrMode::Async/>
                         <Route path=path!("staff") view=StaffHome ssr=SsrMode::Async/>
+                        <Route path=path!("staff/members") view=MembersPage ssr=SsrMode::Async/>
+                        <Route path=path!("staff/members/:id") view=MemberPage ssr=SsrMode::Async/>
+                        <Route path=path!("staff/members/:id/records") view=MemberRecordsPage ssr=SsrMode::Async/>
+                        <Route path=path!("staff/records/:type/:id") view=RecordPage ssr=SsrMode::Async/>
+                        <Route path=path!("staff/roster") view=RosterPage ssr=SsrMode::Async/>
+                        <Route path=path!("staff/roster/:id") view=RosterImportPage ssr=SsrMode::Async/>
+                        <Route path=path!("staff/transfers") view=TransfersPage ssr=SsrMode::Async/>
+                        <Route path=path!("staff/transfers/:id") view=StaffTransferPage ssr=SsrMode::Async/>
+                        <Route path=path!("staff/audit") view=AuditPage ssr=SsrMode::Async/>
+                        <Route path=path!("staff/api-tokens") view=ApiTokensPage ssr=SsrMode::Async/>
                     </Routes>
                 </Layout>
             </Router>

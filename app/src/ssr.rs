@@ -21,6 +21,12 @@ pub struct Services {
     pub plan_name: String,
     /// Bringing records from previous plans: directory, consent, authorization.
     pub journey: baton_journey::Journey,
+    /// The roster and invitations.
+    pub enrollment: baton_enrollment::Enrollment,
+    /// Records staff views and actions.
+    pub auditor: baton_staff::Auditor,
+    /// This plan's FHIR base URL.
+    pub local_base: String,
 }
 
 /// Session key of the authorization on its way to a previous plan (state, PKCE verifier,
@@ -85,6 +91,33 @@ pub async fn require(allowed: impl Fn(&Roles) -> bool) -> Result<Account, AppErr
 /// The signed-in member.
 pub async fn require_member() -> Result<Account, AppError> {
     require(|roles| roles.has(baton_accounts::Role::Member)).await
+}
+
+/// The signed-in staff member (staff or admin role).
+pub async fn require_staff() -> Result<Account, AppError> {
+    require(Roles::is_staff).await
+}
+
+/// The signed-in admin.
+pub async fn require_admin() -> Result<Account, AppError> {
+    require(|roles| roles.has(baton_accounts::Role::Admin)).await
+}
+
+/// The audit trail's name for `account`.
+pub fn actor(account: &Account) -> baton_staff::Actor {
+    baton_staff::Actor::account(account.id, account.username.as_str(), &account.display_name)
+}
+
+/// Records what `account` saw or did. A view whose record cannot be written is not shown.
+pub async fn audit(
+    account: &Account,
+    action: &str,
+    member: Option<baton_accounts::AccountId>,
+    subject: &str,
+    detail: &str,
+) -> Result<(), AppError> {
+    let services = services()?;
+    services.auditor.record(&actor(account), action, member, subject, detail).await.map_err(unavailable)
 }
 
 /// Logs a store failure and answers with the plain "unavailable".

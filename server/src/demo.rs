@@ -124,6 +124,56 @@ pub fn old_plan_payer(old_plan: &Config, secret: String) -> crate::config::Payer
     }
 }
 
+/// A previous plan that never answers (nothing listens at its address): the demo's transfers
+/// from it fail for real, so staff have a failed transfer to look at and retry.
+pub const OFFLINE_PLAN_ID: &str = "lakeshore";
+
+pub fn offline_plan_payer() -> crate::config::PayerConfig {
+    crate::config::PayerConfig {
+        id: OFFLINE_PLAN_ID.into(),
+        name: "Lakeshore Health (offline in this demo)".into(),
+        aliases: vec!["Lakeshore".into()],
+        states: vec!["MI".into()],
+        logo_url: None,
+        // Port 9 (discard) on loopback: connections are refused at once.
+        fhir_base: url::Url::parse("http://127.0.0.1:9/fhir").expect("a valid URL"),
+        client_id: DEMO_CLIENT_ID.into(),
+        client_secret: Some("lakeshore-demo-secret".into()),
+        private_key: None,
+        private_key_file: None,
+        private_key_alg: "RS384".into(),
+        private_key_kid: None,
+        authorize_url: None,
+        token_url: None,
+        scopes: None,
+        enabled: true,
+    }
+}
+
+/// James authorized Lakeshore before it went offline (seeded once): the worker tries to pull
+/// his records, cannot reach it, and fails the transfer with the reason.
+pub async fn seed_offline_history(services: &Services) -> anyhow::Result<()> {
+    let Some(james) = services.accounts.by_username(&Username::parse("james")?).await? else { return Ok(()) };
+    let id = AccountId(james.id.0);
+    if services.store.links_of(id).await?.iter().any(|l| l.payer_id == OFFLINE_PLAN_ID) {
+        return Ok(());
+    }
+    let granted = baton_journey::Granted {
+        access_token: "demo-token-from-before-the-outage".into(),
+        expires_in_ms: Some(365 * 24 * 3600 * 1000),
+        refresh_token: None,
+        id_token: None,
+        scope: "launch/patient openid fhirUser patient/*.rs".into(),
+        patient: Some("lakeshore-patient-1".into()),
+    };
+    services
+        .journey
+        .connect_granted(id, OFFLINE_PLAN_ID, false, granted, baton_store::Timestamp::now())
+        .await
+        .context("recording James's authorization at the offline plan")?;
+    Ok(())
+}
+
 /// The shared secret of the new plan's registration at the demo old plan: generated once under
 /// the new plan's data directory (mode 0600), like the other demo secrets.
 pub fn client_secret(data_dir: &Path) -> anyhow::Result<String> {

@@ -26,7 +26,7 @@ use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 use url::Url;
 
 use crate::config::Config;
-use crate::http::{callback, client_ip, health, locale, panic, security, trace};
+use crate::http::{callback, client_ip, health, locale, panic, security, staff, trace};
 use crate::payers;
 use crate::secrets::Secrets;
 use baton_journey::{Discovery, Journey, Payers};
@@ -105,11 +105,21 @@ impl Application {
         // The payer directory is read once (private keys from their files) and shared.
         let payers = Arc::new(payers::from_config(&config)?);
         let engine = engine_with(&config, &store, &secrets, payers.clone());
+        let enrollment = baton_enrollment::Enrollment {
+            store: store.clone(),
+            accounts: accounts.clone(),
+            invitations: baton_enrollment::Invitations::new(store.clone(), engine.cipher.clone(), public_url.as_str()),
+            local_base: engine.config.local_base.clone(),
+            plan_name: config.plan.name.clone(),
+        };
         let services = Services {
             accounts: accounts.clone(),
             store: store.clone(),
             plan_name: config.plan.name.clone(),
             journey: journey(&config, &engine, payers, &public_url)?,
+            enrollment,
+            auditor: baton_staff::Auditor::new(store.clone()),
+            local_base: engine.config.local_base.clone(),
         };
         let holder = Holder::new(
             store.clone(),
@@ -139,6 +149,12 @@ impl Application {
             .route("/readyz", get(health::readyz))
             .route("/locale/{locale}", get(locale::set_locale))
             .route("/oauth/callback", get(callback::oauth_callback))
+            .route(
+                "/staff/roster",
+                axum::routing::post(staff::upload_roster)
+                    .layer(axum::extract::DefaultBodyLimit::max(staff::ROSTER_MAX_BYTES)),
+            )
+            .route("/staff/audit.csv", get(staff::export_audit))
             .leptos_routes_with_context(&state, routes, context.clone(), {
                 let options = leptos_options.clone();
                 move || shell(options.clone())

@@ -5,11 +5,21 @@ mod not_found;
 mod sign_in;
 mod staff;
 mod transfer;
+mod welcome;
 
 pub use bring::{BringRecords, ConsentPage};
 pub use landing::Landing;
 pub use member::{MemberHome, MemberHomeData, load_member_home};
 pub use not_found::NotFound;
 pub use sign_in::SignInPage;
-pub use staff::{StaffHome, StaffHomeData, load_staff_home};
+pub use staff::{
+    ApiTokensPage, AuditPage, MemberPage, MemberRecordsPage, MembersPage, RecordPage, RosterImportPage, RosterPage,
+    StaffHome, StaffHomeData, StaffTransferPage, TransfersPage, load_staff_home,
+};
+pub use welcome::WelcomePage;
+
+/// The audit filters, shared with the server's CSV export.
+pub mod staff_audit {
+    pub use super::staff::AuditFilters;
+}
 pub use transfer::TransferPage;

@@ -116,6 +116,17 @@ impl Holder {
             .route("/fhir/Patient/{id}/$everything", get(fhir::everything::everything))
             .route("/fhir/{resource_type}", get(fhir::search::search))
             .route("/fhir/{resource_type}/{id}", get(fhir::read::read))
+            .merge(self.plan_api_router())
             .with_state(self.clone())
+    }
+
+    /// The plan's own FHIR API: the same handlers, every patient, API tokens.
+    fn plan_api_router(&self) -> Router<Holder> {
+        Router::new()
+            .route("/api/fhir/metadata", get(fhir::capability::plan_api_metadata))
+            .route("/api/fhir/Patient/{id}/$everything", get(fhir::everything::everything))
+            .route("/api/fhir/{resource_type}", get(fhir::search::search))
+            .route("/api/fhir/{resource_type}/{id}", get(fhir::read::read))
+            .layer(axum::Extension(fhir::access::PlanApi))
     }
 }

@@ -125,6 +125,31 @@ impl Journey {
         self.connect(member, payer, pending, granted, now).await
     }
 
+    /// Records an authorization a member gave a previous plan some other way (an import, or the
+    /// demo's history): the same consent, link and queued transfer as after the callback.
+    pub async fn connect_granted(
+        &self,
+        member: AccountId,
+        payer_id: &str,
+        include_sensitive: bool,
+        granted: Granted,
+        now: Timestamp,
+    ) -> Result<Connected, JourneyError> {
+        let payer = self.payers.get(payer_id).ok_or_else(|| JourneyError::UnknownPayer(payer_id.to_owned()))?;
+        let pending = PendingAuthorization {
+            state: String::new(),
+            verifier: String::new(),
+            payer_id: payer.id.clone(),
+            fhir_base: payer.fhir_base.to_string().trim_end_matches('/').to_owned(),
+            token_url: String::new(),
+            redirect_uri: self.redirect_uri.to_string(),
+            requested_scope: granted.scope.clone(),
+            include_sensitive,
+            consent_given_at: now.millis(),
+        };
+        self.connect(member, payer, &pending, granted, now).await
+    }
+
     async fn connect(
         &self,
         member: AccountId,

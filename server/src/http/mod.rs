@@ -7,4 +7,5 @@ pub mod health;
 pub mod locale;
 pub mod panic;
 pub mod security;
+pub mod staff;
 pub mod trace;

@@ -14,11 +14,22 @@ use crate::oauth::token_hash;
 /// A valid access token's permissions.
 #[derive(Debug, Clone)]
 pub struct Access {
-    pub patient_id: String,
+    /// The one patient a member-authorized (SMART) token is for; `None` for the plan's own
+    /// systems (`/api/fhir` with a staff-issued API token), which may read every record.
+    pub patient_id: Option<String>,
     pub scopes: Scopes,
     pub include_sensitive: bool,
     pub client_id: String,
+    /// The FHIR base this API answers at (links and `fullUrl`s use it).
+    pub base: String,
 }
+
+/// Marks the plan's own FHIR API (`/api/fhir`): requests carry an API token, not a SMART one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanApi;
+
+/// Where the plan's own FHIR API answers, under this Baton's public URL.
+pub const PLAN_API_PATH: &str = "/api/fhir";
 
 impl FromRequestParts<Holder> for Access {
     type Rejection = FhirError;
@@ -32,6 +43,9 @@ impl FromRequestParts<Holder> for Access {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| FhirError::unauthorized("a bearer access token is required"))?;
+        if parts.extensions.get::<PlanApi>().is_some() {
+            return plan_api_access(parts, holder, token).await;
+        }
         let invalid = || FhirError::unauthorized("the access token is not valid, has expired or was revoked");
         let (token, grant) = holder.store.oauth_token(&token_hash(token)).await?.ok_or_else(invalid)?;
         let live = token.kind() == Some(TokenKind::Access)
@@ -42,12 +56,42 @@ impl FromRequestParts<Holder> for Access {
             return Err(invalid());
         }
         Ok(Access {
-            patient_id: grant.patient_id,
+            patient_id: Some(grant.patient_id),
             scopes: Scopes::parse(&token.scope),
             include_sensitive: grant.include_sensitive,
             client_id: grant.client_id,
+            base: holder.urls.fhir_base.clone(),
         })
     }
+}
+
+/// An API token issued by staff: read-only, every patient; each use is audited.
+async fn plan_api_access(parts: &Parts, holder: &Holder, token: &str) -> Result<Access, FhirError> {
+    let now = Timestamp::now();
+    let Some(api_token) = holder.store.use_api_token(&token_hash(token), now).await? else {
+        return Err(FhirError::unauthorized("the API token is not valid or was revoked"));
+    };
+    holder
+        .store
+        .record_audit(&baton_store::NewAuditEvent {
+            at: now,
+            actor_account: None,
+            actor: format!("api token \"{}\"", api_token.name),
+            action: "api.read".into(),
+            member_account: None,
+            subject: format!("{} {}", parts.method, parts.uri.path()),
+            detail: String::new(),
+        })
+        .await?;
+    Ok(Access {
+        patient_id: None,
+        // Read and search every type; "patient" context is what the handlers check, and
+        // `patient_id: None` lifts the one-patient limit.
+        scopes: Scopes::parse("patient/*.rs"),
+        include_sensitive: api_token.include_sensitive,
+        client_id: format!("api-token:{}", api_token.id),
+        base: format!("{}{PLAN_API_PATH}", holder.urls.public.trim_end_matches('/')),
+    })
 }
 
 impl Access {
@@ -78,11 +122,14 @@ impl Access {
             exclude_sensitive: !self.include_sensitive,
             ..Default::default()
         };
-        if is_compartment_type(resource_type) {
-            query.patient_id = Some(self.patient_id.clone());
-        } else {
-            query.no_compartment = true;
-            query.referenced_by_patient = Some(self.patient_id.clone());
+        match (&self.patient_id, is_compartment_type(resource_type)) {
+            (Some(patient), true) => query.patient_id = Some(patient.clone()),
+            (Some(patient), false) => {
+                query.no_compartment = true;
+                query.referenced_by_patient = Some(patient.clone());
+            }
+            (None, true) => {}
+            (None, false) => query.no_compartment = true,
         }
         query
     }

@@ -78,6 +78,29 @@ pub fn capability_statement(holder: &Holder) -> Value {
     })
 }
 
+/// The plan's own FHIR API (`/api/fhir`): the same reads and searches over every patient,
+/// read-only, for bearer API tokens that staff issue and revoke.
+pub fn plan_api_capability_statement(holder: &Holder) -> Value {
+    let mut statement = capability_statement(holder);
+    let base = format!("{}{}", holder.urls.public.trim_end_matches('/'), super::access::PLAN_API_PATH);
+    statement["implementation"] =
+        json!({"description": format!("{} FHIR API for the plan's own systems", holder.plan_name), "url": base});
+    statement["rest"][0]["documentation"] = json!(
+        "Read-only access to every record this plan holds, for the plan's own systems. Authenticate with \
+         `Authorization: Bearer <API token>`; tokens are issued and revoked by staff in Baton's console. \
+         Every request is recorded in the audit log. Sensitive records are left out unless the token allows them."
+    );
+    statement["rest"][0]["security"] = json!({
+        "cors": false,
+        "description": "Bearer API tokens issued by staff (stored hashed, revocable)."
+    });
+    statement
+}
+
+pub async fn plan_api_metadata(State(holder): State<Holder>) -> Response {
+    fhir_json(plan_api_capability_statement(&holder).to_string())
+}
+
 pub async fn metadata(State(holder): State<Holder>) -> Response {
     let mut response = fhir_json(capability_statement(&holder).to_string());
     response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));

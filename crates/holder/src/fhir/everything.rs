@@ -26,9 +26,19 @@ pub async fn everything(
     access: Access,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, FhirError> {
-    if id != access.patient_id {
-        return Err(FhirError::forbidden("this token is for another patient"));
+    match &access.patient_id {
+        Some(own) if *own != id => return Err(FhirError::forbidden("this token is for another patient")),
+        Some(_) => {}
+        // The plan's own API: any patient it holds.
+        None => {
+            let exists = baton_fhir::is_valid_id(&id)
+                && holder.store.read_resource("Patient", &id).await?.is_some_and(|p| p.deleted_at.is_none());
+            if !exists {
+                return Err(FhirError::not_found(format!("Patient/{id} is not known")));
+            }
+        }
     }
+    let patient_id = id.clone();
     let pairs = query_pairs(raw.as_deref())?;
     let mut care = Bounds::default();
     let mut since = None;
@@ -87,7 +97,7 @@ pub async fn everything(
     let exclude_sensitive = !access.include_sensitive;
     let compartment = ResourceQuery {
         resource_types: compartment_types.clone(),
-        patient_id: Some(access.patient_id.clone()),
+        patient_id: Some(patient_id.clone()),
         date_from: care.from(),
         date_to: care.to(),
         include_undated: true,
@@ -99,7 +109,7 @@ pub async fn everything(
     let directory = ResourceQuery {
         resource_types: directory_types.clone(),
         no_compartment: true,
-        referenced_by_patient: Some(access.patient_id.clone()),
+        referenced_by_patient: Some(patient_id.clone()),
         last_updated_from: since,
         exclude_sensitive,
         snapshot_seq: Some(snapshot),
@@ -163,7 +173,7 @@ pub async fn everything(
         }
     }
 
-    let base = &holder.urls.fhir_base;
+    let base = &access.base;
     let path = format!("Patient/{id}/$everything");
     let mut bundle = Searchset::new(Timestamp::now().to_fhir_instant(), Some(total));
     let with_cursor = |phase: &str, c: Cursor| -> String {

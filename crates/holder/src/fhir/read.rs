@@ -35,8 +35,10 @@ pub async fn read(
     }
     // Deleted: say so (410) only to a token that could have seen it.
     if let Some(stored) = holder.store.read_resource(&resource_type, &id).await? {
-        let was_theirs =
-            is_compartment_type(&resource_type) && stored.patient_id.as_deref() == Some(access.patient_id.as_str());
+        let was_theirs = match &access.patient_id {
+            Some(own) => is_compartment_type(&resource_type) && stored.patient_id.as_deref() == Some(own.as_str()),
+            None => true,
+        };
         if stored.deleted_at.is_some() && was_theirs {
             return Err(FhirError::gone(format!("{resource_type}/{id} was deleted")));
         }

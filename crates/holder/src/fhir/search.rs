@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use baton_fhir::bundle::{SearchMode, Searchset};
-use baton_fhir::exchange::is_exchange_type;
+use baton_fhir::exchange::{is_compartment_type, is_exchange_type};
 use baton_store::{ResourceQuery, StoredResource, Timestamp};
 use serde_json::Value;
 
@@ -30,10 +30,20 @@ pub async fn search(
     access.require_search(&resource_type)?;
     let pairs = query_pairs(raw.as_deref())?;
     let search = params::parse(&resource_type, &pairs)?;
-    if search.patient.as_ref().is_some_and(|p| *p != access.patient_id) {
-        return Err(FhirError::forbidden("this token is for another patient"));
-    }
     let mut query = access.visible(&resource_type);
+    match (&access.patient_id, &search.patient) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Err(FhirError::forbidden("this token is for another patient"));
+        }
+        // The plan's own API: `patient=` narrows to that patient's compartment.
+        (None, Some(asked)) => {
+            if !is_compartment_type(&resource_type) {
+                return Err(FhirError::bad_parameter(format!("{resource_type} has no patient search parameter")));
+            }
+            query.patient_id = Some(asked.clone());
+        }
+        _ => {}
+    }
     apply(&mut query, &search);
     let empty = search.dates.is_empty_range() || search.last_updated.is_empty_range() || search.count == 0;
 
@@ -58,7 +68,7 @@ pub async fn search(
         (page.resources, page.next_after_seq.map(|after| Cursor { after, snapshot, total }))
     };
 
-    let base = &holder.urls.fhir_base;
+    let base = &access.base;
     let mut bundle = Searchset::new(Timestamp::now().to_fhir_instant(), Some(total));
     bundle.link("self", page_url(base, &resource_type, &pairs, search.cursor));
     if let Some(next) = next {

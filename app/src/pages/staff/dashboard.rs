@@ -1,0 +1,230 @@
+//! The dashboard: transfers by state, a chart of the last 30 days, and members who have not
+//! asked for their previous plan's records within a week of their coverage start.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::A;
+use serde::{Deserialize, Serialize};
+
+use super::{StaffNav, state_label};
+use crate::components::outcome::outcome;
+use crate::error::AppError;
+use crate::i18n::{t, t_string, use_i18n};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayBar {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    pub started: u32,
+    pub completed: u32,
+    pub failed: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateMember {
+    pub account: i64,
+    pub name: String,
+    pub member_id: String,
+    pub coverage_start: String,
+}
+
+/// What the staff home shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffHomeData {
+    pub display_name: String,
+    pub admin: bool,
+    pub members: u64,
+    pub states: Vec<(String, u64)>,
+    pub days: Vec<DayBar>,
+    pub late: Vec<LateMember>,
+}
+
+/// Days shown in the chart.
+#[cfg(feature = "ssr")]
+pub const CHART_DAYS: u16 = 30;
+
+#[server(endpoint = "staff/home")]
+pub async fn load_staff_home() -> Result<StaffHomeData, AppError> {
+    use crate::ssr::unavailable;
+    let account = crate::ssr::require_staff().await?;
+    let services = crate::ssr::services()?;
+    let store = &services.store;
+    let members = store.count_accounts_with_role("member").await.map_err(unavailable)?;
+    let states = store.transfer_state_counts().await.map_err(unavailable)?;
+    let today = time::OffsetDateTime::now_utc().date();
+    let first = today - time::Duration::days(i64::from(CHART_DAYS) - 1);
+    let since = super::day_start(&baton_enrollment::roster::format_date(first)).unwrap_or_default();
+    let times = store.transfer_times_since(since).await.map_err(unavailable)?;
+    let days = baton_staff::dashboard::per_day(&times, today, CHART_DAYS)
+        .into_iter()
+        .map(|d| DayBar {
+            day: baton_enrollment::roster::format_date(d.day),
+            started: d.started,
+            completed: d.completed,
+            failed: d.failed,
+        })
+        .collect();
+    let deadline = baton_staff::dashboard::opt_in_deadline_passed_for(today);
+    let late = store
+        .members_without_consent(&baton_enrollment::roster::format_date(deadline), 50)
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|a| LateMember {
+            account: a.id.0,
+            name: a.display_name,
+            member_id: a.member_id.unwrap_or_default(),
+            coverage_start: a.coverage_start.unwrap_or_default(),
+        })
+        .collect::<Vec<_>>();
+    crate::ssr::audit(
+        &account,
+        baton_staff::audit::action::DASHBOARD_VIEW,
+        None,
+        "",
+        &format!("{} late members listed", late.len()),
+    )
+    .await?;
+    Ok(StaffHomeData {
+        display_name: account.display_name,
+        admin: account.roles.has(baton_accounts::Role::Admin),
+        members,
+        states,
+        days,
+        late,
+    })
+}
+
+#[component]
+pub fn StaffHome() -> impl IntoView {
+    let i18n = use_i18n();
+    let data = Resource::new(|| (), |_| load_staff_home());
+    view! {
+        <Title text=move || t_string!(i18n, staff.title).to_string()/>
+        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
+            {move || data.get().map(|result| outcome(result, |home: StaffHomeData| {
+                let name = home.display_name.clone();
+                let members = home.members;
+                let total: u64 = home.states.iter().map(|(_, n)| n).sum();
+                view! {
+                    <StaffNav admin=home.admin/>
+                    <h1>{t!(i18n, staff.title)}</h1>
+                    <p>{t!(i18n, staff.welcome, name = name.clone())}</p>
+                    <dl class="stats" id="transfer-states">
+                        <div class="stat">
+                            <dt>{t!(i18n, staff.members_enrolled)}</dt>
+                            <dd>{t!(i18n, staff.members_count, count = move || members)}</dd>
+                        </div>
+                        <div class="stat">
+                            <dt>{t!(i18n, console.transfers_total)}</dt>
+                            <dd>{total}</dd>
+                        </div>
+                        {home.states.into_iter().map(|(state, n)| {
+                            let href = format!("/staff/transfers?state={state}");
+                            let label = state_label(&state);
+                            view! {
+                                <div class="stat" data-state=state>
+                                    <dt><A href=href>{label}</A></dt>
+                                    <dd>{n}</dd>
+                                </div>
+                            }
+                        }).collect_view()}
+                    </dl>
+                    <Chart days=home.days/>
+                    <section aria-labelledby="late-title">
+                        <h2 id="late-title">{t!(i18n, console.late_title)}</h2>
+                        <p class="field__hint">{t!(i18n, console.late_hint)}</p>
+                        {if home.late.is_empty() {
+                            view! { <p>{t!(i18n, console.late_none)}</p> }.into_any()
+                        } else {
+                            view! {
+                                <table class="data" id="late-members">
+                                    <thead><tr>
+                                        <th scope="col">{t!(i18n, console.member_name)}</th>
+                                        <th scope="col">{t!(i18n, console.member_id)}</th>
+                                        <th scope="col">{t!(i18n, console.coverage_start)}</th>
+                                    </tr></thead>
+                                    <tbody>
+                                        {home.late.into_iter().map(|m| view! {
+                                            <tr>
+                                                <td><A href=format!("/staff/members/{}", m.account)>{m.name}</A></td>
+                                                <td>{m.member_id}</td>
+                                                <td>{m.coverage_start}</td>
+                                            </tr>
+                                        }).collect_view()}
+                                    </tbody>
+                                </table>
+                            }.into_any()
+                        }}
+                    </section>
+                }
+            }))}
+        </Suspense>
+    }
+}
+
+/// Grouped bars per day, drawn as SVG on the server; the same figures follow as a table
+/// for screen readers and for anyone who prefers numbers.
+#[component]
+fn Chart(days: Vec<DayBar>) -> impl IntoView {
+    let i18n = use_i18n();
+    const WIDTH: f64 = 720.0;
+    const HEIGHT: f64 = 200.0;
+    const BOTTOM: f64 = 20.0;
+    let max = days.iter().flat_map(|d| [d.started, d.completed, d.failed]).max().unwrap_or(0).max(1);
+    let slot = WIDTH / days.len().max(1) as f64;
+    let bar = (slot / 4.0).max(1.0);
+    let scale = move |n: u32| (HEIGHT - BOTTOM - 10.0) * f64::from(n) / f64::from(max);
+    let rects = days
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| {
+            let x = i as f64 * slot + bar / 2.0;
+            [(0.0, d.started, "chart__started"), (bar, d.completed, "chart__completed"), (2.0 * bar, d.failed, "chart__failed")]
+                .into_iter()
+                .map(move |(dx, n, class)| {
+                    let h = scale(n);
+                    view! {
+                        <rect class=class x=format!("{:.1}", x + dx) y=format!("{:.1}", HEIGHT - BOTTOM - h)
+                            width=format!("{bar:.1}") height=format!("{h:.1}")><title>{format!("{}: {n}", d.day)}</title></rect>
+                    }
+                })
+        })
+        .collect_view();
+    let first = days.first().map(|d| d.day.clone()).unwrap_or_default();
+    let last = days.last().map(|d| d.day.clone()).unwrap_or_default();
+    view! {
+        <section aria-labelledby="chart-title" class="card">
+            <h2 id="chart-title">{t!(i18n, console.chart_title)}</h2>
+            <ul class="chart__legend">
+                <li><span class="chart__key chart__started"></span>{t!(i18n, console.chart_started)}</li>
+                <li><span class="chart__key chart__completed"></span>{t!(i18n, console.chart_completed)}</li>
+                <li><span class="chart__key chart__failed"></span>{t!(i18n, console.chart_failed)}</li>
+            </ul>
+            <svg class="chart" id="transfers-chart" viewBox=format!("0 0 {WIDTH} {HEIGHT}") role="img"
+                aria-labelledby="chart-title" preserveAspectRatio="none">
+                <line class="chart__axis" x1="0" y1=format!("{}", HEIGHT - BOTTOM) x2=format!("{WIDTH}") y2=format!("{}", HEIGHT - BOTTOM)></line>
+                {rects}
+                <text class="chart__label" x="0" y=format!("{}", HEIGHT - 4.0)>{first}</text>
+                <text class="chart__label" x=format!("{WIDTH}") y=format!("{}", HEIGHT - 4.0) text-anchor="end">{last}</text>
+                <text class="chart__label" x="0" y="10">{max}</text>
+            </svg>
+            <details>
+                <summary>{t!(i18n, console.chart_table)}</summary>
+                <table class="data">
+                    <thead><tr>
+                        <th scope="col">{t!(i18n, console.day)}</th>
+                        <th scope="col" class="num">{t!(i18n, console.chart_started)}</th>
+                        <th scope="col" class="num">{t!(i18n, console.chart_completed)}</th>
+                        <th scope="col" class="num">{t!(i18n, console.chart_failed)}</th>
+                    </tr></thead>
+                    <tbody>
+                        {days.into_iter().rev().filter(|d| d.started + d.completed + d.failed > 0).map(|d| view! {
+                            <tr><th scope="row">{d.day}</th><td class="num">{d.started}</td><td class="num">{d.completed}</td><td class="num">{d.failed}</td></tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            </details>
+        </section>
+    }
+}

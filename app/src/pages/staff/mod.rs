@@ -1,0 +1,79 @@
+//! The staff console: dashboard, members and the roster, transfers, received records, audit.
+//!
+//! Every server function here checks the role on the server (`require_staff`/`require_admin`)
+//! and records what was seen or done in the audit log before answering.
+
+mod api_tokens;
+mod audit;
+mod dashboard;
+mod members;
+mod records;
+mod roster;
+mod transfers;
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+use crate::i18n::{t, t_string, use_i18n};
+
+pub use api_tokens::ApiTokensPage;
+pub use audit::{AuditFilters, AuditPage};
+pub use dashboard::{StaffHome, StaffHomeData, load_staff_home};
+pub use members::{MemberPage, MembersPage};
+pub use records::{MemberRecordsPage, RecordPage};
+pub use roster::{RosterImportPage, RosterPage};
+pub use transfers::{StaffTransferPage, TransfersPage};
+
+/// The console's own navigation, on every staff page.
+#[component]
+pub fn StaffNav(#[prop(optional)] admin: bool) -> impl IntoView {
+    let i18n = use_i18n();
+    view! {
+        <nav class="staff-nav" aria-label=move || t_string!(i18n, console.nav_label)>
+            <ul>
+                <li><A href="/staff">{t!(i18n, console.nav_dashboard)}</A></li>
+                <li><A href="/staff/members">{t!(i18n, console.nav_members)}</A></li>
+                <li><A href="/staff/roster">{t!(i18n, console.nav_roster)}</A></li>
+                <li><A href="/staff/transfers">{t!(i18n, console.nav_transfers)}</A></li>
+                {admin.then(|| view! {
+                    <li><A href="/staff/audit">{t!(i18n, console.nav_audit)}</A></li>
+                    <li><A href="/staff/api-tokens">{t!(i18n, console.nav_tokens)}</A></li>
+                })}
+            </ul>
+        </nav>
+    }
+}
+
+/// `2026-11-25 14:03 UTC` for milliseconds since the epoch (staff pages show UTC times).
+#[cfg(feature = "ssr")]
+pub(crate) fn utc(millis: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .map(|t| {
+            format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
+        })
+        .unwrap_or_default()
+}
+
+/// `YYYY-MM-DD` → milliseconds at the start of that UTC day.
+#[cfg(feature = "ssr")]
+pub(crate) fn day_start(text: &str) -> Option<baton_store::Timestamp> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text.trim(), format).ok()?;
+    let nanos = date.midnight().assume_utc().unix_timestamp_nanos();
+    Some(baton_store::Timestamp::from_millis((nanos / 1_000_000) as i64))
+}
+
+/// The words for a transfer state.
+pub fn state_label(state: &str) -> AnyView {
+    let i18n = use_i18n();
+    match state {
+        "queued" => t!(i18n, console.state_queued).into_any(),
+        "running" => t!(i18n, console.state_running).into_any(),
+        "completed" => t!(i18n, console.state_completed).into_any(),
+        "failed" => t!(i18n, console.state_failed).into_any(),
+        "cancelled" => t!(i18n, console.state_cancelled).into_any(),
+        "needs_reauthorization" => t!(i18n, console.state_needs_reauthorization).into_any(),
+        other => other.to_owned().into_any(),
+    }
+}

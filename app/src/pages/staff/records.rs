@@ -1,0 +1,377 @@
+//! What Baton holds about a member: by kind of record (claims and prior authorizations as a
+//! timeline, newest first), each with where it came from, opening to its FHIR JSON and its
+//! sanitized narrative. Sensitive records stay hidden until a `privacy` staff member reveals
+//! them, which is recorded; the server sends nothing of a hidden record.
+
+use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
+use leptos_meta::Title;
+use leptos_router::components::A;
+use leptos_router::hooks::{use_params_map, use_query_map};
+use serde::{Deserialize, Serialize};
+
+use super::StaffNav;
+use super::members::encode;
+use crate::components::outcome::outcome;
+use crate::error::AppError;
+use crate::i18n::{t, t_string, use_i18n};
+use crate::pages::transfer::category_label;
+
+/// Session key: the `Type/id`s this session's privacy officer revealed.
+#[cfg(feature = "ssr")]
+const REVEALED: &str = "baton.revealed";
+
+/// Kinds of record listed, in order (keys of `baton_fhir::exchange::Category`).
+const KINDS: [&str; 10] = [
+    "claims",
+    "prior_authorizations",
+    "conditions",
+    "medications",
+    "visits",
+    "labs",
+    "immunizations",
+    "procedures",
+    "documents",
+    "coverage",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceView {
+    pub provenance_id: String,
+    pub recorded: Option<String>,
+    pub activity: Option<String>,
+    pub agents: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemView {
+    pub resource_type: String,
+    pub id: String,
+    pub sensitive: bool,
+    pub hidden: bool,
+    pub title: Option<String>,
+    pub date: Option<String>,
+    pub from: Option<String>,
+    pub sources: Vec<SourceView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordsView {
+    pub admin: bool,
+    pub privacy: bool,
+    pub member: i64,
+    pub member_name: String,
+    pub kind: String,
+    pub total: u64,
+    pub items: Vec<ItemView>,
+}
+
+#[cfg(feature = "ssr")]
+async fn revealed() -> Result<std::collections::HashSet<String>, AppError> {
+    let session = crate::ssr::session().await?;
+    Ok(session
+        .get::<Vec<String>>(REVEALED)
+        .await
+        .map_err(crate::ssr::session_error)?
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
+}
+
+#[server(endpoint = "staff/records")]
+pub async fn load_member_records(member: String, kind: String) -> Result<RecordsView, AppError> {
+    let staff = crate::ssr::require_staff().await?;
+    let services = crate::ssr::services()?;
+    let account = super::members::member_account(&member).await?;
+    let kind = if kind.is_empty() { "claims".to_owned() } else { kind };
+    let category = baton_fhir::exchange::Category::from_key(&kind)
+        .filter(|c| KINDS.contains(&c.key()))
+        .ok_or_else(|| crate::ssr::fail(AppError::Invalid { field: "kind".into() }))?;
+    let privacy = staff.roles.has(baton_accounts::Role::Privacy);
+    let shown = if privacy { revealed().await? } else { Default::default() };
+    let listed =
+        baton_staff::records::of_member(&services.store, account.id, category, &services.local_base, |t, id| {
+            shown.contains(&format!("{t}/{id}"))
+        })
+        .await
+        .map_err(crate::ssr::unavailable)?;
+    let payer_of = |system: &str| {
+        services
+            .journey
+            .payers
+            .all()
+            .iter()
+            .find(|p| p.fhir_base.as_str().trim_end_matches('/') == system.trim_end_matches('/'))
+            .map_or_else(|| system.to_owned(), |p| p.name.clone())
+    };
+    crate::ssr::audit(
+        &staff,
+        baton_staff::audit::action::RECORDS_VIEW,
+        Some(account.id),
+        &format!("member {} {kind}", account.id.0),
+        &format!("{} listed", listed.items.len()),
+    )
+    .await?;
+    Ok(RecordsView {
+        admin: staff.roles.has(baton_accounts::Role::Admin),
+        privacy,
+        member: account.id.0,
+        member_name: account.display_name,
+        kind,
+        total: listed.total,
+        items: listed
+            .items
+            .into_iter()
+            .map(|i| ItemView {
+                from: i.source_system.as_deref().map(payer_of),
+                resource_type: i.resource_type,
+                id: i.id,
+                sensitive: i.sensitive,
+                hidden: i.hidden,
+                title: i.title,
+                date: i.date,
+                sources: i
+                    .sources
+                    .into_iter()
+                    .map(|s| SourceView {
+                        provenance_id: s.provenance_id,
+                        recorded: s.recorded,
+                        activity: s.activity,
+                        agents: s.agents,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
+#[component]
+pub fn MemberRecordsPage() -> impl IntoView {
+    let i18n = use_i18n();
+    let params = use_params_map();
+    let query = use_query_map();
+    let member = move || params.read().get("id").unwrap_or_default();
+    let kind = move || query.read().get("kind").unwrap_or_default();
+    let data = Resource::new(move || (member(), kind()), |(member, kind)| load_member_records(member, kind));
+    view! {
+        <Title text=move || t_string!(i18n, console.records_title).to_string()/>
+        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
+            {move || data.get().map(|result| outcome(result, |v: RecordsView| view! { <Records v/> }))}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Records(v: RecordsView) -> impl IntoView {
+    let i18n = use_i18n();
+    let member = v.member;
+    let total = v.total;
+    let shown = v.items.len() as u64;
+    let current = v.kind.clone();
+    view! {
+        <StaffNav admin=v.admin/>
+        <h1>{t!(i18n, console.records_heading, name = v.member_name.clone())}</h1>
+        <p><A href=format!("/staff/members/{member}")>{t!(i18n, console.back_to_member)}</A></p>
+        <nav aria-label=move || t_string!(i18n, console.kinds_label) class="tabs">
+            <ul>{KINDS.into_iter().map(|k| {
+                let here = k == current;
+                view! { <li><a href=format!("/staff/members/{member}/records?kind={k}") aria-current=here.then_some("page")>{category_label(k)}</a></li> }
+            }).collect_view()}</ul>
+        </nav>
+        <h2>{category_label(&v.kind)}" "<span class="count">{format!("({total})")}</span></h2>
+        {(shown < total).then(|| view! { <p class="field__hint">{t!(i18n, console.records_limited, shown = move || shown, total = move || total)}</p> })}
+        {if v.items.is_empty() {
+            view! { <p id="no-records">{t!(i18n, console.no_records)}</p> }.into_any()
+        } else {
+            view! {
+                <ol class="timeline records" id="records">
+                    {v.items.into_iter().map(|item| {
+                        let href = format!("/staff/records/{}/{}", encode(&item.resource_type), encode(&item.id));
+                        if item.hidden {
+                            view! {
+                                <li class="record record--hidden" data-sensitive="hidden">
+                                    <span>{t!(i18n, console.sensitive_hidden)}</span>" "
+                                    <a href=href>{t!(i18n, console.open)}</a>
+                                </li>
+                            }.into_any()
+                        } else {
+                            view! {
+                                <li class="record" data-type=item.resource_type.clone()>
+                                    <time>{item.date.clone().unwrap_or_else(|| "–".into())}</time>" "
+                                    <a href=href>{item.title.clone().unwrap_or_default()}</a>
+                                    {item.sensitive.then(|| view! { " " <span class="badge">{t!(i18n, console.sensitive_badge)}</span> })}
+                                    <p class="record__source">
+                                        {match item.from.clone() {
+                                            Some(from) => t!(i18n, console.came_from, plan = from.clone()).into_any(),
+                                            None => t!(i18n, console.this_plan).into_any(),
+                                        }}
+                                        {item.sources.into_iter().map(|s| view! {
+                                            " · "{t!(i18n, console.provenance, who = s.agents.join(", "), at = s.recorded.clone().unwrap_or_default())}
+                                        }).collect_view()}
+                                    </p>
+                                </li>
+                            }.into_any()
+                        }
+                    }).collect_view()}
+                </ol>
+            }.into_any()
+        }}
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordView {
+    pub admin: bool,
+    pub privacy: bool,
+    pub resource_type: String,
+    pub id: String,
+    pub member: Option<i64>,
+    pub sensitive: bool,
+    pub hidden: bool,
+    pub title: Option<String>,
+    /// Sanitized XHTML (see `baton_records::narrative`).
+    pub narrative: Option<String>,
+    pub json: Option<String>,
+    pub from: Option<String>,
+    pub source_id: Option<String>,
+    pub security: Vec<String>,
+}
+
+#[server(endpoint = "staff/record")]
+pub async fn load_record(resource_type: String, id: String) -> Result<RecordView, AppError> {
+    let staff = crate::ssr::require_staff().await?;
+    let services = crate::ssr::services()?;
+    let not_found = || crate::ssr::fail(AppError::NotFound);
+    if !baton_fhir::is_resource_type_name(&resource_type) || !baton_fhir::is_valid_id(&id) {
+        return Err(not_found());
+    }
+    let stored = services
+        .store
+        .read_resource(&resource_type, &id)
+        .await
+        .map_err(crate::ssr::unavailable)?
+        .filter(|r| r.deleted_at.is_none())
+        .ok_or_else(not_found)?;
+    let privacy = staff.roles.has(baton_accounts::Role::Privacy);
+    let key = format!("{resource_type}/{id}");
+    let hidden = stored.sensitive && !(privacy && revealed().await?.contains(&key));
+    let member = stored.member_account.map(baton_store::AccountId);
+    crate::ssr::audit(
+        &staff,
+        baton_staff::audit::action::RECORD_VIEW,
+        member,
+        &key,
+        if hidden { "sensitive: hidden" } else { "" },
+    )
+    .await?;
+    let body: Option<serde_json::Value> = if hidden { None } else { serde_json::from_str(&stored.body).ok() };
+    Ok(RecordView {
+        admin: staff.roles.has(baton_accounts::Role::Admin),
+        privacy,
+        title: body.as_ref().map(baton_records::summary::title),
+        narrative: body.as_ref().and_then(baton_records::narrative::of_resource),
+        json: body.as_ref().and_then(|b| serde_json::to_string_pretty(b).ok()),
+        from: if hidden { None } else { stored.source_system.clone() },
+        source_id: if hidden { None } else { stored.source_id.clone() },
+        security: if hidden { vec![] } else { stored.security_labels().map(str::to_owned).collect() },
+        member: stored.member_account,
+        sensitive: stored.sensitive,
+        hidden,
+        resource_type,
+        id,
+    })
+}
+
+/// A privacy officer reveals one sensitive record for the rest of their session (recorded).
+#[server(endpoint = "staff/record/reveal")]
+pub async fn reveal_record(resource_type: String, id: String, reason: String) -> Result<(), AppError> {
+    let staff = crate::ssr::require(|roles| roles.has(baton_accounts::Role::Privacy)).await?;
+    let services = crate::ssr::services()?;
+    let reason = reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(crate::ssr::fail(AppError::Invalid { field: "reason".into() }));
+    }
+    let stored = services
+        .store
+        .read_resource(&resource_type, &id)
+        .await
+        .map_err(crate::ssr::unavailable)?
+        .ok_or_else(|| crate::ssr::fail(AppError::NotFound))?;
+    let key = format!("{resource_type}/{id}");
+    crate::ssr::audit(
+        &staff,
+        baton_staff::audit::action::RECORD_REVEAL,
+        stored.member_account.map(baton_store::AccountId),
+        &key,
+        &reason,
+    )
+    .await?;
+    let session = crate::ssr::session().await?;
+    let mut shown = session.get::<Vec<String>>(REVEALED).await.map_err(crate::ssr::session_error)?.unwrap_or_default();
+    if !shown.contains(&key) {
+        shown.push(key);
+    }
+    session.insert(REVEALED, shown).await.map_err(crate::ssr::session_error)?;
+    leptos_axum::redirect(&format!("/staff/records/{}/{}", encode(&resource_type), encode(&id)));
+    Ok(())
+}
+
+#[component]
+pub fn RecordPage() -> impl IntoView {
+    let i18n = use_i18n();
+    let params = use_params_map();
+    let key = move || (params.read().get("type").unwrap_or_default(), params.read().get("id").unwrap_or_default());
+    let data = Resource::new(key, |(t, id)| load_record(t, id));
+    view! {
+        <Title text=move || t_string!(i18n, console.record_title).to_string()/>
+        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
+            {move || data.get().map(|result| outcome(result, |v: RecordView| view! { <Record v/> }))}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Record(v: RecordView) -> impl IntoView {
+    let i18n = use_i18n();
+    let heading = v.title.clone().unwrap_or_else(|| format!("{}/{}", v.resource_type, v.id));
+    view! {
+        <StaffNav admin=v.admin/>
+        <h1 id="record-title">{if v.hidden { t_string!(i18n, console.sensitive_hidden).to_string() } else { heading }}</h1>
+        {v.member.map(|m| view! { <p><A href=format!("/staff/members/{m}/records")>{t!(i18n, console.back_to_records)}</A></p> })}
+        <p><code>{format!("{}/{}", v.resource_type, v.id)}</code></p>
+        {match (v.hidden, v.privacy) {
+            (true, true) => view! {
+                <form method="post" action=RevealRecord::url() class="form card" id="reveal-form">
+                    <p>{t!(i18n, console.reveal_explain)}</p>
+                    <input type="hidden" name="resource_type" value=v.resource_type.clone()/>
+                    <input type="hidden" name="id" value=v.id.clone()/>
+                    <div class="field">
+                        <label for="reveal-reason">{t!(i18n, console.reveal_reason)}</label>
+                        <input id="reveal-reason" name="reason" type="text" required maxlength="500"/>
+                    </div>
+                    <button type="submit" class="button" id="reveal">{t!(i18n, console.reveal)}</button>
+                </form>
+            }.into_any(),
+            (true, false) => view! { <p class="alert" id="needs-privacy">{t!(i18n, console.reveal_needs_privacy)}</p> }.into_any(),
+            _ => view! {
+                {v.sensitive.then(|| view! { <p class="badge">{t!(i18n, console.sensitive_badge)}</p> })}
+                <dl class="facts">
+                    <div><dt>{t!(i18n, console.source)}</dt><dd>{v.from.clone().unwrap_or_else(|| t_string!(i18n, console.this_plan).to_string())}</dd></div>
+                    {v.source_id.clone().map(|s| view! { <div><dt>{t!(i18n, console.source_id)}</dt><dd>{s}</dd></div> })}
+                    {(!v.security.is_empty()).then(|| view! { <div><dt>{t!(i18n, console.labels)}</dt><dd>{v.security.join(", ")}</dd></div> })}
+                </dl>
+                {v.narrative.clone().map(|html| view! {
+                    <section aria-labelledby="narrative-title" class="card">
+                        <h2 id="narrative-title">{t!(i18n, console.narrative)}</h2>
+                        // Sanitized on the server by baton_records::narrative (allow-list; no script, handlers or loads).
+                        <div class="narrative" id="narrative" inner_html=html></div>
+                    </section>
+                })}
+                <section aria-labelledby="json-title">
+                    <h2 id="json-title">{t!(i18n, console.fhir_json)}</h2>
+                    <pre class="json" id="record-json"><code>{v.json.clone().unwrap_or_default()}</code></pre>
+                </section>
+            }.into_any(),
+        }}
+    }
+}

@@ -1,0 +1,100 @@
+//! `/welcome?token=…`: an enrolled member opens their invitation link and chooses a
+//! password; then they are signed in. A used, replaced or expired link says so plainly.
+
+use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+use crate::components::outcome::outcome;
+use crate::error::AppError;
+use crate::i18n::{t, t_string, use_i18n};
+
+/// The invited member's name, when the link still works.
+#[server(endpoint = "welcome/check")]
+pub async fn check_invitation(token: String) -> Result<Option<String>, AppError> {
+    let services = crate::ssr::services()?;
+    let now = baton_store::Timestamp::now();
+    match services.enrollment.invitations.check(&token, now).await {
+        Ok(account) => {
+            Ok(services.store.account_by_id(account).await.map_err(crate::ssr::unavailable)?.map(|a| a.display_name))
+        }
+        Err(baton_enrollment::InvitationError::NotValid) => Ok(None),
+        Err(error) => Err(crate::ssr::unavailable(error)),
+    }
+}
+
+/// Sets the password from the invitation and signs the member in.
+#[server(endpoint = "welcome/accept")]
+pub async fn accept_invitation(token: String, password: String, confirm: String) -> Result<(), AppError> {
+    use baton_enrollment::InvitationError;
+    let services = crate::ssr::services()?;
+    let back = |problem: &str| {
+        let token = percent_encoding::utf8_percent_encode(&token, percent_encoding::NON_ALPHANUMERIC);
+        leptos_axum::redirect(&format!("/welcome?token={token}&problem={problem}"));
+        Ok(())
+    };
+    if password != confirm {
+        return back("mismatch");
+    }
+    let password = match baton_accounts::NewPassword::parse(&password) {
+        Ok(password) => password,
+        Err(baton_accounts::PasswordError::TooLong) => return back("long"),
+        Err(_) => return back("short"),
+    };
+    match services.enrollment.invitations.accept(&token, password, baton_store::Timestamp::now()).await {
+        Ok(account) => {
+            let session = crate::ssr::session().await?;
+            session.cycle_id().await.map_err(crate::ssr::session_error)?;
+            session.insert(crate::ssr::SESSION_ACCOUNT, account.0).await.map_err(crate::ssr::session_error)?;
+            leptos_axum::redirect("/member");
+            Ok(())
+        }
+        Err(InvitationError::NotValid) => back("invalid"),
+        Err(error) => Err(crate::ssr::unavailable(error)),
+    }
+}
+
+#[component]
+pub fn WelcomePage() -> impl IntoView {
+    let i18n = use_i18n();
+    let query = use_query_map();
+    let token = move || query.read().get("token").unwrap_or_default();
+    let problem = move || query.read().get("problem");
+    let data = Resource::new(token, check_invitation);
+    view! {
+        <Title text=move || t_string!(i18n, welcome.title).to_string()/>
+        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
+            {move || data.get().map(|result| outcome(result, move |name: Option<String>| match name {
+                None => view! {
+                    <h1>{t!(i18n, welcome.title)}</h1>
+                    <p class="alert" role="alert" id="invitation-invalid">{t!(i18n, welcome.invalid)}</p>
+                }.into_any(),
+                Some(name) => view! {
+                    <h1>{t!(i18n, welcome.heading, name = name.clone())}</h1>
+                    <p>{t!(i18n, welcome.intro)}</p>
+                    {problem().map(|p| view! { <p class="alert" role="alert" id="welcome-problem">{match p.as_str() {
+                        "mismatch" => t!(i18n, welcome.mismatch).into_any(),
+                        "long" => t!(i18n, welcome.too_long).into_any(),
+                        "invalid" => t!(i18n, welcome.invalid).into_any(),
+                        _ => t!(i18n, welcome.too_short).into_any(),
+                    }}</p> })}
+                    <form method="post" action=AcceptInvitation::url() class="form card">
+                        <input type="hidden" name="token" value=token()/>
+                        <div class="field">
+                            <label for="new-password">{t!(i18n, welcome.password)}</label>
+                            <input id="new-password" name="password" type="password" autocomplete="new-password" required
+                                minlength="10" aria-describedby="password-hint"/>
+                            <span class="field__hint" id="password-hint">{t!(i18n, welcome.password_hint)}</span>
+                        </div>
+                        <div class="field">
+                            <label for="confirm-password">{t!(i18n, welcome.confirm)}</label>
+                            <input id="confirm-password" name="confirm" type="password" autocomplete="new-password" required/>
+                        </div>
+                        <button type="submit" class="button">{t!(i18n, welcome.submit)}</button>
+                    </form>
+                }.into_any(),
+            }))}
+        </Suspense>
+    }
+}

@@ -1,0 +1,560 @@
+//! The staff console over HTTP against a real Baton: who may open what (every staff page and
+//! server function tried as nobody, as a member and as staff; admin pages as staff; one
+//! member's transfer as another member), audit records for views and actions, the roster
+//! upload → preview → commit → invitation → password flow, the CSV export, and sensitive
+//! records hidden until a privacy officer reveals them.
+
+use baton_accounts::{NewMember, NewPassword, NewStaff, Role, Roles, Username};
+use baton_store::{AccountId, AuditQuery, MemberConsent, PayerLink, Timestamp};
+use reqwest::StatusCode;
+use serde_json::json;
+use server::config::Config;
+use server::startup::Application;
+use time::macros::date;
+
+const PASSWORD: &str = "a long test password";
+
+struct TestApp {
+    base: String,
+    services: app::ssr::Services,
+    maria: AccountId,
+    _dir: tempfile::TempDir,
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+async fn spawn() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        Config { listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.path().to_owned(), ..Config::default() };
+    // Transfers here are made by hand and must stay as they are.
+    config.transfer.workers = false;
+    let app = Application::build(config).await.expect("build the app");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let services = app.services().clone();
+    let member = |username: &str, name: &str, id: &str| NewMember {
+        username: Username::parse(username).unwrap(),
+        display_name: name.into(),
+        password: Some(NewPassword::parse(PASSWORD).unwrap()),
+        member_id: id.into(),
+        birth_date: date!(1984 - 03 - 12),
+        coverage_start: date!(2026 - 01 - 01),
+    };
+    let maria = services.accounts.create_member(member("maria", "Maria Garcia", "M-1")).await.unwrap().id;
+    services.accounts.create_member(member("ana", "Ana Lopez", "M-2")).await.unwrap();
+    for (username, roles) in [
+        ("sam", Roles::of([Role::Staff])),
+        ("pat", Roles::of([Role::Staff, Role::Privacy])),
+        ("alex", Roles::of([Role::Staff, Role::Admin])),
+    ] {
+        services
+            .accounts
+            .create_staff(NewStaff {
+                username: Username::parse(username).unwrap(),
+                display_name: username.to_uppercase(),
+                password: NewPassword::parse(PASSWORD).unwrap(),
+                roles,
+            })
+            .await
+            .unwrap();
+    }
+    tokio::spawn(app.run_until_stopped());
+    TestApp { base, services, maria, _dir: dir }
+}
+
+impl TestApp {
+    async fn sign_in(&self, username: &str) -> String {
+        let response = client()
+            .post(format!("{}/api/sign_in", self.base))
+            .header("accept", "text/html")
+            .header("origin", self.base.as_str())
+            .header("referer", format!("{}/sign-in", self.base))
+            .form(&[("username", username), ("password", PASSWORD), ("next", "")])
+            .send()
+            .await
+            .unwrap();
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("baton_session="))
+            .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+            .expect("signed in")
+    }
+
+    async fn get(&self, path: &str, cookie: Option<&str>) -> (StatusCode, String, Option<String>) {
+        // As a browser navigates: accepting HTML.
+        let mut request = client().get(format!("{}{path}", self.base)).header("accept", "text/html");
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = request.send().await.unwrap();
+        let location = response.headers().get("location").and_then(|l| l.to_str().ok()).map(str::to_owned);
+        (response.status(), response.text().await.unwrap(), location)
+    }
+
+    /// A server function called like a plain HTML form.
+    async fn post(&self, endpoint: &str, form: &[(&str, &str)], cookie: Option<&str>) -> (StatusCode, Option<String>) {
+        let mut request = client()
+            .post(format!("{}/api/{endpoint}", self.base))
+            .header("origin", self.base.as_str())
+            .header("accept", "text/html")
+            .header("referer", format!("{}/staff", self.base))
+            .form(form);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = request.send().await.unwrap();
+        let location = response.headers().get("location").and_then(|l| l.to_str().ok()).map(str::to_owned);
+        (response.status(), location)
+    }
+
+    /// The same server function called by the app's own JavaScript (answers with the status).
+    async fn call(&self, endpoint: &str, form: &[(&str, &str)], cookie: Option<&str>) -> StatusCode {
+        let mut request =
+            client().post(format!("{}/api/{endpoint}", self.base)).header("origin", self.base.as_str()).form(form);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send().await.unwrap().status()
+    }
+
+    /// A consent, a link and a transfer for `member`, as the journey would leave them.
+    async fn transfer_for(&self, member: AccountId, state: &str) -> String {
+        let store = &self.services.store;
+        let now = Timestamp::now();
+        let id = uuid::Uuid::new_v4().to_string();
+        store
+            .insert_consent(&MemberConsent {
+                id: format!("c-{id}"),
+                member_account: member,
+                payer_id: "riverbend".into(),
+                policy: "regular".into(),
+                period_start: now.millis(),
+                period_end: now.millis() + 86_400_000,
+                given_at: now.millis(),
+                channel: "web".into(),
+                resource: json!({"resourceType": "Consent", "status": "active"}).to_string(),
+                withdrawn_at: None,
+                created_at: now.millis(),
+            })
+            .await
+            .unwrap();
+        let link = PayerLink {
+            id: format!("l-{id}"),
+            member_account: member,
+            payer_id: "riverbend".into(),
+            consent_id: Some(format!("c-{id}")),
+            fhir_base: "http://127.0.0.1:9/fhir".into(),
+            patient_id: Some("p1".into()),
+            scope: "patient/*.rs".into(),
+            include_sensitive: false,
+            access_token: None,
+            access_expires_at: None,
+            refresh_token: None,
+            id_token: None,
+            state: "active".into(),
+            created_at: now.millis(),
+            updated_at: now.millis(),
+        };
+        store.insert_link(&link).await.unwrap();
+        store.enqueue_transfer(&id, &link, "full", None, now).await.unwrap();
+        if state == "failed" {
+            // As the engine leaves a transfer whose previous plan never answered.
+            let db = store.db();
+            let sql = "UPDATE transfer SET state = 'failed', error = 'The previous plan did not answer.' WHERE id = $1";
+            match db {
+                baton_store::Db::Sqlite(pool) => sqlx::query(sql).bind(&id).execute(pool).await.map(|_| ()),
+                baton_store::Db::Postgres(pool) => sqlx::query(sql).bind(&id).execute(pool).await.map(|_| ()),
+            }
+            .unwrap();
+        }
+        id
+    }
+
+    async fn audit(&self, action: &str) -> Vec<baton_store::AuditEvent> {
+        self.services
+            .store
+            .search_audit(&AuditQuery { action: Some(action.into()), ..Default::default() })
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_staff_route_checks_the_role_on_the_server() {
+    let app = spawn().await;
+    let transfer = app.transfer_for(app.maria, "queued").await;
+    let maria = app.sign_in("maria").await;
+    let ana = app.sign_in("ana").await;
+    let sam = app.sign_in("sam").await;
+    let alex = app.sign_in("alex").await;
+    let member_page = format!("/staff/members/{}", app.maria.0);
+    let records_page = format!("/staff/members/{}/records", app.maria.0);
+    let transfer_page = format!("/staff/transfers/{transfer}");
+    let staff_pages = [
+        "/staff",
+        "/staff/members",
+        member_page.as_str(),
+        records_page.as_str(),
+        "/staff/roster",
+        "/staff/transfers",
+        transfer_page.as_str(),
+    ];
+    for page in staff_pages {
+        let (status, _, location) = app.get(page, None).await;
+        assert!(status.is_redirection(), "{page} as nobody: {status}");
+        assert!(location.unwrap_or_default().starts_with("/sign-in"), "{page}");
+        let (status, body, _) = app.get(page, Some(&maria)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{page} as a member");
+        assert!(!body.contains("Maria Garcia</h1>") && !body.contains("M-1</dd>"), "{page} leaks to a member");
+        let (status, _, _) = app.get(page, Some(&sam)).await;
+        assert_eq!(status, StatusCode::OK, "{page} as staff");
+    }
+    // Admin only.
+    for page in ["/staff/audit", "/staff/audit.csv"] {
+        assert_eq!(app.get(page, Some(&maria)).await.0, StatusCode::FORBIDDEN, "{page} as a member");
+        assert_eq!(app.get(page, Some(&sam)).await.0, StatusCode::FORBIDDEN, "{page} as staff");
+        assert_eq!(app.get(page, Some(&alex)).await.0, StatusCode::OK, "{page} as admin");
+    }
+    // Server functions, called directly (not only through the pages' forms).
+    let id = app.maria.0.to_string();
+    let functions: [(&str, Vec<(&str, &str)>); 11] = [
+        ("staff/home", vec![]),
+        ("staff/members", vec![("q", ""), ("birth", ""), ("page", "0")]),
+        ("staff/member", vec![("id", id.as_str())]),
+        ("staff/invite", vec![("member", id.as_str())]),
+        ("staff/transfers", vec![("state", ""), ("payer", ""), ("from", ""), ("to", ""), ("sort", ""), ("page", "0")]),
+        ("staff/transfer", vec![("id", transfer.as_str())]),
+        ("staff/transfer/retry", vec![("id", transfer.as_str())]),
+        ("staff/transfer/cancel", vec![("id", transfer.as_str())]),
+        ("staff/records", vec![("member", id.as_str()), ("kind", "claims")]),
+        ("staff/record", vec![("resource_type", "Patient"), ("id", "nope")]),
+        ("staff/roster/commit", vec![("id", "nope")]),
+    ];
+    for (endpoint, form) in &functions {
+        assert_eq!(app.call(endpoint, form, None).await, StatusCode::UNAUTHORIZED, "{endpoint} as nobody");
+        assert_eq!(app.call(endpoint, form, Some(&maria)).await, StatusCode::FORBIDDEN, "{endpoint} as a member");
+    }
+    assert_eq!(
+        app.call("staff/record/reveal", &[("resource_type", "Patient"), ("id", "x"), ("reason", "r")], Some(&sam))
+            .await,
+        StatusCode::FORBIDDEN,
+        "revealing needs the privacy role"
+    );
+    let filters = [
+        ("filters[actor]", ""),
+        ("filters[action]", ""),
+        ("filters[member]", ""),
+        ("filters[from]", ""),
+        ("filters[to]", ""),
+        ("page", "0"),
+    ];
+    assert_eq!(app.call("staff/audit", &filters, Some(&sam)).await, StatusCode::FORBIDDEN, "audit search needs admin");
+    assert_eq!(
+        client()
+            .post(format!("{}/staff/roster", app.base))
+            .header("origin", app.base.as_str())
+            .header("cookie", &maria)
+            .header("content-type", "multipart/form-data; boundary=x")
+            .body("--x--\r\n")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN,
+        "roster upload as a member"
+    );
+    // One member's transfer is not another's: it does not exist for them.
+    let own = format!("/member/transfers/{transfer}");
+    assert_eq!(app.get(&own, Some(&maria)).await.0, StatusCode::OK);
+    assert_eq!(app.get(&own, Some(&ana)).await.0, StatusCode::NOT_FOUND, "another member's transfer");
+    assert_eq!(app.call("member/retry", &[("transfer", transfer.as_str())], Some(&ana)).await, StatusCode::NOT_FOUND);
+    assert_eq!(app.call("member/transfer", &[("id", transfer.as_str())], Some(&ana)).await, StatusCode::NOT_FOUND);
+    // Nothing was changed by the refused calls.
+    let stored = app.services.store.transfer(&transfer).await.unwrap().unwrap();
+    assert_eq!(stored.state, "queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_and_actions_are_audited_and_exported() {
+    let app = spawn().await;
+    let failed = app.transfer_for(app.maria, "failed").await;
+    let sam = app.sign_in("sam").await;
+    let (status, body, _) = app.get(&format!("/staff/members/{}", app.maria.0), Some(&sam)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Maria Garcia") && body.contains("M-1"), "the member page shows the member");
+    let viewed = app.audit("member.view").await;
+    assert_eq!(viewed.len(), 1);
+    assert_eq!(viewed[0].member_account, Some(app.maria.0));
+    assert!(viewed[0].actor.starts_with("sam "), "{}", viewed[0].actor);
+
+    let (status, body, _) = app.get(&format!("/staff/transfers/{failed}"), Some(&sam)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("The previous plan did not answer."), "errors in plain words");
+    let (status, location) = app.post("staff/transfer/retry", &[("id", failed.as_str())], Some(&sam)).await;
+    assert!(status.is_redirection(), "{status}");
+    assert_eq!(location.as_deref(), Some(format!("/staff/transfers/{failed}").as_str()));
+    let transfer = app.services.store.transfer(&failed).await.unwrap().unwrap();
+    assert_eq!(transfer.state, "queued", "retried");
+    let events = app.services.store.transfer_events(&failed).await.unwrap();
+    assert!(events.iter().any(|e| e.kind == "retry" && e.detail == "staff sam"), "{events:?}");
+    let retried = app.audit("transfer.retry").await;
+    assert_eq!((retried.len(), retried[0].detail.as_str()), (1, "done"));
+
+    // Cancelling needs the confirmation step's form; it is recorded too.
+    let (_, body, _) = app.get(&format!("/staff/transfers/{failed}?confirm=cancel"), Some(&sam)).await;
+    assert!(body.contains("confirm-cancel-button"));
+    app.post("staff/transfer/cancel", &[("id", failed.as_str())], Some(&sam)).await;
+    assert_eq!(app.services.store.transfer(&failed).await.unwrap().unwrap().state, "cancelled");
+    assert_eq!(app.audit("transfer.cancel").await.len(), 1);
+    // A second cancel is refused, and that is recorded as such.
+    let (_, location) = app.post("staff/transfer/cancel", &[("id", failed.as_str())], Some(&sam)).await;
+    assert!(location.unwrap_or_default().ends_with("?problem=state"));
+    assert!(app.audit("transfer.cancel").await[0].detail.starts_with("refused"));
+
+    let alex = app.sign_in("alex").await;
+    let (status, csv, _) = app.get("/staff/audit.csv?action=transfer.", Some(&alex)).await;
+    assert_eq!(status, StatusCode::OK);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "time_utc,actor,actor_account,action,member_account,subject,detail");
+    assert_eq!(lines.len(), 1 + 5, "two transfer views, retry, cancel, refused cancel: {csv}");
+    assert!(lines.iter().skip(1).all(|l| l.contains(",transfer.")), "{csv}");
+    assert_eq!(app.audit("audit.export").await.len(), 1, "the export itself is recorded");
+    let (status, _, _) = app.get("/staff/audit.csv?from=yesterday", Some(&alex)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a malformed filter is a clear error");
+}
+
+fn multipart(file_name: &str, content: &str) -> (String, String) {
+    let boundary = "baton-test-boundary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: text/csv\r\n\r\n{content}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\n\r\n--{boundary}--\r\n"
+    );
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roster_is_previewed_committed_once_and_invited_members_set_a_password() {
+    let app = spawn().await;
+    let sam = app.sign_in("sam").await;
+    let roster = "member_id,given_name,family_name,birth_date,sex,email,coverage_start,plan\n\
+        NP-7,Rosa,Diaz,1980-04-23,F,rosa@example.org,2026-01-01,Gold PPO\n\
+        NP-8,Tom,,1975-11-02,M,,2026-01-01,Silver HMO\n";
+    let upload = |content: String| {
+        let (content_type, body) = multipart("roster.csv", &content);
+        client()
+            .post(format!("{}/staff/roster", app.base))
+            .header("origin", app.base.as_str())
+            .header("cookie", &sam)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let response = upload(roster.to_owned()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/staff/roster/"), "{location}");
+    let id = location.trim_start_matches("/staff/roster/").to_owned();
+    let (status, preview, _) = app.get(&location, Some(&sam)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(preview.contains("family name is missing"), "the row's problem is shown");
+    assert!(app.services.store.account_by_member_id("NP-7").await.unwrap().is_none(), "nothing written before commit");
+
+    let (status, _) = app.post("staff/roster/commit", &[("id", id.as_str())], Some(&sam)).await;
+    assert!(status.is_redirection());
+    let rosa = app.services.store.account_by_member_id("NP-7").await.unwrap().expect("enrolled");
+    assert!(
+        app.services.store.account_by_member_id("NP-8").await.unwrap().is_none(),
+        "rows with problems are left out"
+    );
+    app.post("staff/roster/commit", &[("id", id.as_str())], Some(&sam)).await;
+    assert_eq!(app.audit("roster.commit").await.len(), 1, "committed once");
+
+    let (_, report, _) = app.get(&location, Some(&sam)).await;
+    let link = report
+        .split("value=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|v| v.contains("/welcome?token="))
+        .expect("the invitation link is shown to staff")
+        .replace("&amp;", "&");
+    let path = link.trim_start_matches(&app.base).to_owned();
+    let token = path.split("token=").nth(1).unwrap().to_owned();
+    let (status, welcome, _) = app.get(&path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(welcome.contains("Rosa Diaz"), "the invitation page greets the member");
+    let accept = |password: &'static str, confirm: &'static str| {
+        let token = token.clone();
+        let app = &app;
+        async move {
+            app.post("welcome/accept", &[("token", token.as_str()), ("password", password), ("confirm", confirm)], None)
+                .await
+        }
+    };
+    let (_, location) = accept("rosa's own password", "something else").await;
+    assert!(location.unwrap_or_default().ends_with("problem=mismatch"));
+    let (_, location) = accept("rosa's own password", "rosa's own password").await;
+    assert_eq!(location.as_deref(), Some("/member"));
+    let signed_in = app.services.accounts.sign_in("np-7", "rosa's own password", None, Timestamp::now()).await;
+    assert_eq!(signed_in.unwrap().id, rosa.id);
+    let (_, location) = accept("another password!", "another password!").await;
+    assert!(location.unwrap_or_default().ends_with("problem=invalid"), "the link works once");
+
+    // The same roster again: nothing new.
+    let again = upload(roster.to_owned()).await.unwrap();
+    let again = again.headers()["location"].to_str().unwrap().trim_start_matches("/staff/roster/").to_owned();
+    app.post("staff/roster/commit", &[("id", again.as_str())], Some(&sam)).await;
+    let last = app.audit("roster.commit").await;
+    assert!(last[0].detail.starts_with("created 0, updated 0, unchanged 1"), "{}", last[0].detail);
+    // An empty upload says what to do.
+    let (content_type, body) = multipart("empty.csv", "");
+    let empty = client()
+        .post(format!("{}/staff/roster", app.base))
+        .header("origin", app.base.as_str())
+        .header("cookie", &sam)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.headers()["location"], "/staff/roster?problem=empty");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensitive_records_stay_hidden_until_a_privacy_officer_reveals_them() {
+    let app = spawn().await;
+    let base = app.services.local_base.clone();
+    let condition = json!({
+        "resourceType": "Condition", "id": "c-bh",
+        "subject": {"reference": "Patient/p-maria"},
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F32.1", "display": "Major depressive disorder, moderate"}]},
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Depression<img src=x onerror=alert(1)><script>alert(2)</script></div>"}
+    });
+    baton_records::load(&app.services.store, [condition], &base, Some(app.maria)).await.unwrap();
+    let stored = app.services.store.read_resource("Condition", "c-bh").await.unwrap().unwrap();
+    assert!(stored.sensitive, "classified sensitive when stored");
+
+    let sam = app.sign_in("sam").await;
+    let (_, listed, _) = app.get(&format!("/staff/members/{}/records?kind=conditions", app.maria.0), Some(&sam)).await;
+    assert!(listed.contains("Sensitive record (hidden)"));
+    assert!(!listed.contains("depressive"), "a hidden record's content never reaches the page");
+    let (_, page, _) = app.get("/staff/records/Condition/c-bh", Some(&sam)).await;
+    assert!(!page.contains("depressive") && page.contains("needs-privacy"));
+
+    let pat = app.sign_in("pat").await;
+    let (_, page, _) = app.get("/staff/records/Condition/c-bh", Some(&pat)).await;
+    assert!(!page.contains("depressive") && page.contains("reveal-form"));
+    let (status, _) = app
+        .post("staff/record/reveal", &[("resource_type", "Condition"), ("id", "c-bh"), ("reason", "")], Some(&pat))
+        .await;
+    assert!(!status.is_redirection() || app.audit("record.reveal").await.is_empty(), "a reason is required");
+    assert!(app.audit("record.reveal").await.is_empty());
+    app.post(
+        "staff/record/reveal",
+        &[("resource_type", "Condition"), ("id", "c-bh"), ("reason", "member asked for a copy")],
+        Some(&pat),
+    )
+    .await;
+    let revealed = app.audit("record.reveal").await;
+    assert_eq!(revealed.len(), 1);
+    assert_eq!(
+        (revealed[0].member_account, revealed[0].detail.as_str()),
+        (Some(app.maria.0), "member asked for a copy")
+    );
+    let (_, page, _) = app.get("/staff/records/Condition/c-bh", Some(&pat)).await;
+    assert!(page.contains("Major depressive disorder"), "revealed for this officer");
+    let narrative =
+        page.split("id=\"narrative\"").nth(1).expect("the narrative is shown").split("</div>").next().unwrap();
+    assert!(narrative.contains("Depression"));
+    assert!(
+        !narrative.contains("onerror") && !narrative.contains("<img") && !narrative.contains("alert(2)"),
+        "{narrative}"
+    );
+    // Still hidden for anyone else.
+    let (_, page, _) = app.get("/staff/records/Condition/c-bh", Some(&sam)).await;
+    assert!(!page.contains("depressive"));
+    assert!(app.audit("record.view").await.len() >= 4, "every view is recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_api_answers_api_tokens_only_until_revoked() {
+    let app = spawn().await;
+    let base = app.services.local_base.clone();
+    let maria_patient = baton_transfer::member_patient(&app.services.store, &base, app.maria).await.unwrap();
+    let records = [
+        json!({"resourceType": "Condition", "id": "c-1", "subject": {"reference": format!("Patient/{maria_patient}")},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9", "display": "Type 2 diabetes"}]}}),
+        json!({"resourceType": "Condition", "id": "c-2", "subject": {"reference": format!("Patient/{maria_patient}")},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F32.1", "display": "Depression"}]}}),
+    ];
+    baton_records::load(&app.services.store, records, &base, Some(app.maria)).await.unwrap();
+
+    let sam = app.sign_in("sam").await;
+    assert_eq!(app.call("staff/api-tokens/create", &[("name", "warehouse")], Some(&sam)).await, StatusCode::FORBIDDEN);
+    let alex = app.sign_in("alex").await;
+    let (status, location) = app.post("staff/api-tokens/create", &[("name", "claims warehouse")], Some(&alex)).await;
+    assert!(status.is_redirection(), "{status}");
+    assert_eq!(location.as_deref(), Some("/staff/api-tokens"));
+    let (_, page, _) = app.get("/staff/api-tokens", Some(&alex)).await;
+    let token = page
+        .split("id=\"new-token\"")
+        .nth(1)
+        .and_then(|s| s.split("value=\"").nth(1))
+        .and_then(|s| s.split('"').next());
+    let token = token.expect("the new token is shown once").to_owned();
+    assert!(token.starts_with("baton_"));
+    let (_, again, _) = app.get("/staff/api-tokens", Some(&alex)).await;
+    assert!(!again.contains(&token), "shown only once");
+    let stored = app.services.store.api_tokens().await.unwrap();
+    assert!(stored[0].token_hash != token && !stored[0].token_hash.contains(&token), "only a hash is kept");
+
+    let api = |path: String, bearer: Option<String>| {
+        let mut request = client().get(format!("{}/api/fhir/{path}", app.base));
+        if let Some(bearer) = bearer {
+            request = request.header("authorization", format!("Bearer {bearer}"));
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, metadata) = api("metadata".into(), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(metadata["resourceType"], "CapabilityStatement");
+    let (status, outcome) = api("Condition".into(), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    let (status, _) = api("Condition".into(), Some("baton_not-a-token".into())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, bundle) = api(format!("Condition?patient={maria_patient}"), Some(token.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    let ids: Vec<&str> =
+        bundle["entry"].as_array().unwrap().iter().filter_map(|e| e["resource"]["id"].as_str()).collect();
+    assert_eq!(ids, ["c-1"], "sensitive records are left out for this token");
+    assert!(bundle["entry"][0]["fullUrl"].as_str().unwrap().contains("/api/fhir/Condition/c-1"));
+    let (status, read) = api("Condition/c-1".into(), Some(token.clone())).await;
+    assert_eq!((status, read["id"].as_str()), (StatusCode::OK, Some("c-1")));
+    let (status, _) = api("Condition/c-2".into(), Some(token.clone())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, everything) = api(format!("Patient/{maria_patient}/$everything"), Some(token.clone())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(everything["entry"].as_array().unwrap().iter().any(|e| e["resource"]["id"] == "c-1"));
+    let (status, _) = api("Patient/nobody/$everything".into(), Some(token.clone())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(app.audit("api.read").await.len() >= 4, "every API request is recorded");
+
+    let id = app.services.store.api_tokens().await.unwrap()[0].id.clone();
+    app.post("staff/api-tokens/revoke", &[("id", id.as_str())], Some(&alex)).await;
+    let (status, _) = api("Condition/c-1".into(), Some(token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked");
+    assert_eq!(app.audit("api_token.revoke").await.len(), 1);
+}
