@@ -1,66 +1,20 @@
 import { expect, Page, test } from '@playwright/test';
-import { DEMO_PASSWORD, settle, signIn } from './helpers';
+import {
+  approveAtOldPlan,
+  chooseOldPlanAndConsent,
+  DEMO_PASSWORD,
+  OLD_PLAN_NAME,
+  settle,
+  signIn,
+  waitUntilDone,
+} from './helpers';
 
 // The member journey, end to end: Cedar Valley (this Baton, the new plan) pulls a demo member's
 // records from Riverbend (the demo old plan, a second Baton) for real.
-const OLD_PLAN_NAME = 'Riverbend Health Plan';
-
-type Choice = 'include' | 'exclude';
-
-/** From the member home to the old plan's sign-in page, through the directory and consent. */
-async function chooseOldPlanAndConsent(page: Page, choice: Choice) {
-  await page.getByRole('link', { name: 'Bring your records' }).click();
-  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Choose your previous health plan');
-  await settle(page);
-  await page.getByLabel('Search for your previous plan').fill('riverbend');
-  await page.getByRole('button', { name: 'Search' }).click();
-  await expect(page).toHaveURL(/q=riverbend/);
-  await page.getByRole('link', { name: new RegExp(OLD_PLAN_NAME) }).click();
-
-  await expect(page.getByRole('heading', { level: 1 })).toHaveText(`Bring your records from ${OLD_PLAN_NAME}`);
-  await settle(page);
-  const sensitive = page.getByRole('group', { name: 'Should we include sensitive information?' });
-  // No answer is chosen for the member.
-  await expect(sensitive.getByRole('radio', { checked: true })).toHaveCount(0);
-  await sensitive
-    .getByLabel(choice === 'include' ? 'Yes. Include sensitive information.' : 'No. Leave out sensitive information.')
-    .check();
-  await page.getByRole('button', { name: `Continue to ${OLD_PLAN_NAME}` }).click();
-}
-
-/** At the old plan: signs in when asked, then answers its own consent screen. */
-async function approveAtOldPlan(page: Page, username: string, choice: Choice | 'deny') {
-  const heading = page.getByRole('heading', { level: 1 });
-  await expect(heading).toHaveText(/Sign in to Riverbend|Share your records/);
-  if ((await heading.textContent())?.startsWith('Sign in')) {
-    await page.getByLabel('Username').fill(username);
-    await page.getByLabel('Password').fill(DEMO_PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-  }
-  await expect(heading).toHaveText(/^Share your records with/);
-  if (choice === 'deny') {
-    await page.getByRole('button', { name: 'Do not allow' }).click();
-    return;
-  }
-  await page
-    .getByLabel(choice === 'include' ? 'Share everything, including sensitive information' : 'Do not share sensitive information')
-    .check();
-  await page.getByRole('button', { name: 'Allow', exact: true }).click();
-}
 
 async function count(page: Page, category: string): Promise<number> {
   const text = await page.locator(`tr[data-category="${category}"] td.num`).textContent();
   return Number((text ?? '').replace(/[^0-9]/g, ''));
-}
-
-/** Waits on the progress page until the transfer is done; returns the total received. */
-async function waitUntilDone(page: Page): Promise<number> {
-  await expect(page).toHaveURL(/\/member\/transfers\/[0-9a-f-]+$/);
-  await expect(page.getByRole('heading', { level: 1 })).toHaveText(`Your records from ${OLD_PLAN_NAME}`);
-  await expect(page.locator('.transfer__status')).toHaveText('Done. Your records are here.', { timeout: 90_000 });
-  await expect(page.locator('progress.transfer__bar')).toHaveAttribute('value', '100');
-  const total = (await page.locator('.transfer__total').textContent()) ?? '';
-  return Number(total.replace(/[^0-9]/g, ''));
 }
 
 test.describe.configure({ timeout: 180_000 });

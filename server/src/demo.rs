@@ -38,7 +38,7 @@ struct DemoMember {
     coverage_start: Date,
 }
 
-const MEMBERS: [DemoMember; 3] = [
+const MEMBERS: [DemoMember; 4] = [
     DemoMember {
         username: "maria",
         display_name: "Maria Garcia",
@@ -59,6 +59,14 @@ const MEMBERS: [DemoMember; 3] = [
         member_id: "CVH-101552",
         birth_date: date!(1992 - 07 - 24),
         coverage_start: date!(2026 - 12 - 01),
+    },
+    // Came from Lakeshore, which is offline in the demo (see `seed_offline_history`).
+    DemoMember {
+        username: "lee",
+        display_name: "Lee Park",
+        member_id: "CVH-102090",
+        birth_date: date!(1977 - 05 - 30),
+        coverage_start: date!(2026 - 01 - 01),
     },
 ];
 
@@ -150,11 +158,11 @@ pub fn offline_plan_payer() -> crate::config::PayerConfig {
     }
 }
 
-/// James authorized Lakeshore before it went offline (seeded once): the worker tries to pull
-/// his records, cannot reach it, and fails the transfer with the reason.
+/// Lee authorized Lakeshore before it went offline (seeded once): the worker tries to pull
+/// their records, cannot reach it, and fails the transfer with the reason.
 pub async fn seed_offline_history(services: &Services) -> anyhow::Result<()> {
-    let Some(james) = services.accounts.by_username(&Username::parse("james")?).await? else { return Ok(()) };
-    let id = AccountId(james.id.0);
+    let Some(lee) = services.accounts.by_username(&Username::parse("lee")?).await? else { return Ok(()) };
+    let id = AccountId(lee.id.0);
     if services.store.links_of(id).await?.iter().any(|l| l.payer_id == OFFLINE_PLAN_ID) {
         return Ok(());
     }
@@ -170,7 +178,7 @@ pub async fn seed_offline_history(services: &Services) -> anyhow::Result<()> {
         .journey
         .connect_granted(id, OFFLINE_PLAN_ID, false, granted, baton_store::Timestamp::now())
         .await
-        .context("recording James's authorization at the offline plan")?;
+        .context("recording Lee's authorization at the offline plan")?;
     Ok(())
 }
 

@@ -210,7 +210,13 @@ async fn provenance_of(
             for target in body.get("target").and_then(Value::as_array).into_iter().flatten() {
                 if let Some(reference) = target.get("reference").and_then(Value::as_str) {
                     let entry = by_target.entry(reference.to_owned()).or_default();
-                    if !entry.iter().any(|s| s.provenance_id == source.provenance_id) {
+                    // Each transfer adds its custodian Provenance: the same agents on the same
+                    // day say nothing new.
+                    let same = |s: &Source| {
+                        s.provenance_id == source.provenance_id
+                            || (s.agents == source.agents && s.recorded == source.recorded)
+                    };
+                    if !entry.iter().any(same) {
                         entry.push(source.clone());
                     }
                 }

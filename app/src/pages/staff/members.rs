@@ -424,7 +424,7 @@ fn MemberDetails(m: MemberData) -> impl IntoView {
                             {withdrawn.map(|at| view! { <p class="alert">{t!(i18n, console.withdrawn_at, at = at.clone())}</p> })}
                             <details>
                                 <summary>{t!(i18n, console.consent_json)}</summary>
-                                <pre class="json"><code>{c.json}</code></pre>
+                                <pre class="json" tabindex="0"><code>{c.json}</code></pre>
                             </details>
                         </article>
                     }

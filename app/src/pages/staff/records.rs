@@ -205,8 +205,13 @@ fn Records(v: RecordsView) -> impl IntoView {
                                             Some(from) => t!(i18n, console.came_from, plan = from.clone()).into_any(),
                                             None => t!(i18n, console.this_plan).into_any(),
                                         }}
-                                        {item.sources.into_iter().map(|s| view! {
-                                            " · "{t!(i18n, console.provenance, who = s.agents.join(", "), at = s.recorded.clone().unwrap_or_default())}
+                                        {item.sources.into_iter().map(|s| {
+                                            let at = s.recorded.clone().unwrap_or_default();
+                                            if s.agents.is_empty() {
+                                                view! { " · "{t!(i18n, console.provenance_recorded, at = at.clone())} }.into_any()
+                                            } else {
+                                                view! { " · "{t!(i18n, console.provenance, who = s.agents.join(", "), at = at.clone())} }.into_any()
+                                            }
                                         }).collect_view()}
                                     </p>
                                 </li>
@@ -369,7 +374,7 @@ fn Record(v: RecordView) -> impl IntoView {
                 })}
                 <section aria-labelledby="json-title">
                     <h2 id="json-title">{t!(i18n, console.fhir_json)}</h2>
-                    <pre class="json" id="record-json"><code>{v.json.clone().unwrap_or_default()}</code></pre>
+                    <pre class="json" tabindex="0" id="record-json"><code>{v.json.clone().unwrap_or_default()}</code></pre>
                 </section>
             }.into_any(),
         }}

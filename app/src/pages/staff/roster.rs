@@ -191,7 +191,7 @@ pub fn RosterPage() -> impl IntoView {
                     _ => t!(i18n, console.roster_problem_unreadable).into_any(),
                 }}</p> })}
                 <p>{t!(i18n, console.roster_intro)}</p>
-                <pre class="json"><code>"member_id,given_name,family_name,birth_date,sex,email,coverage_start,plan\nNP-1001,Rosa,Diaz,1980-04-23,F,rosa@example.org,2026-01-01,Gold PPO"</code></pre>
+                <pre class="json" tabindex="0"><code>"member_id,given_name,family_name,birth_date,sex,email,coverage_start,plan\nNP-1001,Rosa,Diaz,1980-04-23,F,rosa@example.org,2026-01-01,Gold PPO"</code></pre>
                 <form method="post" action="/staff/roster" enctype="multipart/form-data" class="form">
                     <div class="field">
                         <label for="roster-file">{t!(i18n, console.roster_file)}</label>

@@ -464,7 +464,7 @@ fn TransferDetails(v: StaffTransferView) -> impl IntoView {
         })}
         <section aria-labelledby="requests-title">
             <h2 id="requests-title">{t!(i18n, console.requests_title)}</h2>
-            <div class="table-scroll">
+            <div class="table-scroll" tabindex="0" role="region" aria-labelledby="requests-title">
                 <table class="data" id="requests">
                     <thead><tr>
                         <th scope="col">{t!(i18n, console.at)}</th>
