@@ -24,8 +24,8 @@ use crate::components::layout::Layout;
 use crate::i18n::{I18nContextProvider, t_string, use_i18n};
 use crate::pages::{
     ApiTokensPage, AuditPage, BringRecords, ConsentPage, Landing, MemberHome, MemberPage, MemberRecordsPage,
-    MembersPage, NotFound, RecordPage, RosterImportPage, RosterPage, SignInPage, StaffHome, StaffTransferPage,
-    TransferPage, TransfersPage, WelcomePage,
+    MembersPage, NotFound, PayersPage, RecordPage, RosterImportPage, RosterPage, SignInPage, StaffHome,
+    StaffTransferPage, TransferPage, TransfersPage, WelcomePage,
 };
 use crate::session::{SessionInfo, SignOut, get_session};
 
@@ -100,6 +100,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("staff/transfers") view=TransfersPage ssr=SsrMode::Async/>
                         <Route path=path!("staff/transfers/:id") view=StaffTransferPage ssr=SsrMode::Async/>
                         <Route path=path!("staff/audit") view=AuditPage ssr=SsrMode::Async/>
+                        <Route path=path!("staff/payers") view=PayersPage ssr=SsrMode::Async/>
                         <Route path=path!("staff/api-tokens") view=ApiTokensPage ssr=SsrMode::Async/>
                     </Routes>
                 </Layout>

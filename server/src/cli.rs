@@ -211,7 +211,7 @@ async fn transfers(config: Config, command: TransfersCommand) -> anyhow::Result<
         }
         TransfersCommand::Work { once } => {
             let secrets = crate::secrets::Secrets::load(&config)?;
-            let engine = crate::startup::engine(&config, &store, &secrets)?;
+            let engine = crate::startup::engine(&config, &store, &secrets).await?;
             if once {
                 while let Some((id, end)) = engine.run_once().await? {
                     println!("baton: transfer {id}: {end:?}");

@@ -44,6 +44,9 @@ pub struct Config {
     pub demo: DemoConfig,
     /// Previous plans members can bring their records from (`[[payers]]`).
     pub payers: Vec<PayerConfig>,
+    /// Named credentials (`[credentials.<name>]`) staff may assign to payers loaded from
+    /// brands files: the secret or key stays here; the database holds only the name.
+    pub credentials: std::collections::BTreeMap<String, CredentialConfig>,
     /// The transfer engine.
     pub transfer: TransferConfig,
 }
@@ -88,6 +91,34 @@ pub struct PayerConfig {
     pub scopes: Option<String>,
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+}
+
+/// This plan's client credential at one or more previous plans: a shared secret
+/// (`client_secret_basic`) or a private key (`private_key_jwt`, inline or in a file).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub private_key: Option<String>,
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    #[serde(default = "default_key_alg")]
+    pub private_key_alg: String,
+    #[serde(default)]
+    pub private_key_kid: Option<String>,
+}
+
+impl std::fmt::Debug for CredentialConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialConfig")
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("private_key", &self.private_key.as_ref().map(|_| "***"))
+            .field("private_key_file", &self.private_key_file)
+            .field("private_key_alg", &self.private_key_alg)
+            .finish()
+    }
 }
 
 fn default_key_alg() -> String {
@@ -219,6 +250,7 @@ impl Default for Config {
             holder: baton_holder::HolderSettings::default(),
             demo: DemoConfig::default(),
             payers: vec![],
+            credentials: Default::default(),
             transfer: TransferConfig::default(),
         }
     }

@@ -2,14 +2,35 @@
 //! registration there (client id and credential, private keys read from their files).
 
 use anyhow::Context;
-use baton_journey::{Payer, Payers};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use baton_journey::{Directory, Payer};
 use baton_transfer::{ClientAuth, PayerCredentials};
 use jsonwebtoken::Algorithm;
 
 use crate::config::{Config, PayerConfig};
 
-/// Every enabled payer of `config`.
-pub fn from_config(config: &Config) -> anyhow::Result<Payers> {
+/// The directory: every enabled payer of `config`, and its named credentials for payers
+/// staff load from brands files (see `Directory::reload`).
+pub fn from_config(config: &Config) -> anyhow::Result<Directory> {
+    let mut credentials = BTreeMap::new();
+    for (name, credential) in &config.credentials {
+        let label = format!("credential {name}");
+        let auth = client_auth(
+            &label,
+            credential.client_secret.as_ref(),
+            credential.private_key.as_ref(),
+            credential.private_key_file.as_ref(),
+            &credential.private_key_alg,
+            credential.private_key_kid.as_ref(),
+        )?;
+        credentials.insert(name.clone(), auth);
+    }
+    Ok(Directory::new(configured(config)?, credentials))
+}
+
+fn configured(config: &Config) -> anyhow::Result<Vec<Payer>> {
     let mut payers = Vec::new();
     for payer in config.payers.iter().filter(|p| p.enabled) {
         payers.push(Payer {
@@ -25,20 +46,19 @@ pub fn from_config(config: &Config) -> anyhow::Result<Payers> {
             credentials: credentials(payer)?,
         });
     }
-    Ok(Payers::new(payers))
+    Ok(payers)
 }
 
 fn credentials(payer: &PayerConfig) -> anyhow::Result<PayerCredentials> {
-    let auth = match (&payer.client_secret, &payer.private_key, &payer.private_key_file) {
-        (Some(secret), _, _) => ClientAuth::Secret(secret.clone()),
-        (None, Some(pem), _) => private_key(payer, pem.clone())?,
-        (None, None, Some(path)) => {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("payer {}: reading {}", payer.id, path.display()))?;
-            private_key(payer, pem)?
-        }
-        (None, None, None) => anyhow::bail!("payer {}: no credential", payer.id),
-    };
+    let label = format!("payer {}", payer.id);
+    let auth = client_auth(
+        &label,
+        payer.client_secret.as_ref(),
+        payer.private_key.as_ref(),
+        payer.private_key_file.as_ref(),
+        &payer.private_key_alg,
+        payer.private_key_kid.as_ref(),
+    )?;
     Ok(PayerCredentials {
         client_id: payer.client_id.clone(),
         auth,
@@ -47,16 +67,32 @@ fn credentials(payer: &PayerConfig) -> anyhow::Result<PayerCredentials> {
     })
 }
 
-fn private_key(payer: &PayerConfig, pem: String) -> anyhow::Result<ClientAuth> {
-    let algorithm = match payer.private_key_alg.as_str() {
+/// A secret, or a private key (inline or from its file) checked to be usable now, not at the
+/// first refresh.
+fn client_auth(
+    label: &str,
+    secret: Option<&String>,
+    pem: Option<&String>,
+    file: Option<&PathBuf>,
+    alg: &str,
+    kid: Option<&String>,
+) -> anyhow::Result<ClientAuth> {
+    let pem = match (secret, pem, file) {
+        (Some(secret), _, _) => return Ok(ClientAuth::Secret(secret.clone())),
+        (None, Some(pem), _) => pem.clone(),
+        (None, None, Some(path)) => {
+            std::fs::read_to_string(path).with_context(|| format!("{label}: reading {}", path.display()))?
+        }
+        (None, None, None) => anyhow::bail!("{label}: no credential (client_secret, private_key or private_key_file)"),
+    };
+    let algorithm = match alg {
         "ES384" => Algorithm::ES384,
         _ => Algorithm::RS384,
     };
-    // Fail at start, not at the first refresh.
     let readable = match algorithm {
         Algorithm::ES384 => jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).is_ok(),
         _ => jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).is_ok(),
     };
-    anyhow::ensure!(readable, "payer {}: the private key is not a {} key in PEM", payer.id, payer.private_key_alg);
-    Ok(ClientAuth::PrivateKey { pem, algorithm, kid: payer.private_key_kid.clone() })
+    anyhow::ensure!(readable, "{label}: the private key is not a {alg} key in PEM");
+    Ok(ClientAuth::PrivateKey { pem, algorithm, kid: kid.cloned() })
 }

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::http::{callback, client_ip, health, locale, panic, security, staff, trace};
 use crate::payers;
 use crate::secrets::Secrets;
-use baton_journey::{Discovery, Journey, Payers};
+use baton_journey::{Directory, Discovery, Journey};
 
 /// Router state: what plain axum handlers need; Leptos gets [`Services`] as context.
 #[derive(Clone, FromRef)]
@@ -51,19 +51,21 @@ pub struct Application {
 }
 
 /// The transfer engine for `config`.
-pub fn engine(config: &Config, store: &Store, secrets: &Secrets) -> anyhow::Result<Engine> {
-    Ok(engine_with(config, store, secrets, Arc::new(payers::from_config(config)?)))
+pub async fn engine(config: &Config, store: &Store, secrets: &Secrets) -> anyhow::Result<Engine> {
+    let directory = payers::from_config(config)?;
+    directory.reload(store).await.context("reading the payer directory")?;
+    Ok(engine_with(config, store, secrets, directory))
 }
 
-fn engine_with(config: &Config, store: &Store, secrets: &Secrets, payers: Arc<Payers>) -> Engine {
-    Engine::new(store.clone(), TokenCipher::new(&secrets.token_key), config.engine_config(), payers)
+fn engine_with(config: &Config, store: &Store, secrets: &Secrets, payers: Directory) -> Engine {
+    Engine::new(store.clone(), TokenCipher::new(&secrets.token_key), config.engine_config(), Arc::new(payers))
 }
 
 /// How long a previous plan's SMART configuration is reused before it is read again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 
 /// The member journey, sharing the engine's payer directory, HTTP client and token key.
-fn journey(config: &Config, engine: &Engine, payers: Arc<Payers>, public_url: &Url) -> anyhow::Result<Journey> {
+fn journey(config: &Config, engine: &Engine, payers: Directory, public_url: &Url) -> anyhow::Result<Journey> {
     Ok(Journey::new(baton_journey::Inner {
         store: engine.store.clone(),
         cipher: engine.cipher.clone(),
@@ -103,7 +105,10 @@ impl Application {
 
         let accounts = Accounts::new(store.clone(), config.throttle_policy());
         // The payer directory is read once (private keys from their files) and shared.
-        let payers = Arc::new(payers::from_config(&config)?);
+        // Configured payers plus the brands entries staff registered; shared, and rebuilt
+        // when staff change an entry.
+        let payers = payers::from_config(&config)?;
+        payers.reload(&store).await.context("reading the payer directory")?;
         let engine = engine_with(&config, &store, &secrets, payers.clone());
         let enrollment = baton_enrollment::Enrollment {
             store: store.clone(),
@@ -155,6 +160,11 @@ impl Application {
                     .layer(axum::extract::DefaultBodyLimit::max(staff::ROSTER_MAX_BYTES)),
             )
             .route("/staff/audit.csv", get(staff::export_audit))
+            .route(
+                "/staff/payers/brands",
+                axum::routing::post(staff::upload_brands)
+                    .layer(axum::extract::DefaultBodyLimit::max(staff::BRANDS_MAX_BYTES)),
+            )
             .leptos_routes_with_context(&state, routes, context.clone(), {
                 let options = leptos_options.clone();
                 move || shell(options.clone())

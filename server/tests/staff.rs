@@ -30,11 +30,16 @@ fn client() -> reqwest::Client {
 }
 
 async fn spawn() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut config =
         Config { listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.path().to_owned(), ..Config::default() };
     // Transfers here are made by hand and must stay as they are.
     config.transfer.workers = false;
+    configure(&mut config);
     let app = Application::build(config).await.expect("build the app");
     let base = format!("http://127.0.0.1:{}", app.port());
     let services = app.services().clone();
@@ -207,6 +212,7 @@ async fn every_staff_route_checks_the_role_on_the_server() {
         "/staff/roster",
         "/staff/transfers",
         transfer_page.as_str(),
+        "/staff/payers",
     ];
     for page in staff_pages {
         let (status, _, location) = app.get(page, None).await;
@@ -219,14 +225,14 @@ async fn every_staff_route_checks_the_role_on_the_server() {
         assert_eq!(status, StatusCode::OK, "{page} as staff");
     }
     // Admin only.
-    for page in ["/staff/audit", "/staff/audit.csv"] {
+    for page in ["/staff/audit", "/staff/audit.csv", "/staff/api-tokens"] {
         assert_eq!(app.get(page, Some(&maria)).await.0, StatusCode::FORBIDDEN, "{page} as a member");
         assert_eq!(app.get(page, Some(&sam)).await.0, StatusCode::FORBIDDEN, "{page} as staff");
         assert_eq!(app.get(page, Some(&alex)).await.0, StatusCode::OK, "{page} as admin");
     }
     // Server functions, called directly (not only through the pages' forms).
     let id = app.maria.0.to_string();
-    let functions: [(&str, Vec<(&str, &str)>); 11] = [
+    let functions: Vec<(&str, Vec<(&str, &str)>)> = vec![
         ("staff/home", vec![]),
         ("staff/members", vec![("q", ""), ("birth", ""), ("page", "0")]),
         ("staff/member", vec![("id", id.as_str())]),
@@ -238,6 +244,10 @@ async fn every_staff_route_checks_the_role_on_the_server() {
         ("staff/records", vec![("member", id.as_str()), ("kind", "claims")]),
         ("staff/record", vec![("resource_type", "Patient"), ("id", "nope")]),
         ("staff/roster/commit", vec![("id", "nope")]),
+        ("staff/payers", vec![]),
+        ("staff/payers/load", vec![("url", "http://127.0.0.1:9/brands.json")]),
+        ("staff/payers/register", vec![("id", "x"), ("client_id", "c"), ("credential", ""), ("enabled", "yes")]),
+        ("staff/payers/check", vec![("id", "x")]),
     ];
     for (endpoint, form) in &functions {
         assert_eq!(app.call(endpoint, form, None).await, StatusCode::UNAUTHORIZED, "{endpoint} as nobody");
@@ -557,4 +567,65 @@ async fn the_plan_api_answers_api_tokens_only_until_revoked() {
     let (status, _) = api("Condition/c-1".into(), Some(token)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked");
     assert_eq!(app.audit("api_token.revoke").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_load_plans_from_a_brands_file_and_see_discovery_problems() {
+    let app = spawn_with(|config| {
+        config.credentials.insert(
+            "shared-secret".into(),
+            server::config::CredentialConfig {
+                client_secret: Some("a registered secret".into()),
+                private_key: None,
+                private_key_file: None,
+                private_key_alg: "RS384".into(),
+                private_key_kid: None,
+            },
+        );
+        // A configured plan whose server never answers.
+        config.payers.push(server::demo::offline_plan_payer());
+    })
+    .await;
+    let sam = app.sign_in("sam").await;
+    // This Baton's own data-holder side publishes a brands file.
+    let brands_url = format!("{}/brands.json", app.base);
+    let (status, location) = app.post("staff/payers/load", &[("url", brands_url.as_str())], Some(&sam)).await;
+    assert!(status.is_redirection());
+    assert_eq!(location.as_deref(), Some("/staff/payers"));
+    let entries = app.services.store.payer_entries().await.unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = entries[0].clone();
+    assert_eq!(entry.fhir_base, format!("{}/fhir", app.base));
+    assert!(app.services.journey.payers.get(&entry.id).is_none(), "not offered before registration");
+    let (_, page, _) = app.get("/staff/payers", Some(&sam)).await;
+    assert!(page.contains("data-state=\"no_registration\""), "the entry says what it needs: {page}");
+    assert!(page.contains("Not offered yet"));
+
+    // Refreshing sends the ETag: nothing changed.
+    app.post("staff/payers/load", &[("url", brands_url.as_str())], Some(&sam)).await;
+    let source = app.services.store.brand_source(&brands_url).await.unwrap().expect("recorded");
+    assert_eq!(source.status, "not modified since the last load");
+    assert!(source.etag.is_some());
+
+    // Registered and turned on: members can pick it; the engine has its credential.
+    let form =
+        [("id", entry.id.as_str()), ("client_id", "cedar-valley"), ("credential", "shared-secret"), ("enabled", "yes")];
+    let (status, _) = app.post("staff/payers/register", &form, Some(&sam)).await;
+    assert!(status.is_redirection(), "{status}");
+    let offered = app.services.journey.payers.get(&entry.id).expect("offered now");
+    assert_eq!(offered.credentials.client_id, "cedar-valley");
+    let bad = [("id", entry.id.as_str()), ("client_id", "x"), ("credential", "not-configured"), ("enabled", "yes")];
+    assert_eq!(app.call("staff/payers/register", &bad, Some(&sam)).await, StatusCode::BAD_REQUEST);
+    assert_eq!(app.audit("payers.register").await.len(), 1);
+
+    // Staff see why members cannot use a plan.
+    app.post("staff/payers/check", &[("id", "lakeshore")], Some(&sam)).await;
+    let (_, page, _) = app.get("/staff/payers", Some(&sam)).await;
+    let card = page.split("data-payer=\"lakeshore\"").nth(1).expect("the configured plan is listed");
+    assert!(card.contains("Members cannot use this plan now"), "the discovery problem is shown");
+    let maria = app.sign_in("maria").await;
+    assert_eq!(
+        app.call("staff/payers/load", &[("url", brands_url.as_str())], Some(&maria)).await,
+        StatusCode::FORBIDDEN
+    );
 }

@@ -56,16 +56,35 @@ pub struct Discovery {
     cache: Arc<Mutex<HashMap<String, (Instant, SmartConfiguration)>>>,
     /// Origins of the authorization endpoints seen so far (pages allow forms to go there).
     authorize_origins: Arc<Mutex<BTreeSet<String>>>,
+    /// The last discovery problem per payer id (cleared when discovery works again): staff see
+    /// it in the directory, e.g. a plan that does not offer S256.
+    problems: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Discovery {
     pub fn new(http: reqwest::Client, ttl: Duration) -> Self {
-        Self { http, ttl, cache: Arc::default(), authorize_origins: Arc::default() }
+        Self { http, ttl, cache: Arc::default(), authorize_origins: Arc::default(), problems: Arc::default() }
     }
 
     /// The plan's endpoints and the scopes to ask for. Pinned endpoints win over discovery;
     /// when both are pinned, a plan without discovery still works.
     pub async fn endpoints(&self, payer: &Payer) -> Result<Endpoints, DiscoveryError> {
+        let result = self.find_endpoints(payer).await;
+        if let Ok(mut problems) = self.problems.lock() {
+            match &result {
+                Ok(_) => problems.remove(&payer.id),
+                Err(error) => problems.insert(payer.id.clone(), error.to_string()),
+            };
+        }
+        result
+    }
+
+    /// What went wrong the last time this payer's discovery was tried, if it did.
+    pub fn problem(&self, payer_id: &str) -> Option<String> {
+        self.problems.lock().ok().and_then(|p| p.get(payer_id).cloned())
+    }
+
+    async fn find_endpoints(&self, payer: &Payer) -> Result<Endpoints, DiscoveryError> {
         let configuration = match self.configuration(&payer.fhir_base).await {
             Ok(configuration) => Some(configuration),
             Err(error) if payer.authorize_url.is_some() && payer.token_url.is_some() => {

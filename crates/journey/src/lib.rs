@@ -9,6 +9,7 @@
 //!   stops the pulls and can delete what arrived.
 
 pub mod authorization;
+pub mod brands;
 pub mod consent;
 pub mod discovery;
 pub mod payers;
@@ -23,7 +24,7 @@ use url::Url;
 
 pub use authorization::{AuthorizationErrorCode, CallbackError, CallbackParams, Granted, PendingAuthorization};
 pub use discovery::{Discovery, DiscoveryError};
-pub use payers::{Payer, Payers};
+pub use payers::{Directory, EntryState, Payer, Payers};
 
 /// What went wrong, in terms the pages can put into words.
 #[derive(Debug, Error)]
@@ -39,7 +40,20 @@ pub enum JourneyError {
     #[error("{0}")]
     Failed(String),
     #[error(transparent)]
+    Brands(#[from] brands::BrandsError),
+    #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What loading a brands file did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrandsImport {
+    /// Plans the file lists (with a FHIR R4 endpoint).
+    pub entries: usize,
+    /// Of which new to the directory.
+    pub added: u64,
+    /// The server said the file had not changed (`304` to `If-None-Match`).
+    pub not_modified: bool,
 }
 
 /// The new plan's side of the exchange.
@@ -51,7 +65,7 @@ pub struct Inner {
     pub cipher: TokenCipher,
     pub http: reqwest::Client,
     pub discovery: Discovery,
-    pub payers: Arc<Payers>,
+    pub payers: Directory,
     /// This plan's callback, registered at every previous plan.
     pub redirect_uri: Url,
     /// This plan's public base URL and name.
@@ -97,9 +111,9 @@ impl Journey {
         now: Timestamp,
     ) -> Result<(Url, PendingAuthorization), JourneyError> {
         let payer = self.payers.get(payer_id).ok_or_else(|| JourneyError::UnknownPayer(payer_id.to_owned()))?;
-        let endpoints = self.discovery.endpoints(payer).await?;
+        let endpoints = self.discovery.endpoints(&payer).await?;
         let (url, pending) = authorization::authorization_request(
-            payer,
+            &payer,
             &endpoints,
             &self.redirect_uri,
             include_sensitive,
@@ -122,7 +136,7 @@ impl Journey {
         let payer =
             self.payers.get(&pending.payer_id).ok_or_else(|| JourneyError::UnknownPayer(pending.payer_id.clone()))?;
         let granted = authorization::complete(pending, params, &payer.credentials, &self.http, now.millis()).await?;
-        self.connect(member, payer, pending, granted, now).await
+        self.connect(member, &payer, pending, granted, now).await
     }
 
     /// Records an authorization a member gave a previous plan some other way (an import, or the
@@ -147,7 +161,7 @@ impl Journey {
             include_sensitive,
             consent_given_at: now.millis(),
         };
-        self.connect(member, payer, &pending, granted, now).await
+        self.connect(member, &payer, &pending, granted, now).await
     }
 
     async fn connect(
@@ -314,10 +328,108 @@ impl Journey {
     /// before a member needs it; a plan that cannot be used is logged for the operators.
     pub async fn warm_up(&self) {
         for payer in self.payers.all() {
-            if let Err(error) = self.discovery.endpoints(payer).await {
+            if let Err(error) = self.discovery.endpoints(&payer).await {
                 tracing::warn!(payer = %payer.id, %error, "previous plan's SMART discovery failed");
             }
         }
+    }
+
+    /// Loads (or refreshes) the brands file at `url`: sends the ETag of the last load as
+    /// `If-None-Match`; new plans are added (not offered to members until staff enter this
+    /// plan's registration there), known ones updated. The check is recorded either way.
+    pub async fn import_brands_url(&self, url: &Url, now: Timestamp) -> Result<BrandsImport, JourneyError> {
+        let known = self.store.brand_source(url.as_str()).await?;
+        let known_etag = known.as_ref().and_then(|k| k.etag.clone());
+        let known_entries = known.as_ref().map_or(0, |k| k.entries);
+        // (result, the ETag to keep, whether the content changed)
+        let (result, etag, changed) = match brands::fetch(&self.http, url, known_etag.as_deref()).await {
+            Ok(brands::Fetched::NotModified) => {
+                (Ok(BrandsImport { entries: known_entries as usize, added: 0, not_modified: true }), known_etag, false)
+            }
+            Ok(brands::Fetched::Body { text, etag }) => match brands::parse(&text) {
+                Ok(entries) => match self.apply_brands(url.as_str(), &entries, now).await {
+                    Ok(added) => (Ok(BrandsImport { entries: entries.len(), added, not_modified: false }), etag, true),
+                    Err(error) => (Err(error), known_etag, false),
+                },
+                Err(error) => (Err(error.into()), known_etag, false),
+            },
+            Err(error) => (Err(error.into()), known_etag, false),
+        };
+        let status = match &result {
+            Ok(import) if import.not_modified => "not modified since the last load".to_owned(),
+            Ok(import) => format!("{} plans, {} new", import.entries, import.added),
+            Err(error) => format!("failed: {error}"),
+        };
+        self.store
+            .save_brand_source(&baton_store::BrandSource {
+                url: url.to_string(),
+                etag,
+                checked_at: now.millis(),
+                changed_at: if changed { now.millis() } else { known.as_ref().map_or(now.millis(), |k| k.changed_at) },
+                status,
+                entries: result.as_ref().map_or(known_entries, |i| i.entries as i64),
+            })
+            .await?;
+        result
+    }
+
+    /// Loads a brands file staff uploaded (no refresh: there is no URL to ask again).
+    pub async fn import_brands_file(
+        &self,
+        name: &str,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<BrandsImport, JourneyError> {
+        let entries = brands::parse(text)?;
+        let added = self.apply_brands(&format!("file:{name}"), &entries, now).await?;
+        Ok(BrandsImport { entries: entries.len(), added, not_modified: false })
+    }
+
+    async fn apply_brands(
+        &self,
+        source: &str,
+        entries: &[brands::BrandEntry],
+        now: Timestamp,
+    ) -> Result<u64, JourneyError> {
+        let rows: Vec<baton_store::PayerEntry> = entries
+            .iter()
+            .map(|e| baton_store::PayerEntry {
+                id: e.id.clone(),
+                name: e.name.clone(),
+                aliases: e.aliases.join("\n"),
+                states: e.states.join(" "),
+                logo_url: e.logo_url.as_ref().map(ToString::to_string),
+                fhir_base: e.fhir_base.to_string().trim_end_matches('/').to_owned(),
+                source_url: source.to_owned(),
+                client_id: None,
+                credential: None,
+                enabled: false,
+                updated_at: now.millis(),
+            })
+            .collect();
+        let added = self.store.upsert_payer_entries(&rows).await?;
+        self.payers.reload(&self.store).await?;
+        Ok(added)
+    }
+
+    /// Staff enter this plan's registration at a brands entry; the directory is rebuilt.
+    pub async fn register_payer(
+        &self,
+        id: &str,
+        client_id: Option<&str>,
+        credential: Option<&str>,
+        enabled: bool,
+        now: Timestamp,
+    ) -> Result<bool, JourneyError> {
+        let known = self.store.set_payer_registration(id, client_id, credential, enabled, now).await?;
+        self.payers.reload(&self.store).await?;
+        Ok(known)
+    }
+
+    /// Runs discovery for one payer now (staff's "check"): `None` when it works.
+    pub async fn check_payer(&self, id: &str) -> Option<String> {
+        let payer = self.payers.get(id)?;
+        self.discovery.endpoints(&payer).await.err().map(|e| e.to_string())
     }
 
     /// Whether the transfer is one that can still change (the progress page keeps refreshing).

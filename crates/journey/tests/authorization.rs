@@ -13,8 +13,8 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use base64::Engine as _;
 use baton_journey::{
-    AuthorizationErrorCode, CallbackError, CallbackParams, Discovery, DiscoveryError, Inner, Journey, JourneyError,
-    Payer, Payers,
+    AuthorizationErrorCode, CallbackError, CallbackParams, Directory, Discovery, DiscoveryError, Inner, Journey,
+    JourneyError, Payer,
 };
 use baton_store::{NewAccount, Store, Timestamp};
 use baton_transfer::{ClientAuth, PayerCredentials, TokenCipher};
@@ -99,7 +99,7 @@ fn journey(store: Store, payer: Payer) -> Journey {
         cipher: TokenCipher::new(&[7; 32]),
         discovery: Discovery::new(http.clone(), Duration::from_secs(60)),
         http,
-        payers: Arc::new(Payers::new(vec![payer])),
+        payers: Directory::new(vec![payer], Default::default()),
         redirect_uri: Url::parse("https://new-plan.example/oauth/callback").unwrap(),
         local_base: "https://new-plan.example".into(),
         plan_name: "Cedar Valley Health".into(),

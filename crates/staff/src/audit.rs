@@ -41,6 +41,8 @@ pub mod action {
     pub const API_TOKEN_CREATE: &str = "api_token.create";
     pub const API_TOKEN_REVOKE: &str = "api_token.revoke";
     pub const API_READ: &str = "api.read";
+    pub const PAYERS_LOAD: &str = "payers.load";
+    pub const PAYERS_REGISTER: &str = "payers.register";
 }
 
 /// Writes audit records. A view whose record cannot be written must not be shown: callers

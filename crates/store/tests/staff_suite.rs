@@ -1,7 +1,9 @@
 //! The staff console's tables on both backends: audit log, member search, API tokens.
 
 use baton_store::testing::{on_postgres, on_sqlite};
-use baton_store::{AccountId, ApiToken, AuditQuery, MemberQuery, NewAccount, NewAuditEvent, Store, Timestamp};
+use baton_store::{
+    AccountId, ApiToken, AuditQuery, BrandSource, MemberQuery, NewAccount, NewAuditEvent, PayerEntry, Store, Timestamp,
+};
 
 macro_rules! staff_suite {
     ($($case:ident),* $(,)?) => {
@@ -14,7 +16,12 @@ macro_rules! staff_suite {
     };
 }
 
-staff_suite!(audit_is_searched_newest_first, members_are_found_by_name_id_and_birth_date, api_tokens_are_revocable);
+staff_suite!(
+    audit_is_searched_newest_first,
+    members_are_found_by_name_id_and_birth_date,
+    api_tokens_are_revocable,
+    brands_entries_keep_their_registration_across_refreshes
+);
 
 async fn account(store: &Store, username: &str, name: &str, member_id: Option<&str>, birth: &str) -> AccountId {
     store
@@ -113,4 +120,56 @@ async fn api_tokens_are_revocable(store: Store) {
     assert!(store.revoke_api_token("t1", sam, Timestamp::from_millis(70)).await.unwrap());
     assert!(!store.revoke_api_token("t1", sam, Timestamp::from_millis(80)).await.unwrap(), "once");
     assert!(store.use_api_token("hash-1", Timestamp::from_millis(90)).await.unwrap().is_none(), "revoked");
+}
+
+async fn brands_entries_keep_their_registration_across_refreshes(store: Store) {
+    let entry = |name: &str, at: i64| PayerEntry {
+        id: "brand-hp".into(),
+        name: name.into(),
+        aliases: String::new(),
+        states: "WI".into(),
+        logo_url: None,
+        fhir_base: "https://fhir.hp.example/r4".into(),
+        source_url: "https://hp.example/brands.json".into(),
+        client_id: None,
+        credential: None,
+        enabled: false,
+        updated_at: at,
+    };
+    assert_eq!(store.upsert_payer_entries(&[entry("Example Plan", 1)]).await.unwrap(), 1);
+    assert!(
+        store
+            .set_payer_registration("brand-hp", Some("baton"), Some("shared"), true, Timestamp::from_millis(2))
+            .await
+            .unwrap()
+    );
+    assert!(!store.set_payer_registration("nope", None, None, false, Timestamp::from_millis(2)).await.unwrap());
+    assert_eq!(
+        store.upsert_payer_entries(&[entry("Example Plan (renamed)", 3)]).await.unwrap(),
+        0,
+        "known by its FHIR base"
+    );
+    let stored = store.payer_entries().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].name, "Example Plan (renamed)");
+    assert_eq!(
+        (stored[0].client_id.as_deref(), stored[0].credential.as_deref(), stored[0].enabled),
+        (Some("baton"), Some("shared"), true)
+    );
+    let source = BrandSource {
+        url: "https://hp.example/brands.json".into(),
+        etag: Some("W/\"1\"".into()),
+        checked_at: 5,
+        changed_at: 5,
+        status: "1 plans, 1 new".into(),
+        entries: 1,
+    };
+    store.save_brand_source(&source).await.unwrap();
+    store
+        .save_brand_source(&BrandSource { checked_at: 9, status: "not modified".into(), ..source.clone() })
+        .await
+        .unwrap();
+    let saved = store.brand_source(&source.url).await.unwrap().unwrap();
+    assert_eq!((saved.checked_at, saved.changed_at, saved.status.as_str()), (9, 5, "not modified"));
+    assert_eq!(store.brand_sources().await.unwrap().len(), 1);
 }

@@ -57,6 +57,8 @@ fn problem(error: &JourneyError) -> &'static str {
         }
         JourneyError::Callback(CallbackError::TokenFailed(_)) => "unavailable",
         JourneyError::UnknownPayer(_) | JourneyError::UnknownConsent => "state",
-        JourneyError::Discovery(_) | JourneyError::Failed(_) | JourneyError::Store(_) => "unavailable",
+        JourneyError::Discovery(_) | JourneyError::Failed(_) | JourneyError::Brands(_) | JourneyError::Store(_) => {
+            "unavailable"
+        }
     }
 }

@@ -133,3 +133,53 @@ pub async fn export_audit(
     headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"baton-audit.csv\""));
     response
 }
+
+/// The largest brands file accepted.
+pub const BRANDS_MAX_BYTES: usize = 10 * 1024 * 1024;
+
+/// `POST /staff/payers/brands`: a brands file staff upload (multipart, works without JavaScript).
+pub async fn upload_brands(State(services): State<Services>, session: Session, mut form: Multipart) -> Response {
+    let staff = match require(&services, &session, "/staff/payers", Roles::is_staff).await {
+        Ok(account) => account,
+        Err(response) => return response,
+    };
+    let back = |problem: &str| Redirect::to(&format!("/staff/payers?problem={problem}")).into_response();
+    let mut file: Option<(String, Vec<u8>)> = None;
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) if field.name() == Some("file") => {
+                let name = field.file_name().unwrap_or("brands.json").to_owned();
+                match field.bytes().await {
+                    Ok(bytes) if !bytes.is_empty() => file = Some((name, bytes.to_vec())),
+                    Ok(_) => {}
+                    Err(_) => return back("load"),
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => return back("load"),
+        }
+    }
+    let Some((name, bytes)) = file else { return back("empty") };
+    let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
+    let Ok(text) = String::from_utf8(bytes) else { return back("load") };
+    let result = services.journey.import_brands_file(&name, &text, Timestamp::now()).await;
+    let detail = match &result {
+        Ok(import) => format!("{} plans, {} new", import.entries, import.added),
+        Err(error) => format!("failed: {error}"),
+    };
+    if let Err(error) = services
+        .auditor
+        .record(&app::ssr::actor(&staff), action::PAYERS_LOAD, None, &format!("file:{name}"), &detail)
+        .await
+    {
+        return unavailable(error);
+    }
+    match result {
+        Ok(_) => Redirect::to("/staff/payers").into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "brands file refused");
+            back("load")
+        }
+    }
+}

@@ -7,6 +7,7 @@ mod api_tokens;
 mod audit;
 mod dashboard;
 mod members;
+mod payers;
 mod records;
 mod roster;
 mod transfers;
@@ -20,6 +21,7 @@ pub use api_tokens::ApiTokensPage;
 pub use audit::{AuditFilters, AuditPage};
 pub use dashboard::{StaffHome, StaffHomeData, load_staff_home};
 pub use members::{MemberPage, MembersPage};
+pub use payers::PayersPage;
 pub use records::{MemberRecordsPage, RecordPage};
 pub use roster::{RosterImportPage, RosterPage};
 pub use transfers::{StaffTransferPage, TransfersPage};
@@ -31,10 +33,11 @@ pub fn StaffNav(#[prop(optional)] admin: bool) -> impl IntoView {
     view! {
         <nav class="staff-nav" aria-label=move || t_string!(i18n, console.nav_label)>
             <ul>
-                <li><A href="/staff">{t!(i18n, console.nav_dashboard)}</A></li>
+                <li><A href="/staff" exact=true>{t!(i18n, console.nav_dashboard)}</A></li>
                 <li><A href="/staff/members">{t!(i18n, console.nav_members)}</A></li>
                 <li><A href="/staff/roster">{t!(i18n, console.nav_roster)}</A></li>
                 <li><A href="/staff/transfers">{t!(i18n, console.nav_transfers)}</A></li>
+                <li><A href="/staff/payers">{t!(i18n, console.nav_payers)}</A></li>
                 {admin.then(|| view! {
                     <li><A href="/staff/audit">{t!(i18n, console.nav_audit)}</A></li>
                     <li><A href="/staff/api-tokens">{t!(i18n, console.nav_tokens)}</A></li>

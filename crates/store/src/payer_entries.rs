@@ -1,0 +1,150 @@
+//! Payer directory entries loaded from brands files, and the files themselves.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Store, StoreError, Timestamp, on_pool};
+
+/// A directory entry from a brands file, with this plan's registration if staff entered one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct PayerEntry {
+    pub id: String,
+    pub name: String,
+    /// One per line.
+    pub aliases: String,
+    /// Space separated.
+    pub states: String,
+    pub logo_url: Option<String>,
+    pub fhir_base: String,
+    pub source_url: String,
+    pub client_id: Option<String>,
+    pub credential: Option<String>,
+    pub enabled: bool,
+    pub updated_at: i64,
+}
+
+/// A brands file and what its last check found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct BrandSource {
+    pub url: String,
+    pub etag: Option<String>,
+    pub checked_at: i64,
+    pub changed_at: i64,
+    pub status: String,
+    pub entries: i64,
+}
+
+const ENTRY_COLUMNS: &str =
+    "id, name, aliases, states, logo_url, fhir_base, source_url, client_id, credential, enabled, updated_at";
+
+impl Store {
+    /// Adds new entries and updates what the brands file says about known ones (by FHIR base);
+    /// the registration staff entered (client id, credential, enabled) is kept. Returns how
+    /// many were new.
+    pub async fn upsert_payer_entries(&self, entries: &[PayerEntry]) -> Result<u64, StoreError> {
+        let mut added = 0;
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for entry in entries {
+                let updated = sqlx::query(
+                    "UPDATE payer_entry SET name = $1, aliases = $2, states = $3, logo_url = $4, source_url = $5, \
+                     updated_at = $6 WHERE fhir_base = $7",
+                )
+                .bind(&entry.name)
+                .bind(&entry.aliases)
+                .bind(&entry.states)
+                .bind(&entry.logo_url)
+                .bind(&entry.source_url)
+                .bind(entry.updated_at)
+                .bind(&entry.fhir_base)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if updated == 0 {
+                    sqlx::query(&format!(
+                        "INSERT INTO payer_entry ({ENTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                    ))
+                    .bind(&entry.id)
+                    .bind(&entry.name)
+                    .bind(&entry.aliases)
+                    .bind(&entry.states)
+                    .bind(&entry.logo_url)
+                    .bind(&entry.fhir_base)
+                    .bind(&entry.source_url)
+                    .bind(&entry.client_id)
+                    .bind(&entry.credential)
+                    .bind(entry.enabled)
+                    .bind(entry.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    added += 1;
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(added)
+    }
+
+    pub async fn payer_entries(&self) -> Result<Vec<PayerEntry>, StoreError> {
+        let sql = format!("SELECT {ENTRY_COLUMNS} FROM payer_entry ORDER BY name, id");
+        Ok(on_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await?))
+    }
+
+    /// Staff set this plan's registration at a payer; false when there is no such entry.
+    pub async fn set_payer_registration(
+        &self,
+        id: &str,
+        client_id: Option<&str>,
+        credential: Option<&str>,
+        enabled: bool,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let changed = on_pool!(self, pool => {
+            sqlx::query("UPDATE payer_entry SET client_id = $1, credential = $2, enabled = $3, updated_at = $4 WHERE id = $5")
+                .bind(client_id)
+                .bind(credential)
+                .bind(enabled)
+                .bind(at.millis())
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(changed == 1)
+    }
+
+    pub async fn brand_source(&self, url: &str) -> Result<Option<BrandSource>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as("SELECT url, etag, checked_at, changed_at, status, entries FROM brand_source WHERE url = $1")
+                .bind(url)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    pub async fn brand_sources(&self) -> Result<Vec<BrandSource>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as("SELECT url, etag, checked_at, changed_at, status, entries FROM brand_source ORDER BY url")
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    pub async fn save_brand_source(&self, source: &BrandSource) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO brand_source (url, etag, checked_at, changed_at, status, entries) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, checked_at = excluded.checked_at, \
+                 changed_at = excluded.changed_at, status = excluded.status, entries = excluded.entries",
+            )
+            .bind(&source.url)
+            .bind(&source.etag)
+            .bind(source.checked_at)
+            .bind(source.changed_at)
+            .bind(&source.status)
+            .bind(source.entries)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+}
