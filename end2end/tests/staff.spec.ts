@@ -111,3 +111,68 @@ test('staff pages refuse members, and the audit log is for admins', async ({ pag
   expect(response?.status()).toBe(403);
   await expect(page.getByRole('alert')).toBeVisible();
 });
+
+test('withdrawing stops a transfer while it is running', async ({ browser }) => {
+  // Staff retry Lee's transfer from Lakeshore (offline): the worker spends about ten seconds
+  // trying to reach it. Lee withdraws in that time; the transfer stops as cancelled, not failed.
+  const staffContext = await browser.newContext();
+  const staff = await staffContext.newPage();
+  await signIn(staff, 'sam');
+  await expect(staff).toHaveURL(/\/staff$/);
+  await expect(async () => {
+    await staff.goto('/staff/transfers?state=failed');
+    await expect(staff.locator('#transfers tbody tr').filter({ hasText: 'Lee Park' }).first()).toBeVisible({ timeout: 1_000 });
+  }).toPass({ timeout: 60_000 });
+  await staff.locator('#transfers tbody tr').filter({ hasText: 'Lee Park' }).first().getByRole('link').first().click();
+  await expect(staff.locator('#transfer-state')).toHaveAttribute('data-state', 'failed');
+  const transferPath = new URL(staff.url()).pathname.replace('/staff/transfers/', '/member/transfers/');
+  const failures = async () => (await staff.locator('#timeline li').filter({ hasText: '— failed:' }).count());
+  const failedBefore = await failures();
+  await staff.getByRole('button', { name: 'Retry' }).click();
+  await expect(staff.locator('#transfer-state')).toHaveAttribute('data-state', /queued|running/);
+
+  const memberContext = await browser.newContext();
+  const lee = await memberContext.newPage();
+  await signIn(lee, 'lee');
+  await expect(lee).toHaveURL(/\/member$/);
+  await lee.goto(transferPath);
+  await expect(lee.locator('.transfer__status')).toHaveAttribute('data-state', /queued|running/);
+  await lee.getByRole('button', { name: 'Withdraw my permission' }).click();
+  await expect(lee.locator('#withdrawn')).toHaveText('You withdrew your permission. We will not ask for more records.');
+  await memberContext.close();
+
+  await staff.reload();
+  await expect(staff.locator('#transfer-state')).toHaveAttribute('data-state', 'cancelled');
+  // The worker gives up on its request and does not carry on: still cancelled after it would
+  // have failed.
+  await staff.waitForTimeout(12_000);
+  await staff.reload();
+  await expect(staff.locator('#transfer-state')).toHaveAttribute('data-state', 'cancelled');
+  expect(await failures(), 'no failure after the withdrawal').toBe(failedBefore);
+  await expect(staff.locator('#timeline')).not.toContainText('completed');
+  await staffContext.close();
+});
+
+test('staff load plans from a brands file and see why a plan cannot be used', async ({ page }) => {
+  await signIn(page, 'sam');
+  await expect(page).toHaveURL(/\/staff$/);
+  await page.getByRole('link', { name: 'Payer directory' }).click();
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Payer directory');
+  await settle(page);
+  const oldPlan = process.env.OLD_PLAN_URL ?? 'http://127.0.0.1:3001';
+  await page.getByLabel('Brands file address').fill(`${oldPlan}/brands.json`);
+  await page.getByRole('button', { name: 'Load', exact: true }).click();
+  await expect(page.locator('#brand-sources')).toContainText(`${oldPlan}/brands.json`);
+  // Riverbend is already configured: the brands entry does not replace it.
+  await expect(page.locator('#directory li[data-state="shadowed"]')).toContainText('Riverbend Health Plan');
+  await page.locator('#brand-sources').getByRole('button', { name: 'Refresh' }).click();
+  await expect(page.locator('#brand-sources .source-status')).toHaveText('not modified since the last load');
+
+  const lakeshore = page.locator('#directory li[data-payer="lakeshore"]');
+  await lakeshore.getByRole('button', { name: 'Check now' }).click();
+  await expect(page.locator('#payers-checked')).toContainText('discovery failed');
+  await expect(page.locator('#directory li[data-payer="lakeshore"] .payer-problem')).toContainText(
+    'Members cannot use this plan now',
+  );
+  await settle(page);
+});
