@@ -23,6 +23,7 @@ mod sql;
 pub mod testing;
 mod timestamp;
 mod transfers;
+mod write;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -42,8 +43,9 @@ pub use resources::{IndexedIdentifier, IndexedReference, ResourcePage, ResourceQ
 pub use roster::{MemberDetails, MemberQuery, RosterImport};
 pub use timestamp::Timestamp;
 pub use transfers::{
-    CommitError, MemberConsent, PayerLink, Transfer, TransferEvent, TransferFilter, TransferPage, TransferRejection,
-    TransferRequest, TransferRow, TransferSort, TransferTimes, TransferredResource, state as transfer_state,
+    CommitError, MemberConsent, PayerLink, PreparedTransferPage, Transfer, TransferEvent, TransferFilter, TransferPage,
+    TransferRejection, TransferRequest, TransferRow, TransferSort, TransferTimes, TransferredResource,
+    state as transfer_state,
 };
 
 /// The two database backends Baton runs on.
@@ -70,7 +72,10 @@ pub enum Db {
 /// against both drivers' type mappings.
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.db {
+        $crate::on_pool!(@db &$store.db, $pool => $body)
+    };
+    (@db $db:expr, $pool:ident => $body:expr) => {
+        match $db {
             $crate::Db::Sqlite($pool) => {
                 #[allow(dead_code)]
                 const DIALECT: $crate::sql::Dialect = $crate::sql::Dialect::Sqlite;
@@ -91,7 +96,20 @@ pub(crate) use on_pool;
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    /// Where resources and transfer pages are written: on a SQLite file, one connection of
+    /// its own (see [`Store::connect`]); otherwise `db` itself.
+    writer: Option<Db>,
 }
+
+/// The SQLite writer connection's page cache, in KiB (SQLite's default is 2 MiB): enough for
+/// the index pages a transfer's page commits keep touching, so they are not read again from
+/// the file on every commit.
+const SQLITE_WRITER_CACHE_KIB: u32 = 16 * 1024;
+/// WAL pages after which the writer checkpoints (SQLite's default is 1,000, about one page
+/// commit of a transfer): index pages rewritten by consecutive commits are copied back to the
+/// database once per checkpoint, not once per commit, and the database file is synced less
+/// often. The WAL file grows to about this many 4 KiB pages before it is reused.
+const SQLITE_WRITER_AUTOCHECKPOINT: u32 = 8_000;
 
 /// Connection settings beyond the URL.
 #[derive(Debug, Clone)]
@@ -133,9 +151,31 @@ impl Store {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(if in_memory { 1 } else { options.max_connections })
                     .acquire_timeout(options.acquire_timeout)
-                    .connect_with(connect)
+                    .connect_with(connect.clone())
                     .await?;
-                Db::Sqlite(pool)
+                // SQLite has one writer at a time anyway. Giving the heavy writes (resources,
+                // transfer pages) a connection of their own keeps its page cache warm: in WAL
+                // mode a connection drops its whole cache whenever another connection wrote
+                // since its last transaction, and the pool hands out its connections in turn.
+                let writer = if in_memory {
+                    None
+                } else {
+                    let connect = connect
+                        .pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}"))
+                        .pragma("wal_autocheckpoint", SQLITE_WRITER_AUTOCHECKPOINT.to_string())
+                        // A multi-row statement keeps a statement journal (the pages it changes,
+                        // as they were, to undo just that statement); in a temporary file it is
+                        // written through the kernel page by page. It is small: keep it in memory.
+                        .pragma("temp_store", "MEMORY");
+                    let writer = SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .min_connections(0)
+                        .acquire_timeout(options.acquire_timeout)
+                        .connect_with(connect)
+                        .await?;
+                    Some(Db::Sqlite(writer))
+                };
+                return Ok(Self { db: Db::Sqlite(pool), writer });
             }
             Backend::Postgres => {
                 let connect =
@@ -148,7 +188,12 @@ impl Store {
                 Db::Postgres(pool)
             }
         };
-        Ok(Self { db })
+        Ok(Self { db, writer: None })
+    }
+
+    /// The pool resources and transfer pages are written through.
+    pub(crate) fn write_db(&self) -> &Db {
+        self.writer.as_ref().unwrap_or(&self.db)
     }
 
     /// Applies every pending migration for this backend. Safe to run concurrently from
@@ -183,6 +228,9 @@ impl Store {
 
     /// Closes every connection (graceful shutdown, tests).
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            on_pool!(@db writer, pool => pool.close().await)
+        }
         on_pool!(self, pool => pool.close().await)
     }
 }

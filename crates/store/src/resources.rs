@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use crate::sql::{Arg, SqlBuilder, bind_args};
+use crate::write::{WriteResources, prepare_writes};
 use crate::{AccountId, Store, StoreError, Timestamp, on_pool};
 
 /// A resource to create or replace (by `resource_type` + `id`).
@@ -134,9 +135,10 @@ impl Store {
     /// Creates or replaces resources in one transaction; returns each one as stored.
     pub async fn put_resources(&self, writes: Vec<ResourceWrite>) -> Result<Vec<StoredResource>, StoreError> {
         let now = Timestamp::now();
-        on_pool!(self, pool => {
+        let batch = prepare_writes(writes, now)?;
+        on_pool!(@db self.write_db(), pool => {
             let mut tx = pool.begin().await?;
-            let stored = write_resources!(&mut *tx, writes, now, None::<String>);
+            let stored = (*tx).write_resources(batch, now, None).await?;
             tx.commit().await?;
             Ok(stored)
         })
@@ -221,214 +223,6 @@ impl Store {
         });
         Ok(max.unwrap_or(0))
     }
-}
-
-/// Rows per multi-row statement (SQLite allows 32766 parameters, PostgreSQL 65535).
-pub(crate) const WRITE_CHUNK: usize = 400;
-
-/// A write ready for SQL: versioned, body serialized.
-pub(crate) struct PreparedWrite {
-    pub write: ResourceWrite,
-    pub version_id: i64,
-    pub existing_seq: Option<i64>,
-    pub body: String,
-}
-
-/// Writes resources inside an open transaction (`$tx`: `&mut *tx` of either backend), in
-/// multi-row statements: one query for the existing versions of a chunk, one upsert, then the
-/// index rows. Evaluates to `Vec<StoredResource>` (or returns the error).
-macro_rules! write_resources {
-    ($tx:expr, $writes:expr, $now:expr, $origin:expr) => {{
-        let now: $crate::Timestamp = $now;
-        let origin: Option<String> = $origin;
-        let writes = $crate::resources::dedupe($writes);
-        let mut stored = Vec::with_capacity(writes.len());
-        let mut remaining = writes.into_iter();
-        loop {
-            let chunk: Vec<$crate::ResourceWrite> = remaining.by_ref().take($crate::resources::WRITE_CHUNK).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            // 1. Existing versions (by type, so that the (resource_type, id) index answers).
-            let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-            for w in &chunk {
-                by_type.entry(w.resource_type.as_str()).or_default().push(w.id.as_str());
-            }
-            let mut select =
-                $crate::sql::SqlBuilder::new("SELECT resource_type, id, version_id, seq FROM fhir_resource WHERE ");
-            for (i, (resource_type, ids)) in by_type.into_iter().enumerate() {
-                select.push(if i == 0 { "(resource_type = " } else { " OR (resource_type = " });
-                select.arg($crate::sql::Arg::Text(resource_type.to_owned())).push(" AND id IN ");
-                select.text_list(ids.into_iter()).push(")");
-            }
-            let existing: Vec<(String, String, i64, i64)> =
-                $crate::sql::bind_args!(sqlx::query_as, select).fetch_all(&mut *$tx).await?;
-            let existing: std::collections::HashMap<(String, String), (i64, i64)> =
-                existing.into_iter().map(|(t, id, v, seq)| ((t, id), (v, seq))).collect();
-            // 2. Versions and bodies.
-            let mut prepared = Vec::with_capacity(chunk.len());
-            for write in chunk {
-                let found = existing.get(&(write.resource_type.clone(), write.id.clone())).copied();
-                prepared.push($crate::resources::prepare_write(write, found, now)?);
-            }
-            // 3. One upsert for the chunk.
-            let mut upsert = $crate::sql::SqlBuilder::new(
-                "INSERT INTO fhir_resource (resource_type, id, version_id, last_updated, member_account, patient_id, \
-                 source_system, source_id, security, sensitive, date_start, date_end, origin_transfer, body) VALUES ",
-            );
-            upsert.rows(prepared.iter().map(|p| $crate::resources::row(p, now, &origin)));
-            upsert.push(
-                " ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
-                 last_updated = excluded.last_updated, member_account = excluded.member_account, \
-                 patient_id = excluded.patient_id, source_system = excluded.source_system, \
-                 source_id = excluded.source_id, security = excluded.security, sensitive = excluded.sensitive, \
-                 date_start = excluded.date_start, date_end = excluded.date_end, \
-                 origin_transfer = excluded.origin_transfer, body = excluded.body, deleted_at = NULL \
-                 RETURNING resource_type, id, seq",
-            );
-            let returned: Vec<(String, String, i64)> =
-                $crate::sql::bind_args!(sqlx::query_as, upsert).fetch_all(&mut *$tx).await?;
-            let seqs: std::collections::HashMap<(String, String), i64> =
-                returned.into_iter().map(|(t, id, seq)| ((t, id), seq)).collect();
-            // 4. Index rows: replaced for updated resources.
-            let updated: Vec<i64> = prepared.iter().filter_map(|p| p.existing_seq).collect();
-            if !updated.is_empty() {
-                for table in ["fhir_identifier", "fhir_reference"] {
-                    let mut delete =
-                        $crate::sql::SqlBuilder::new(&format!("DELETE FROM {table} WHERE resource_seq IN ("));
-                    for (i, seq) in updated.iter().enumerate() {
-                        if i > 0 {
-                            delete.push(", ");
-                        }
-                        delete.arg($crate::sql::Arg::I64(*seq));
-                    }
-                    delete.push(")");
-                    $crate::sql::bind_args!(sqlx::query, delete).execute(&mut *$tx).await?;
-                }
-            }
-            let mut identifiers = vec![];
-            let mut references = vec![];
-            for p in &prepared {
-                let seq = *seqs.get(&(p.write.resource_type.clone(), p.write.id.clone())).ok_or_else(|| {
-                    $crate::StoreError::Corrupt(format!("no row for {}/{}", p.write.resource_type, p.write.id))
-                })?;
-                for identifier in &p.write.identifiers {
-                    identifiers.push(vec![
-                        $crate::sql::Arg::I64(seq),
-                        $crate::sql::Arg::Text(identifier.system.clone()),
-                        $crate::sql::Arg::Text(identifier.value.clone()),
-                    ]);
-                }
-                for reference in &p.write.references {
-                    references.push(vec![
-                        $crate::sql::Arg::I64(seq),
-                        $crate::sql::Arg::Text(reference.path.clone()),
-                        $crate::sql::Arg::Text(reference.target_type.clone()),
-                        $crate::sql::Arg::Text(reference.target_id.clone()),
-                    ]);
-                }
-            }
-            for rows in identifiers.chunks(2000) {
-                let mut insert =
-                    $crate::sql::SqlBuilder::new("INSERT INTO fhir_identifier (resource_seq, system, value) VALUES ");
-                insert.rows(rows.iter().cloned());
-                $crate::sql::bind_args!(sqlx::query, insert).execute(&mut *$tx).await?;
-            }
-            for rows in references.chunks(2000) {
-                let mut insert = $crate::sql::SqlBuilder::new(
-                    "INSERT INTO fhir_reference (resource_seq, path, target_type, target_id) VALUES ",
-                );
-                insert.rows(rows.iter().cloned());
-                $crate::sql::bind_args!(sqlx::query, insert).execute(&mut *$tx).await?;
-            }
-            for p in prepared {
-                let seq = seqs[&(p.write.resource_type.clone(), p.write.id.clone())];
-                stored.push($crate::resources::stored(p, seq, now, &origin));
-            }
-        }
-        stored
-    }};
-}
-pub(crate) use write_resources;
-
-/// Keeps the last write of each (type, id): one statement cannot touch a row twice.
-pub(crate) fn dedupe(writes: Vec<ResourceWrite>) -> Vec<ResourceWrite> {
-    let mut last: std::collections::HashMap<(String, String), usize> = std::collections::HashMap::new();
-    for (i, w) in writes.iter().enumerate() {
-        last.insert((w.resource_type.clone(), w.id.clone()), i);
-    }
-    writes
-        .into_iter()
-        .enumerate()
-        .filter(|(i, w)| last.get(&(w.resource_type.clone(), w.id.clone())) == Some(i))
-        .map(|(_, w)| w)
-        .collect()
-}
-
-pub(crate) fn prepare_write(
-    mut write: ResourceWrite,
-    existing: Option<(i64, i64)>,
-    now: Timestamp,
-) -> Result<PreparedWrite, StoreError> {
-    let version_id = existing.map_or(1, |(v, _)| v + 1);
-    set_meta(&mut write, version_id, now)?;
-    let body = serde_json::to_string(&write.body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(PreparedWrite { write, version_id, existing_seq: existing.map(|(_, seq)| seq), body })
-}
-
-pub(crate) fn row(p: &PreparedWrite, now: Timestamp, origin: &Option<String>) -> Vec<Arg> {
-    let w = &p.write;
-    vec![
-        Arg::Text(w.resource_type.clone()),
-        Arg::Text(w.id.clone()),
-        Arg::I64(p.version_id),
-        Arg::I64(now.millis()),
-        Arg::OptI64(w.member_account.map(|a| a.0)),
-        Arg::OptText(w.patient_id.clone()),
-        Arg::OptText(w.source_system.clone()),
-        Arg::OptText(w.source_id.clone()),
-        Arg::Text(w.security.join("\n")),
-        Arg::Bool(w.sensitive),
-        Arg::OptI64(w.date_start.map(Timestamp::millis)),
-        Arg::OptI64(w.date_end.map(Timestamp::millis)),
-        Arg::OptText(origin.clone()),
-        Arg::Text(p.body.clone()),
-    ]
-}
-
-pub(crate) fn stored(p: PreparedWrite, seq: i64, now: Timestamp, origin: &Option<String>) -> StoredResource {
-    let _ = origin;
-    let w = p.write;
-    StoredResource {
-        seq,
-        security: w.security.join("\n"),
-        resource_type: w.resource_type,
-        id: w.id,
-        version_id: p.version_id,
-        last_updated: now,
-        member_account: w.member_account.map(|a| a.0),
-        patient_id: w.patient_id,
-        source_system: w.source_system,
-        source_id: w.source_id,
-        sensitive: w.sensitive,
-        deleted_at: None,
-        body: p.body,
-    }
-}
-
-fn set_meta(write: &mut ResourceWrite, version_id: i64, at: Timestamp) -> Result<(), StoreError> {
-    let object = write.body.as_object_mut().ok_or_else(|| {
-        StoreError::Corrupt(format!("{}/{}: body is not a JSON object", write.resource_type, write.id))
-    })?;
-    let meta = object.entry("meta").or_insert_with(|| Value::Object(Default::default()));
-    if !meta.is_object() {
-        *meta = Value::Object(Default::default());
-    }
-    if let Some(meta) = meta.as_object_mut() {
-        meta.insert("versionId".into(), Value::String(version_id.to_string()));
-        meta.insert("lastUpdated".into(), Value::String(at.to_fhir_instant()));
-    }
-    Ok(())
 }
 
 fn push_filters(sql: &mut SqlBuilder, query: &ResourceQuery, snapshot_seq: i64) {

@@ -9,8 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::resources::write_resources;
 use crate::sql::{Arg, SqlBuilder, bind_args};
+use crate::write::{PreparedWrite, WriteResources, prepare_writes};
 use crate::{AccountId, Backend, ResourceWrite, Store, StoreError, StoredResource, Timestamp, on_pool};
 
 /// A member's consent to bring their records from a previous plan.
@@ -155,6 +155,30 @@ pub struct TransferPage {
     pub rejected: Vec<(String, String)>,
     pub requests: Vec<TransferRequest>,
     pub events: Vec<(String, String)>,
+}
+
+/// A [`TransferPage`] whose resources are versioned (as new) and serialised, ready for one
+/// transaction: preparing is CPU work that needs no connection, so a caller can do it while
+/// the previous page is still being written.
+#[derive(Debug)]
+pub struct PreparedTransferPage {
+    /// The page, its resources taken out.
+    page: TransferPage,
+    batch: Vec<PreparedWrite>,
+    stored_count: i64,
+    /// `meta.lastUpdated` of its resources and the time of its rows.
+    now: Timestamp,
+}
+
+impl TransferPage {
+    /// Versions and serialises the page's resources (see [`PreparedTransferPage`]).
+    pub fn prepare(mut self) -> Result<PreparedTransferPage, StoreError> {
+        let now = Timestamp::now();
+        let resources = std::mem::take(&mut self.resources);
+        let stored_count = resources.len() as i64;
+        let batch = prepare_writes(resources, now)?;
+        Ok(PreparedTransferPage { page: self, batch, stored_count, now })
+    }
 }
 
 /// Why a page could not be committed.
@@ -454,9 +478,13 @@ impl Store {
     /// Commits one page: its resources, the checkpoint after it, progress, rejections, the
     /// requests made and events — all or nothing, and only while `owner` holds the lease.
     pub async fn commit_transfer_page(&self, page: TransferPage) -> Result<Vec<StoredResource>, CommitError> {
-        let now = Timestamp::now();
-        let stored_count = page.resources.len() as i64;
-        on_pool!(self, pool => {
+        self.commit_prepared_page(page.prepare()?).await
+    }
+
+    /// Commits a page prepared with [`TransferPage::prepare`] (see [`Store::commit_transfer_page`]).
+    pub async fn commit_prepared_page(&self, page: PreparedTransferPage) -> Result<Vec<StoredResource>, CommitError> {
+        let PreparedTransferPage { page, batch, stored_count, now } = page;
+        on_pool!(@db self.write_db(), pool => {
             let mut tx = pool.begin().await?;
             let held = sqlx::query(
                 "UPDATE transfer SET checkpoint = $1, progress = $2, resources_stored = resources_stored + $3, \
@@ -478,7 +506,7 @@ impl Store {
                 tx.rollback().await?;
                 return Err(CommitError::LeaseLost);
             }
-            let stored = write_resources!(&mut *tx, page.resources, now, Some(page.transfer_id.clone()));
+            let stored = (*tx).write_resources(batch, now, Some(page.transfer_id.as_str())).await?;
             let id = page.transfer_id.as_str();
             for rows in page.rejected.chunks(500) {
                 let mut insert = SqlBuilder::new("INSERT INTO transfer_rejected (transfer_id, at, source, reason) VALUES ");

@@ -34,6 +34,7 @@ store_suite!(
     search_by_dates_and_sensitivity,
     rejects_a_body_that_is_not_an_object,
     a_batch_larger_than_a_chunk_with_repeats,
+    a_batch_of_new_and_existing_resources,
     directory_resources_referenced_by_a_patient,
 );
 
@@ -424,4 +425,69 @@ async fn a_batch_larger_than_a_chunk_with_repeats(store: Store) {
         ..Default::default()
     };
     assert!(store.search_resources(&by_identifier).await.unwrap().resources.is_empty(), "old index rows replaced");
+}
+
+/// New resources are inserted straight away and existing ones updated: one batch can hold
+/// both, in any order, and each gets the version and index rows it would have alone.
+async fn a_batch_of_new_and_existing_resources(store: Store) {
+    let indexed = |id: &str, value: &str| {
+        let mut w = resource("Observation", id, "p1");
+        w.identifiers = vec![IndexedIdentifier { system: "urn:x".into(), value: value.into() }];
+        w.references =
+            vec![IndexedReference { path: "ref".into(), target_type: "Encounter".into(), target_id: value.into() }];
+        w
+    };
+    let first: Vec<ResourceWrite> = (0..300).filter(|i| i % 3 == 0).map(|i| indexed(&format!("o{i}"), "old")).collect();
+    let first = store.put_resources(first).await.unwrap();
+    assert!(first.iter().all(|r| r.version_id == 1));
+    assert!(store.delete_resource("Observation", "o3").await.unwrap());
+
+    let mixed: Vec<ResourceWrite> = (0..300).map(|i| indexed(&format!("o{i}"), "new")).collect();
+    let stored = store.put_resources(mixed).await.unwrap();
+    let ids: Vec<&str> = stored.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, (0..300).map(|i| format!("o{i}")).collect::<Vec<_>>(), "in the order given");
+    for r in &stored {
+        let n: usize = r.id[1..].parse().unwrap();
+        let expected = match n {
+            3 => 3, // written, deleted (a tombstone is a version), written again
+            n if n % 3 == 0 => 2,
+            _ => 1,
+        };
+        assert_eq!(r.version_id, expected, "{}", r.id);
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["meta"]["versionId"], expected.to_string(), "{}", r.id);
+        assert_eq!(body["meta"]["lastUpdated"], r.last_updated.to_fhir_instant());
+        assert_eq!(body["id"], r.id.as_str(), "the rest of the body as written");
+        assert_eq!(store.read_resource("Observation", &r.id).await.unwrap().as_ref(), Some(r));
+    }
+    let o0 = stored.iter().find(|r| r.id == "o0").unwrap();
+    assert_eq!(o0.seq, first[0].seq, "an update keeps its place");
+    assert!(store.read_resource("Observation", "o3").await.unwrap().unwrap().deleted_at.is_none(), "written again");
+
+    let count = |value: &str| {
+        let store = store.clone();
+        let query = ResourceQuery {
+            identifier: Some(IndexedIdentifier { system: "urn:x".into(), value: value.into() }),
+            limit: 1000,
+            ..Default::default()
+        };
+        async move { store.count_resources(&query).await.unwrap() }
+    };
+    assert_eq!(count("old").await, 0, "the old index rows of updated resources are gone");
+    assert_eq!(count("new").await, 300, "one index row per resource, none twice");
+    let referring =
+        ResourceQuery { references_to: vec![("Encounter".into(), "new".into())], limit: 1000, ..Default::default() };
+    assert_eq!(store.count_resources(&referring).await.unwrap(), 300);
+
+    // Another resource from the same source id: refused as before, and nothing of its batch stays.
+    let from_source = |id: &str| ResourceWrite {
+        source_system: Some("https://old.example/fhir".into()),
+        source_id: Some("src-1".into()),
+        ..resource("Observation", id, "p1")
+    };
+    store.put_resources(vec![from_source("s1")]).await.unwrap();
+    let err = store.put_resources(vec![resource("Observation", "fresh", "p1"), from_source("s2")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.read_resource("Observation", "fresh").await.unwrap(), None, "the batch is all or nothing");
+    assert_eq!(store.read_resource("Observation", "s2").await.unwrap(), None);
 }

@@ -84,6 +84,10 @@ struct Job<'a> {
     attempted: HashSet<(String, String)>,
     /// The next page, already on its way while this one is ingested and committed.
     prefetch: Option<Prefetch>,
+    /// The previous page's commit, still running while this page is fetched and ingested.
+    /// Settled before the next commit, before any step that reads what it wrote, and before
+    /// the job ends, so commits land in order and the job's end is recorded after them.
+    committing: Option<tokio::task::JoinHandle<Result<(), CommitError>>>,
 }
 
 /// A page fetched ahead: its result and the requests it took, consumed by the `fetch` step that
@@ -217,15 +221,30 @@ impl<'a> Job<'a> {
             lease_lost,
             attempted: HashSet::new(),
             prefetch: None,
+            committing: None,
         })
     }
 
     async fn run(&mut self) -> JobEnd {
+        let end = self.run_steps().await;
+        // A page still committing is part of the run: its failure (a lost lease) is the end.
+        match self.settle().await {
+            Ok(()) => end,
+            Err(failed) => failed,
+        }
+    }
+
+    async fn run_steps(&mut self) -> JobEnd {
         loop {
             if self.lease_lost.load(Ordering::SeqCst) {
                 return JobEnd::LeaseLost;
             }
             if let Err(end) = self.consent_in_force().await {
+                return end;
+            }
+            if !matches!(self.checkpoint, Checkpoint::Fetch { .. })
+                && let Err(end) = self.settle().await
+            {
                 return end;
             }
             let step = match self.checkpoint.clone() {
@@ -264,17 +283,18 @@ impl<'a> Job<'a> {
         Ok(())
     }
 
-    /// Commits a page: resources, checkpoint, progress, rejections, audit, events.
-    async fn commit(
-        &mut self,
+    /// What one commit writes: resources, checkpoint, progress, rejections, audit, events —
+    /// the job's state as it is now.
+    fn page(
+        &self,
         resources: Vec<ResourceWrite>,
         rejected: Vec<(String, String)>,
         audit: &Audit,
         events: Vec<(String, String)>,
         pages: i64,
-    ) -> Step {
+    ) -> TransferPage {
         let lease = time::Duration::try_from(self.engine.config.lease).unwrap_or(time::Duration::MINUTE);
-        let page = TransferPage {
+        TransferPage {
             transfer_id: self.transfer.id.clone(),
             owner: self.engine.config.worker_id.clone(),
             lease_until: Timestamp::now().plus(lease),
@@ -285,11 +305,62 @@ impl<'a> Job<'a> {
             rejected,
             requests: audit.take(),
             events,
+        }
+    }
+
+    /// Commits a page and waits for it (after the previous page's commit, if one is running).
+    async fn commit(
+        &mut self,
+        resources: Vec<ResourceWrite>,
+        rejected: Vec<(String, String)>,
+        audit: &Audit,
+        events: Vec<(String, String)>,
+        pages: i64,
+    ) -> Step {
+        self.settle().await?;
+        let page = self.page(resources, rejected, audit, events, pages);
+        commit_end(self.engine.store.commit_transfer_page(page).await.map(drop))
+    }
+
+    /// Starts committing a fetched page and returns at once, so that the next page is fetched
+    /// and ingested while this one is written (on two cores, the database's work and ingest
+    /// overlap). The page is built and its bodies serialised now, from the state after it,
+    /// while the previous page may still be committing; that commit is waited for before this
+    /// one starts, so pages still commit one at a time and in order, each with its checkpoint
+    /// in one transaction.
+    async fn commit_in_background(
+        &mut self,
+        resources: Vec<ResourceWrite>,
+        rejected: Vec<(String, String)>,
+        audit: &Audit,
+        events: Vec<(String, String)>,
+        pages: i64,
+    ) -> Step {
+        let resources_in_page = resources.len();
+        let page = self.page(resources, rejected, audit, events, pages).prepare();
+        self.settle().await?;
+        let page = match page {
+            Ok(page) => page,
+            Err(error) => return commit_end(Err(CommitError::Store(error))),
         };
-        match self.engine.store.commit_transfer_page(page).await {
-            Ok(_) => Ok(()),
-            Err(CommitError::LeaseLost) => Err(JobEnd::LeaseLost),
-            Err(CommitError::Store(error)) => Err(JobEnd::Failed(format!("this plan's database failed: {error}"))),
+        let store = self.engine.store.clone();
+        let task = async move {
+            let started = std::time::Instant::now();
+            let resources = resources_in_page;
+            let result = store.commit_prepared_page(page).await.map(drop);
+            tracing::debug!(resources, commit_ms = started.elapsed().as_millis() as u64, "page committed");
+            result
+        };
+        self.committing = Some(tokio::spawn(task.instrument(tracing::Span::current())));
+        Ok(())
+    }
+
+    /// Waits for the page commit still running, if any; its failure ends the job.
+    async fn settle(&mut self) -> Step {
+        let Some(task) = self.committing.take() else { return Ok(()) };
+        match task.await {
+            Ok(result) => commit_end(result),
+            Err(error) => Err(JobEnd::Failed(format!("committing a page stopped: {error}"))),
         }
     }
 
@@ -419,6 +490,10 @@ impl<'a> Job<'a> {
             Stop::Fetch(FetchError::RetryLater(wait)) => JobEnd::RetryLater(wait),
             Stop::Fetch(error) => JobEnd::Failed(error.to_string()),
         };
+        // The page before this one still committing: if that failed, it ended the job first.
+        if let Err(failed) = self.settle().await {
+            return failed;
+        }
         let _ = self.commit(vec![], vec![], audit, vec![], 0).await;
         end
     }
@@ -542,15 +617,15 @@ impl<'a> Job<'a> {
         let mut resources = resources;
         self.add_custodian_provenance(&mut resources)?;
         let count = resources.len();
-        let committed = std::time::Instant::now();
-        let result = self.commit(resources, rejected, &audit, events, 1).await;
+        let waited = std::time::Instant::now();
+        let result = self.commit_in_background(resources, rejected, &audit, events, 1).await;
         tracing::debug!(
             page = self.progress.pages,
             resources = count,
             fetch_ms = fetched.as_millis() as u64,
             ingest_ms = ingested.as_millis() as u64,
-            commit_ms = committed.elapsed().as_millis() as u64,
-            "page committed"
+            wait_ms = waited.elapsed().as_millis() as u64,
+            "page ingested"
         );
         result
     }
@@ -635,7 +710,9 @@ impl<'a> Job<'a> {
 
     /// The member's own Patient, with the previous plan's identifiers and a link to the
     /// received Patient added (once).
-    async fn own_patient_linked_to(&self, received: &Prepared) -> Result<Option<ResourceWrite>, JobEnd> {
+    async fn own_patient_linked_to(&mut self, received: &Prepared) -> Result<Option<ResourceWrite>, JobEnd> {
+        // The previous page may have written it: read it as committed.
+        self.settle().await?;
         let store = &self.engine.store;
         let own =
             store.read_resource("Patient", &self.ctx.own_patient).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
@@ -885,6 +962,15 @@ impl<'a> Job<'a> {
         prepared.write.patient_id = Some(self.ctx.own_patient.clone());
         resources.push(prepared.write);
         Ok(())
+    }
+}
+
+/// How a page commit ends the job, if it does.
+fn commit_end(result: Result<(), CommitError>) -> Step {
+    match result {
+        Ok(()) => Ok(()),
+        Err(CommitError::LeaseLost) => Err(JobEnd::LeaseLost),
+        Err(CommitError::Store(error)) => Err(JobEnd::Failed(format!("this plan's database failed: {error}"))),
     }
 }
 

@@ -1,0 +1,504 @@
+//! Writing resources and their search-fact rows (`fhir_identifier`, `fhir_reference`): the hot
+//! path of a transfer, which commits a page of about a thousand resources at a time.
+//!
+//! Three things keep it fast:
+//!
+//! - **Bodies are prepared before the transaction** ([`prepare_writes`]): `meta` set and the JSON
+//!   serialised while no connection is held.
+//! - **New resources need no version lookup.** Each batch is first inserted as version 1 with
+//!   `ON CONFLICT DO NOTHING`; only the rows that already existed (a re-run, a Provenance that
+//!   came with two searches, a resource updated since) take the slower path: look up their
+//!   version, serialise again with the next one, upsert, and replace their index rows. The
+//!   outcome is the same as looking every row up first.
+//! - **Few statement texts.** On SQLite a batch is cut into multi-row statements of a few fixed
+//!   sizes ([`SQLITE_SHAPES`]), so each connection prepares a handful of texts once and reuses
+//!   them; a text per batch size was prepared, and cached by sqlx, once per page — slow, and
+//!   the cache of large statements grew the process by tens of megabytes. On PostgreSQL each
+//!   table takes one statement over arrays (`UNNEST`), whatever the number of rows.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use sqlx::{PgConnection, SqliteConnection};
+
+use crate::{ResourceWrite, StoreError, StoredResource, Timestamp};
+
+/// A write ready for SQL: versioned, body serialised. The JSON tree of the body is dropped
+/// once serialised (`write.body` is `null`): a page's trees are several times the size of
+/// its text, and the few updates re-read their text instead.
+#[derive(Debug)]
+pub(crate) struct PreparedWrite {
+    write: ResourceWrite,
+    version_id: i64,
+    /// The row it replaces (its `seq`), when it already existed.
+    existing_seq: Option<i64>,
+    body: String,
+    security: String,
+}
+
+/// Keeps the last write of each (type, id) — one statement cannot touch a row twice — sets
+/// `meta` for version 1 and serialises every body. Runs before any connection is taken.
+pub(crate) fn prepare_writes(writes: Vec<ResourceWrite>, now: Timestamp) -> Result<Vec<PreparedWrite>, StoreError> {
+    dedupe(writes)
+        .into_iter()
+        .map(|mut write| {
+            let mut tree = std::mem::take(&mut write.body);
+            let body = versioned_body(&write, &mut tree, 1, now)?;
+            drop(tree);
+            let security = write.security.join("\n");
+            Ok(PreparedWrite { write, version_id: 1, existing_seq: None, body, security })
+        })
+        .collect()
+}
+
+/// Writes prepared resources and their index rows inside the caller's open transaction;
+/// returns them as stored, in the order given.
+pub(crate) trait WriteResources {
+    fn write_resources<'a>(
+        &'a mut self,
+        batch: Vec<PreparedWrite>,
+        now: Timestamp,
+        origin: Option<&'a str>,
+    ) -> impl Future<Output = Result<Vec<StoredResource>, StoreError>> + Send + 'a;
+}
+
+/// `seq` by resource type, then id (looked up with borrowed keys).
+#[derive(Default)]
+struct Seqs(HashMap<String, HashMap<String, i64>>);
+
+impl Seqs {
+    fn insert(&mut self, resource_type: String, id: String, seq: i64) {
+        self.0.entry(resource_type).or_default().insert(id, seq);
+    }
+
+    fn get(&self, write: &ResourceWrite) -> Option<i64> {
+        self.0.get(&write.resource_type)?.get(&write.id).copied()
+    }
+
+    fn of(&self, write: &ResourceWrite) -> Result<i64, StoreError> {
+        self.get(write).ok_or_else(|| StoreError::Corrupt(format!("no row for {}/{}", write.resource_type, write.id)))
+    }
+}
+
+const RESOURCE_INSERT: &str = "INSERT INTO fhir_resource (resource_type, id, version_id, last_updated, \
+     member_account, patient_id, source_system, source_id, security, sensitive, date_start, date_end, \
+     origin_transfer, body) ";
+const RESOURCE_COLUMNS: usize = 14;
+/// The optimistic insert: rows that exist already (any unique key) are left for the upsert.
+const ON_CONFLICT_SKIP: &str = " ON CONFLICT DO NOTHING RETURNING resource_type, id, seq";
+const ON_CONFLICT_UPDATE: &str = " ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
+     last_updated = excluded.last_updated, member_account = excluded.member_account, \
+     patient_id = excluded.patient_id, source_system = excluded.source_system, \
+     source_id = excluded.source_id, security = excluded.security, sensitive = excluded.sensitive, \
+     date_start = excluded.date_start, date_end = excluded.date_end, \
+     origin_transfer = excluded.origin_transfer, body = excluded.body, deleted_at = NULL \
+     RETURNING resource_type, id, seq";
+const INDEX_TABLES: [&str; 2] = ["fhir_identifier", "fhir_reference"];
+
+/// Rows per multi-row statement on SQLite, largest first (at most 256 × 14 = 3,584 parameters,
+/// well under SQLite's 32,766). A batch of n rows takes at most n / 256 + 12 statements.
+pub(crate) const SQLITE_SHAPES: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// `rows` cut into slices of [`SQLITE_SHAPES`] sizes, largest first.
+pub(crate) fn sqlite_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = SQLITE_SHAPES.iter().copied().find(|&s| s <= rows.len())?;
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
+
+/// `head` + `(?, …), (?, …)` for `rows` rows of `columns` anonymous placeholders + `tail`.
+pub(crate) fn sqlite_values(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * (columns * 3 + 2));
+    sql.push_str(head);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            sql.push_str(if column == 0 { "?" } else { ", ?" });
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+type SqliteQueryAs<'q, O> = sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>;
+
+impl WriteResources for SqliteConnection {
+    async fn write_resources<'a>(
+        &'a mut self,
+        mut batch: Vec<PreparedWrite>,
+        now: Timestamp,
+        origin: Option<&'a str>,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let conn = self;
+        // 1. New rows, as version 1.
+        let mut seqs = Seqs::default();
+        for chunk in sqlite_chunks(&batch) {
+            let sql = sqlite_values(&values_head(), RESOURCE_COLUMNS, chunk.len(), ON_CONFLICT_SKIP);
+            let mut query: SqliteQueryAs<(String, String, i64)> = sqlx::query_as(&sql);
+            for p in chunk {
+                query = bind_resource_sqlite(query, p, now, origin);
+            }
+            for (resource_type, id, seq) in query.fetch_all(&mut *conn).await? {
+                seqs.insert(resource_type, id, seq);
+            }
+        }
+        // 2. Rows that existed: next version, upserted; their old index rows go.
+        let existing: Vec<usize> = (0..batch.len()).filter(|&i| seqs.get(&batch[i].write).is_none()).collect();
+        if !existing.is_empty() {
+            let mut versions = Seqs::default();
+            let mut seq_of = Seqs::default();
+            let keys: Vec<&ResourceWrite> = existing.iter().map(|&i| &batch[i].write).collect();
+            for chunk in sqlite_chunks(&keys) {
+                let sql = sqlite_values(
+                    "WITH k(t, i) AS (VALUES ",
+                    2,
+                    chunk.len(),
+                    ") SELECT r.resource_type, r.id, r.version_id, r.seq FROM k \
+                     JOIN fhir_resource r ON r.resource_type = k.t AND r.id = k.i",
+                );
+                let mut query: SqliteQueryAs<(String, String, i64, i64)> = sqlx::query_as(&sql);
+                for w in chunk {
+                    query = query.bind(w.resource_type.as_str()).bind(w.id.as_str());
+                }
+                for (resource_type, id, version, seq) in query.fetch_all(&mut *conn).await? {
+                    versions.insert(resource_type.clone(), id.clone(), version);
+                    seq_of.insert(resource_type, id, seq);
+                }
+            }
+            for &i in &existing {
+                let (version, seq) = (versions.get(&batch[i].write), seq_of.get(&batch[i].write));
+                reversion(&mut batch[i], version, seq, now)?;
+            }
+            let updates: Vec<&PreparedWrite> = existing.iter().map(|&i| &batch[i]).collect();
+            for chunk in sqlite_chunks(&updates) {
+                let sql = sqlite_values(&values_head(), RESOURCE_COLUMNS, chunk.len(), ON_CONFLICT_UPDATE);
+                let mut query: SqliteQueryAs<(String, String, i64)> = sqlx::query_as(&sql);
+                for p in chunk {
+                    query = bind_resource_sqlite(query, p, now, origin);
+                }
+                for (resource_type, id, seq) in query.fetch_all(&mut *conn).await? {
+                    seqs.insert(resource_type, id, seq);
+                }
+            }
+            let replaced: Vec<i64> = updates.iter().filter_map(|p| p.existing_seq).collect();
+            for table in INDEX_TABLES {
+                for chunk in sqlite_chunks(&replaced) {
+                    // One "row" of n placeholders: `IN (?, ?, …)`.
+                    let sql = sqlite_values(&format!("DELETE FROM {table} WHERE resource_seq IN "), chunk.len(), 1, "");
+                    let mut query: SqliteQuery = sqlx::query(&sql);
+                    for seq in chunk {
+                        query = query.bind(*seq);
+                    }
+                    query.execute(&mut *conn).await?;
+                }
+            }
+        }
+        // 3. Index rows.
+        let mut identifiers: Vec<(i64, &str, &str)> = vec![];
+        let mut references: Vec<(i64, &str, &str, &str)> = vec![];
+        for p in &batch {
+            let seq = seqs.of(&p.write)?;
+            identifiers.extend(p.write.identifiers.iter().map(|i| (seq, i.system.as_str(), i.value.as_str())));
+            references.extend(
+                p.write.references.iter().map(|r| (seq, r.path.as_str(), r.target_type.as_str(), r.target_id.as_str())),
+            );
+        }
+        for chunk in sqlite_chunks(&identifiers) {
+            let sql =
+                sqlite_values("INSERT INTO fhir_identifier (resource_seq, system, value) VALUES ", 3, chunk.len(), "");
+            let mut query: SqliteQuery = sqlx::query(&sql);
+            for (seq, system, value) in chunk {
+                query = query.bind(*seq).bind(*system).bind(*value);
+            }
+            query.execute(&mut *conn).await?;
+        }
+        for chunk in sqlite_chunks(&references) {
+            let sql = sqlite_values(
+                "INSERT INTO fhir_reference (resource_seq, path, target_type, target_id) VALUES ",
+                4,
+                chunk.len(),
+                "",
+            );
+            let mut query: SqliteQuery = sqlx::query(&sql);
+            for (seq, path, target_type, target_id) in chunk {
+                query = query.bind(*seq).bind(*path).bind(*target_type).bind(*target_id);
+            }
+            query.execute(&mut *conn).await?;
+        }
+        drop((identifiers, references));
+        stored(batch, &seqs, now)
+    }
+}
+
+fn values_head() -> String {
+    format!("{RESOURCE_INSERT}VALUES ")
+}
+
+fn bind_resource_sqlite<'q, O>(
+    query: SqliteQueryAs<'q, O>,
+    p: &'q PreparedWrite,
+    now: Timestamp,
+    origin: Option<&'q str>,
+) -> SqliteQueryAs<'q, O> {
+    let w = &p.write;
+    query
+        .bind(w.resource_type.as_str())
+        .bind(w.id.as_str())
+        .bind(p.version_id)
+        .bind(now.millis())
+        .bind(w.member_account.map(|a| a.0))
+        .bind(w.patient_id.as_deref())
+        .bind(w.source_system.as_deref())
+        .bind(w.source_id.as_deref())
+        .bind(p.security.as_str())
+        .bind(w.sensitive)
+        .bind(w.date_start.map(Timestamp::millis))
+        .bind(w.date_end.map(Timestamp::millis))
+        .bind(origin)
+        .bind(p.body.as_str())
+}
+
+/// The same columns as [`RESOURCE_INSERT`], over arrays: one statement for any number of rows.
+const PG_RESOURCE_SELECT: &str = "SELECT u.resource_type, u.id, u.version_id, $1, u.member_account, u.patient_id, \
+     u.source_system, u.source_id, u.security, u.sensitive, u.date_start, u.date_end, $2, u.body \
+     FROM UNNEST($3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[], \
+     $10::text[], $11::boolean[], $12::bigint[], $13::bigint[], $14::text[]) \
+     AS u(resource_type, id, version_id, member_account, patient_id, source_system, source_id, security, \
+     sensitive, date_start, date_end, body)";
+/// Rows per PostgreSQL statement: bounds the size of one message, not the number of texts.
+const PG_CHUNK: usize = 1000;
+
+async fn pg_insert_resources(
+    conn: &mut PgConnection,
+    rows: &[&PreparedWrite],
+    now: Timestamp,
+    origin: Option<&str>,
+    on_conflict: &str,
+    seqs: &mut Seqs,
+) -> Result<(), StoreError> {
+    let sql = format!("{RESOURCE_INSERT}{PG_RESOURCE_SELECT}{on_conflict}");
+    for chunk in rows.chunks(PG_CHUNK) {
+        let returned: Vec<(String, String, i64)> = sqlx::query_as(&sql)
+            .bind(now.millis())
+            .bind(origin)
+            .bind(chunk.iter().map(|p| p.write.resource_type.as_str()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|p| p.write.id.as_str()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|p| p.version_id).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|p| p.write.member_account.map(|a| a.0)).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|p| p.write.patient_id.as_deref()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|p| p.write.source_system.as_deref()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|p| p.write.source_id.as_deref()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|p| p.security.as_str()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|p| p.write.sensitive).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|p| p.write.date_start.map(Timestamp::millis)).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|p| p.write.date_end.map(Timestamp::millis)).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|p| p.body.as_str()).collect::<Vec<_>>())
+            .fetch_all(&mut *conn)
+            .await?;
+        for (resource_type, id, seq) in returned {
+            seqs.insert(resource_type, id, seq);
+        }
+    }
+    Ok(())
+}
+
+impl WriteResources for PgConnection {
+    async fn write_resources<'a>(
+        &'a mut self,
+        mut batch: Vec<PreparedWrite>,
+        now: Timestamp,
+        origin: Option<&'a str>,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let conn = self;
+        // 1. New rows, as version 1.
+        let mut seqs = Seqs::default();
+        let all: Vec<&PreparedWrite> = batch.iter().collect();
+        pg_insert_resources(&mut *conn, &all, now, origin, ON_CONFLICT_SKIP, &mut seqs).await?;
+        drop(all);
+        // 2. Rows that existed: next version, upserted; their old index rows go.
+        let existing: Vec<usize> = (0..batch.len()).filter(|&i| seqs.get(&batch[i].write).is_none()).collect();
+        if !existing.is_empty() {
+            let mut versions = Seqs::default();
+            let mut seq_of = Seqs::default();
+            for chunk in existing.chunks(PG_CHUNK) {
+                let found: Vec<(String, String, i64, i64)> = sqlx::query_as(
+                    "SELECT r.resource_type, r.id, r.version_id, r.seq FROM UNNEST($1::text[], $2::text[]) AS k(t, i) \
+                     JOIN fhir_resource r ON r.resource_type = k.t AND r.id = k.i",
+                )
+                .bind(chunk.iter().map(|&i| batch[i].write.resource_type.as_str()).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|&i| batch[i].write.id.as_str()).collect::<Vec<_>>())
+                .fetch_all(&mut *conn)
+                .await?;
+                for (resource_type, id, version, seq) in found {
+                    versions.insert(resource_type.clone(), id.clone(), version);
+                    seq_of.insert(resource_type, id, seq);
+                }
+            }
+            for &i in &existing {
+                let (version, seq) = (versions.get(&batch[i].write), seq_of.get(&batch[i].write));
+                reversion(&mut batch[i], version, seq, now)?;
+            }
+            let updates: Vec<&PreparedWrite> = existing.iter().map(|&i| &batch[i]).collect();
+            pg_insert_resources(&mut *conn, &updates, now, origin, ON_CONFLICT_UPDATE, &mut seqs).await?;
+            let replaced: Vec<i64> = updates.iter().filter_map(|p| p.existing_seq).collect();
+            if !replaced.is_empty() {
+                for table in INDEX_TABLES {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE resource_seq = ANY($1::bigint[])"))
+                        .bind(&replaced)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+        }
+        // 3. Index rows.
+        let mut identifiers: (Vec<i64>, Vec<&str>, Vec<&str>) = Default::default();
+        let mut references: (Vec<i64>, Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
+        for p in &batch {
+            let seq = seqs.of(&p.write)?;
+            for i in &p.write.identifiers {
+                identifiers.0.push(seq);
+                identifiers.1.push(&i.system);
+                identifiers.2.push(&i.value);
+            }
+            for r in &p.write.references {
+                references.0.push(seq);
+                references.1.push(&r.path);
+                references.2.push(&r.target_type);
+                references.3.push(&r.target_id);
+            }
+        }
+        if !identifiers.0.is_empty() {
+            sqlx::query(
+                "INSERT INTO fhir_identifier (resource_seq, system, value) \
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[])",
+            )
+            .bind(&identifiers.0)
+            .bind(&identifiers.1)
+            .bind(&identifiers.2)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !references.0.is_empty() {
+            sqlx::query(
+                "INSERT INTO fhir_reference (resource_seq, path, target_type, target_id) \
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[])",
+            )
+            .bind(&references.0)
+            .bind(&references.1)
+            .bind(&references.2)
+            .bind(&references.3)
+            .execute(&mut *conn)
+            .await?;
+        }
+        drop((identifiers, references));
+        stored(batch, &seqs, now)
+    }
+}
+
+/// A write that found its row already there: the next version, its body serialised again.
+fn reversion(p: &mut PreparedWrite, version: Option<i64>, seq: Option<i64>, now: Timestamp) -> Result<(), StoreError> {
+    p.existing_seq = seq;
+    if let Some(version) = version {
+        p.version_id = version + 1;
+        // serde_json reads back what it wrote exactly, so only `meta` changes.
+        let mut tree: Value = serde_json::from_str(&p.body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        p.body = versioned_body(&p.write, &mut tree, p.version_id, now)?;
+    }
+    Ok(())
+}
+
+fn stored(batch: Vec<PreparedWrite>, seqs: &Seqs, now: Timestamp) -> Result<Vec<StoredResource>, StoreError> {
+    batch
+        .into_iter()
+        .map(|p| {
+            let seq = seqs.of(&p.write)?;
+            let w = p.write;
+            Ok(StoredResource {
+                seq,
+                resource_type: w.resource_type,
+                id: w.id,
+                version_id: p.version_id,
+                last_updated: now,
+                member_account: w.member_account.map(|a| a.0),
+                patient_id: w.patient_id,
+                source_system: w.source_system,
+                source_id: w.source_id,
+                security: p.security,
+                sensitive: w.sensitive,
+                deleted_at: None,
+                body: p.body,
+            })
+        })
+        .collect()
+}
+
+/// Keeps the last write of each (type, id), in the order of those last writes.
+fn dedupe(writes: Vec<ResourceWrite>) -> Vec<ResourceWrite> {
+    let mut last: HashMap<(&str, &str), usize> = HashMap::with_capacity(writes.len());
+    for (i, w) in writes.iter().enumerate() {
+        last.insert((w.resource_type.as_str(), w.id.as_str()), i);
+    }
+    if last.len() == writes.len() {
+        return writes;
+    }
+    let keep: Vec<bool> = writes
+        .iter()
+        .enumerate()
+        .map(|(i, w)| last.get(&(w.resource_type.as_str(), w.id.as_str())) == Some(&i))
+        .collect();
+    writes.into_iter().zip(keep).filter(|(_, keep)| *keep).map(|(w, _)| w).collect()
+}
+
+/// Writes `meta.versionId` and `meta.lastUpdated` into `body` (of `write`) and serialises it.
+fn versioned_body(
+    write: &ResourceWrite,
+    body: &mut Value,
+    version_id: i64,
+    at: Timestamp,
+) -> Result<String, StoreError> {
+    let object = body.as_object_mut().ok_or_else(|| {
+        StoreError::Corrupt(format!("{}/{}: body is not a JSON object", write.resource_type, write.id))
+    })?;
+    let meta = object.entry("meta").or_insert_with(|| Value::Object(Default::default()));
+    if !meta.is_object() {
+        *meta = Value::Object(Default::default());
+    }
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert("versionId".into(), Value::String(version_id.to_string()));
+        meta.insert("lastUpdated".into(), Value::String(at.to_fhir_instant()));
+    }
+    serde_json::to_string(body).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_cut_into_a_few_fixed_shapes() {
+        let rows: Vec<usize> = (0..1001).collect();
+        let sizes: Vec<usize> = sqlite_chunks(&rows).map(<[usize]>::len).collect();
+        assert_eq!(sizes, [256, 256, 256, 64, 64, 64, 16, 16, 4, 4, 1]);
+        assert_eq!(sizes.iter().sum::<usize>(), 1001);
+        assert_eq!(sqlite_chunks::<u8>(&[]).count(), 0);
+        assert!((0..600).all(|n| {
+            let rows = vec![0u8; n];
+            sqlite_chunks(&rows).all(|c| SQLITE_SHAPES.contains(&c.len()))
+                && sqlite_chunks(&rows).map(<[u8]>::len).sum::<usize>() == n
+        }));
+    }
+
+    #[test]
+    fn multi_row_text() {
+        assert_eq!(
+            sqlite_values("INSERT INTO t (a, b) VALUES ", 2, 2, " X"),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?) X"
+        );
+        assert_eq!(sqlite_values("IN ", 1, 1, ""), "IN (?)");
+    }
+}
