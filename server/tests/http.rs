@@ -10,13 +10,19 @@ use time::macros::date;
 
 const PASSWORD: &str = "a long test password";
 
+/// One test app at a time in this process (see `server/tests/staff.rs`): side by side on
+/// separate runtimes, a page render was occasionally left pending for good.
+static ONE_APP_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct TestApp {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
     base: String,
     app_services: app::ssr::Services,
     _dir: tempfile::TempDir,
 }
 
 async fn spawn() -> TestApp {
+    let turn = ONE_APP_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let config =
         Config { listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.path().to_owned(), ..Config::default() };
@@ -46,7 +52,7 @@ async fn spawn() -> TestApp {
         .await
         .unwrap();
     tokio::spawn(app.run_until_stopped());
-    TestApp { base, app_services: services, _dir: dir }
+    TestApp { _turn: turn, base, app_services: services, _dir: dir }
 }
 
 fn client() -> reqwest::Client {

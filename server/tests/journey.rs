@@ -130,7 +130,12 @@ fn hidden_request(html: &str) -> String {
     html[start..end].replace("&#x2B;", "+").replace("&#x2F;", "/").replace("&#x3D;", "=").replace("&amp;", "&")
 }
 
+/// One test app at a time in this process (see `server/tests/staff.rs`): side by side on
+/// separate runtimes, a page render was occasionally left pending for good.
+static ONE_APP_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct World {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
     new_plan: String,
     old_plan: String,
     services: app::ssr::Services,
@@ -139,6 +144,7 @@ struct World {
 }
 
 async fn world() -> World {
+    let turn = ONE_APP_AT_A_TIME.lock().await;
     captured_logs();
     // The previous plan: a data holder with one synthetic member, on its own port.
     let old_dir = tempfile::tempdir().unwrap();
@@ -190,7 +196,7 @@ async fn world() -> World {
         .await
         .unwrap();
     tokio::spawn(app.run_until_stopped());
-    World { new_plan, old_plan, services, token_key: secrets.token_key, _dirs: vec![old_dir, dir] }
+    World { _turn: turn, new_plan, old_plan, services, token_key: secrets.token_key, _dirs: vec![old_dir, dir] }
 }
 
 /// Signs the member in at the new plan, consents, and follows the redirect to the previous
