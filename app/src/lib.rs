@@ -109,10 +109,14 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// "Page · Baton" titles; pages set the first part with `<Title text=…/>`.
+/// "Page · Baton" titles; pages set the first part with `<Title text=…/>` — a string computed
+/// while rendering, not a closure: a closure runs when the `<title>` is written, and once, under
+/// load, found the locale signal already disposed (a panic, a 500).
 #[component]
 fn PageTitle() -> impl IntoView {
     let i18n = use_i18n();
-    let app = move || t_string!(i18n, app_name).to_string();
-    view! { <Title formatter=move |page: String| if page.is_empty() { app() } else { format!("{page} · {}", app()) }/> }
+    // Read once, now: the formatter runs when the <title> is written, late in the response,
+    // and must not reach back into this render's reactive values (see the pages' titles).
+    let app = t_string!(i18n, app_name).to_string();
+    view! { <Title formatter=move |page: String| if page.is_empty() { app.clone() } else { format!("{page} · {app}") }/> }
 }

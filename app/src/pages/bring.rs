@@ -136,7 +136,7 @@ pub fn BringRecords() -> impl IntoView {
         query.get("problem").map(|problem| view! { <Problem problem payer=query.get("payer")/> })
     };
     view! {
-        <Title text=move || t_string!(i18n, bring.title).to_string()/>
+        <Title text=t_string!(i18n, bring.title).to_string()/>
         <h1>{t!(i18n, bring.title)}</h1>
         {problem}
         <p>{t!(i18n, bring.intro)}</p>
@@ -187,7 +187,7 @@ pub fn ConsentPage() -> impl IntoView {
     let data = Resource::new(payer, load_consent_page);
     let choice_missing = move || query.read().get("problem").as_deref() == Some("choice");
     view! {
-        <Title text=move || t_string!(i18n, consent.title).to_string()/>
+        <Title text=t_string!(i18n, consent.title).to_string()/>
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, move |page: ConsentPageData| {
                 let old = page.payer_name.clone();

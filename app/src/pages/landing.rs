@@ -11,7 +11,7 @@ pub fn Landing() -> impl IntoView {
     let i18n = use_i18n();
     let auth = use_auth();
     view! {
-        <Title text=move || t_string!(i18n, landing.title).to_string()/>
+        <Title text=t_string!(i18n, landing.title).to_string()/>
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || auth.session.get().map(|session| {
                 let session = session.ok();

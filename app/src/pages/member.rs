@@ -74,7 +74,7 @@ pub fn MemberHome() -> impl IntoView {
     let i18n = use_i18n();
     let data = Resource::new(|| (), |_| load_member_home());
     view! {
-        <Title text=move || t_string!(i18n, nav.member_home).to_string()/>
+        <Title text=t_string!(i18n, nav.member_home).to_string()/>
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, |home: MemberHomeData| {
                 let name = home.display_name.clone();

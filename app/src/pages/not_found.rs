@@ -10,7 +10,7 @@ pub fn NotFound() -> impl IntoView {
     #[cfg(feature = "ssr")]
     crate::ssr::set_status(404);
     view! {
-        <Title text=move || t_string!(i18n, errors.not_found_title).to_string()/>
+        <Title text=t_string!(i18n, errors.not_found_title).to_string()/>
         <section class="card" aria-labelledby="not-found-title">
             <h1 id="not-found-title">{t!(i18n, errors.not_found_title)}</h1>
             <p>{t!(i18n, errors.not_found_body)}</p>

@@ -76,7 +76,7 @@ pub fn SignInPage() -> impl IntoView {
     let pending = sign_in.pending();
 
     view! {
-        <Title text=move || t_string!(i18n, sign_in.title).to_string()/>
+        <Title text=t_string!(i18n, sign_in.title).to_string()/>
         <section class="card card--narrow" aria-labelledby="sign-in-title">
             <h1 id="sign-in-title">{t!(i18n, sign_in.title)}</h1>
             <Transition>

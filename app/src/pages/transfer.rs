@@ -193,7 +193,7 @@ pub fn TransferPage() -> impl IntoView {
         });
     });
     view! {
-        <Title text=move || t_string!(i18n, transfer.title).to_string()/>
+        <Title text=t_string!(i18n, transfer.title).to_string()/>
         <Transition fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, |view: TransferView| view! { <TransferDetails view/> }))}
         </Transition>

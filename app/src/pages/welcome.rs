@@ -63,7 +63,7 @@ pub fn WelcomePage() -> impl IntoView {
     let problem = move || query.read().get("problem");
     let data = Resource::new(token, check_invitation);
     view! {
-        <Title text=move || t_string!(i18n, welcome.title).to_string()/>
+        <Title text=t_string!(i18n, welcome.title).to_string()/>
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, move |name: Option<String>| match name {
                 None => view! {

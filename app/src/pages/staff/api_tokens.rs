@@ -134,7 +134,7 @@ pub fn ApiTokensPage() -> impl IntoView {
     let i18n = use_i18n();
     let data = Resource::new(|| (), |_| load_api_tokens());
     view! {
-        <Title text=move || t_string!(i18n, console.tokens_title).to_string()/>
+        <Title text=t_string!(i18n, console.tokens_title).to_string()/>
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, |v: TokensView| view! {
                 <StaffNav admin=true/>

@@ -112,7 +112,7 @@ pub fn AuditPage() -> impl IntoView {
     let page = move || query.read().get("page").and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
     let data = Resource::new(move || (filters(), page()), |(f, page)| search_audit(f, page));
     view! {
-        <Title text=move || t_string!(i18n, console.audit_title).to_string()/>
+        <Title text=t_string!(i18n, console.audit_title).to_string()/>
         <h1>{t!(i18n, console.audit_title)}</h1>
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, move |v: AuditView| {

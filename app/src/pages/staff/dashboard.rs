@@ -100,7 +100,7 @@ pub fn StaffHome() -> impl IntoView {
     let i18n = use_i18n();
     let data = Resource::new(|| (), |_| load_staff_home());
     view! {
-        <Title text=move || t_string!(i18n, staff.title).to_string()/>
+        <Title text=t_string!(i18n, staff.title).to_string()/>
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, |home: StaffHomeData| {
                 let name = home.display_name.clone();

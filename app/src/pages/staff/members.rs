@@ -85,7 +85,7 @@ pub fn MembersPage() -> impl IntoView {
     let page = move || query.read().get("page").and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
     let data = Resource::new(move || (q(), birth(), page()), |(q, birth, page)| search_members(q, birth, page));
     view! {
-        <Title text=move || t_string!(i18n, console.members_title).to_string()/>
+        <Title text=t_string!(i18n, console.members_title).to_string()/>
         <h1>{t!(i18n, console.members_title)}</h1>
         <form method="get" action="/staff/members" class="form form--inline" role="search">
             <div class="field">
@@ -321,7 +321,7 @@ pub fn MemberPage() -> impl IntoView {
     let id = move || params.read().get("id").unwrap_or_default();
     let data = Resource::new(id, load_member);
     view! {
-        <Title text=move || t_string!(i18n, console.member_title).to_string()/>
+        <Title text=t_string!(i18n, console.member_title).to_string()/>
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, |m: MemberData| view! { <MemberDetails m/> }))}
         </Suspense>

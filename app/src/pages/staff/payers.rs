@@ -193,7 +193,7 @@ pub fn PayersPage() -> impl IntoView {
     let checked = move || query.read().get("checked").zip(query.read().get("result"));
     let data = Resource::new(|| (), |_| load_directory());
     view! {
-        <Title text=move || t_string!(i18n, console.payers_title).to_string()/>
+        <Title text=t_string!(i18n, console.payers_title).to_string()/>
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, move |v: DirectoryView| {
                 let credentials = v.credentials.clone();

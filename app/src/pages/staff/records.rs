@@ -154,7 +154,7 @@ pub fn MemberRecordsPage() -> impl IntoView {
     let kind = move || query.read().get("kind").unwrap_or_default();
     let data = Resource::new(move || (member(), kind()), |(member, kind)| load_member_records(member, kind));
     view! {
-        <Title text=move || t_string!(i18n, console.records_title).to_string()/>
+        <Title text=t_string!(i18n, console.records_title).to_string()/>
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, |v: RecordsView| view! { <Records v/> }))}
         </Suspense>
@@ -328,7 +328,7 @@ pub fn RecordPage() -> impl IntoView {
     let key = move || (params.read().get("type").unwrap_or_default(), params.read().get("id").unwrap_or_default());
     let data = Resource::new(key, |(t, id)| load_record(t, id));
     view! {
-        <Title text=move || t_string!(i18n, console.record_title).to_string()/>
+        <Title text=t_string!(i18n, console.record_title).to_string()/>
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, |v: RecordView| view! { <Record v/> }))}
         </Suspense>

@@ -180,7 +180,7 @@ pub fn RosterPage() -> impl IntoView {
     let problem = move || query.read().get("problem");
     let data = Resource::new(|| (), |_| roster_form());
     view! {
-        <Title text=move || t_string!(i18n, console.roster_title).to_string()/>
+        <Title text=t_string!(i18n, console.roster_title).to_string()/>
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, move |admin: bool| view! {
                 <StaffNav admin/>
@@ -215,7 +215,7 @@ pub fn RosterImportPage() -> impl IntoView {
     let id = move || params.read().get("id").unwrap_or_default();
     let data = Resource::new(id, load_roster_import);
     view! {
-        <Title text=move || t_string!(i18n, console.roster_title).to_string()/>
+        <Title text=t_string!(i18n, console.roster_title).to_string()/>
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, |v: RosterImportView| view! { <ImportDetails v/> }))}
         </Suspense>

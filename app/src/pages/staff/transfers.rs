@@ -125,7 +125,7 @@ pub fn TransfersPage() -> impl IntoView {
         |(state, payer, from, to, sort, page)| list_transfers(state, payer, from, to, sort, page),
     );
     view! {
-        <Title text=move || t_string!(i18n, console.transfers_title).to_string()/>
+        <Title text=t_string!(i18n, console.transfers_title).to_string()/>
         <h1>{t!(i18n, console.transfers_title)}</h1>
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, move |list: TransferList| {
@@ -375,7 +375,7 @@ pub fn StaffTransferPage() -> impl IntoView {
     let id = move || params.read().get("id").unwrap_or_default();
     let data = Resource::new(id, load_staff_transfer);
     view! {
-        <Title text=move || t_string!(i18n, console.transfer_title).to_string()/>
+        <Title text=t_string!(i18n, console.transfer_title).to_string()/>
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, |v: StaffTransferView| view! { <TransferDetails v/> }))}
         </Suspense>
