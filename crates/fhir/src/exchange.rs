@@ -103,6 +103,27 @@ impl Category {
     pub fn from_key(key: &str) -> Option<Self> {
         Self::RECORDS.into_iter().chain([Category::Supporting]).find(|c| c.key() == key)
     }
+
+    /// The resource types whose records fall in this category — the inverse of
+    /// [`category_of`], kept beside it (an ExplanationOfBenefit is a claim or a prior
+    /// authorization, by its content).
+    pub fn resource_types(self) -> &'static [&'static str] {
+        match self {
+            Category::Claims | Category::PriorAuthorizations => &["ExplanationOfBenefit"],
+            Category::Coverage => &["Coverage"],
+            Category::Conditions => &["Condition"],
+            Category::Medications => &["MedicationRequest", "MedicationDispense"],
+            Category::Visits => &["Encounter"],
+            Category::Labs => &["Observation", "DiagnosticReport"],
+            Category::Immunizations => &["Immunization"],
+            Category::Procedures => &["Procedure", "Device"],
+            Category::Allergies => &["AllergyIntolerance"],
+            Category::Documents => &["DocumentReference"],
+            Category::CarePlans => &["CarePlan", "CareTeam", "Goal"],
+            // Everything else; the common ones.
+            Category::Supporting => &["Provenance", "Organization", "Practitioner", "Location", "Patient"],
+        }
+    }
 }
 
 /// The category of a resource (an ExplanationOfBenefit is a claim or a prior authorization).
@@ -138,6 +159,27 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn resource_types_are_the_inverse_of_category_of() {
+        for category in Category::RECORDS.into_iter().chain([Category::Supporting]) {
+            for t in category.resource_types() {
+                let resource = if category == Category::PriorAuthorizations {
+                    json!({"use": "preauthorization"})
+                } else {
+                    json!({})
+                };
+                assert_eq!(category_of(t, &resource), category, "{t}");
+            }
+        }
+        // `Supporting` is everything else; every record category lists all of its types.
+        for t in EXCHANGE_TYPES {
+            let category = category_of(t, &json!({}));
+            if category != Category::Supporting {
+                assert!(category.resource_types().contains(t), "{t} is missing from {category:?}");
+            }
+        }
+    }
 
     #[test]
     fn both_eob_kinds_are_told_apart() {

@@ -28,24 +28,6 @@ pub const KINDS: [Category; 10] = [
     Category::Coverage,
 ];
 
-/// The FHIR types of a kind of record.
-pub fn types_of(category: Category) -> &'static [&'static str] {
-    match category {
-        Category::Claims | Category::PriorAuthorizations => &["ExplanationOfBenefit"],
-        Category::Coverage => &["Coverage"],
-        Category::Conditions => &["Condition"],
-        Category::Medications => &["MedicationRequest", "MedicationDispense"],
-        Category::Visits => &["Encounter"],
-        Category::Labs => &["Observation", "DiagnosticReport"],
-        Category::Immunizations => &["Immunization"],
-        Category::Procedures => &["Procedure", "Device"],
-        Category::Allergies => &["AllergyIntolerance"],
-        Category::Documents => &["DocumentReference"],
-        Category::CarePlans => &["CarePlan", "CareTeam", "Goal"],
-        Category::Supporting => &["Provenance", "Organization", "Practitioner", "Location", "Patient"],
-    }
-}
-
 /// Where a record came from: a received Provenance pointing at it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
@@ -91,7 +73,7 @@ pub async fn of_member(
     revealed: impl Fn(&str, &str) -> bool,
 ) -> Result<Kind, StoreError> {
     let query = ResourceQuery {
-        resource_types: types_of(category).iter().map(|t| (*t).to_owned()).collect(),
+        resource_types: category.resource_types().iter().map(|t| (*t).to_owned()).collect(),
         member_account: Some(member),
         limit: 10_000,
         ..Default::default()
