@@ -297,7 +297,8 @@ impl Config {
             None => {}
         }
         Ok(figment
-            .merge(Env::prefixed("BATON_").split("__").ignore(&["config"]))
+            // `BATON_CONFIG` names the file; `BATON_BENCH_*` belong to `baton bench`.
+            .merge(Env::prefixed("BATON_").split("__").ignore(&["config", "bench_log", "bench_postgres"]))
             .merge(Env::raw().only(&["database_url"])))
     }
 
@@ -490,6 +491,19 @@ mod tests {
             let message = load_in_jail(jail).unwrap_err().to_string();
             assert!(message.contains("`sign_in.window_minutes`"), "{message}");
             assert!(message.contains("baton.toml"), "names the file: {message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_benchmark_variables_are_not_configuration() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BATON_BENCH_LOG", "baton_transfer=debug");
+            jail.set_env("BATON_BENCH_POSTGRES", "postgres://postgres@127.0.0.1/postgres");
+            load_in_jail(jail).unwrap();
+            jail.set_env("BATON_BENCH_LOGS", "a typo is still refused");
+            let message = load_in_jail(jail).unwrap_err().to_string();
+            assert!(message.contains("bench_logs"), "{message}");
             Ok(())
         });
     }
