@@ -36,6 +36,7 @@ store_suite!(
     a_batch_larger_than_a_chunk_with_repeats,
     a_batch_of_new_and_existing_resources,
     directory_resources_referenced_by_a_patient,
+    dangling_references_among_named_targets,
 );
 
 fn member(username: &str, member_id: &str) -> NewAccount {
@@ -490,4 +491,51 @@ async fn a_batch_of_new_and_existing_resources(store: Store) {
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.read_resource("Observation", "fresh").await.unwrap(), None, "the batch is all or nothing");
     assert_eq!(store.read_resource("Observation", "s2").await.unwrap(), None);
+}
+
+/// A transfer checks only the targets its records named and did not write; among those, the
+/// answer is the same as checking every reference of the member's record.
+async fn dangling_references_among_named_targets(store: Store) {
+    let alex = store.insert_account(&member("alex", "M1")).await.unwrap();
+    let sam = store.insert_account(&member("sam", "M2")).await.unwrap();
+    let referring = |id: &str, account: AccountId, targets: &[(&str, &str)]| {
+        let mut w = resource("Encounter", id, "p1");
+        w.member_account = Some(account);
+        w.references = targets
+            .iter()
+            .map(|(t, i)| IndexedReference { path: "ref".into(), target_type: (*t).into(), target_id: (*i).into() })
+            .collect();
+        w
+    };
+    store
+        .put_resources(vec![
+            resource("Practitioner", "here", ""),
+            resource("Practitioner", "gone", ""),
+            referring("e1", alex, &[("Practitioner", "here"), ("Practitioner", "never")]),
+            referring("e2", alex, &[("Practitioner", "gone"), ("Location", "never")]),
+            referring("e3", sam, &[("Practitioner", "never")]),
+        ])
+        .await
+        .unwrap();
+    assert!(store.delete_resource("Practitioner", "gone").await.unwrap());
+    let key = |t: &str, i: &str| (t.to_owned(), i.to_owned());
+    let named = [key("Practitioner", "here"), key("Practitioner", "never"), key("Practitioner", "gone")];
+    let mut among = store.dangling_references_to(alex, &named, 100).await.unwrap();
+    among.sort();
+    let referrer = |r: &str, t: &str, i: &str| ("Encounter".to_owned(), r.to_owned(), t.to_owned(), i.to_owned());
+    assert_eq!(
+        among,
+        [referrer("e1", "Practitioner", "never"), referrer("e2", "Practitioner", "gone")],
+        "only the named targets that are missing, only from alex's records"
+    );
+    let mut all = store.dangling_references(alex, 100).await.unwrap();
+    all.retain(|(_, _, t, i)| named.contains(&key(t, i)));
+    all.sort();
+    assert_eq!(among, all);
+    // More targets than one statement holds, and a limit.
+    let many: Vec<(String, String)> =
+        (0..600).map(|n| key("Practitioner", &format!("x{n}"))).chain(named.iter().cloned()).collect();
+    assert_eq!(store.dangling_references_to(alex, &many, 100).await.unwrap().len(), 2);
+    assert_eq!(store.dangling_references_to(alex, &many, 1).await.unwrap().len(), 1);
+    assert!(store.dangling_references_to(alex, &[], 100).await.unwrap().is_empty());
 }

@@ -29,6 +29,7 @@ use tracing::Instrument;
 use crate::auth::{PayerCredentials, RefreshError, refresh};
 use crate::client::{Audit, FetchError, FhirClient};
 use crate::ingest::{Context, Ingested, ingest, source_prefix};
+use crate::named::NamedTargets;
 use crate::plan::{Plan, plan};
 use crate::progress::Progress;
 use crate::{Engine, hex};
@@ -82,6 +83,9 @@ struct Job<'a> {
     lease_lost: Arc<AtomicBool>,
     /// Targets already tried in the resolve phase (this run).
     attempted: HashSet<(String, String)>,
+    /// What the committed records named and this run did not write — when the run started
+    /// at the plan (a resumed run saw only part of the pages, and checks every reference).
+    named: Option<NamedTargets>,
     /// The next page, already on its way while this one is ingested and committed.
     prefetch: Option<Prefetch>,
     /// The previous page's commit, still running while this page is fetched and ingested.
@@ -208,6 +212,7 @@ impl<'a> Job<'a> {
         };
         let progress = Progress::from_json(&transfer.progress);
         let credentials = engine.payers.credentials(&link.payer_id);
+        let named = matches!(checkpoint, Checkpoint::Plan).then(NamedTargets::default);
         Ok(Job {
             engine,
             transfer,
@@ -220,6 +225,7 @@ impl<'a> Job<'a> {
             checkpoint,
             lease_lost,
             attempted: HashSet::new(),
+            named,
             prefetch: None,
             committing: None,
         })
@@ -318,6 +324,7 @@ impl<'a> Job<'a> {
         pages: i64,
     ) -> Step {
         self.settle().await?;
+        self.track(&resources);
         let page = self.page(resources, rejected, audit, events, pages);
         commit_end(self.engine.store.commit_transfer_page(page).await.map(drop))
     }
@@ -337,6 +344,7 @@ impl<'a> Job<'a> {
         pages: i64,
     ) -> Step {
         let resources_in_page = resources.len();
+        self.track(&resources);
         let page = self.page(resources, rejected, audit, events, pages).prepare();
         self.settle().await?;
         let page = match page {
@@ -353,6 +361,26 @@ impl<'a> Job<'a> {
         };
         self.committing = Some(tokio::spawn(task.instrument(tracing::Span::current())));
         Ok(())
+    }
+
+    /// Notes what a page about to be committed writes and names (see [`NamedTargets`]). A page
+    /// whose commit fails ends the run, and the next run resumes without a tracker.
+    fn track(&mut self, resources: &[ResourceWrite]) {
+        if let Some(named) = &mut self.named {
+            named.track(resources);
+        }
+    }
+
+    /// References from the member's records to resources the store does not have: among the
+    /// targets this run named and did not write when it knows them, else all of them.
+    async fn dangling(&self, limit: u32) -> Result<Vec<(String, String, String, String)>, JobEnd> {
+        let store = &self.engine.store;
+        let member = self.ctx.member;
+        match &self.named {
+            Some(named) => store.dangling_references_to(member, &named.candidates(), limit).await,
+            None => store.dangling_references(member, limit).await,
+        }
+        .map_err(|e| JobEnd::Failed(e.to_string()))
     }
 
     /// Waits for the page commit still running, if any; its failure ends the job.
@@ -750,9 +778,7 @@ impl<'a> Job<'a> {
 
     /// Reads what the records refer to but did not come: directory entries and the like.
     async fn resolve(&mut self) -> Step {
-        let store = &self.engine.store;
-        let dangling =
-            store.dangling_references(self.ctx.member, 10_000).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
+        let dangling = self.dangling(10_000).await?;
         let mut targets: Vec<(String, String)> = vec![];
         for (_, _, target_type, target_id) in dangling {
             let key = (target_type, target_id);
@@ -811,10 +837,12 @@ impl<'a> Job<'a> {
             .map_err(|e| JobEnd::Failed(e.to_string()))?;
         for (resource_type, id) in orphans {
             store.purge_resource(&resource_type, &id).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
+            if let Some(named) = &mut self.named {
+                named.removed(&resource_type, &id);
+            }
         }
         // References to what did not come (or just went) are withheld, so none dangles.
-        let dangling =
-            store.dangling_references(self.ctx.member, 100_000).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
+        let dangling = self.dangling(100_000).await?;
         let mut by_referrer: BTreeMap<(String, String), HashSet<String>> = BTreeMap::new();
         for (referrer_type, referrer_id, target_type, target_id) in dangling {
             by_referrer.entry((referrer_type, referrer_id)).or_default().insert(format!("{target_type}/{target_id}"));

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod client;
 pub mod ingest;
 pub mod job;
+pub mod named;
 pub mod plan;
 pub mod progress;
 pub mod sealed;
