@@ -1,17 +1,18 @@
-//! The payer directory from configuration: each enabled previous plan, and this plan's
-//! registration there (client id and credential, private keys read from their files).
+//! The payer directory from configuration: each previous plan (switched on or off there; an
+//! admin's setting in the store wins, see `Directory::reload`), and this plan's registration
+//! there (client id and credential, private keys read from their files).
 
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use baton_journey::{Directory, Payer};
+use baton_journey::{ConfiguredPayer, Directory, Payer};
 use baton_transfer::{ClientAuth, PayerCredentials};
 use jsonwebtoken::Algorithm;
 
 use crate::config::{Config, PayerConfig};
 
-/// The directory: every enabled payer of `config`, and its named credentials for payers
+/// The directory: every payer of `config`, and its named credentials for payers
 /// staff load from brands files (see `Directory::reload`).
 pub fn from_config(config: &Config) -> anyhow::Result<Directory> {
     let mut credentials = BTreeMap::new();
@@ -30,10 +31,21 @@ pub fn from_config(config: &Config) -> anyhow::Result<Directory> {
     Ok(Directory::new(configured(config)?, credentials))
 }
 
-fn configured(config: &Config) -> anyhow::Result<Vec<Payer>> {
+/// Every configured payer. One switched off in configuration whose credential cannot be read is
+/// left out with a warning (as before, a payer switched off does not stop Baton from starting),
+/// so an admin cannot switch it on.
+fn configured(config: &Config) -> anyhow::Result<Vec<ConfiguredPayer>> {
     let mut payers = Vec::new();
-    for payer in config.payers.iter().filter(|p| p.enabled) {
-        payers.push(Payer {
+    for payer in &config.payers {
+        let credentials = match credentials(payer) {
+            Ok(credentials) => credentials,
+            Err(error) if !payer.enabled => {
+                tracing::warn!(payer = %payer.id, error = %format!("{error:#}"), "switched-off payer left out: its credential cannot be read");
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        let configured = Payer {
             id: payer.id.clone(),
             name: payer.name.clone(),
             aliases: payer.aliases.clone(),
@@ -43,8 +55,9 @@ fn configured(config: &Config) -> anyhow::Result<Vec<Payer>> {
             authorize_url: payer.authorize_url.clone(),
             token_url: payer.token_url.clone(),
             scopes: payer.scopes.clone(),
-            credentials: credentials(payer)?,
-        });
+            credentials,
+        };
+        payers.push(ConfiguredPayer { payer: configured, enabled: payer.enabled });
     }
     Ok(payers)
 }

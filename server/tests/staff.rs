@@ -256,6 +256,8 @@ async fn every_staff_route_checks_the_role_on_the_server() {
         ("staff/payers/load", vec![("url", "http://127.0.0.1:9/brands.json")]),
         ("staff/payers/register", vec![("id", "x"), ("client_id", "c"), ("credential", ""), ("enabled", "yes")]),
         ("staff/payers/check", vec![("id", "x")]),
+        ("staff/payers/enable", vec![("id", "x"), ("enabled", "off")]),
+        ("staff/payers/endpoints", vec![("id", "x"), ("authorize_url", ""), ("token_url", ""), ("scopes", "")]),
     ];
     for (endpoint, form) in &functions {
         assert_eq!(app.call(endpoint, form, None).await, StatusCode::UNAUTHORIZED, "{endpoint} as nobody");
@@ -276,6 +278,12 @@ async fn every_staff_route_checks_the_role_on_the_server() {
         ("page", "0"),
     ];
     assert_eq!(app.call("staff/audit", &filters, Some(&sam)).await, StatusCode::FORBIDDEN, "audit search needs admin");
+    for (endpoint, form) in [
+        ("staff/payers/enable", vec![("id", "x"), ("enabled", "off")]),
+        ("staff/payers/endpoints", vec![("id", "x"), ("authorize_url", ""), ("token_url", ""), ("scopes", "")]),
+    ] {
+        assert_eq!(app.call(endpoint, &form, Some(&sam)).await, StatusCode::FORBIDDEN, "{endpoint} needs admin");
+    }
     assert_eq!(
         client()
             .post(format!("{}/staff/roster", app.base))
@@ -636,4 +644,173 @@ async fn staff_load_plans_from_a_brands_file_and_see_discovery_problems() {
         app.call("staff/payers/load", &[("url", brands_url.as_str())], Some(&maria)).await,
         StatusCode::FORBIDDEN
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_switches_a_configured_plan_off_and_on() {
+    let app = spawn_with(|config| config.payers.push(server::demo::offline_plan_payer())).await;
+    let sam = app.sign_in("sam").await;
+    let alex = app.sign_in("alex").await;
+    let maria = app.sign_in("maria").await;
+    let payers = &app.services.journey.payers;
+    let off = [("id", "lakeshore"), ("enabled", "off")];
+    assert!(payers.get("lakeshore").is_some(), "configuration offers it");
+    let (_, page, _) = app.get("/member/bring?q=lakeshore", Some(&maria)).await;
+    assert!(page.contains("Lakeshore Health"), "in the member's picker while on");
+
+    // Staff who are not admins see the settings but cannot change them.
+    assert_eq!(app.call("staff/payers/enable", &off, Some(&sam)).await, StatusCode::FORBIDDEN);
+    assert!(payers.get("lakeshore").is_some(), "unchanged");
+    let (_, page, _) = app.get("/staff/payers", Some(&sam)).await;
+    let card = page.split("data-payer=\"lakeshore\"").nth(1).expect("listed");
+    assert!(card.contains("Configuration: offered"), "{card}");
+    assert!(!card.contains("switch-lakeshore"), "no switch for staff");
+
+    // Off, by an admin's plain form post.
+    let (status, location) = app.post("staff/payers/enable", &off, Some(&alex)).await;
+    assert!(status.is_redirection(), "{status}");
+    assert_eq!(location.as_deref(), Some("/staff/payers"));
+    assert!(payers.get("lakeshore").is_none(), "not offered to members");
+    assert!(payers.search("lakeshore").is_empty(), "not searchable");
+    let stored = app.services.store.payer_enabled_overrides().await.unwrap();
+    assert_eq!((stored[0].payer_id.as_str(), stored[0].enabled), ("lakeshore", false), "kept in the database");
+    let (_, page, _) = app.get("/staff/payers", Some(&alex)).await;
+    let card = page.split("data-payer=\"lakeshore\"").nth(1).expect("still listed for staff");
+    assert!(card.starts_with(" data-state=\"disabled\""), "{card}");
+    assert!(card.contains("Configuration: offered") && card.contains("switched off by an admin"), "both shown");
+    assert!(card.contains("keep running to the end"), "what happens to running transfers is said");
+    assert!(card.contains("id=\"switch-lakeshore-off\"") && card.contains("action=\"/api/staff/payers/enable\""));
+    // Members no longer see it, and cannot start with it.
+    let (_, page, _) = app.get("/member/bring?q=lakeshore", Some(&maria)).await;
+    assert!(!page.contains("Lakeshore Health"), "not in the member's picker");
+    let (status, location) =
+        app.post("member/start_authorization", &[("payer", "lakeshore"), ("sensitive", "exclude")], Some(&maria)).await;
+    assert!(status.is_redirection(), "{status}");
+    assert_eq!(location.as_deref(), Some("/member/bring?problem=not_offered"));
+    let (_, page, _) = app.get("/member/bring?problem=not_offered", Some(&maria)).await;
+    assert!(page.contains("That plan is not offered at the moment"));
+    let events = app.audit("payers.enable").await;
+    assert_eq!(events.len(), 1);
+    assert!(events[0].actor.starts_with("alex "), "{}", events[0].actor);
+    assert_eq!(events[0].subject, "payer lakeshore");
+    assert_eq!(events[0].detail, "enabled=off (was on; configuration says on)");
+
+    // On again, then back to configuration.
+    app.post("staff/payers/enable", &[("id", "lakeshore"), ("enabled", "on")], Some(&alex)).await;
+    assert!(payers.get("lakeshore").is_some());
+    app.post("staff/payers/enable", &[("id", "lakeshore"), ("enabled", "config")], Some(&alex)).await;
+    assert!(payers.get("lakeshore").is_some());
+    assert!(app.services.store.payer_enabled_overrides().await.unwrap().is_empty(), "configuration decides");
+    assert_eq!(app.audit("payers.enable").await.len(), 3, "every change is recorded");
+
+    // Refused input says what is wrong and changes nothing.
+    let junk = [("id", "lakeshore"), ("enabled", "maybe")];
+    assert_eq!(app.call("staff/payers/enable", &junk, Some(&alex)).await, StatusCode::BAD_REQUEST);
+    let (status, location) = app.post("staff/payers/enable", &junk, Some(&alex)).await;
+    assert!(status.is_redirection());
+    let location = location.unwrap_or_default();
+    assert_eq!(location, "/staff/payers?problem=invalid_enabled&payer=lakeshore");
+    let (_, page, _) = app.get(&location, Some(&alex)).await;
+    let alert = page.split("id=\"payers-problem\"").nth(1).expect("an alert");
+    assert!(alert.contains("lakeshore") && alert.contains("choose on, off, or as configuration says"), "{alert}");
+    assert_eq!(
+        app.call("staff/payers/enable", &[("id", "nobody"), ("enabled", "off")], Some(&alex)).await,
+        StatusCode::NOT_FOUND
+    );
+    assert!(payers.get("lakeshore").is_some());
+    assert_eq!(app.audit("payers.enable").await.len(), 3, "refusals change nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_pins_a_brands_entrys_endpoints_and_scopes() {
+    let app = spawn_with(|config| {
+        config.credentials.insert(
+            "shared-secret".into(),
+            server::config::CredentialConfig {
+                client_secret: Some("a registered secret".into()),
+                private_key: None,
+                private_key_file: None,
+                private_key_alg: "RS384".into(),
+                private_key_kid: None,
+            },
+        );
+    })
+    .await;
+    let sam = app.sign_in("sam").await;
+    let alex = app.sign_in("alex").await;
+    let brands_url = format!("{}/brands.json", app.base);
+    app.post("staff/payers/load", &[("url", brands_url.as_str())], Some(&sam)).await;
+    let id = app.services.store.payer_entries().await.unwrap()[0].id.clone();
+    let form =
+        [("id", id.as_str()), ("client_id", "cedar-valley"), ("credential", "shared-secret"), ("enabled", "yes")];
+    app.post("staff/payers/register", &form, Some(&sam)).await;
+    assert!(app.services.journey.payers.get(&id).is_some());
+    let (_, page, _) = app.get("/staff/payers", Some(&sam)).await;
+    assert!(!page.contains(&format!("id=\"pin-{id}-authorize\"")), "the form is for admins");
+    let (_, page, _) = app.get("/staff/payers", Some(&alex)).await;
+    assert!(page.contains(&format!("<label for=\"pin-{id}-authorize\">Authorization endpoint</label>")), "labelled");
+
+    let token_url = format!("{}/oauth/token", app.base);
+    let pin = |authorize: &str, token: &str, scopes: &str| {
+        vec![
+            ("id".to_owned(), id.clone()),
+            ("authorize_url".to_owned(), authorize.to_owned()),
+            ("token_url".to_owned(), token.to_owned()),
+            ("scopes".to_owned(), scopes.to_owned()),
+        ]
+    };
+    fn as_refs(form: &[(String, String)]) -> Vec<(&str, &str)> {
+        form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+    let good = pin("https://auth.riverbend.example/authorize", &token_url, "launch/patient openid patient/*.read");
+    assert_eq!(app.call("staff/payers/endpoints", &as_refs(&good), Some(&sam)).await, StatusCode::FORBIDDEN);
+
+    // Refused input: a clear message, and nothing stored.
+    for (form, field, words) in [
+        (
+            pin("http://auth.riverbend.example/authorize", "", ""),
+            "authorize_url",
+            "the authorization endpoint must be a full https address",
+        ),
+        (pin("", "oauth/token", ""), "token_url", "the token endpoint must be a full https address"),
+        (pin("", "", "patient/*.read; openid"), "scopes", "the scopes must be SMART scopes separated by spaces"),
+        (pin("", "", "patient/*.write"), "scopes", "Scopes that change data"),
+    ] {
+        let form = as_refs(&form);
+        assert_eq!(app.call("staff/payers/endpoints", &form, Some(&alex)).await, StatusCode::BAD_REQUEST, "{field}");
+        let (status, location) = app.post("staff/payers/endpoints", &form, Some(&alex)).await;
+        assert!(status.is_redirection(), "{status}");
+        let location = location.unwrap_or_default();
+        assert_eq!(location, format!("/staff/payers?problem=invalid_{field}&payer={id}"));
+        let (_, page, _) = app.get(&location, Some(&alex)).await;
+        assert!(page.contains(words), "{field}: the page says why");
+    }
+    let entry = app.services.store.payer_entries().await.unwrap().remove(0);
+    assert_eq!((entry.authorize_url, entry.token_url, entry.scopes), (None, None, None));
+
+    let (status, location) = app.post("staff/payers/endpoints", &as_refs(&good), Some(&alex)).await;
+    assert!(status.is_redirection(), "{status}");
+    assert_eq!(location.as_deref(), Some("/staff/payers"));
+    let payer = app.services.journey.payers.get(&id).expect("still offered");
+    assert_eq!(payer.authorize_url.map(String::from).as_deref(), Some("https://auth.riverbend.example/authorize"));
+    assert_eq!(payer.token_url.map(String::from).as_deref(), Some(token_url.as_str()));
+    assert_eq!(payer.scopes.as_deref(), Some("launch/patient openid patient/*.read"));
+    assert_eq!(payer.credentials.token_url.as_deref(), Some(token_url.as_str()), "the engine uses it too");
+    let (_, page, _) = app.get("/staff/payers", Some(&sam)).await;
+    assert!(page.contains("https://auth.riverbend.example/authorize"), "shown to staff");
+    let events = app.audit("payers.endpoints").await;
+    assert_eq!(events.len(), 1, "refusals are not changes");
+    assert_eq!(
+        events[0].detail,
+        format!(
+            "authorize_url=https://auth.riverbend.example/authorize token_url={token_url} scopes=launch/patient openid patient/*.read"
+        )
+    );
+
+    // A brands refresh (the file changed or not) keeps them.
+    app.post("staff/payers/load", &[("url", brands_url.as_str())], Some(&sam)).await;
+    assert!(app.services.journey.payers.get(&id).and_then(|p| p.authorize_url).is_some());
+    // Not a brands entry: nothing to pin.
+    let other = [("id", "brand-nobody"), ("authorize_url", ""), ("token_url", ""), ("scopes", "")];
+    assert_eq!(app.call("staff/payers/endpoints", &other, Some(&alex)).await, StatusCode::NOT_FOUND);
 }

@@ -86,6 +86,10 @@ pub async fn start_authorization(payer: String, sensitive: Option<String>) -> Re
     let (url, pending) = match services.journey.start(&payer, include_sensitive, baton_store::Timestamp::now()).await {
         Ok(started) => started,
         Err(baton_journey::JourneyError::UnknownPayer(_)) => return Err(crate::ssr::fail(AppError::NotFound)),
+        Err(baton_journey::JourneyError::NotOffered(_)) => {
+            leptos_axum::redirect("/member/bring?problem=not_offered");
+            return Ok(());
+        }
         Err(error) => {
             tracing::warn!(%payer, %error, "cannot start the authorization");
             leptos_axum::redirect(&format!("/member/bring?problem=discovery&payer={payer_path}"));
@@ -110,9 +114,11 @@ fn Problem(problem: String, payer: Option<String>) -> impl IntoView {
         "refused" => t!(i18n, bring.problem_refused).into_any(),
         "token" => t!(i18n, bring.problem_token).into_any(),
         "discovery" => t!(i18n, bring.problem_discovery).into_any(),
+        "not_offered" => t!(i18n, bring.problem_not_offered).into_any(),
         _ => t!(i18n, bring.problem_unavailable).into_any(),
     };
-    let again = payer.filter(|p| !p.is_empty()).map(|p| {
+    // A plan switched off cannot be tried again.
+    let again = payer.filter(|p| !p.is_empty() && problem != "not_offered").map(|p| {
         view! { <p><A href=format!("/member/bring/{p}")>{t!(i18n, bring.try_again)}</A></p> }
     });
     view! {

@@ -71,7 +71,7 @@ pub async fn load_transfer(id: String) -> Result<TransferView, AppError> {
         None => None,
     };
     let payer_name =
-        services.journey.payers.get(&link.payer_id).map_or_else(|| link.payer_id.clone(), |p| p.name.clone());
+        services.journey.payers.known(&link.payer_id).map_or_else(|| link.payer_id.clone(), |p| p.name.clone());
     let progress = baton_transfer::Progress::from_json(&transfer.progress);
     Ok(view_of(transfer, link, consent, payer_name, &progress))
 }

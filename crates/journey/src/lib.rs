@@ -1,6 +1,7 @@
 //! The member's journey on the new plan's side (no UI here; the `app` crate shows it):
 //!
 //! - [`payers`]: the directory of previous plans a member can pick;
+//! - [`pinned`]: endpoints and scopes an admin pins for a plan loaded from a brands file;
 //! - [`discovery`]: each plan's SMART configuration, cached, and the scopes to ask for;
 //! - [`consent`]: the member's consent as an HRex Consent resource;
 //! - [`authorization`]: the SMART standalone launch — state, PKCE S256, `aud` — and the callback;
@@ -13,6 +14,7 @@ pub mod brands;
 pub mod consent;
 pub mod discovery;
 pub mod payers;
+pub mod pinned;
 
 use std::sync::Arc;
 
@@ -24,13 +26,18 @@ use url::Url;
 
 pub use authorization::{AuthorizationErrorCode, CallbackError, CallbackParams, Granted, PendingAuthorization};
 pub use discovery::{Discovery, DiscoveryError};
-pub use payers::{Directory, EntryState, Payer, Payers};
+pub use payers::{ConfiguredPayer, ConfiguredState, Directory, EntryState, Payer, Payers};
+pub use pinned::PinnedError;
 
 /// What went wrong, in terms the pages can put into words.
 #[derive(Debug, Error)]
 pub enum JourneyError {
     #[error("there is no previous plan {0:?} in the directory")]
     UnknownPayer(String),
+    /// Staff switched the plan off: no new authorization starts (transfers already authorized
+    /// run to their end).
+    #[error("the previous plan {0:?} is switched off in this plan's directory: no new authorization can start")]
+    NotOffered(String),
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
     #[error(transparent)]
@@ -41,6 +48,8 @@ pub enum JourneyError {
     Failed(String),
     #[error(transparent)]
     Brands(#[from] brands::BrandsError),
+    #[error(transparent)]
+    Pinned(#[from] PinnedError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -110,7 +119,7 @@ impl Journey {
         include_sensitive: bool,
         now: Timestamp,
     ) -> Result<(Url, PendingAuthorization), JourneyError> {
-        let payer = self.payers.get(payer_id).ok_or_else(|| JourneyError::UnknownPayer(payer_id.to_owned()))?;
+        let payer = self.offered(payer_id)?;
         let endpoints = self.discovery.endpoints(&payer).await?;
         let (url, pending) = authorization::authorization_request(
             &payer,
@@ -133,8 +142,8 @@ impl Journey {
         now: Timestamp,
     ) -> Result<Connected, JourneyError> {
         let pending = pending.ok_or(CallbackError::NoPendingAuthorization)?;
-        let payer =
-            self.payers.get(&pending.payer_id).ok_or_else(|| JourneyError::UnknownPayer(pending.payer_id.clone()))?;
+        // A plan switched off while the member was away: no token request (a new authorization).
+        let payer = self.offered(&pending.payer_id)?;
         let granted = authorization::complete(pending, params, &payer.credentials, &self.http, now.millis()).await?;
         self.connect(member, &payer, pending, granted, now).await
     }
@@ -149,7 +158,7 @@ impl Journey {
         granted: Granted,
         now: Timestamp,
     ) -> Result<Connected, JourneyError> {
-        let payer = self.payers.get(payer_id).ok_or_else(|| JourneyError::UnknownPayer(payer_id.to_owned()))?;
+        let payer = self.offered(payer_id)?;
         let pending = PendingAuthorization {
             state: String::new(),
             verifier: String::new(),
@@ -162,6 +171,16 @@ impl Journey {
             consent_given_at: now.millis(),
         };
         self.connect(member, &payer, &pending, granted, now).await
+    }
+
+    /// A payer members may start an authorization with: offered in the directory. A payer staff
+    /// switched off is refused as such, not as unknown.
+    fn offered(&self, payer_id: &str) -> Result<Payer, JourneyError> {
+        match self.payers.get(payer_id) {
+            Some(payer) => Ok(payer),
+            None if self.payers.withheld(payer_id).is_some() => Err(JourneyError::NotOffered(payer_id.to_owned())),
+            None => Err(JourneyError::UnknownPayer(payer_id.to_owned())),
+        }
     }
 
     async fn connect(
@@ -405,6 +424,9 @@ impl Journey {
                 credential: None,
                 enabled: false,
                 updated_at: now.millis(),
+                authorize_url: None,
+                token_url: None,
+                scopes: None,
             })
             .collect();
         let added = self.store.upsert_payer_entries(&rows).await?;
@@ -426,9 +448,45 @@ impl Journey {
         Ok(known)
     }
 
-    /// Runs discovery for one payer now (staff's "check"): `None` when it works.
+    /// An admin switches a configured payer off (`Some(false)`), on (`Some(true)`), or lets
+    /// configuration decide again (`None`); the directory is rebuilt. False when `id` is not a
+    /// payer from configuration. Transfers already authorized with a payer switched off run to
+    /// their end; no new authorization starts.
+    pub async fn set_configured_payer_enabled(
+        &self,
+        id: &str,
+        enabled: Option<bool>,
+        now: Timestamp,
+    ) -> Result<bool, JourneyError> {
+        if !self.payers.is_configured(id) {
+            return Ok(false);
+        }
+        self.store.set_payer_enabled_override(id, enabled, now).await?;
+        self.payers.reload(&self.store).await?;
+        Ok(true)
+    }
+
+    /// An admin pins a brands entry's endpoints and scope override, as typed in the staff form
+    /// (an empty field clears it; each is checked by [`pinned::parse`]); the directory is
+    /// rebuilt. False when there is no such entry.
+    pub async fn pin_payer_endpoints(
+        &self,
+        id: &str,
+        authorize_url: &str,
+        token_url: &str,
+        scopes: &str,
+        now: Timestamp,
+    ) -> Result<bool, JourneyError> {
+        let pinned = pinned::parse(authorize_url, token_url, scopes)?;
+        let known = self.store.set_payer_endpoints(id, &pinned, now).await?;
+        self.payers.reload(&self.store).await?;
+        Ok(known)
+    }
+
+    /// Runs discovery for one payer now (staff's "check"; switched-off payers too): `None` when
+    /// it works.
     pub async fn check_payer(&self, id: &str) -> Option<String> {
-        let payer = self.payers.get(id)?;
+        let payer = self.payers.known(id)?;
         self.discovery.endpoints(&payer).await.err().map(|e| e.to_string())
     }
 

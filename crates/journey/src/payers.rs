@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use baton_store::{PayerEntry, Store, StoreError};
+use baton_store::{PayerEnabledOverride, PayerEntry, Store, StoreError};
 use baton_transfer::{ClientAuth, PayerCredentials, PayerDirectory};
 use url::Url;
 
@@ -27,7 +27,7 @@ pub struct Payer {
     pub credentials: PayerCredentials,
 }
 
-/// Every enabled previous plan, in name order.
+/// Previous plans, in name order.
 #[derive(Debug, Clone, Default)]
 pub struct Payers(Vec<Payer>);
 
@@ -67,12 +67,56 @@ impl PayerDirectory for Payers {
     }
 }
 
+/// A payer from configuration (`[[payers]]`), and whether configuration offers it.
+#[derive(Debug, Clone)]
+pub struct ConfiguredPayer {
+    pub payer: Payer,
+    /// `enabled` in configuration; an admin's override in the store wins over it.
+    pub enabled: bool,
+}
+
+impl From<Payer> for ConfiguredPayer {
+    fn from(payer: Payer) -> Self {
+        Self { payer, enabled: true }
+    }
+}
+
+/// A configured payer as the directory applies it: what configuration says, and what an admin
+/// chose in the staff console (if anything).
+#[derive(Debug, Clone)]
+pub struct ConfiguredState {
+    pub payer: Payer,
+    pub enabled_in_config: bool,
+    pub enabled_override: Option<bool>,
+}
+
+impl ConfiguredState {
+    /// The override when there is one, else configuration.
+    pub fn enabled(&self) -> bool {
+        self.enabled_override.unwrap_or(self.enabled_in_config)
+    }
+}
+
+/// What the directory holds between two rebuilds.
+#[derive(Debug, Default)]
+struct Snapshot {
+    /// Offered to members: the picker, new authorizations.
+    offered: Arc<Payers>,
+    /// Known and registered but switched off: not offered, not searchable, no new
+    /// authorization; transfers already authorized keep their credentials (the member
+    /// consented), so they run to the end.
+    withheld: Arc<Payers>,
+    /// Admins' overrides of configured payers' `enabled`, by payer id.
+    overrides: BTreeMap<String, bool>,
+}
+
 /// The live directory: configured payers plus the brands entries staff registered, rebuilt
-/// when staff change an entry. Shared by the member pages, the journey and the engine.
+/// when staff change an entry or switch a payer off or on. Shared by the member pages, the
+/// journey and the engine.
 #[derive(Clone)]
 pub struct Directory {
-    current: Arc<RwLock<Arc<Payers>>>,
-    configured: Arc<Vec<Payer>>,
+    current: Arc<RwLock<Arc<Snapshot>>>,
+    configured: Arc<Vec<ConfiguredPayer>>,
     /// Configured credentials by name, for entries loaded from brands files.
     credentials: Arc<BTreeMap<String, ClientAuth>>,
 }
@@ -90,26 +134,42 @@ pub enum EntryState {
     Disabled,
     NoRegistration,
     UnknownCredential,
-    /// A configured payer has the same id or FHIR base (configuration wins).
+    /// A configured payer has the same id or FHIR base (configuration wins, whether that payer
+    /// is switched on or off).
     Shadowed,
 }
 
 impl Directory {
-    pub fn new(configured: Vec<Payer>, credentials: BTreeMap<String, ClientAuth>) -> Self {
-        Self {
-            current: Arc::new(RwLock::new(Arc::new(Payers::new(configured.clone())))),
-            configured: Arc::new(configured),
-            credentials: Arc::new(credentials),
-        }
+    /// `configured`: every `[[payers]]` entry, switched on or off in configuration.
+    pub fn new(configured: Vec<ConfiguredPayer>, credentials: BTreeMap<String, ClientAuth>) -> Self {
+        let directory =
+            Self { current: Arc::default(), configured: Arc::new(configured), credentials: Arc::new(credentials) };
+        directory.rebuild(&[], &[]);
+        directory
     }
 
-    /// The directory as it is now.
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().map(|s| Arc::clone(&s)).unwrap_or_default()
+    }
+
+    /// The directory as it is now (the payers offered to members).
     pub fn current(&self) -> Arc<Payers> {
-        self.current.read().map(|p| Arc::clone(&p)).unwrap_or_default()
+        Arc::clone(&self.snapshot().offered)
     }
 
+    /// A payer offered to members.
     pub fn get(&self, id: &str) -> Option<Payer> {
         self.current().get(id).cloned()
+    }
+
+    /// A payer that is known and registered but switched off (not offered to members).
+    pub fn withheld(&self, id: &str) -> Option<Payer> {
+        self.snapshot().withheld.get(id).cloned()
+    }
+
+    /// A payer offered or switched off: for names on staff pages and for running transfers.
+    pub fn known(&self, id: &str) -> Option<Payer> {
+        self.get(id).or_else(|| self.withheld(id))
     }
 
     pub fn search(&self, query: &str) -> Vec<Payer> {
@@ -120,9 +180,30 @@ impl Directory {
         self.current().all().to_vec()
     }
 
-    /// The payers from configuration (staff cannot change these here).
-    pub fn configured(&self) -> &[Payer] {
-        &self.configured
+    /// Every payer offered or switched off, in name order.
+    pub fn all_known(&self) -> Vec<Payer> {
+        let snapshot = self.snapshot();
+        let mut payers: Vec<Payer> = snapshot.offered.all().iter().chain(snapshot.withheld.all()).cloned().collect();
+        payers.sort_by_key(|p| p.name.to_lowercase());
+        payers
+    }
+
+    /// The payers from configuration, with what configuration and the admins' overrides say.
+    pub fn configured(&self) -> Vec<ConfiguredState> {
+        let snapshot = self.snapshot();
+        self.configured
+            .iter()
+            .map(|c| ConfiguredState {
+                payer: c.payer.clone(),
+                enabled_in_config: c.enabled,
+                enabled_override: snapshot.overrides.get(&c.payer.id).copied(),
+            })
+            .collect()
+    }
+
+    /// Whether `id` is a payer from configuration.
+    pub fn is_configured(&self, id: &str) -> bool {
+        self.configured.iter().any(|c| c.payer.id == id)
     }
 
     /// Names of the configured credentials staff may pick for a brands entry.
@@ -132,7 +213,7 @@ impl Directory {
 
     /// Whether `entry` is offered to members, and if not why.
     pub fn state_of(&self, entry: &PayerEntry) -> EntryState {
-        if self.configured.iter().any(|p| p.id == entry.id || p.fhir_base.as_str() == entry.fhir_base) {
+        if self.configured.iter().any(|c| c.payer.id == entry.id || c.payer.fhir_base.as_str() == entry.fhir_base) {
             return EntryState::Shadowed;
         }
         match (&entry.client_id, &entry.credential) {
@@ -149,50 +230,83 @@ impl Directory {
         }
     }
 
-    /// Rebuilds the directory from configuration and the stored brands entries.
-    pub fn rebuild(&self, entries: &[PayerEntry]) {
-        let mut payers: Vec<Payer> = self.configured.to_vec();
-        for entry in entries.iter().filter(|e| self.state_of(e) == EntryState::Offered) {
-            let (Some(client_id), Some(auth)) =
-                (entry.client_id.clone(), entry.credential.as_ref().and_then(|c| self.credentials.get(c)))
-            else {
-                continue;
-            };
-            let Ok(fhir_base) = Url::parse(&entry.fhir_base) else { continue };
-            payers.push(Payer {
-                id: entry.id.clone(),
-                name: entry.name.clone(),
-                aliases: entry.aliases.lines().map(str::to_owned).filter(|a| !a.is_empty()).collect(),
-                states: entry.states.split_whitespace().map(str::to_owned).collect(),
-                logo_url: entry.logo_url.as_deref().and_then(|u| Url::parse(u).ok()),
-                fhir_base,
-                authorize_url: None,
-                token_url: None,
-                scopes: None,
-                credentials: PayerCredentials {
-                    client_id,
-                    auth: auth.clone(),
-                    token_url: None,
-                    name: entry.name.clone(),
-                },
-            });
+    /// Rebuilds the directory from configuration, the admins' overrides of configured payers'
+    /// `enabled`, and the stored brands entries (with their pinned endpoints and scopes).
+    pub fn rebuild(&self, entries: &[PayerEntry], overrides: &[PayerEnabledOverride]) {
+        let overrides: BTreeMap<String, bool> = overrides
+            .iter()
+            .filter(|o| self.is_configured(&o.payer_id))
+            .map(|o| (o.payer_id.clone(), o.enabled))
+            .collect();
+        let mut offered = Vec::new();
+        let mut withheld = Vec::new();
+        for configured in self.configured.iter() {
+            let enabled = overrides.get(&configured.payer.id).copied().unwrap_or(configured.enabled);
+            let list = if enabled { &mut offered } else { &mut withheld };
+            list.push(configured.payer.clone());
         }
+        for entry in entries {
+            let enabled = match self.state_of(entry) {
+                EntryState::Offered => true,
+                EntryState::Disabled => false,
+                EntryState::NoRegistration | EntryState::UnknownCredential | EntryState::Shadowed => continue,
+            };
+            match self.entry_payer(entry) {
+                Ok(payer) if enabled => offered.push(payer),
+                Ok(payer) => withheld.push(payer),
+                Err(problem) => tracing::warn!(payer = %entry.id, problem, "brands entry left out of the directory"),
+            }
+        }
+        let snapshot =
+            Snapshot { offered: Arc::new(Payers::new(offered)), withheld: Arc::new(Payers::new(withheld)), overrides };
         if let Ok(mut current) = self.current.write() {
-            *current = Arc::new(Payers::new(payers));
+            *current = Arc::new(snapshot);
         }
     }
 
-    /// Reads the stored entries and rebuilds.
+    /// A registered brands entry as a payer: its pinned endpoints and scopes are used exactly
+    /// as a configured payer's `authorize_url`, `token_url` and `scopes`.
+    fn entry_payer(&self, entry: &PayerEntry) -> Result<Payer, &'static str> {
+        let client_id = entry.client_id.clone().ok_or("no client id")?;
+        let auth = entry.credential.as_ref().and_then(|c| self.credentials.get(c)).ok_or("unknown credential")?;
+        let fhir_base = Url::parse(&entry.fhir_base).map_err(|_| "the FHIR base is not a URL")?;
+        let pinned = |url: &Option<String>, problem| url.as_deref().map(Url::parse).transpose().map_err(|_| problem);
+        let authorize_url = pinned(&entry.authorize_url, "the pinned authorization endpoint is not a URL")?;
+        let token_url = pinned(&entry.token_url, "the pinned token endpoint is not a URL")?;
+        Ok(Payer {
+            id: entry.id.clone(),
+            name: entry.name.clone(),
+            aliases: entry.aliases.lines().map(str::to_owned).filter(|a| !a.is_empty()).collect(),
+            states: entry.states.split_whitespace().map(str::to_owned).collect(),
+            logo_url: entry.logo_url.as_deref().and_then(|u| Url::parse(u).ok()),
+            fhir_base,
+            credentials: PayerCredentials {
+                client_id,
+                auth: auth.clone(),
+                token_url: token_url.as_ref().map(ToString::to_string),
+                name: entry.name.clone(),
+            },
+            authorize_url,
+            token_url,
+            scopes: entry.scopes.clone().filter(|s| !s.trim().is_empty()),
+        })
+    }
+
+    /// Reads the stored entries and overrides, and rebuilds.
     pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
         let entries = store.payer_entries().await?;
-        self.rebuild(&entries);
+        let overrides = store.payer_enabled_overrides().await?;
+        self.rebuild(&entries, &overrides);
         Ok(())
     }
 }
 
+/// The engine gets credentials for payers switched off too: a transfer the member already
+/// authorized runs to its end (no new authorization starts, see [`Directory::get`]).
 impl PayerDirectory for Directory {
     fn credentials(&self, payer_id: &str) -> Option<PayerCredentials> {
-        self.current().credentials(payer_id)
+        let snapshot = self.snapshot();
+        snapshot.offered.credentials(payer_id).or_else(|| snapshot.withheld.credentials(payer_id))
     }
 }
 
@@ -260,13 +374,35 @@ mod tests {
             credential: credential.map(str::to_owned),
             enabled,
             updated_at: 0,
+            authorize_url: None,
+            token_url: None,
+            scopes: None,
         }
+    }
+
+    fn shared_credential() -> BTreeMap<String, ClientAuth> {
+        BTreeMap::from([("shared".to_owned(), ClientAuth::Secret("s".into()))])
+    }
+
+    fn configured(enabled: &[(&str, bool)]) -> Vec<ConfiguredPayer> {
+        let payers = directory();
+        enabled
+            .iter()
+            .map(|(id, enabled)| ConfiguredPayer {
+                payer: payers.get(id).cloned().expect("a test payer"),
+                enabled: *enabled,
+            })
+            .collect()
+    }
+
+    fn switched(id: &str, enabled: bool) -> PayerEnabledOverride {
+        PayerEnabledOverride { payer_id: id.into(), enabled, updated_at: 1 }
     }
 
     #[test]
     fn brands_entries_are_offered_once_registered() {
-        let credentials = BTreeMap::from([("shared".to_owned(), ClientAuth::Secret("s".into()))]);
-        let directory = Directory::new(directory().all().to_vec(), credentials);
+        let configured = directory().all().iter().cloned().map(ConfiguredPayer::from).collect();
+        let directory = Directory::new(configured, shared_credential());
         let entries = vec![
             entry("brand-a", "https://a.example/fhir", Some("baton"), Some("shared"), true),
             entry("brand-b", "https://b.example/fhir", None, None, true),
@@ -285,7 +421,7 @@ mod tests {
                 EntryState::Shadowed
             ]
         );
-        directory.rebuild(&entries);
+        directory.rebuild(&entries, &[]);
         let a = directory.get("brand-a").expect("offered");
         assert_eq!(a.aliases, ["Alias One", "Alias Two"]);
         assert_eq!(a.credentials.client_id, "baton");
@@ -295,6 +431,82 @@ mod tests {
         }
         assert_eq!(directory.all().len(), 4, "three configured and one registered");
         assert!(directory.credentials("brand-a").is_some(), "the engine sees it too");
+        assert!(directory.withheld("brand-d").is_some(), "registered but switched off");
+        assert!(directory.credentials("brand-d").is_some(), "its running transfers go on");
+        assert!(directory.known("brand-b").is_none(), "not registered: unknown to the engine");
+    }
+
+    #[test]
+    fn an_admin_override_wins_over_configuration() {
+        let directory =
+            Directory::new(configured(&[("riverbend", true), ("aspen", false), ("lakes", true)]), shared_credential());
+        assert_eq!(ids(directory.current().search("")), ["lakes", "riverbend"], "aspen is off in configuration");
+        assert!(directory.withheld("aspen").is_some());
+
+        // Riverbend switched off, Aspen switched on, Lakes left to configuration.
+        directory
+            .rebuild(&[], &[switched("riverbend", false), switched("aspen", true), switched("not-configured", false)]);
+        assert_eq!(ids(directory.current().search("")), ["aspen", "lakes"]);
+        assert!(directory.get("riverbend").is_none(), "not offered");
+        assert!(directory.search("river").is_empty(), "not searchable");
+        assert!(directory.search("IN").is_empty(), "not found by state either");
+        assert_eq!(directory.withheld("riverbend").map(|p| p.name), Some("Riverbend Health Plan".into()));
+        assert_eq!(
+            directory.credentials("riverbend").map(|c| c.client_id),
+            Some("c".into()),
+            "a transfer already authorized keeps its credentials"
+        );
+        assert_eq!(directory.all_known().len(), 3);
+        let states: Vec<(String, bool, Option<bool>, bool)> = directory
+            .configured()
+            .into_iter()
+            .map(|c| (c.payer.id.clone(), c.enabled_in_config, c.enabled_override, c.enabled()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("riverbend".to_owned(), true, Some(false), false),
+                ("aspen".to_owned(), false, Some(true), true),
+                ("lakes".to_owned(), true, None, true),
+            ]
+        );
+
+        // Back on; with no overrides configuration decides again.
+        directory.rebuild(&[], &[switched("riverbend", true)]);
+        assert!(directory.get("riverbend").is_some());
+        directory.rebuild(&[], &[]);
+        assert!(directory.get("aspen").is_none(), "configuration says off");
+    }
+
+    #[test]
+    fn a_switched_off_configured_payer_still_shadows_its_brands_entry() {
+        let directory = Directory::new(configured(&[("riverbend", true)]), shared_credential());
+        directory.rebuild(&[], &[switched("riverbend", false)]);
+        let same_base = entry("brand-example", "https://example.org/fhir", Some("baton"), Some("shared"), true);
+        assert_eq!(directory.state_of(&same_base), EntryState::Shadowed);
+        directory.rebuild(&[same_base], &[switched("riverbend", false)]);
+        assert!(directory.all().is_empty(), "switching a configured plan off does not let a brands copy in");
+    }
+
+    #[test]
+    fn brands_entries_carry_their_pinned_endpoints_and_scopes() {
+        let directory = Directory::new(vec![], shared_credential());
+        let pinned = PayerEntry {
+            authorize_url: Some("https://auth.a.example/authorize".into()),
+            token_url: Some("https://auth.a.example/token".into()),
+            scopes: Some("launch/patient openid patient/*.read".into()),
+            ..entry("brand-a", "https://a.example/fhir", Some("baton"), Some("shared"), true)
+        };
+        directory.rebuild(&[pinned], &[]);
+        let payer = directory.get("brand-a").expect("offered");
+        assert_eq!(payer.authorize_url.as_ref().map(Url::as_str), Some("https://auth.a.example/authorize"));
+        assert_eq!(payer.token_url.as_ref().map(Url::as_str), Some("https://auth.a.example/token"));
+        assert_eq!(payer.scopes.as_deref(), Some("launch/patient openid patient/*.read"));
+        assert_eq!(
+            payer.credentials.token_url.as_deref(),
+            Some("https://auth.a.example/token"),
+            "the engine refreshes tokens there too"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! authorization server: what the authorization URL carries, what the token request sends,
 //! and what the callback refuses before any token request is made.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,11 +13,11 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use base64::Engine as _;
 use baton_journey::{
-    AuthorizationErrorCode, CallbackError, CallbackParams, Directory, Discovery, DiscoveryError, Inner, Journey,
-    JourneyError, Payer,
+    AuthorizationErrorCode, CallbackError, CallbackParams, ConfiguredPayer, Directory, Discovery, DiscoveryError,
+    Inner, Journey, JourneyError, Payer, PinnedError,
 };
 use baton_store::{NewAccount, Store, Timestamp};
-use baton_transfer::{ClientAuth, PayerCredentials, TokenCipher};
+use baton_transfer::{ClientAuth, PayerCredentials, PayerDirectory, TokenCipher};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use url::Url;
@@ -93,13 +93,17 @@ fn payer(base: &Url, auth: ClientAuth) -> Payer {
 }
 
 fn journey(store: Store, payer: Payer) -> Journey {
+    journey_with(store, vec![payer.into()], BTreeMap::new())
+}
+
+fn journey_with(store: Store, configured: Vec<ConfiguredPayer>, credentials: BTreeMap<String, ClientAuth>) -> Journey {
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     Journey::new(Inner {
         store,
         cipher: TokenCipher::new(&[7; 32]),
         discovery: Discovery::new(http.clone(), Duration::from_secs(60)),
         http,
-        payers: Directory::new(vec![payer], Default::default()),
+        payers: Directory::new(configured, credentials),
         redirect_uri: Url::parse("https://new-plan.example/oauth/callback").unwrap(),
         local_base: "https://new-plan.example".into(),
         plan_name: "Cedar Valley Health".into(),
@@ -367,6 +371,208 @@ async fn withdrawal_stops_the_transfer_and_can_delete_what_arrived() {
         assert!(consent.withdrawn_at.is_some());
         // Twice is harmless.
         assert!(!journey.withdraw(maria, &connected.consent_id, false, Timestamp::now()).await.unwrap().withdrawn);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_configured_plan_switched_off_is_not_offered_and_starts_no_authorization() {
+    let old = old_plan().await;
+    old.shared.lock().unwrap().token_answer =
+        Some(json!({"access_token": "a", "token_type": "Bearer", "scope": "patient/*.rs", "patient": "p"}));
+    let shared = old.shared.clone();
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s3cret".into())));
+        let maria = member(&store).await;
+        // An authorization on its way when an admin switches the plan off.
+        let (_, pending) = journey.start("riverbend", false, Timestamp::now()).await.unwrap();
+        assert!(journey.set_configured_payer_enabled("riverbend", Some(false), Timestamp::now()).await.unwrap());
+
+        assert!(journey.payers.all().is_empty(), "not in the member's picker");
+        assert!(journey.payers.search("river").is_empty(), "not searchable by name");
+        assert!(journey.payers.search("IL").is_empty(), "nor by state");
+        let error = journey.start("riverbend", false, Timestamp::now()).await.unwrap_err();
+        assert!(matches!(&error, JourneyError::NotOffered(id) if id == "riverbend"), "{error:?}");
+        assert!(error.to_string().contains("switched off"), "a clear error: {error}");
+        let error = journey
+            .finish(maria, Some(&pending), &callback(Some("c"), Some(&pending.state)), Timestamp::now())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, JourneyError::NotOffered(_)), "{error:?}");
+        assert!(shared.lock().unwrap().token_requests.is_empty(), "no token request for a plan switched off");
+        // Transfers the member already authorized keep their credentials.
+        assert_eq!(journey.payers.credentials("riverbend").map(|c| c.client_id), Some("cedar-valley".into()));
+        // Unknown ids stay unknown; a brands entry cannot be switched here.
+        assert!(!journey.set_configured_payer_enabled("nobody", Some(false), Timestamp::now()).await.unwrap());
+        assert!(matches!(journey.start("nobody", false, Timestamp::now()).await, Err(JourneyError::UnknownPayer(_))));
+
+        // Stored: a directory rebuilt from the store (another instance, a restart) agrees.
+        let again = journey_with(
+            store.clone(),
+            vec![payer(&old.base, ClientAuth::Secret("s3cret".into())).into()],
+            BTreeMap::new(),
+        );
+        again.payers.reload(&store).await.unwrap();
+        assert!(again.payers.get("riverbend").is_none());
+
+        // Back on: offered, and a fresh authorization completes.
+        assert!(journey.set_configured_payer_enabled("riverbend", Some(true), Timestamp::now()).await.unwrap());
+        let (_, pending) = journey.start("riverbend", false, Timestamp::now()).await.unwrap();
+        journey
+            .finish(maria, Some(&pending), &callback(Some("c"), Some(&pending.state)), Timestamp::now())
+            .await
+            .unwrap();
+        assert_eq!(shared.lock().unwrap().token_requests.len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_plan_switched_off_in_configuration_can_be_switched_on_by_an_admin() {
+    let old = old_plan().await;
+    baton_store::testing::on_sqlite(move |store| async move {
+        let off = ConfiguredPayer { payer: payer(&old.base, ClientAuth::Secret("s".into())), enabled: false };
+        let journey = journey_with(store.clone(), vec![off], BTreeMap::new());
+        journey.payers.reload(&store).await.unwrap();
+        assert!(matches!(journey.start("riverbend", false, Timestamp::now()).await, Err(JourneyError::NotOffered(_))));
+        journey.set_configured_payer_enabled("riverbend", Some(true), Timestamp::now()).await.unwrap();
+        assert!(journey.start("riverbend", false, Timestamp::now()).await.is_ok(), "the override wins");
+        let state = journey.payers.configured().remove(0);
+        assert_eq!((state.enabled_in_config, state.enabled_override, state.enabled()), (false, Some(true), true));
+        // Back to what configuration says.
+        journey.set_configured_payer_enabled("riverbend", None, Timestamp::now()).await.unwrap();
+        assert!(journey.payers.get("riverbend").is_none());
+    })
+    .await;
+}
+
+/// A brands file listing one plan at `fhir_base`.
+fn brands_bundle(fhir_base: &str) -> String {
+    json!({
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Organization", "id": "op", "name": "Old Plan Mutual",
+                "endpoint": [{"reference": "Endpoint/r4"}]}},
+            {"resource": {"resourceType": "Endpoint", "id": "r4", "status": "active",
+                "connectionType": {"code": "hl7-fhir-rest"}, "address": fhir_base}}
+        ]
+    })
+    .to_string()
+}
+
+/// A journey with no configured payer and one brands entry at `fhir_base`, registered and on.
+async fn registered_brands_entry(store: &Store, fhir_base: &str) -> (Journey, String) {
+    let credentials = BTreeMap::from([("shared".to_owned(), ClientAuth::Secret("s3cret".into()))]);
+    let journey = journey_with(store.clone(), vec![], credentials);
+    journey.import_brands_file("brands.json", &brands_bundle(fhir_base), Timestamp::now()).await.unwrap();
+    let id = store.payer_entries().await.unwrap()[0].id.clone();
+    assert!(journey.register_payer(&id, Some("cedar-valley"), Some("shared"), true, Timestamp::now()).await.unwrap());
+    (journey, id)
+}
+
+#[tokio::test]
+async fn a_brands_entry_without_discovery_uses_its_pinned_endpoints_and_scopes() {
+    let old = old_plan().await;
+    old.shared.lock().unwrap().token_answer = Some(json!({
+        "access_token": "a", "token_type": "Bearer", "patient": "p",
+        "scope": "launch/patient openid patient/ExplanationOfBenefit.read"
+    }));
+    let shared = old.shared.clone();
+    baton_store::testing::on_sqlite(move |store| async move {
+        // Nothing answers discovery under this base: the pinned endpoints are the only way.
+        let fhir_base = format!("{}/elsewhere/fhir", old.base.origin().ascii_serialization());
+        let (journey, id) = registered_brands_entry(&store, &fhir_base).await;
+        let error = journey.start(&id, false, Timestamp::now()).await.unwrap_err();
+        assert!(matches!(error, JourneyError::Discovery(DiscoveryError::Unreachable(_))), "{error:?}");
+
+        let token_url = format!("{}/token", old.base);
+        let scopes = "launch/patient openid  patient/ExplanationOfBenefit.read";
+        let pinned = journey
+            .pin_payer_endpoints(&id, "https://old-plan.example/pinned/authorize", &token_url, scopes, Timestamp::now())
+            .await
+            .unwrap();
+        assert!(pinned);
+        // A brands refresh keeps what the admin pinned.
+        journey.import_brands_file("brands.json", &brands_bundle(&fhir_base), Timestamp::now()).await.unwrap();
+
+        let (url, pending) = journey.start(&id, false, Timestamp::now()).await.unwrap();
+        assert_eq!(url.origin().ascii_serialization(), "https://old-plan.example");
+        assert_eq!(url.path(), "/pinned/authorize");
+        let q = query(&url);
+        assert_eq!(q["scope"], "launch/patient openid patient/ExplanationOfBenefit.read", "the scope override");
+        assert_eq!(q["aud"], fhir_base);
+        assert_eq!(pending.token_url, token_url);
+        assert_eq!(pending.requested_scope, "launch/patient openid patient/ExplanationOfBenefit.read");
+        // The code is redeemed at the pinned token endpoint; the engine refreshes there too.
+        let maria = member(&store).await;
+        journey
+            .finish(maria, Some(&pending), &callback(Some("c"), Some(&pending.state)), Timestamp::now())
+            .await
+            .unwrap();
+        assert_eq!(shared.lock().unwrap().token_requests.len(), 1);
+        assert_eq!(journey.payers.credentials(&id).and_then(|c| c.token_url), Some(token_url.clone()));
+
+        // Cleared: discovery again (and it fails here).
+        journey.pin_payer_endpoints(&id, "", "", "", Timestamp::now()).await.unwrap();
+        assert!(journey.start(&id, false, Timestamp::now()).await.is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pinned_values_win_over_discovery_as_in_configuration() {
+    let old = old_plan().await;
+    baton_store::testing::on_sqlite(move |store| async move {
+        let (journey, id) = registered_brands_entry(&store, old.base.as_str()).await;
+        // Without pins: discovery's endpoints and the v2 scopes its capabilities call for.
+        let (url, pending) = journey.start(&id, false, Timestamp::now()).await.unwrap();
+        assert_eq!(url.path(), "/authorize");
+        assert_eq!(query(&url)["scope"], "launch/patient openid fhirUser offline_access patient/*.rs");
+        assert_eq!(pending.token_url, format!("{}/token", old.base));
+
+        journey
+            .pin_payer_endpoints(
+                &id,
+                "https://auth.old-plan.example/v2/authorize",
+                "",
+                "patient/*.read openid",
+                Timestamp::now(),
+            )
+            .await
+            .unwrap();
+        let (url, pending) = journey.start(&id, false, Timestamp::now()).await.unwrap();
+        assert_eq!(url.host_str(), Some("auth.old-plan.example"), "the pinned authorization endpoint wins");
+        assert_eq!(query(&url)["scope"], "patient/*.read openid", "the override replaces the chosen scopes");
+        assert_eq!(pending.token_url, format!("{}/token", old.base), "the token endpoint still from discovery");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn junk_pins_are_refused_with_the_reason_and_nothing_is_stored() {
+    baton_store::testing::on_sqlite(move |store| async move {
+        let (journey, id) = registered_brands_entry(&store, "https://fhir.old-plan.example/r4").await;
+        let pin = |a: &'static str, t: &'static str, s: &'static str| {
+            let journey = journey.clone();
+            let id = id.clone();
+            async move { journey.pin_payer_endpoints(&id, a, t, s, Timestamp::now()).await }
+        };
+        let refused = |result: Result<bool, JourneyError>| match result {
+            Err(JourneyError::Pinned(error)) => error,
+            other => panic!("not refused: {other:?}"),
+        };
+        let error = refused(pin("http://old-plan.example/authorize", "", "").await);
+        assert_eq!(error.field(), "authorize_url");
+        assert!(error.to_string().contains("must use https"), "{error}");
+        assert_eq!(refused(pin("", "/token", "").await).field(), "token_url");
+        assert_eq!(
+            refused(pin("", "", "patient/*.read, openid").await),
+            PinnedError::UnknownScope("patient/*.read,".into())
+        );
+        assert_eq!(refused(pin("", "", "openid offline_access").await), PinnedError::NoPatientData);
+        let stored = store.payer_entries().await.unwrap().remove(0);
+        assert_eq!((stored.authorize_url, stored.token_url, stored.scopes), (None, None, None));
+        assert!(!journey.pin_payer_endpoints("brand-nobody", "", "", "", Timestamp::now()).await.unwrap());
     })
     .await;
 }

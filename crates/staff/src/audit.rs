@@ -43,6 +43,10 @@ pub mod action {
     pub const API_READ: &str = "api.read";
     pub const PAYERS_LOAD: &str = "payers.load";
     pub const PAYERS_REGISTER: &str = "payers.register";
+    /// An admin switched a configured payer on or off, or back to configuration.
+    pub const PAYERS_ENABLE: &str = "payers.enable";
+    /// An admin pinned a brands entry's endpoints or scope override.
+    pub const PAYERS_ENDPOINTS: &str = "payers.endpoints";
 }
 
 /// Writes audit records. A view whose record cannot be written must not be shown: callers

@@ -20,6 +20,30 @@ pub struct PayerEntry {
     pub credential: Option<String>,
     pub enabled: bool,
     pub updated_at: i64,
+    /// Pinned SMART authorization endpoint (absolute URL), for plans whose discovery is missing
+    /// or wrong.
+    pub authorize_url: Option<String>,
+    /// Pinned SMART token endpoint (absolute URL).
+    pub token_url: Option<String>,
+    /// Space-separated SMART scopes asked for instead of those chosen from the capabilities.
+    pub scopes: Option<String>,
+}
+
+/// What staff pin for a brands entry: endpoints and a scope override (each optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedEndpoints {
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub scopes: Option<String>,
+}
+
+/// An admin's choice to offer a configured payer or not, winning over its `enabled` in
+/// configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct PayerEnabledOverride {
+    pub payer_id: String,
+    pub enabled: bool,
+    pub updated_at: i64,
 }
 
 /// A brands file and what its last check found.
@@ -33,12 +57,13 @@ pub struct BrandSource {
     pub entries: i64,
 }
 
-const ENTRY_COLUMNS: &str =
-    "id, name, aliases, states, logo_url, fhir_base, source_url, client_id, credential, enabled, updated_at";
+const ENTRY_COLUMNS: &str = "id, name, aliases, states, logo_url, fhir_base, source_url, client_id, credential, \
+     enabled, updated_at, authorize_url, token_url, scopes";
 
 impl Store {
     /// Adds new entries and updates what the brands file says about known ones (by FHIR base);
-    /// the registration staff entered (client id, credential, enabled) is kept. Returns how
+    /// the registration staff entered (client id, credential, enabled, pinned endpoints and
+    /// scopes) is kept. Returns how
     /// many were new.
     pub async fn upsert_payer_entries(&self, entries: &[PayerEntry]) -> Result<u64, StoreError> {
         let mut added = 0;
@@ -61,7 +86,7 @@ impl Store {
                 .rows_affected();
                 if updated == 0 {
                     sqlx::query(&format!(
-                        "INSERT INTO payer_entry ({ENTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                        "INSERT INTO payer_entry ({ENTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
                     ))
                     .bind(&entry.id)
                     .bind(&entry.name)
@@ -74,6 +99,9 @@ impl Store {
                     .bind(&entry.credential)
                     .bind(entry.enabled)
                     .bind(entry.updated_at)
+                    .bind(&entry.authorize_url)
+                    .bind(&entry.token_url)
+                    .bind(&entry.scopes)
                     .execute(&mut *tx)
                     .await?;
                     added += 1;
@@ -110,6 +138,70 @@ impl Store {
                 .rows_affected()
         });
         Ok(changed == 1)
+    }
+
+    /// Admins pin a brands entry's endpoints and scopes (`None` clears one); false when there is
+    /// no such entry.
+    pub async fn set_payer_endpoints(
+        &self,
+        id: &str,
+        pinned: &PinnedEndpoints,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let changed = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE payer_entry SET authorize_url = $1, token_url = $2, scopes = $3, updated_at = $4 WHERE id = $5",
+            )
+            .bind(&pinned.authorize_url)
+            .bind(&pinned.token_url)
+            .bind(&pinned.scopes)
+            .bind(at.millis())
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(changed == 1)
+    }
+
+    /// Admins switch a configured payer on or off (`Some`), or let configuration decide again
+    /// (`None`).
+    pub async fn set_payer_enabled_override(
+        &self,
+        payer_id: &str,
+        enabled: Option<bool>,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            match enabled {
+                Some(enabled) => {
+                    sqlx::query(
+                        "INSERT INTO payer_enabled_override (payer_id, enabled, updated_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (payer_id) DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at",
+                    )
+                    .bind(payer_id)
+                    .bind(enabled)
+                    .bind(at.millis())
+                    .execute(pool)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM payer_enabled_override WHERE payer_id = $1")
+                        .bind(payer_id)
+                        .execute(pool)
+                        .await?;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    pub async fn payer_enabled_overrides(&self) -> Result<Vec<PayerEnabledOverride>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as("SELECT payer_id, enabled, updated_at FROM payer_enabled_override ORDER BY payer_id")
+                .fetch_all(pool)
+                .await?
+        }))
     }
 
     pub async fn brand_source(&self, url: &str) -> Result<Option<BrandSource>, StoreError> {

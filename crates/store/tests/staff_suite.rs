@@ -2,7 +2,8 @@
 
 use baton_store::testing::{on_postgres, on_sqlite};
 use baton_store::{
-    AccountId, ApiToken, AuditQuery, BrandSource, MemberQuery, NewAccount, NewAuditEvent, PayerEntry, Store, Timestamp,
+    AccountId, ApiToken, AuditQuery, BrandSource, MemberQuery, NewAccount, NewAuditEvent, PayerEnabledOverride,
+    PayerEntry, PinnedEndpoints, Store, Timestamp,
 };
 
 macro_rules! staff_suite {
@@ -20,7 +21,9 @@ staff_suite!(
     audit_is_searched_newest_first,
     members_are_found_by_name_id_and_birth_date,
     api_tokens_are_revocable,
-    brands_entries_keep_their_registration_across_refreshes
+    brands_entries_keep_their_registration_across_refreshes,
+    pinned_endpoints_survive_a_brands_refresh,
+    configured_payers_are_switched_off_and_on
 );
 
 async fn account(store: &Store, username: &str, name: &str, member_id: Option<&str>, birth: &str) -> AccountId {
@@ -135,6 +138,9 @@ async fn brands_entries_keep_their_registration_across_refreshes(store: Store) {
         credential: None,
         enabled: false,
         updated_at: at,
+        authorize_url: None,
+        token_url: None,
+        scopes: None,
     };
     assert_eq!(store.upsert_payer_entries(&[entry("Example Plan", 1)]).await.unwrap(), 1);
     assert!(
@@ -172,4 +178,71 @@ async fn brands_entries_keep_their_registration_across_refreshes(store: Store) {
     let saved = store.brand_source(&source.url).await.unwrap().unwrap();
     assert_eq!((saved.checked_at, saved.changed_at, saved.status.as_str()), (9, 5, "not modified"));
     assert_eq!(store.brand_sources().await.unwrap().len(), 1);
+}
+
+fn brands_entry(name: &str, at: i64) -> PayerEntry {
+    PayerEntry {
+        id: "brand-hp".into(),
+        name: name.into(),
+        aliases: String::new(),
+        states: "WI".into(),
+        logo_url: None,
+        fhir_base: "https://fhir.hp.example/r4".into(),
+        source_url: "https://hp.example/brands.json".into(),
+        client_id: None,
+        credential: None,
+        enabled: false,
+        updated_at: at,
+        authorize_url: None,
+        token_url: None,
+        scopes: None,
+    }
+}
+
+async fn pinned_endpoints_survive_a_brands_refresh(store: Store) {
+    store.upsert_payer_entries(&[brands_entry("Example Plan", 1)]).await.unwrap();
+    let pinned = PinnedEndpoints {
+        authorize_url: Some("https://auth.hp.example/authorize".into()),
+        token_url: Some("https://auth.hp.example/token".into()),
+        scopes: Some("launch/patient openid fhirUser offline_access patient/*.read".into()),
+    };
+    assert!(store.set_payer_endpoints("brand-hp", &pinned, Timestamp::from_millis(2)).await.unwrap());
+    assert!(!store.set_payer_endpoints("nope", &pinned, Timestamp::from_millis(2)).await.unwrap(), "no such entry");
+    // A refresh of the brands file says nothing about endpoints: what the admin pinned stays.
+    assert_eq!(store.upsert_payer_entries(&[brands_entry("Example Plan (renamed)", 3)]).await.unwrap(), 0);
+    let stored = store.payer_entries().await.unwrap();
+    assert_eq!(stored[0].name, "Example Plan (renamed)");
+    assert_eq!(
+        (stored[0].authorize_url.clone(), stored[0].token_url.clone(), stored[0].scopes.clone()),
+        (pinned.authorize_url.clone(), pinned.token_url.clone(), pinned.scopes.clone())
+    );
+    // Cleared one at a time.
+    let token_only = PinnedEndpoints { token_url: pinned.token_url.clone(), ..PinnedEndpoints::default() };
+    assert!(store.set_payer_endpoints("brand-hp", &token_only, Timestamp::from_millis(4)).await.unwrap());
+    let stored = store.payer_entries().await.unwrap();
+    assert_eq!(
+        (stored[0].authorize_url.as_deref(), stored[0].token_url.as_deref(), stored[0].scopes.as_deref()),
+        (None, Some("https://auth.hp.example/token"), None)
+    );
+    assert_eq!(stored[0].updated_at, 4);
+}
+
+async fn configured_payers_are_switched_off_and_on(store: Store) {
+    assert!(store.payer_enabled_overrides().await.unwrap().is_empty(), "configuration decides at first");
+    store.set_payer_enabled_override("riverbend", Some(false), Timestamp::from_millis(1)).await.unwrap();
+    store.set_payer_enabled_override("lakeshore", Some(true), Timestamp::from_millis(2)).await.unwrap();
+    store.set_payer_enabled_override("riverbend", Some(true), Timestamp::from_millis(3)).await.unwrap();
+    store.set_payer_enabled_override("riverbend", Some(false), Timestamp::from_millis(4)).await.unwrap();
+    assert_eq!(
+        store.payer_enabled_overrides().await.unwrap(),
+        [
+            PayerEnabledOverride { payer_id: "lakeshore".into(), enabled: true, updated_at: 2 },
+            PayerEnabledOverride { payer_id: "riverbend".into(), enabled: false, updated_at: 4 },
+        ]
+    );
+    // Back to what configuration says.
+    store.set_payer_enabled_override("lakeshore", None, Timestamp::from_millis(5)).await.unwrap();
+    store.set_payer_enabled_override("never-set", None, Timestamp::from_millis(5)).await.unwrap();
+    let left: Vec<String> = store.payer_enabled_overrides().await.unwrap().into_iter().map(|o| o.payer_id).collect();
+    assert_eq!(left, ["riverbend"]);
 }

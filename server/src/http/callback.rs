@@ -57,8 +57,11 @@ fn problem(error: &JourneyError) -> &'static str {
         }
         JourneyError::Callback(CallbackError::TokenFailed(_)) => "unavailable",
         JourneyError::UnknownPayer(_) | JourneyError::UnknownConsent => "state",
-        JourneyError::Discovery(_) | JourneyError::Failed(_) | JourneyError::Brands(_) | JourneyError::Store(_) => {
-            "unavailable"
-        }
+        JourneyError::NotOffered(_) => "not_offered",
+        JourneyError::Discovery(_)
+        | JourneyError::Failed(_)
+        | JourneyError::Brands(_)
+        | JourneyError::Pinned(_)
+        | JourneyError::Store(_) => "unavailable",
     }
 }

@@ -205,7 +205,7 @@ pub async fn load_member(id: String) -> Result<MemberData, AppError> {
     let services = crate::ssr::services()?;
     let store = &services.store;
     let member = member_account(&id).await?;
-    let payer_name = |id: &str| services.journey.payers.get(id).map_or_else(|| id.to_owned(), |p| p.name.clone());
+    let payer_name = |id: &str| services.journey.payers.known(id).map_or_else(|| id.to_owned(), |p| p.name.clone());
     let now = baton_store::Timestamp::now();
     let invitation = services.enrollment.invitations.status(member.id, now).await.map_err(unavailable)?;
     let consents = store

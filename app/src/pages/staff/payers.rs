@@ -1,7 +1,10 @@
 //! The payer directory for staff: every previous plan members can pick (from configuration,
 //! or loaded from SMART User-access Brand Bundles by URL or file and refreshed with ETags),
 //! this plan's registration at each, and what discovery found — a plan that does not offer
-//! PKCE S256 is refused, and staff see why here.
+//! PKCE S256 is refused, and staff see why here. Admins also switch configured plans off and
+//! on (the setting is stored and wins over configuration; authorizations already given keep
+//! their transfers running, no new one starts), and pin a brands entry's SMART endpoints and
+//! scopes.
 
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
@@ -26,7 +29,15 @@ pub struct DirectoryRow {
     pub client_id: Option<String>,
     pub credential: Option<String>,
     pub enabled: bool,
+    /// A brands entry: staff enter this plan's registration there.
     pub editable: bool,
+    /// A configured payer: `enabled` in configuration, and an admin's override if any.
+    pub enabled_in_config: Option<bool>,
+    pub enabled_override: Option<bool>,
+    /// Pinned endpoints and scope override (from configuration, or set by an admin).
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub scopes: Option<String>,
     /// What discovery found the last time it ran (e.g. no S256).
     pub problem: Option<String>,
 }
@@ -57,18 +68,26 @@ pub async fn load_directory() -> Result<DirectoryView, AppError> {
     let directory = &journey.payers;
     let mut rows: Vec<DirectoryRow> = directory
         .configured()
-        .iter()
-        .map(|p| DirectoryRow {
-            id: p.id.clone(),
-            name: p.name.clone(),
-            fhir_base: p.fhir_base.to_string(),
-            source: "config".into(),
-            state: "offered".into(),
-            client_id: Some(p.credentials.client_id.clone()),
-            credential: None,
-            enabled: true,
-            editable: false,
-            problem: journey.discovery.problem(&p.id),
+        .into_iter()
+        .map(|c| {
+            let p = &c.payer;
+            DirectoryRow {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                fhir_base: p.fhir_base.to_string(),
+                source: "config".into(),
+                state: (if c.enabled() { "offered" } else { "disabled" }).into(),
+                client_id: Some(p.credentials.client_id.clone()),
+                credential: None,
+                enabled: c.enabled(),
+                editable: false,
+                enabled_in_config: Some(c.enabled_in_config),
+                enabled_override: c.enabled_override,
+                authorize_url: p.authorize_url.as_ref().map(ToString::to_string),
+                token_url: p.token_url.as_ref().map(ToString::to_string),
+                scopes: p.scopes.clone(),
+                problem: journey.discovery.problem(&p.id),
+            }
         })
         .collect();
     for entry in services.store.payer_entries().await.map_err(crate::ssr::unavailable)? {
@@ -90,6 +109,11 @@ pub async fn load_directory() -> Result<DirectoryView, AppError> {
             credential: entry.credential,
             enabled: entry.enabled,
             editable: true,
+            enabled_in_config: None,
+            enabled_override: None,
+            authorize_url: entry.authorize_url,
+            token_url: entry.token_url,
+            scopes: entry.scopes,
         });
     }
     rows.sort_by_key(|r| r.name.to_lowercase());
@@ -174,6 +198,93 @@ pub async fn register_payer(
     Ok(())
 }
 
+/// Admins switch a configured payer `on` or `off` (stored; wins over configuration), or back
+/// to what configuration says (`config`). A payer switched off is not offered to members and no
+/// new authorization starts with it; transfers members already authorized keep running.
+#[server(endpoint = "staff/payers/enable")]
+pub async fn set_payer_enabled(id: String, enabled: String) -> Result<(), AppError> {
+    let admin = crate::ssr::require_admin().await?;
+    let services = crate::ssr::services()?;
+    let choice = match enabled.as_str() {
+        "on" => Some(true),
+        "off" => Some(false),
+        "config" => None,
+        _ => return Err(invalid("enabled", &id)),
+    };
+    let Some(configured) = services.journey.payers.configured().into_iter().find(|c| c.payer.id == id) else {
+        return Err(crate::ssr::fail(AppError::NotFound));
+    };
+    let known = services
+        .journey
+        .set_configured_payer_enabled(&id, choice, baton_store::Timestamp::now())
+        .await
+        .map_err(crate::ssr::unavailable)?;
+    if !known {
+        return Err(crate::ssr::fail(AppError::NotFound));
+    }
+    let on_off = |on: bool| if on { "on" } else { "off" };
+    crate::ssr::audit(
+        &admin,
+        baton_staff::audit::action::PAYERS_ENABLE,
+        None,
+        &format!("payer {id}"),
+        &format!(
+            "enabled={} (was {}; configuration says {})",
+            choice.map_or("configuration", on_off),
+            on_off(configured.enabled()),
+            on_off(configured.enabled_in_config)
+        ),
+    )
+    .await?;
+    leptos_axum::redirect("/staff/payers");
+    Ok(())
+}
+
+/// Admins pin a brands entry's SMART authorization and token endpoints and its scope override
+/// (each optional; an empty field clears it). URLs must be absolute https (http only for a
+/// loopback host); scopes must be SMART scopes asking for patient data.
+#[server(endpoint = "staff/payers/endpoints")]
+pub async fn pin_payer_endpoints(
+    id: String,
+    authorize_url: String,
+    token_url: String,
+    scopes: String,
+) -> Result<(), AppError> {
+    let admin = crate::ssr::require_admin().await?;
+    let services = crate::ssr::services()?;
+    let now = baton_store::Timestamp::now();
+    let known = match services.journey.pin_payer_endpoints(&id, &authorize_url, &token_url, &scopes, now).await {
+        Ok(known) => known,
+        Err(baton_journey::JourneyError::Pinned(error)) => {
+            tracing::info!(payer = %id, %error, "pinned endpoints refused");
+            return Err(invalid(error.field(), &id));
+        }
+        Err(error) => return Err(crate::ssr::unavailable(error)),
+    };
+    if !known {
+        return Err(crate::ssr::fail(AppError::NotFound));
+    }
+    let shown = |value: &str| if value.trim().is_empty() { "-".to_owned() } else { value.trim().to_owned() };
+    crate::ssr::audit(
+        &admin,
+        baton_staff::audit::action::PAYERS_ENDPOINTS,
+        None,
+        &format!("payer {id}"),
+        &format!("authorize_url={} token_url={} scopes={}", shown(&authorize_url), shown(&token_url), shown(&scopes)),
+    )
+    .await?;
+    leptos_axum::redirect("/staff/payers");
+    Ok(())
+}
+
+/// A refused form field: a plain form post goes back to the page, which says what is wrong
+/// (`?problem=invalid_{field}&payer={id}`); a call from script gets 400 and the field.
+#[cfg(feature = "ssr")]
+fn invalid(field: &str, id: &str) -> AppError {
+    leptos_axum::redirect(&format!("/staff/payers?problem=invalid_{field}&payer={}", super::members::encode(id)));
+    crate::ssr::fail(AppError::Invalid { field: field.to_owned() })
+}
+
 /// Runs discovery for one payer now, so staff see whether members can use it.
 #[server(endpoint = "staff/payers/check")]
 pub async fn check_payer(id: String) -> Result<(), AppError> {
@@ -190,6 +301,7 @@ pub fn PayersPage() -> impl IntoView {
     let i18n = use_i18n();
     let query = use_query_map();
     let problem = move || query.read().get("problem");
+    let problem_payer = move || query.read().get("payer");
     let checked = move || query.read().get("checked").zip(query.read().get("result"));
     let data = Resource::new(|| (), |_| load_directory());
     view! {
@@ -197,15 +309,23 @@ pub fn PayersPage() -> impl IntoView {
         <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || data.get().map(|result| outcome(result, move |v: DirectoryView| {
                 let credentials = v.credentials.clone();
+                let admin = v.admin;
                 view! {
                     <StaffNav admin=v.admin/>
                     <h1>{t!(i18n, console.payers_title)}</h1>
                     <p>{t!(i18n, console.payers_intro)}</p>
-                    {problem().map(|p| view! { <p class="alert" role="alert" id="payers-problem">{match p.as_str() {
-                        "url" => t!(i18n, console.payers_problem_url).into_any(),
-                        "empty" => t!(i18n, console.roster_problem_empty).into_any(),
-                        _ => t!(i18n, console.payers_problem_load).into_any(),
-                    }}</p> })}
+                    {problem().map(|p| {
+                        let payer = problem_payer().unwrap_or_default();
+                        view! { <p class="alert" role="alert" id="payers-problem">{match p.as_str() {
+                            "url" => t!(i18n, console.payers_problem_url).into_any(),
+                            "empty" => t!(i18n, console.roster_problem_empty).into_any(),
+                            "invalid_authorize_url" => t!(i18n, console.payers_problem_authorize_url, id = payer.clone()).into_any(),
+                            "invalid_token_url" => t!(i18n, console.payers_problem_token_url, id = payer.clone()).into_any(),
+                            "invalid_scopes" => t!(i18n, console.payers_problem_scopes, id = payer.clone()).into_any(),
+                            "invalid_enabled" => t!(i18n, console.payers_problem_enabled, id = payer.clone()).into_any(),
+                            _ => t!(i18n, console.payers_problem_load).into_any(),
+                        }}</p> }
+                    })}
                     {checked().map(|(id, result)| view! { <p class="alert" role="status" id="payers-checked">{
                         if result == "ok" { t!(i18n, console.payers_check_ok, id = id.clone()).into_any() }
                         else { t!(i18n, console.payers_check_problem, id = id.clone()).into_any() }
@@ -258,56 +378,123 @@ pub fn PayersPage() -> impl IntoView {
                     <section aria-labelledby="plans-title">
                         <h2 id="plans-title">{t!(i18n, console.payers_plans)}</h2>
                         <ul class="payer-admin" id="directory">
-                            {v.rows.into_iter().map(|row| {
-                                let credentials = credentials.clone();
-                                view! {
-                                    <li class="card" data-payer=row.id.clone() data-state=row.state.clone()>
-                                        <h3>{row.name.clone()}</h3>
-                                        <p class="url">{row.fhir_base.clone()}" · "{if row.source == "config" {
-                                            t_string!(i18n, console.payers_from_config).to_string()
-                                        } else { row.source.clone() }}</p>
-                                        <p class="payer-state">{payer_state(&row.state)}</p>
-                                        {row.problem.clone().map(|p| view! { <p class="alert payer-problem">{t!(i18n, console.payers_discovery_problem, problem = p.clone())}</p> })}
-                                        <form method="post" action=CheckPayer::url() class="inline-form">
-                                            <input type="hidden" name="id" value=row.id.clone()/>
-                                            <button type="submit" class="button button--quiet">{t!(i18n, console.payers_check)}</button>
-                                        </form>
-                                        {row.editable.then(|| {
-                                            let prefix = format!("reg-{}", row.id);
-                                            view! {
-                                                <form method="post" action=RegisterPayer::url() class="form form--inline">
-                                                    <input type="hidden" name="id" value=row.id.clone()/>
-                                                    <div class="field">
-                                                        <label for=format!("{prefix}-client")>{t!(i18n, console.payers_client_id)}</label>
-                                                        <input id=format!("{prefix}-client") name="client_id" type="text" value=row.client_id.clone().unwrap_or_default()/>
-                                                    </div>
-                                                    <div class="field">
-                                                        <label for=format!("{prefix}-credential")>{t!(i18n, console.payers_credential)}</label>
-                                                        <select id=format!("{prefix}-credential") name="credential">
-                                                            <option value="">{t!(i18n, console.payers_no_credential)}</option>
-                                                            {credentials.into_iter().map(|name| {
-                                                                let selected = row.credential.as_deref() == Some(name.as_str());
-                                                                view! { <option value=name.clone() selected=selected>{name.clone()}</option> }
-                                                            }).collect_view()}
-                                                        </select>
-                                                    </div>
-                                                    <div class="choice__option">
-                                                        <input type="checkbox" id=format!("{prefix}-enabled") name="enabled" value="yes" checked=row.enabled/>
-                                                        <label for=format!("{prefix}-enabled")>{t!(i18n, console.payers_enabled)}</label>
-                                                    </div>
-                                                    <button type="submit" class="button">{t!(i18n, console.payers_save)}</button>
-                                                </form>
-                                            }
-                                        })}
-                                    </li>
-                                }
-                            }).collect_view()}
+                            {v.rows.into_iter().map(|row| payer_card(row, credentials.clone(), admin)).collect_view()}
                         </ul>
                     </section>
                 }
             }))}
         </Suspense>
     }
+}
+
+/// One plan's card: where it comes from, whether members are offered it and why, discovery's
+/// last problem, and the forms staff (and admins) may use on it. Parts are type-erased
+/// (`into_any`): the whole card as one static view type overflowed a 2 MiB worker stack in
+/// debug builds.
+fn payer_card(row: DirectoryRow, credentials: Vec<String>, admin: bool) -> AnyView {
+    let i18n = use_i18n();
+    let settings = row.enabled_in_config.map(|in_config| {
+        view! {
+            <p class="payer-config">{if in_config {
+                t!(i18n, console.payers_config_on).into_any()
+            } else {
+                t!(i18n, console.payers_config_off).into_any()
+            }}</p>
+            <p class="payer-override">{match row.enabled_override {
+                Some(true) => t!(i18n, console.payers_override_on).into_any(),
+                Some(false) => t!(i18n, console.payers_override_off).into_any(),
+                None => t!(i18n, console.payers_override_none).into_any(),
+            }}</p>
+        }
+        .into_any()
+    });
+    let off_note = (row.state == "disabled")
+        .then(|| view! { <p class="payer-note">{t!(i18n, console.payers_off_note)}</p> }.into_any());
+    let problem = row.problem.clone().map(|p| {
+        view! { <p class="alert payer-problem">{t!(i18n, console.payers_discovery_problem, problem = p.clone())}</p> }
+            .into_any()
+    });
+    let registration = row.editable.then(|| {
+        view! {
+            <RegistrationForm id=row.id.clone() client_id=row.client_id.clone() credential=row.credential.clone()
+                enabled=row.enabled credentials/>
+        }
+        .into_any()
+    });
+    let pin = (admin && row.editable).then(|| {
+        view! {
+            <PinForm id=row.id.clone() authorize_url=row.authorize_url.clone() token_url=row.token_url.clone() scopes=row.scopes.clone()/>
+        }
+        .into_any()
+    });
+    let switch = (admin && row.enabled_in_config.is_some()).then(|| {
+        view! {
+            <SwitchForm id=row.id.clone() in_config=row.enabled_in_config.unwrap_or(true) current=row.enabled_override/>
+        }
+        .into_any()
+    });
+    let source = if row.source == "config" {
+        t_string!(i18n, console.payers_from_config).to_string()
+    } else {
+        row.source.clone()
+    };
+    view! {
+        <li class="card" data-payer=row.id.clone() data-state=row.state.clone()>
+            <h3>{row.name.clone()}</h3>
+            <p class="url">{row.fhir_base.clone()}" · "{source}</p>
+            <p class="payer-state">{payer_state(&row.state)}</p>
+            {settings}
+            {off_note}
+            <PinnedSummary authorize_url=row.authorize_url.clone() token_url=row.token_url.clone() scopes=row.scopes.clone()/>
+            {problem}
+            <form method="post" action=CheckPayer::url() class="inline-form">
+                <input type="hidden" name="id" value=row.id.clone()/>
+                <button type="submit" class="button button--quiet">{t!(i18n, console.payers_check)}</button>
+            </form>
+            {registration}
+            {pin}
+            {switch}
+        </li>
+    }
+    .into_any()
+}
+
+/// This plan's registration at a brands entry (staff): client id, credential name, offered.
+#[component]
+fn RegistrationForm(
+    id: String,
+    client_id: Option<String>,
+    credential: Option<String>,
+    enabled: bool,
+    credentials: Vec<String>,
+) -> impl IntoView {
+    let i18n = use_i18n();
+    let prefix = format!("reg-{id}");
+    view! {
+        <form method="post" action=RegisterPayer::url() class="form form--inline">
+            <input type="hidden" name="id" value=id.clone()/>
+            <div class="field">
+                <label for=format!("{prefix}-client")>{t!(i18n, console.payers_client_id)}</label>
+                <input id=format!("{prefix}-client") name="client_id" type="text" value=client_id.unwrap_or_default()/>
+            </div>
+            <div class="field">
+                <label for=format!("{prefix}-credential")>{t!(i18n, console.payers_credential)}</label>
+                <select id=format!("{prefix}-credential") name="credential">
+                    <option value="">{t!(i18n, console.payers_no_credential)}</option>
+                    {credentials.into_iter().map(|name| {
+                        let selected = credential.as_deref() == Some(name.as_str());
+                        view! { <option value=name.clone() selected=selected>{name.clone()}</option> }
+                    }).collect_view()}
+                </select>
+            </div>
+            <div class="choice__option">
+                <input type="checkbox" id=format!("{prefix}-enabled") name="enabled" value="yes" checked=enabled/>
+                <label for=format!("{prefix}-enabled")>{t!(i18n, console.payers_enabled)}</label>
+            </div>
+            <button type="submit" class="button">{t!(i18n, console.payers_save)}</button>
+        </form>
+    }
+    .into_any()
 }
 
 fn payer_state(state: &str) -> AnyView {
@@ -319,4 +506,101 @@ fn payer_state(state: &str) -> AnyView {
         "unknown_credential" => t!(i18n, console.payers_unknown_credential).into_any(),
         _ => t!(i18n, console.payers_shadowed).into_any(),
     }
+}
+
+/// Pinned endpoints and scope override, when there are any.
+#[component]
+fn PinnedSummary(authorize_url: Option<String>, token_url: Option<String>, scopes: Option<String>) -> impl IntoView {
+    let i18n = use_i18n();
+    let any = authorize_url.is_some() || token_url.is_some() || scopes.is_some();
+    any.then(|| {
+        view! {
+            <dl class="payer-pinned">
+                {authorize_url.map(|u| view! { <dt>{t!(i18n, console.payers_authorize_url)}</dt><dd class="url">{u}</dd> })}
+                {token_url.map(|u| view! { <dt>{t!(i18n, console.payers_token_url)}</dt><dd class="url">{u}</dd> })}
+                {scopes.map(|s| view! { <dt>{t!(i18n, console.payers_scopes)}</dt><dd class="url">{s}</dd> })}
+            </dl>
+        }
+    })
+}
+
+/// Admins: a brands entry's pinned SMART endpoints and scope override (plain form post).
+#[component]
+fn PinForm(
+    id: String,
+    authorize_url: Option<String>,
+    token_url: Option<String>,
+    scopes: Option<String>,
+) -> impl IntoView {
+    let i18n = use_i18n();
+    let prefix = format!("pin-{id}");
+    let title = format!("{prefix}-title");
+    let endpoint_hint = format!("{prefix}-endpoint-hint");
+    let scopes_hint = format!("{prefix}-scopes-hint");
+    view! {
+        <form method="post" action=PinPayerEndpoints::url() class="form payer-pin" aria-labelledby=title.clone()>
+            <h4 id=title.clone()>{t!(i18n, console.payers_pin_title)}</h4>
+            <p class="field__hint" id=endpoint_hint.clone()>{t!(i18n, console.payers_endpoint_hint)}</p>
+            <input type="hidden" name="id" value=id.clone()/>
+            <div class="field">
+                <label for=format!("{prefix}-authorize")>{t!(i18n, console.payers_authorize_url)}</label>
+                <input id=format!("{prefix}-authorize") name="authorize_url" type="url" inputmode="url" autocomplete="off"
+                    aria-describedby=endpoint_hint.clone() value=authorize_url.unwrap_or_default()/>
+            </div>
+            <div class="field">
+                <label for=format!("{prefix}-token")>{t!(i18n, console.payers_token_url)}</label>
+                <input id=format!("{prefix}-token") name="token_url" type="url" inputmode="url" autocomplete="off"
+                    aria-describedby=endpoint_hint.clone() value=token_url.unwrap_or_default()/>
+            </div>
+            <div class="field">
+                <label for=format!("{prefix}-scopes")>{t!(i18n, console.payers_scopes)}</label>
+                <input id=format!("{prefix}-scopes") name="scopes" type="text" autocomplete="off" spellcheck="false"
+                    aria-describedby=scopes_hint.clone() value=scopes.unwrap_or_default()/>
+                <span class="field__hint" id=scopes_hint.clone()>{t!(i18n, console.payers_scopes_hint)}</span>
+            </div>
+            <button type="submit" class="button">{t!(i18n, console.payers_pin_save)}</button>
+        </form>
+    }
+    .into_any()
+}
+
+/// Admins: offer a configured plan or not, or leave it to configuration (plain form post).
+#[component]
+fn SwitchForm(id: String, in_config: bool, current: Option<bool>) -> impl IntoView {
+    let i18n = use_i18n();
+    let prefix = format!("switch-{id}");
+    let hint = format!("{prefix}-hint");
+    let choice = match current {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "config",
+    };
+    let option = move |value: &'static str, label: AnyView| {
+        let input = format!("{prefix}-{value}");
+        view! {
+            <div class="choice__option">
+                <input type="radio" id=input.clone() name="enabled" value=value checked={choice == value}/>
+                <label for=input>{label}</label>
+            </div>
+        }
+    };
+    let config_label = if in_config {
+        t!(i18n, console.payers_switch_config_on).into_any()
+    } else {
+        t!(i18n, console.payers_switch_config_off).into_any()
+    };
+    view! {
+        <form method="post" action=SetPayerEnabled::url() class="form payer-switch">
+            <input type="hidden" name="id" value=id.clone()/>
+            <fieldset class="choice" aria-describedby=hint.clone()>
+                <legend>{t!(i18n, console.payers_switch_legend)}</legend>
+                <p class="field__hint" id=hint.clone()>{t!(i18n, console.payers_off_note)}</p>
+                {option("config", config_label)}
+                {option("on", t!(i18n, console.payers_switch_on).into_any())}
+                {option("off", t!(i18n, console.payers_switch_off).into_any())}
+            </fieldset>
+            <button type="submit" class="button">{t!(i18n, console.payers_save)}</button>
+        </form>
+    }
+    .into_any()
 }

@@ -69,7 +69,7 @@ pub async fn list_transfers(
         "received" => TransferSort::MostReceived,
         _ => return Err(invalid("sort")),
     };
-    let payer_name = |id: &str| services.journey.payers.get(id).map_or_else(|| id.to_owned(), |p| p.name.clone());
+    let payer_name = |id: &str| services.journey.payers.known(id).map_or_else(|| id.to_owned(), |p| p.name.clone());
     let rows = services
         .store
         .list_transfer_rows(&TransferFilter {
@@ -94,7 +94,7 @@ pub async fn list_transfers(
     .await?;
     Ok(TransferList {
         admin: staff.roles.has(baton_accounts::Role::Admin),
-        payers: services.journey.payers.all().iter().map(|p| (p.id.clone(), p.name.clone())).collect(),
+        payers: services.journey.payers.all_known().iter().map(|p| (p.id.clone(), p.name.clone())).collect(),
         more: rows.len() > PAGE as usize,
         rows: rows
             .into_iter()
@@ -303,7 +303,7 @@ pub async fn load_staff_transfer(id: String) -> Result<StaffTransferView, AppErr
         admin: staff.roles.has(baton_accounts::Role::Admin),
         member: transfer.member_account.0,
         member_name: member.map(|m| m.display_name).unwrap_or_default(),
-        payer: services.journey.payers.get(&link.payer_id).map_or_else(|| link.payer_id.clone(), |p| p.name.clone()),
+        payer: services.journey.payers.known(&link.payer_id).map_or_else(|| link.payer_id.clone(), |p| p.name.clone()),
         state: transfer.state,
         kind: transfer.kind,
         attempts: transfer.attempts,
