@@ -110,6 +110,9 @@ const SQLITE_WRITER_CACHE_KIB: u32 = 16 * 1024;
 /// database once per checkpoint, not once per commit, and the database file is synced less
 /// often. The WAL file grows to about this many 4 KiB pages before it is reused.
 const SQLITE_WRITER_AUTOCHECKPOINT: u32 = 8_000;
+/// Rows the writer connection's worker thread may hand back before waiting for them to be read:
+/// more than a page of `RETURNING` rows (a few dozen bytes each).
+const SQLITE_WRITER_ROW_BUFFER: usize = 4096;
 
 /// Connection settings beyond the URL.
 #[derive(Debug, Clone)]
@@ -166,7 +169,11 @@ impl Store {
                         // A multi-row statement keeps a statement journal (the pages it changes,
                         // as they were, to undo just that statement); in a temporary file it is
                         // written through the kernel page by page. It is small: keep it in memory.
-                        .pragma("temp_store", "MEMORY");
+                        .pragma("temp_store", "MEMORY")
+                        // `RETURNING` hands back a row per resource written (its `seq`). sqlx's
+                        // worker thread sends rows through a channel of 50: past that, the
+                        // thread and the task waiting for the rows take turns, row by row.
+                        .row_buffer_size(SQLITE_WRITER_ROW_BUFFER);
                     let writer = SqlitePoolOptions::new()
                         .max_connections(1)
                         .min_connections(0)

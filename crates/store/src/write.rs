@@ -16,7 +16,9 @@
 //!   the cache of large statements grew the process by tens of megabytes. On PostgreSQL each
 //!   table takes one statement over arrays (`UNNEST`), whatever the number of rows.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 use sqlx::{PgConnection, SqliteConnection};
@@ -80,9 +82,13 @@ impl Seqs {
     }
 }
 
-const RESOURCE_INSERT: &str = "INSERT INTO fhir_resource (resource_type, id, version_id, last_updated, \
-     member_account, patient_id, source_system, source_id, security, sensitive, date_start, date_end, \
-     origin_transfer, body) ";
+macro_rules! resource_insert {
+    () => {
+        "INSERT INTO fhir_resource (resource_type, id, version_id, last_updated, member_account, patient_id, \
+         source_system, source_id, security, sensitive, date_start, date_end, origin_transfer, body) "
+    };
+}
+const RESOURCE_INSERT: &str = resource_insert!();
 const RESOURCE_COLUMNS: usize = 14;
 /// The optimistic insert: rows that exist already (any unique key) are left for the upsert.
 const ON_CONFLICT_SKIP: &str = " ON CONFLICT DO NOTHING RETURNING resource_type, id, seq";
@@ -108,6 +114,40 @@ pub(crate) fn sqlite_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
         Some(chunk)
     })
 }
+
+/// A multi-row SQLite statement whose texts, one per size of [`SQLITE_SHAPES`], are made once
+/// per process (building them for every chunk of every page was a few percent of a commit).
+pub(crate) struct SqliteStatement {
+    head: &'static str,
+    columns: usize,
+    tail: &'static str,
+    texts: OnceLock<[String; SQLITE_SHAPES.len()]>,
+}
+
+impl SqliteStatement {
+    pub(crate) const fn new(head: &'static str, columns: usize, tail: &'static str) -> Self {
+        Self { head, columns, tail, texts: OnceLock::new() }
+    }
+
+    /// The text for `rows` rows: made once for the sizes of [`SQLITE_SHAPES`], else now.
+    pub(crate) fn text(&self, rows: usize) -> Cow<'_, str> {
+        let texts =
+            self.texts.get_or_init(|| SQLITE_SHAPES.map(|n| sqlite_values(self.head, self.columns, n, self.tail)));
+        match SQLITE_SHAPES.iter().position(|&n| n == rows) {
+            Some(i) => Cow::Borrowed(texts[i].as_str()),
+            None => Cow::Owned(sqlite_values(self.head, self.columns, rows, self.tail)),
+        }
+    }
+}
+
+static NEW_RESOURCES: SqliteStatement =
+    SqliteStatement::new(concat!(resource_insert!(), "VALUES "), RESOURCE_COLUMNS, ON_CONFLICT_SKIP);
+static UPSERT_RESOURCES: SqliteStatement =
+    SqliteStatement::new(concat!(resource_insert!(), "VALUES "), RESOURCE_COLUMNS, ON_CONFLICT_UPDATE);
+static NEW_IDENTIFIERS: SqliteStatement =
+    SqliteStatement::new("INSERT INTO fhir_identifier (resource_seq, system, value) VALUES ", 3, "");
+static NEW_REFERENCES: SqliteStatement =
+    SqliteStatement::new("INSERT INTO fhir_reference (resource_seq, path, target_type, target_id) VALUES ", 4, "");
 
 /// `head` + `(?, …), (?, …)` for `rows` rows of `columns` anonymous placeholders + `tail`.
 pub(crate) fn sqlite_values(head: &str, columns: usize, rows: usize, tail: &str) -> String {
@@ -138,7 +178,7 @@ impl WriteResources for SqliteConnection {
         // 1. New rows, as version 1.
         let mut seqs = Seqs::default();
         for chunk in sqlite_chunks(&batch) {
-            let sql = sqlite_values(&values_head(), RESOURCE_COLUMNS, chunk.len(), ON_CONFLICT_SKIP);
+            let sql = NEW_RESOURCES.text(chunk.len());
             let mut query: SqliteQueryAs<(String, String, i64)> = sqlx::query_as(&sql);
             for p in chunk {
                 query = bind_resource_sqlite(query, p, now, origin);
@@ -176,7 +216,7 @@ impl WriteResources for SqliteConnection {
             }
             let updates: Vec<&PreparedWrite> = existing.iter().map(|&i| &batch[i]).collect();
             for chunk in sqlite_chunks(&updates) {
-                let sql = sqlite_values(&values_head(), RESOURCE_COLUMNS, chunk.len(), ON_CONFLICT_UPDATE);
+                let sql = UPSERT_RESOURCES.text(chunk.len());
                 let mut query: SqliteQueryAs<(String, String, i64)> = sqlx::query_as(&sql);
                 for p in chunk {
                     query = bind_resource_sqlite(query, p, now, origin);
@@ -209,8 +249,7 @@ impl WriteResources for SqliteConnection {
             );
         }
         for chunk in sqlite_chunks(&identifiers) {
-            let sql =
-                sqlite_values("INSERT INTO fhir_identifier (resource_seq, system, value) VALUES ", 3, chunk.len(), "");
+            let sql = NEW_IDENTIFIERS.text(chunk.len());
             let mut query: SqliteQuery = sqlx::query(&sql);
             for (seq, system, value) in chunk {
                 query = query.bind(*seq).bind(*system).bind(*value);
@@ -218,12 +257,7 @@ impl WriteResources for SqliteConnection {
             query.execute(&mut *conn).await?;
         }
         for chunk in sqlite_chunks(&references) {
-            let sql = sqlite_values(
-                "INSERT INTO fhir_reference (resource_seq, path, target_type, target_id) VALUES ",
-                4,
-                chunk.len(),
-                "",
-            );
+            let sql = NEW_REFERENCES.text(chunk.len());
             let mut query: SqliteQuery = sqlx::query(&sql);
             for (seq, path, target_type, target_id) in chunk {
                 query = query.bind(*seq).bind(*path).bind(*target_type).bind(*target_id);
@@ -233,10 +267,6 @@ impl WriteResources for SqliteConnection {
         drop((identifiers, references));
         stored(batch, &seqs, now)
     }
-}
-
-fn values_head() -> String {
-    format!("{RESOURCE_INSERT}VALUES ")
 }
 
 fn bind_resource_sqlite<'q, O>(
@@ -491,6 +521,15 @@ mod tests {
             sqlite_chunks(&rows).all(|c| SQLITE_SHAPES.contains(&c.len()))
                 && sqlite_chunks(&rows).map(<[u8]>::len).sum::<usize>() == n
         }));
+    }
+
+    #[test]
+    fn statement_texts_are_made_once_per_shape() {
+        let statement = SqliteStatement::new("INSERT INTO t (a, b) VALUES ", 2, " X");
+        assert!(matches!(statement.text(4), Cow::Borrowed(_)));
+        assert_eq!(statement.text(4), sqlite_values("INSERT INTO t (a, b) VALUES ", 2, 4, " X"));
+        assert_eq!(statement.text(3), "INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?) X", "not a shape: made now");
+        assert_eq!(NEW_RESOURCES.text(1).matches('?').count(), RESOURCE_COLUMNS);
     }
 
     #[test]
