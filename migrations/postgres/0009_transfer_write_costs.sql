@@ -5,3 +5,9 @@
 -- guaranteed nothing the store does not already do.
 ALTER TABLE fhir_identifier DROP CONSTRAINT fhir_identifier_resource_seq_fkey;
 ALTER TABLE fhir_reference DROP CONSTRAINT fhir_reference_resource_seq_fkey;
+
+-- What a transfer brought, by type, read from the index alone: counting a 100,000-resource
+-- transfer read every row of it (~0.2 s at the end of the transfer; ~10 ms with this).
+CREATE INDEX fhir_resource_origin_types
+    ON fhir_resource (origin_transfer, source_system, resource_type, deleted_at)
+    WHERE origin_transfer IS NOT NULL;
