@@ -11,6 +11,7 @@
 mod accounts;
 mod api_tokens;
 mod audit;
+mod checkpoint;
 mod error;
 mod invitations;
 mod oauth;
@@ -99,17 +100,14 @@ pub struct Store {
     /// Where resources and transfer pages are written: on a SQLite file, one connection of
     /// its own (see [`Store::connect`]); otherwise `db` itself.
     writer: Option<Db>,
+    /// Checkpoints the SQLite file's write-ahead log off the writer connection.
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 /// The SQLite writer connection's page cache, in KiB (SQLite's default is 2 MiB): enough for
 /// the index pages a transfer's page commits keep touching, so they are not read again from
 /// the file on every commit.
 const SQLITE_WRITER_CACHE_KIB: u32 = 16 * 1024;
-/// WAL pages after which the writer checkpoints (SQLite's default is 1,000, about one page
-/// commit of a transfer): index pages rewritten by consecutive commits are copied back to the
-/// database once per checkpoint, not once per commit, and the database file is synced less
-/// often. The WAL file grows to about this many 4 KiB pages before it is reused.
-const SQLITE_WRITER_AUTOCHECKPOINT: u32 = 8_000;
 /// Rows the writer connection's worker thread may hand back before waiting for them to be read:
 /// more than a page of `RETURNING` rows (a few dozen bytes each).
 const SQLITE_WRITER_ROW_BUFFER: usize = 4096;
@@ -160,12 +158,14 @@ impl Store {
                 // transfer pages) a connection of their own keeps its page cache warm: in WAL
                 // mode a connection drops its whole cache whenever another connection wrote
                 // since its last transaction, and the pool hands out its connections in turn.
-                let writer = if in_memory {
-                    None
+                let (writer, checkpointer) = if in_memory {
+                    (None, None)
                 } else {
                     let connect = connect
                         .pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}"))
-                        .pragma("wal_autocheckpoint", SQLITE_WRITER_AUTOCHECKPOINT.to_string())
+                        // Checkpoints run off this connection (see `checkpoint`); its own
+                        // threshold is a backstop.
+                        .pragma("wal_autocheckpoint", checkpoint::WRITER_BACKSTOP_PAGES.to_string())
                         // A multi-row statement keeps a statement journal (the pages it changes,
                         // as they were, to undo just that statement); in a temporary file it is
                         // written through the kernel page by page. It is small: keep it in memory.
@@ -180,9 +180,9 @@ impl Store {
                         .acquire_timeout(options.acquire_timeout)
                         .connect_with(connect)
                         .await?;
-                    Some(Db::Sqlite(writer))
+                    (Some(Db::Sqlite(writer)), Some(checkpoint::Checkpointer::start(pool.clone())))
                 };
-                return Ok(Self { db: Db::Sqlite(pool), writer });
+                return Ok(Self { db: Db::Sqlite(pool), writer, checkpointer });
             }
             Backend::Postgres => {
                 let connect =
@@ -195,12 +195,19 @@ impl Store {
                 Db::Postgres(pool)
             }
         };
-        Ok(Self { db, writer: None })
+        Ok(Self { db, writer: None, checkpointer: None })
     }
 
     /// The pool resources and transfer pages are written through.
     pub(crate) fn write_db(&self) -> &Db {
         self.writer.as_ref().unwrap_or(&self.db)
+    }
+
+    /// Notes a commit through [`Store::write_db`] (for the SQLite checkpointer).
+    pub(crate) fn written(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed();
+        }
     }
 
     /// Applies every pending migration for this backend. Safe to run concurrently from

@@ -140,6 +140,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let stored = (*tx).write_resources(batch, now, None).await?;
             tx.commit().await?;
+            self.written();
             Ok(stored)
         })
     }

@@ -543,6 +543,7 @@ impl Store {
                 bind_args!(sqlx::query, insert).execute(&mut *tx).await?;
             }
             tx.commit().await?;
+            self.written();
             Ok(stored)
         })
     }
