@@ -279,6 +279,7 @@ async fn every_staff_route_checks_the_role_on_the_server() {
     ];
     assert_eq!(app.call("staff/audit", &filters, Some(&sam)).await, StatusCode::FORBIDDEN, "audit search needs admin");
     for (endpoint, form) in [
+        ("staff/payers/register", vec![("id", "x"), ("client_id", "c"), ("credential", ""), ("enabled", "yes")]),
         ("staff/payers/enable", vec![("id", "x"), ("enabled", "off")]),
         ("staff/payers/endpoints", vec![("id", "x"), ("authorize_url", ""), ("token_url", ""), ("scopes", "")]),
     ] {
@@ -623,16 +624,29 @@ async fn staff_load_plans_from_a_brands_file_and_see_discovery_problems() {
     assert_eq!(source.status, "not modified since the last load");
     assert!(source.etag.is_some());
 
-    // Registered and turned on: members can pick it; the engine has its credential.
+    // Registering offers the plan to members: staff who are not admins see it, read only.
     let form =
         [("id", entry.id.as_str()), ("client_id", "cedar-valley"), ("credential", "shared-secret"), ("enabled", "yes")];
-    let (status, _) = app.post("staff/payers/register", &form, Some(&sam)).await;
+    assert_eq!(app.call("staff/payers/register", &form, Some(&sam)).await, StatusCode::FORBIDDEN);
+    assert!(app.services.journey.payers.get(&entry.id).is_none(), "still not offered");
+    let card = page.split(&format!("data-payer=\"{}\"", entry.id)).nth(1).expect("the entry is listed");
+    let card = card.split("</li>").next().unwrap_or_default();
+    assert!(!card.contains("name=\"client_id\""), "no registration form for staff: {card}");
+    assert!(card.contains("Only an admin can change this plan"), "{card}");
+
+    // An admin registers it and turns it on: members can pick it; the engine has its credential.
+    let alex = app.sign_in("alex").await;
+    let (status, _) = app.post("staff/payers/register", &form, Some(&alex)).await;
     assert!(status.is_redirection(), "{status}");
     let offered = app.services.journey.payers.get(&entry.id).expect("offered now");
     assert_eq!(offered.credentials.client_id, "cedar-valley");
     let bad = [("id", entry.id.as_str()), ("client_id", "x"), ("credential", "not-configured"), ("enabled", "yes")];
-    assert_eq!(app.call("staff/payers/register", &bad, Some(&sam)).await, StatusCode::BAD_REQUEST);
+    assert_eq!(app.call("staff/payers/register", &bad, Some(&alex)).await, StatusCode::BAD_REQUEST);
     assert_eq!(app.audit("payers.register").await.len(), 1);
+    let (_, page, _) = app.get("/staff/payers", Some(&sam)).await;
+    let card = page.split(&format!("data-payer=\"{}\"", entry.id)).nth(1).expect("the entry is listed");
+    let card = card.split("</li>").next().unwrap_or_default();
+    assert!(card.contains("cedar-valley") && card.contains("shared-secret"), "staff see the registration: {card}");
 
     // Staff see why members cannot use a plan.
     app.post("staff/payers/check", &[("id", "lakeshore")], Some(&sam)).await;
@@ -743,7 +757,7 @@ async fn an_admin_pins_a_brands_entrys_endpoints_and_scopes() {
     let id = app.services.store.payer_entries().await.unwrap()[0].id.clone();
     let form =
         [("id", id.as_str()), ("client_id", "cedar-valley"), ("credential", "shared-secret"), ("enabled", "yes")];
-    app.post("staff/payers/register", &form, Some(&sam)).await;
+    app.post("staff/payers/register", &form, Some(&alex)).await;
     assert!(app.services.journey.payers.get(&id).is_some());
     let (_, page, _) = app.get("/staff/payers", Some(&sam)).await;
     assert!(!page.contains(&format!("id=\"pin-{id}-authorize\"")), "the form is for admins");

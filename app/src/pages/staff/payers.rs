@@ -159,7 +159,7 @@ pub async fn load_brands(url: String) -> Result<(), AppError> {
     Ok(())
 }
 
-/// This plan's registration at a brands entry: client id, credential name, offered or not.
+/// Admins: this plan's registration at a brands entry: client id, credential name, offered or not.
 #[server(endpoint = "staff/payers/register")]
 pub async fn register_payer(
     id: String,
@@ -167,7 +167,9 @@ pub async fn register_payer(
     credential: String,
     enabled: Option<String>,
 ) -> Result<(), AppError> {
-    let staff = crate::ssr::require_staff().await?;
+    // Registering is what offers a plan to members (with a credential of this plan's): admins,
+    // like switching configured plans on and off.
+    let staff = crate::ssr::require_admin().await?;
     let services = crate::ssr::services()?;
     let client_id = Some(client_id.trim()).filter(|c| !c.is_empty());
     if client_id.is_some_and(|c| c.len() > 200 || c.chars().any(char::is_control)) {
@@ -414,13 +416,20 @@ fn payer_card(row: DirectoryRow, credentials: Vec<String>, admin: bool) -> AnyVi
         view! { <p class="alert payer-problem">{t!(i18n, console.payers_discovery_problem, problem = p.clone())}</p> }
             .into_any()
     });
-    let registration = row.editable.then(|| {
-        view! {
-            <RegistrationForm id=row.id.clone() client_id=row.client_id.clone() credential=row.credential.clone()
-                enabled=row.enabled credentials/>
-        }
-        .into_any()
-    });
+    let registration = match (row.editable, admin) {
+        (false, _) => None,
+        (true, true) => Some(
+            view! {
+                <RegistrationForm id=row.id.clone() client_id=row.client_id.clone() credential=row.credential.clone()
+                    enabled=row.enabled credentials/>
+            }
+            .into_any(),
+        ),
+        (true, false) => Some(
+            view! { <RegistrationSummary client_id=row.client_id.clone() credential=row.credential.clone()/> }
+                .into_any(),
+        ),
+    };
     let pin = (admin && row.editable).then(|| {
         view! {
             <PinForm id=row.id.clone() authorize_url=row.authorize_url.clone() token_url=row.token_url.clone() scopes=row.scopes.clone()/>
@@ -459,7 +468,23 @@ fn payer_card(row: DirectoryRow, credentials: Vec<String>, admin: bool) -> AnyVi
     .into_any()
 }
 
-/// This plan's registration at a brands entry (staff): client id, credential name, offered.
+/// This plan's registration at a brands entry, for staff who are not admins: read only.
+#[component]
+fn RegistrationSummary(client_id: Option<String>, credential: Option<String>) -> impl IntoView {
+    let i18n = use_i18n();
+    let none = move || t_string!(i18n, console.payers_no_credential).to_string();
+    view! {
+        <dl class="payer-pinned payer-registration">
+            <dt>{t!(i18n, console.payers_client_id)}</dt>
+            <dd class="url">{client_id.unwrap_or_else(none)}</dd>
+            <dt>{t!(i18n, console.payers_credential)}</dt>
+            <dd class="url">{credential.unwrap_or_else(none)}</dd>
+        </dl>
+        <p class="payer-note">{t!(i18n, console.payers_registration_admin)}</p>
+    }
+}
+
+/// Admins: this plan's registration at a brands entry: client id, credential name, offered.
 #[component]
 fn RegistrationForm(
     id: String,
