@@ -367,6 +367,23 @@ impl Config {
                     problem: format!("payer {}: RS384 or ES384", payer.id),
                 });
             }
+            // The same rules as an admin's pinned endpoints and scope override in the console.
+            use baton_journey::pinned::{self, Endpoint};
+            for (key, which, url) in [
+                ("payers.authorize_url", Endpoint::Authorization, &payer.authorize_url),
+                ("payers.token_url", Endpoint::Token, &payer.token_url),
+            ] {
+                if let Some(url) = url
+                    && let Err(error) = pinned::endpoint(which, url.as_str())
+                {
+                    return Err(ConfigError::Key { key, problem: format!("payer {}: {error}", payer.id) });
+                }
+            }
+            if let Some(scopes) = &payer.scopes
+                && let Err(error) = pinned::scopes(scopes)
+            {
+                return Err(ConfigError::Key { key: "payers.scopes", problem: format!("payer {}: {error}", payer.id) });
+            }
         }
         if self.sign_in.window_minutes == 0
             || self.sign_in.max_failures_per_account == 0
@@ -559,6 +576,36 @@ mod tests {
             let config = load_in_jail(jail).unwrap();
             assert_eq!(config.payers[0].fhir_base.as_str(), "https://rb.example/fhir");
             assert!(!format!("{:?}", config.payers[0]).contains("s3cr3t"), "secrets never in debug output");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn payer_scopes_and_endpoints_follow_the_consoles_rules() {
+        let payer = "[[payers]]\nid = \"rb\"\nname = \"Riverbend\"\nfhir_base = \"https://rb.example/fhir\"\nclient_id = \"me\"\nclient_secret = \"s3cr3t-s3cr3t-s3cr3t\"\n";
+        for (extra, key, says) in [
+            ("scopes = \"patient/*.write openid\"", "payers.scopes", "asks to change data"),
+            ("scopes = \"openid fhirUser\"", "payers.scopes", "no patient data"),
+            ("scopes = \"user/*.read\"", "payers.scopes", "not a patient-level scope"),
+            ("token_url = \"http://auth.rb.example/token\"", "payers.token_url", "must use https"),
+            ("authorize_url = \"https://auth.rb.example/authorize#x\"", "payers.authorize_url", "#fragment"),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.create_file("baton.toml", &format!("{payer}{extra}\n"))?;
+                let message = load_in_jail(jail).unwrap_err().to_string();
+                assert!(message.contains(key) && message.contains(says), "{extra}: {message}");
+                Ok(())
+            });
+        }
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "baton.toml",
+                &format!(
+                    "{payer}scopes = \"launch/patient openid patient/*.rs\"\ntoken_url = \"http://127.0.0.1:9/token\"\n"
+                ),
+            )?;
+            let config = load_in_jail(jail).unwrap();
+            assert_eq!(config.payers[0].scopes.as_deref(), Some("launch/patient openid patient/*.rs"));
             Ok(())
         });
     }
