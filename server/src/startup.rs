@@ -54,12 +54,16 @@ pub struct Application {
 pub async fn engine(config: &Config, store: &Store, secrets: &Secrets) -> anyhow::Result<Engine> {
     let directory = payers::from_config(config)?;
     directory.reload(store).await.context("reading the payer directory")?;
+    tokio::spawn(directory.clone().keep_current(store.clone(), DIRECTORY_CHECK));
     Ok(engine_with(config, store, secrets, directory))
 }
 
 fn engine_with(config: &Config, store: &Store, secrets: &Secrets, payers: Directory) -> Engine {
     Engine::new(store.clone(), TokenCipher::new(&secrets.token_key), config.engine_config(), Arc::new(payers))
 }
+
+/// How often an instance checks whether another changed the payer directory in the database.
+const DIRECTORY_CHECK: Duration = Duration::from_secs(30);
 
 /// How long a previous plan's SMART configuration is reused before it is read again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
@@ -236,6 +240,7 @@ impl Application {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = self.run_workers.then(|| tokio::spawn(self.engine.clone().run(stopped)));
         let journey = self.services.journey.clone();
+        tokio::spawn(journey.payers.clone().keep_current(store.clone(), DIRECTORY_CHECK));
         tokio::spawn(async move {
             // Give a previous plan starting alongside (the demo's) a moment to listen.
             tokio::time::sleep(Duration::from_secs(2)).await;

@@ -2,7 +2,9 @@
 //! registration at each (client id and credential, which come from configuration only).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use baton_store::{PayerEnabledOverride, PayerEntry, Store, StoreError};
 use baton_transfer::{ClientAuth, PayerCredentials, PayerDirectory};
@@ -119,6 +121,9 @@ pub struct Directory {
     configured: Arc<Vec<ConfiguredPayer>>,
     /// Configured credentials by name, for entries loaded from brands files.
     credentials: Arc<BTreeMap<String, ClientAuth>>,
+    /// The store's directory version last read in ([`Store::payer_directory_version`]); -1
+    /// before the first read.
+    loaded_version: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -142,8 +147,12 @@ pub enum EntryState {
 impl Directory {
     /// `configured`: every `[[payers]]` entry, switched on or off in configuration.
     pub fn new(configured: Vec<ConfiguredPayer>, credentials: BTreeMap<String, ClientAuth>) -> Self {
-        let directory =
-            Self { current: Arc::default(), configured: Arc::new(configured), credentials: Arc::new(credentials) };
+        let directory = Self {
+            current: Arc::default(),
+            configured: Arc::new(configured),
+            credentials: Arc::new(credentials),
+            loaded_version: Arc::new(AtomicI64::new(-1)),
+        };
         directory.rebuild(&[], &[]);
         directory
     }
@@ -294,10 +303,40 @@ impl Directory {
 
     /// Reads the stored entries and overrides, and rebuilds.
     pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
+        // The version first: a change made while the rest is read moves it again, and the
+        // next [`Directory::refresh`] reads that change too.
+        let version = store.payer_directory_version().await?;
         let entries = store.payer_entries().await?;
         let overrides = store.payer_enabled_overrides().await?;
         self.rebuild(&entries, &overrides);
+        self.loaded_version.store(version, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Rebuilds when the stored directory changed since it was last read in (by another
+    /// instance sharing the database, say); whether it did.
+    pub async fn refresh(&self, store: &Store) -> Result<bool, StoreError> {
+        if store.payer_directory_version().await? == self.loaded_version.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        self.reload(store).await?;
+        Ok(true)
+    }
+
+    /// Refreshes every `every`, for as long as the process runs: how a change made on one
+    /// instance reaches the others. A failed read is logged and tried again next time.
+    pub async fn keep_current(self, store: Store, every: Duration) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            match self.refresh(&store).await {
+                Ok(true) => tracing::info!("payer directory changed in the database: rebuilt"),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "cannot read the payer directory; trying again later"),
+            }
+        }
     }
 }
 

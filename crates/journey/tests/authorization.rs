@@ -446,6 +446,34 @@ async fn a_plan_switched_off_in_configuration_can_be_switched_on_by_an_admin() {
     .await;
 }
 
+#[tokio::test]
+async fn a_change_made_on_another_instance_reaches_this_one() {
+    let old = old_plan().await;
+    baton_store::testing::on_sqlite(move |store| async move {
+        let configured = || vec![ConfiguredPayer::from(payer(&old.base, ClientAuth::Secret("s".into())))];
+        let here = journey_with(store.clone(), configured(), BTreeMap::new());
+        here.payers.reload(&store).await.unwrap();
+        assert!(!here.payers.refresh(&store).await.unwrap(), "nothing changed");
+        // Another instance over the same database switches the plan off.
+        let there = journey_with(store.clone(), configured(), BTreeMap::new());
+        there.payers.reload(&store).await.unwrap();
+        there.set_configured_payer_enabled("riverbend", Some(false), Timestamp::now()).await.unwrap();
+        assert!(here.payers.get("riverbend").is_some(), "not read yet");
+        // The running check picks it up.
+        let watcher = tokio::spawn(here.payers.clone().keep_current(store.clone(), Duration::from_millis(50)));
+        let mut waited = 0;
+        while here.payers.get("riverbend").is_some() && waited < 200 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        assert!(here.payers.get("riverbend").is_none(), "switched off here too");
+        assert!(matches!(here.start("riverbend", false, Timestamp::now()).await, Err(JourneyError::NotOffered(_))));
+        watcher.abort();
+        assert!(!here.payers.refresh(&store).await.unwrap(), "read in: nothing new");
+    })
+    .await;
+}
+
 /// A brands file listing one plan at `fhir_base`.
 fn brands_bundle(fhir_base: &str) -> String {
     json!({

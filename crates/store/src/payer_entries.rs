@@ -60,7 +60,18 @@ pub struct BrandSource {
 const ENTRY_COLUMNS: &str = "id, name, aliases, states, logo_url, fhir_base, source_url, client_id, credential, \
      enabled, updated_at, authorize_url, token_url, scopes";
 
+/// Every change to the directory bumps its version in the same transaction (migration 0010).
+const BUMP_VERSION: &str = "UPDATE payer_directory_version SET version = version + 1 WHERE id = 1";
+
 impl Store {
+    /// The payer directory's version: it moves with every change any instance makes to brands
+    /// entries, registrations, pinned endpoints or admins' on/off settings.
+    pub async fn payer_directory_version(&self) -> Result<i64, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT version FROM payer_directory_version WHERE id = 1").fetch_one(pool).await?
+        }))
+    }
+
     /// Adds new entries and updates what the brands file says about known ones (by FHIR base);
     /// the registration staff entered (client id, credential, enabled, pinned endpoints and
     /// scopes) is kept. Returns how
@@ -107,6 +118,7 @@ impl Store {
                     added += 1;
                 }
             }
+            sqlx::query(BUMP_VERSION).execute(&mut *tx).await?;
             tx.commit().await?;
         });
         Ok(added)
@@ -127,15 +139,21 @@ impl Store {
         at: Timestamp,
     ) -> Result<bool, StoreError> {
         let changed = on_pool!(self, pool => {
-            sqlx::query("UPDATE payer_entry SET client_id = $1, credential = $2, enabled = $3, updated_at = $4 WHERE id = $5")
-                .bind(client_id)
-                .bind(credential)
-                .bind(enabled)
-                .bind(at.millis())
-                .bind(id)
-                .execute(pool)
-                .await?
-                .rows_affected()
+            let mut tx = pool.begin().await?;
+            let changed = sqlx::query(
+                "UPDATE payer_entry SET client_id = $1, credential = $2, enabled = $3, updated_at = $4 WHERE id = $5",
+            )
+            .bind(client_id)
+            .bind(credential)
+            .bind(enabled)
+            .bind(at.millis())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query(BUMP_VERSION).execute(&mut *tx).await?;
+            tx.commit().await?;
+            changed
         });
         Ok(changed == 1)
     }
@@ -149,7 +167,8 @@ impl Store {
         at: Timestamp,
     ) -> Result<bool, StoreError> {
         let changed = on_pool!(self, pool => {
-            sqlx::query(
+            let mut tx = pool.begin().await?;
+            let changed = sqlx::query(
                 "UPDATE payer_entry SET authorize_url = $1, token_url = $2, scopes = $3, updated_at = $4 WHERE id = $5",
             )
             .bind(&pinned.authorize_url)
@@ -157,9 +176,12 @@ impl Store {
             .bind(&pinned.scopes)
             .bind(at.millis())
             .bind(id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            sqlx::query(BUMP_VERSION).execute(&mut *tx).await?;
+            tx.commit().await?;
+            changed
         });
         Ok(changed == 1)
     }
@@ -173,6 +195,7 @@ impl Store {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
             match enabled {
                 Some(enabled) => {
                     sqlx::query(
@@ -182,16 +205,18 @@ impl Store {
                     .bind(payer_id)
                     .bind(enabled)
                     .bind(at.millis())
-                    .execute(pool)
+                    .execute(&mut *tx)
                     .await?;
                 }
                 None => {
                     sqlx::query("DELETE FROM payer_enabled_override WHERE payer_id = $1")
                         .bind(payer_id)
-                        .execute(pool)
+                        .execute(&mut *tx)
                         .await?;
                 }
             }
+            sqlx::query(BUMP_VERSION).execute(&mut *tx).await?;
+            tx.commit().await?;
         });
         Ok(())
     }

@@ -23,7 +23,8 @@ staff_suite!(
     api_tokens_are_revocable,
     brands_entries_keep_their_registration_across_refreshes,
     pinned_endpoints_survive_a_brands_refresh,
-    configured_payers_are_switched_off_and_on
+    configured_payers_are_switched_off_and_on,
+    every_directory_change_moves_its_version
 );
 
 async fn account(store: &Store, username: &str, name: &str, member_id: Option<&str>, birth: &str) -> AccountId {
@@ -245,4 +246,27 @@ async fn configured_payers_are_switched_off_and_on(store: Store) {
     store.set_payer_enabled_override("never-set", None, Timestamp::from_millis(5)).await.unwrap();
     let left: Vec<String> = store.payer_enabled_overrides().await.unwrap().into_iter().map(|o| o.payer_id).collect();
     assert_eq!(left, ["riverbend"]);
+}
+
+async fn every_directory_change_moves_its_version(store: Store) {
+    let mut seen = store.payer_directory_version().await.unwrap();
+    let mut moved = |now: i64, what: &str| {
+        assert!(now > seen, "{what}: {seen} → {now}");
+        seen = now;
+    };
+    store.upsert_payer_entries(&[brands_entry("Example Plan", 1)]).await.unwrap();
+    moved(store.payer_directory_version().await.unwrap(), "a brands entry added");
+    store.upsert_payer_entries(&[brands_entry("Example Plan", 1)]).await.unwrap();
+    moved(store.payer_directory_version().await.unwrap(), "a brands refresh");
+    store.set_payer_registration("brand-hp", Some("me"), Some("cred"), true, Timestamp::from_millis(1)).await.unwrap();
+    moved(store.payer_directory_version().await.unwrap(), "a registration, in the same millisecond");
+    store.set_payer_endpoints("brand-hp", &PinnedEndpoints::default(), Timestamp::from_millis(1)).await.unwrap();
+    moved(store.payer_directory_version().await.unwrap(), "pinned endpoints");
+    store.set_payer_enabled_override("riverbend", Some(false), Timestamp::from_millis(1)).await.unwrap();
+    moved(store.payer_directory_version().await.unwrap(), "switched off");
+    store.set_payer_enabled_override("riverbend", None, Timestamp::from_millis(1)).await.unwrap();
+    moved(store.payer_directory_version().await.unwrap(), "back to configuration");
+    store.payer_entries().await.unwrap();
+    store.payer_enabled_overrides().await.unwrap();
+    assert_eq!(store.payer_directory_version().await.unwrap(), seen, "reading changes nothing");
 }
