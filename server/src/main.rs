@@ -13,15 +13,21 @@ use server::cli::{Cli, run};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// Stack of the runtime's worker threads (Tokio's default is 2 MiB). Server-side rendering of a
+/// large page nests deeply — in a debug build the staff payer directory once overflowed 2 MiB —
+/// and only the pages touched count towards memory, so give every page a wide margin.
+const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("baton: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(WORKER_STACK_BYTES).build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("baton: cannot start the async runtime: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
