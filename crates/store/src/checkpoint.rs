@@ -73,19 +73,22 @@ async fn run(pool: SqlitePool, schedule: Schedule, commits: Arc<AtomicU64>, mut 
     let mut copied_up_to = 0;
     loop {
         let pending = commits.load(Ordering::Relaxed) - copied_up_to;
-        let wake = if pending == 0 {
-            woken.recv().await
+        // Quiet only when a whole `quiet` passed with no wake and no commit: a wake left
+        // queued by a commit already counted (one made during the last checkpoint) must not
+        // pass for quiet, or the task would checkpoint after every commit of a busy writer.
+        let (wake, timed_out) = if pending == 0 {
+            (woken.recv().await, false)
         } else {
             match tokio::time::timeout(schedule.quiet, woken.recv()).await {
-                Ok(wake) => wake,
-                Err(_quiet) => Some(()),
+                Ok(wake) => (wake, false),
+                Err(_elapsed) => (Some(()), true),
             }
         };
         if wake.is_none() || pool.is_closed() {
             return;
         }
         let seen = commits.load(Ordering::Relaxed);
-        let quiet = pending > 0 && seen == copied_up_to + pending;
+        let quiet = timed_out && seen == copied_up_to + pending;
         if seen - copied_up_to < schedule.commits && !quiet {
             continue;
         }
