@@ -586,19 +586,24 @@ async fn the_plan_api_answers_api_tokens_only_until_revoked() {
     assert_eq!(app.audit("api_token.revoke").await.len(), 1);
 }
 
+/// Adds the named credential `shared-secret` staff may assign to a brands entry.
+fn with_shared_secret(config: &mut Config) {
+    config.credentials.insert(
+        "shared-secret".into(),
+        server::config::CredentialConfig {
+            client_secret: Some("a registered secret".into()),
+            private_key: None,
+            private_key_file: None,
+            private_key_alg: "RS384".into(),
+            private_key_kid: None,
+        },
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staff_load_plans_from_a_brands_file_and_see_discovery_problems() {
     let app = spawn_with(|config| {
-        config.credentials.insert(
-            "shared-secret".into(),
-            server::config::CredentialConfig {
-                client_secret: Some("a registered secret".into()),
-                private_key: None,
-                private_key_file: None,
-                private_key_alg: "RS384".into(),
-                private_key_kid: None,
-            },
-        );
+        with_shared_secret(config);
         // A configured plan whose server never answers.
         config.payers.push(server::demo::offline_plan_payer());
     })
@@ -737,19 +742,7 @@ async fn an_admin_switches_a_configured_plan_off_and_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_pins_a_brands_entrys_endpoints_and_scopes() {
-    let app = spawn_with(|config| {
-        config.credentials.insert(
-            "shared-secret".into(),
-            server::config::CredentialConfig {
-                client_secret: Some("a registered secret".into()),
-                private_key: None,
-                private_key_file: None,
-                private_key_alg: "RS384".into(),
-                private_key_kid: None,
-            },
-        );
-    })
-    .await;
+    let app = spawn_with(with_shared_secret).await;
     let sam = app.sign_in("sam").await;
     let alex = app.sign_in("alex").await;
     let brands_url = format!("{}/brands.json", app.base);

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::sql::{Arg, SqlBuilder, bind_args};
 use crate::{Store, StoreError, Timestamp, on_pool};
 
 /// A directory entry from a brands file, with this plan's registration if staff entered one.
@@ -138,24 +139,12 @@ impl Store {
         enabled: bool,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let changed = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let changed = sqlx::query(
-                "UPDATE payer_entry SET client_id = $1, credential = $2, enabled = $3, updated_at = $4 WHERE id = $5",
-            )
-            .bind(client_id)
-            .bind(credential)
-            .bind(enabled)
-            .bind(at.millis())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            sqlx::query(BUMP_VERSION).execute(&mut *tx).await?;
-            tx.commit().await?;
-            changed
-        });
-        Ok(changed == 1)
+        let columns = [
+            ("client_id", Arg::OptText(client_id.map(str::to_owned))),
+            ("credential", Arg::OptText(credential.map(str::to_owned))),
+            ("enabled", Arg::Bool(enabled)),
+        ];
+        self.update_entry(id, columns, at).await
     }
 
     /// Admins pin a brands entry's endpoints and scopes (`None` clears one); false when there is
@@ -166,19 +155,30 @@ impl Store {
         pinned: &PinnedEndpoints,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
+        let columns = [
+            ("authorize_url", Arg::OptText(pinned.authorize_url.clone())),
+            ("token_url", Arg::OptText(pinned.token_url.clone())),
+            ("scopes", Arg::OptText(pinned.scopes.clone())),
+        ];
+        self.update_entry(id, columns, at).await
+    }
+
+    /// Sets `columns` and `updated_at` of entry `id` and bumps the directory's version, in one
+    /// transaction; false when there is no such entry.
+    async fn update_entry(
+        &self,
+        id: &str,
+        columns: impl IntoIterator<Item = (&'static str, Arg)>,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut update = SqlBuilder::new("UPDATE payer_entry SET ");
+        for (column, value) in columns {
+            update.push(column).push(" = ").arg(value).push(", ");
+        }
+        update.push("updated_at = ").arg(Arg::I64(at.millis())).push(" WHERE id = ").arg(Arg::Text(id.to_owned()));
         let changed = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let changed = sqlx::query(
-                "UPDATE payer_entry SET authorize_url = $1, token_url = $2, scopes = $3, updated_at = $4 WHERE id = $5",
-            )
-            .bind(&pinned.authorize_url)
-            .bind(&pinned.token_url)
-            .bind(&pinned.scopes)
-            .bind(at.millis())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let changed = bind_args!(sqlx::query, update).execute(&mut *tx).await?.rows_affected();
             sqlx::query(BUMP_VERSION).execute(&mut *tx).await?;
             tx.commit().await?;
             changed
