@@ -90,8 +90,11 @@ macro_rules! resource_insert {
 }
 const RESOURCE_INSERT: &str = resource_insert!();
 const RESOURCE_COLUMNS: usize = 14;
-/// The optimistic insert: rows that exist already (any unique key) are left for the upsert.
-const ON_CONFLICT_SKIP: &str = " ON CONFLICT DO NOTHING RETURNING resource_type, id, seq";
+/// The optimistic insert: rows that exist already are left for the upsert. The conflict target
+/// is named so that only that key is probed before each insert: `seq` is generated, and a
+/// resource's source key (`fhir_resource_source`) fixes its id, so no other key can clash
+/// alone (if one did, the insert fails rather than skip the row).
+const ON_CONFLICT_SKIP: &str = " ON CONFLICT (resource_type, id) DO NOTHING RETURNING resource_type, id, seq";
 const ON_CONFLICT_UPDATE: &str = " ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
      last_updated = excluded.last_updated, member_account = excluded.member_account, \
      patient_id = excluded.patient_id, source_system = excluded.source_system, \
