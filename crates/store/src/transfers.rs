@@ -188,6 +188,8 @@ impl TransferPage {
 pub enum CommitError {
     /// Another worker holds the job now (this one's lease ran out), or it was cancelled.
     LeaseLost,
+    /// The page before it, committed alongside, did not commit: so neither does this one.
+    PreviousPageFailed,
     Store(StoreError),
 }
 
@@ -485,28 +487,52 @@ impl Store {
 
     /// Commits a page prepared with [`TransferPage::prepare`] (see [`Store::commit_transfer_page`]).
     pub async fn commit_prepared_page(&self, page: PreparedTransferPage) -> Result<Vec<StoredResource>, CommitError> {
+        self.commit_prepared_page_after(page, std::future::ready(true)).await
+    }
+
+    /// How many page commits of one transfer may be in flight at once (see
+    /// [`Store::commit_prepared_page_after`]): two on PostgreSQL, where a second connection
+    /// writes the next page's resources while the first commits; one on SQLite, whose single
+    /// writer connection takes transactions one at a time anyway.
+    pub fn page_commits_in_flight(&self) -> usize {
+        match self.write_db() {
+            crate::Db::Sqlite(_) => 1,
+            crate::Db::Postgres(_) => 2,
+        }
+    }
+
+    /// Commits a page whose predecessor may still be committing: its resources and audit rows
+    /// are written at once, then `previous` — whether the page before it committed — is awaited
+    /// before the checkpoint moves, so checkpoints still land in page order. When the page
+    /// before did not commit, this one is rolled back ([`CommitError::PreviousPageFailed`]).
+    ///
+    /// Pages in flight together must not write the same resource: the later one's insert
+    /// would wait inside its transaction for the earlier one, which could be waiting for the
+    /// later one's rows — a cycle the database cannot see, which only the transaction's
+    /// bounded lock wait would end. The engine commits such pages one after the other. Where
+    /// only one page commits at a time (SQLite's single writer), `previous` is awaited first,
+    /// so that this page does not hold the writer while the one before waits for it.
+    pub async fn commit_prepared_page_after(
+        &self,
+        page: PreparedTransferPage,
+        previous: impl Future<Output = bool> + Send,
+    ) -> Result<Vec<StoredResource>, CommitError> {
         let PreparedTransferPage { page, batch, stored_count, now } = page;
+        let mut previous = std::pin::pin!(previous);
+        let mut previous_committed = None;
+        if self.page_commits_in_flight() == 1 {
+            previous_committed = Some(previous.as_mut().await);
+            if previous_committed == Some(false) {
+                return Err(CommitError::PreviousPageFailed);
+            }
+        }
         on_pool!(@db self.write_db(), pool => {
             let mut tx = pool.begin().await?;
-            let held = sqlx::query(
-                "UPDATE transfer SET checkpoint = $1, progress = $2, resources_stored = resources_stored + $3, \
-                 pages_done = pages_done + $4, lease_until = $5, updated_at = $6 \
-                 WHERE id = $7 AND lease_owner = $8 AND state = 'running'",
-            )
-            .bind(&page.checkpoint)
-            .bind(&page.progress)
-            .bind(stored_count)
-            .bind(page.pages_done)
-            .bind(page.lease_until.millis())
-            .bind(now.millis())
-            .bind(&page.transfer_id)
-            .bind(&page.owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if held != 1 {
-                tx.rollback().await?;
-                return Err(CommitError::LeaseLost);
+            if DIALECT == crate::sql::Dialect::Postgres {
+                // This transaction may wait for the page before it while holding row locks; a
+                // writer outside the transfer caught between the two would wait on a cycle
+                // the database cannot see. A bounded lock wait turns that into an error.
+                sqlx::query("SET LOCAL lock_timeout = '60s'").execute(&mut *tx).await?;
             }
             let stored = (*tx).write_resources(batch, now, Some(page.transfer_id.as_str())).await?;
             let id = page.transfer_id.as_str();
@@ -541,6 +567,35 @@ impl Store {
                     vec![Arg::Text(id.to_owned()), Arg::I64(now.millis()), Arg::Text(kind.clone()), Arg::Text(detail.clone())]
                 }));
                 bind_args!(sqlx::query, insert).execute(&mut *tx).await?;
+            }
+            let committed = match previous_committed {
+                Some(committed) => committed,
+                None => previous.as_mut().await,
+            };
+            if !committed {
+                tx.rollback().await?;
+                return Err(CommitError::PreviousPageFailed);
+            }
+            // Last, so that the transfer's row is locked only while this transaction commits.
+            let held = sqlx::query(
+                "UPDATE transfer SET checkpoint = $1, progress = $2, resources_stored = resources_stored + $3, \
+                 pages_done = pages_done + $4, lease_until = $5, updated_at = $6 \
+                 WHERE id = $7 AND lease_owner = $8 AND state = 'running'",
+            )
+            .bind(&page.checkpoint)
+            .bind(&page.progress)
+            .bind(stored_count)
+            .bind(page.pages_done)
+            .bind(page.lease_until.millis())
+            .bind(now.millis())
+            .bind(&page.transfer_id)
+            .bind(&page.owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if held != 1 {
+                tx.rollback().await?;
+                return Err(CommitError::LeaseLost);
             }
             tx.commit().await?;
             self.written();

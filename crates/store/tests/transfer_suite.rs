@@ -19,6 +19,7 @@ on_both!(
     an_expired_lease_is_taken_over_and_the_old_worker_cannot_commit,
     pages_commit_resources_checkpoint_and_audit_together,
     retry_and_cancel,
+    a_page_in_flight_moves_the_checkpoint_only_after_the_one_before,
     withdrawing_consent_stops_transfers_and_forgets_tokens,
 );
 
@@ -167,6 +168,46 @@ async fn pages_commit_resources_checkpoint_and_audit_together(store: Store) {
     let query = ResourceQuery { patient_id: Some("p-new".into()), limit: 10, ..Default::default() };
     assert_eq!(store.count_resources(&query).await.unwrap(), 2);
     let _ = member;
+}
+
+async fn a_page_in_flight_moves_the_checkpoint_only_after_the_one_before(store: Store) {
+    let (_, link) = member_with_link(&store).await;
+    store.enqueue_transfer("t1", &link, "full", None, Timestamp::now()).await.unwrap();
+    store.claim_transfer("w", later(30), Timestamp::now()).await.unwrap().unwrap();
+    let page = |n: usize, ids: &[&str]| TransferPage {
+        transfer_id: "t1".into(),
+        owner: "w".into(),
+        lease_until: later(30),
+        resources: ids.iter().map(|id| received(id)).collect(),
+        checkpoint: format!("{{\"page\":{n}}}"),
+        progress: "{}".into(),
+        pages_done: 1,
+        ..Default::default()
+    };
+    // Page 2 is on its way before page 1 has committed.
+    let (first_committed, first) = tokio::sync::oneshot::channel::<bool>();
+    let second = tokio::spawn({
+        let store = store.clone();
+        let page = page(2, &["c3", "c4"]).prepare().unwrap();
+        async move { store.commit_prepared_page_after(page, async { first.await.unwrap_or(false) }).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!second.is_finished(), "it waits for the page before it");
+    assert_eq!(store.transfer("t1").await.unwrap().unwrap().pages_done, 0);
+    assert_eq!(store.commit_transfer_page(page(1, &["c1", "c2"])).await.unwrap().len(), 2);
+    first_committed.send(true).unwrap();
+    assert_eq!(second.await.unwrap().unwrap().len(), 2);
+    let transfer = store.transfer("t1").await.unwrap().unwrap();
+    assert_eq!((transfer.checkpoint.as_str(), transfer.pages_done, transfer.resources_stored), ("{\"page\":2}", 2, 4));
+
+    // A page whose predecessor did not commit is not committed either.
+    let outcome =
+        store.commit_prepared_page_after(page(3, &["c5"]).prepare().unwrap(), std::future::ready(false)).await;
+    assert!(matches!(outcome, Err(CommitError::PreviousPageFailed)), "{outcome:?}");
+    let transfer = store.transfer("t1").await.unwrap().unwrap();
+    assert_eq!((transfer.checkpoint.as_str(), transfer.pages_done), ("{\"page\":2}", 2));
+    let query = ResourceQuery { patient_id: Some("p-new".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.count_resources(&query).await.unwrap(), 4, "c5 was rolled back");
 }
 
 async fn retry_and_cancel(store: Store) {

@@ -24,6 +24,7 @@ use baton_store::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::auth::{PayerCredentials, RefreshError, refresh};
@@ -88,10 +89,21 @@ struct Job<'a> {
     named: Option<NamedTargets>,
     /// The next page, already on its way while this one is ingested and committed.
     prefetch: Option<Prefetch>,
-    /// The previous page's commit, still running while this page is fetched and ingested.
-    /// Settled before the next commit, before any step that reads what it wrote, and before
-    /// the job ends, so commits land in order and the job's end is recorded after them.
-    committing: Option<tokio::task::JoinHandle<Result<(), CommitError>>>,
+    /// Page commits still running while the next page is fetched and ingested, oldest first:
+    /// at most [`Store::page_commits_in_flight`]. All are settled before a commit made in line,
+    /// before any step that reads what they wrote, and before the job ends, so the job's end
+    /// is recorded after them.
+    committing: VecDeque<InFlight>,
+    /// Whether the newest of them committed, for the next one to wait on before its
+    /// checkpoint moves (checkpoints land in page order).
+    handoff: Option<oneshot::Receiver<bool>>,
+}
+
+/// A page commit running in the background, and the resources it writes.
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<(), CommitError>>,
+    /// Hashes of `(type, id)` (see [`crate::named::key`]), when other commits may run beside it.
+    writes: HashSet<u128>,
 }
 
 /// A page fetched ahead: its result and the requests it took, consumed by the `fetch` step that
@@ -227,7 +239,8 @@ impl<'a> Job<'a> {
             attempted: HashSet::new(),
             named,
             prefetch: None,
-            committing: None,
+            committing: VecDeque::new(),
+            handoff: None,
         })
     }
 
@@ -332,9 +345,9 @@ impl<'a> Job<'a> {
     /// Starts committing a fetched page and returns at once, so that the next page is fetched
     /// and ingested while this one is written (on two cores, the database's work and ingest
     /// overlap). The page is built and its bodies serialised now, from the state after it,
-    /// while the previous page may still be committing; that commit is waited for before this
-    /// one starts, so pages still commit one at a time and in order, each with its checkpoint
-    /// in one transaction.
+    /// while earlier pages may still be committing. Up to [`Store::page_commits_in_flight`]
+    /// run at once, each in its own transaction with its checkpoint; each waits for the one
+    /// before it to commit before moving the checkpoint, and does not commit if that one failed.
     async fn commit_in_background(
         &mut self,
         resources: Vec<ResourceWrite>,
@@ -344,22 +357,40 @@ impl<'a> Job<'a> {
         pages: i64,
     ) -> Step {
         let resources_in_page = resources.len();
+        let store = self.engine.store.clone();
+        let in_flight = store.page_commits_in_flight().max(1);
+        // Pages in flight together never write the same resource: the later one's insert would
+        // wait inside its transaction for the earlier one, which may wait for the later one's rows.
+        let writes: HashSet<u128> = match in_flight {
+            1 => HashSet::new(),
+            _ => resources.iter().map(|w| crate::named::key(&w.resource_type, &w.id)).collect(),
+        };
         self.track(&resources);
         let page = self.page(resources, rejected, audit, events, pages).prepare();
-        self.settle().await?;
+        while self.committing.len() >= in_flight || self.committing.iter().any(|c| !c.writes.is_disjoint(&writes)) {
+            self.settle_oldest().await?;
+        }
         let page = match page {
             Ok(page) => page,
             Err(error) => return commit_end(Err(CommitError::Store(error))),
         };
-        let store = self.engine.store.clone();
+        let (done, handoff) = oneshot::channel();
+        let previous = self.handoff.replace(handoff);
         let task = async move {
             let started = std::time::Instant::now();
             let resources = resources_in_page;
-            let result = store.commit_prepared_page(page).await.map(drop);
+            let previous = async move {
+                match previous {
+                    Some(previous) => previous.await.unwrap_or(false),
+                    None => true,
+                }
+            };
+            let result = store.commit_prepared_page_after(page, previous).await.map(drop);
+            let _ = done.send(result.is_ok());
             tracing::debug!(resources, commit_ms = started.elapsed().as_millis() as u64, "page committed");
             result
         };
-        self.committing = Some(tokio::spawn(task.instrument(tracing::Span::current())));
+        self.committing.push_back(InFlight { task: tokio::spawn(task.instrument(tracing::Span::current())), writes });
         Ok(())
     }
 
@@ -383,10 +414,21 @@ impl<'a> Job<'a> {
         .map_err(|e| JobEnd::Failed(e.to_string()))
     }
 
-    /// Waits for the page commit still running, if any; its failure ends the job.
+    /// Waits for every page commit still running; the first failure ends the job.
     async fn settle(&mut self) -> Step {
-        let Some(task) = self.committing.take() else { return Ok(()) };
-        match task.await {
+        let mut end = Ok(());
+        while !self.committing.is_empty() {
+            let settled = self.settle_oldest().await;
+            end = end.and(settled);
+        }
+        self.handoff = None;
+        end
+    }
+
+    /// Waits for the oldest page commit still running, if any; its failure ends the job.
+    async fn settle_oldest(&mut self) -> Step {
+        let Some(in_flight) = self.committing.pop_front() else { return Ok(()) };
+        match in_flight.task.await {
             Ok(result) => commit_end(result),
             Err(error) => Err(JobEnd::Failed(format!("committing a page stopped: {error}"))),
         }
@@ -998,6 +1040,9 @@ fn commit_end(result: Result<(), CommitError>) -> Step {
     match result {
         Ok(()) => Ok(()),
         Err(CommitError::LeaseLost) => Err(JobEnd::LeaseLost),
+        Err(CommitError::PreviousPageFailed) => {
+            Err(JobEnd::Failed("a page before this one could not be saved, so this one was not either".into()))
+        }
         Err(CommitError::Store(error)) => Err(JobEnd::Failed(format!("this plan's database failed: {error}"))),
     }
 }

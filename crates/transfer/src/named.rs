@@ -57,7 +57,7 @@ impl NamedTargets {
 
 /// Two independent 64-bit SipHashes of `type/id`: a collision among a million targets has
 /// odds of about one in 10^26.
-fn key(resource_type: &str, id: &str) -> u128 {
+pub(crate) fn key(resource_type: &str, id: &str) -> u128 {
     let half = |salt: u8| {
         let mut hasher = DefaultHasher::new();
         salt.hash(&mut hasher);

@@ -350,3 +350,25 @@ async fn a_pull_into_postgresql() {
     })
     .await;
 }
+
+/// On PostgreSQL two page commits run at once; pages that carry the same resource are
+/// committed one after the other, each as the next version of that resource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_that_carry_the_same_resource_update_it_in_page_order() {
+    baton_store::testing::on_postgres(|store| async move {
+        let w = world(Setup { page_size: 40, ..Setup::default() }, Some(store)).await;
+        w.script.add("/fhir/", Fault::SharedEntry, 0);
+        assert_eq!(w.transfer("t1").await, JobEnd::Completed);
+        let p = progress(&w, "t1").await;
+        assert!(p.pages >= 3, "{} pages", p.pages);
+        let stored = w.stored().await;
+        let shared: Vec<&Value> = stored.iter().filter(|r| r["code"]["text"] == "Found on every page").collect();
+        assert_eq!(shared.len(), 1, "stored once");
+        assert_eq!(shared[0]["meta"]["versionId"], p.pages.to_string(), "written again by every page");
+        let source = w.source_counts().await;
+        for (t, n) in source.iter().filter(|(t, _)| *t != "Condition") {
+            assert_eq!(p.types.get(t).map(|c| c.stored).unwrap_or(0), *n, "{t}");
+        }
+    })
+    .await;
+}

@@ -37,6 +37,9 @@ pub enum Fault {
     ForeignNext,
     /// Forward, then add an entry whose resource has no id, and one of another type.
     BadEntries,
+    /// Forward, then add the same Condition to a page of results (as a resource two searches
+    /// both find would come).
+    SharedEntry,
 }
 
 /// A fault for requests whose path and query contain `pattern`, `times` times (0: always).
@@ -321,6 +324,15 @@ async fn forward(
                 entries.push(serde_json::json!({"resource": {"resourceType": "Binary", "id": "b1"}}));
                 entries.push(serde_json::json!({"resource": {"resourceType": "Condition", "id": "fine-1",
                     "subject": {"reference": "Patient/whoever"}, "unknownElement": {"kept": true}}}));
+            }
+            text = bundle.to_string();
+        }
+        Some(Fault::SharedEntry) => {
+            let mut bundle: Value = serde_json::from_str(&text).unwrap();
+            let searchset = bundle["type"] == "searchset";
+            if let Some(entries) = bundle["entry"].as_array_mut().filter(|_| searchset) {
+                entries.push(serde_json::json!({"resource": {"resourceType": "Condition", "id": "shared-1",
+                    "code": {"text": "Found on every page"}}}));
             }
             text = bundle.to_string();
         }
