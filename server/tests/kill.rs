@@ -1,12 +1,14 @@
 //! A transfer worker process killed mid-transfer (SIGKILL, no chance to clean up): after its
 //! lease runs out, a new worker resumes from the last committed page and ends with exactly the
-//! records the previous plan holds — none missing, none twice.
+//! records the previous plan holds — none missing, none twice. On SQLite, and on PostgreSQL,
+//! where two page commits are in flight when the kill comes.
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use baton_store::testing::TestDatabase;
 use baton_store::{ConnectOptions, ResourceQuery, Store, Timestamp};
 use baton_testbed::{PreviousPlanSetup, enroll, previous_plan};
 use baton_transfer::{Progress, TokenCipher};
@@ -45,7 +47,21 @@ impl Drop for Worker {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_is_resumed_to_exact_counts() {
     let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("new.db").display());
+    killed_and_resumed(dir, database_url).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_is_resumed_to_exact_counts_on_postgresql() {
+    let database = TestDatabase::create().await;
+    let outcome = tokio::spawn(killed_and_resumed(tempfile::tempdir().unwrap(), database.url.clone())).await;
+    database.drop_database().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+}
+
+async fn killed_and_resumed(dir: tempfile::TempDir, database_url: String) {
     // The previous plan: a holder with one member of 12,000 resources.
     let holder_store =
         Store::connect(&format!("sqlite://{}", dir.path().join("old.db").display()), &ConnectOptions::default())
@@ -61,8 +77,7 @@ async fn a_killed_worker_is_resumed_to_exact_counts() {
     let fhir = previous.authorization.fhir_base.clone();
 
     // The new plan: its database, the member, consent, link, and a queued transfer.
-    let db = dir.path().join("new.db");
-    let store = Store::connect(&format!("sqlite://{}", db.display()), &ConnectOptions::default()).await.unwrap();
+    let store = Store::connect(&database_url, &ConnectOptions::default()).await.unwrap();
     store.migrate().await.unwrap();
     let cipher = TokenCipher::new(&KEY);
     let me =
@@ -73,12 +88,13 @@ async fn a_killed_worker_is_resumed_to_exact_counts() {
     let mut file = std::fs::File::create(&config).unwrap();
     write!(
         file,
-        "database_url = \"sqlite://{db}\"\ndata_dir = \"{data}\"\npublic_url = \"https://new-plan.example/\"\n\
-         [secrets]\ntoken_key = \"{key}\"\n[transfer]\npage_size = 50\nlease_seconds = 3\nhistory_years = 10\nconcurrency = 1\n\
+        "database_url = \"{database_url}\"\ndata_dir = \"{data}\"\npublic_url = \"https://new-plan.example/\"\n\
+         [secrets]\ntoken_key = \"{key}\"\nsession_key = \"{session}\"\nid_token_key = '''{id_token_key}'''\n[transfer]\npage_size = 50\nlease_seconds = 3\nhistory_years = 10\nconcurrency = 1\n\
          [[payers]]\nid = \"{payer}\"\nname = \"Riverbend\"\nfhir_base = \"{fhir}\"\nclient_id = \"{client}\"\nclient_secret = \"{secret}\"\n",
-        db = db.display(),
         data = dir.path().display(),
         key = base64::engine::general_purpose::STANDARD.encode(KEY),
+        session = base64::engine::general_purpose::STANDARD.encode([7u8; 64]),
+        id_token_key = baton_holder::SigningKey::generate_pem().unwrap(),
         payer = baton_testbed::PAYER_ID,
         client = baton_testbed::CLIENT_ID,
         secret = baton_testbed::CLIENT_SECRET,
