@@ -411,6 +411,12 @@ mod tests {
         assert_eq!(kind("O9A.311"), Some(Kind::Violence));
         assert_eq!(kind("Z71.41"), Some(Kind::SubstanceUse));
         assert_eq!(kind("R45.851"), Some(Kind::BehavioralHealth));
+        assert_eq!(kind(" f32.9 "), Some(Kind::BehavioralHealth), "case and spaces around do not matter");
+        assert_eq!(kind("o9a.311"), Some(Kind::Violence));
+        // Erring on the side of the member: a code with text after it still counts.
+        assert_eq!(kind("F32.9 (major depressive disorder)"), Some(Kind::BehavioralHealth));
+        assert_eq!(kind("F"), None);
+        assert_eq!(kind("É32"), None, "not ASCII");
         for ordinary in ["E11.9", "I10", "S06.0X1A", "G89.4", "A49.9", "Z00.00", "R45.0", "B21"] {
             assert_eq!(kind(ordinary), None, "{ordinary}");
         }
@@ -459,6 +465,8 @@ mod tests {
         assert_eq!(classifier_reasons(&request), [Reason { source: Source::Classifier, kind: Kind::SubstanceUse }]);
         assert_eq!(medication_display_kind(NDC_SYSTEM, "sertraline 50 mg tablet"), Some(Kind::BehavioralHealth));
         assert_eq!(medication_display_kind(RXNORM_SYSTEM, "lisinopril 10 MG Oral Tablet"), None);
+        assert_eq!(medication_display_kind(RXNORM_SYSTEM, "METHADONE HCl 10 MG"), Some(Kind::SubstanceUse));
+        assert_eq!(medication_display_kind(RXNORM_SYSTEM, "Sertralin"), None, "the whole name");
         assert_eq!(medication_display_kind(SNOMED_SYSTEM, "methadone"), None, "only medication code systems");
     }
 

@@ -165,6 +165,16 @@ mod tests {
         codings(&condition, &mut |s, c, _| found.push(format!("{s}|{c}")));
         found.sort();
         assert_eq!(found, ["http://hl7.org/fhir/sid/icd-10-cm|F32.9", "s|R"]);
+
+        let claim = json!({
+            "item": [{"productOrService": {"coding": [
+                {"code": "42", "display": "sertraline 50 mg", "system": 7},
+                {"display": "no code here", "system": "s"}
+            ]}}]
+        });
+        let mut found = Vec::new();
+        codings(&claim, &mut |s, c, d| found.push((s.to_owned(), c.to_owned(), d.map(str::to_owned))));
+        assert_eq!(found, [(String::new(), "42".to_owned(), Some("sertraline 50 mg".to_owned()))]);
     }
 
     #[test]
