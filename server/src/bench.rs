@@ -22,7 +22,7 @@ use anyhow::{Context, bail};
 use baton_store::{ConnectOptions, Store, Timestamp};
 use baton_testbed::{Authorization, CLIENT_ID, CLIENT_SECRET, PAYER_ID, PreviousPlanSetup, enroll, previous_plan};
 use baton_transfer::{ClientAuth, Engine, EngineConfig, JobEnd, PayerCredentials, PayerDirectory, TokenCipher};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::Connection;
@@ -39,6 +39,8 @@ pub enum BenchCommand {
         dir: PathBuf,
         #[arg(long)]
         resources: usize,
+        #[arg(long, value_enum, default_value_t = Ids::Readable)]
+        ids: Ids,
     },
     /// (internal) Run one transfer into a fresh database; print the figures as JSON.
     #[command(hide = true)]
@@ -63,6 +65,33 @@ pub struct IngestArgs {
     /// `_count` of every page.
     #[arg(long, default_value_t = 1000)]
     pub page_size: u32,
+    /// How the care resources' ids look: `readable` (`<patient>-<kind>-<n>`, nearly sequential)
+    /// or `random` (UUIDs, as many plans assign: new index entries land all over the keys).
+    #[arg(long, value_enum, default_value_t = Ids::Readable)]
+    pub ids: Ids,
+}
+
+/// The synthetic record's id style (see [`baton_synth::IdStyle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Ids {
+    Readable,
+    Random,
+}
+
+impl Ids {
+    fn style(self) -> baton_synth::IdStyle {
+        match self {
+            Ids::Readable => baton_synth::IdStyle::Readable,
+            Ids::Random => baton_synth::IdStyle::Random,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Ids::Readable => "readable",
+            Ids::Random => "random",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -99,7 +128,7 @@ impl Figures {
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest(args).await,
-        BenchCommand::Holder { dir, resources } => holder(&dir, resources).await,
+        BenchCommand::Holder { dir, resources, ids } => holder(&dir, resources, ids).await,
         BenchCommand::Pull(args) => print_figures(pull(args).await?),
         BenchCommand::Raw(args) => print_figures(raw(args).await?),
     }
@@ -145,7 +174,7 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     for &size in &args.sizes {
         eprintln!("baton bench: generating a previous plan with a member of {size} resources…");
         let dir = work.path().join(format!("holder-{size}"));
-        let (holder, authorization) = Holder::start(&exe, &dir, size)?;
+        let (holder, authorization) = Holder::start(&exe, &dir, size, args.ids)?;
         eprintln!("baton bench: {} resources served at {}", authorization.resources, authorization.fhir_base);
         let json = serde_json::to_string(&authorization)?;
         let mut backends: Vec<(&'static str, Backend)> = vec![("SQLite", Backend::Sqlite(work.path().to_owned()))];
@@ -191,6 +220,14 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     println!("its checkpoint, references resolved, custodian Provenance) by the engine, as `baton serve` runs it.");
     println!("raw limit: the same response bytes, already in memory, parsed with serde_json and inserted as");
     println!("(type, id, body) rows in one batched transaction. Peak RSS: each process's VmHWM.");
+    println!(
+        "ids: {} ({}).",
+        args.ids.name(),
+        match args.ids {
+            Ids::Readable => "<patient>-<kind>-<n>, nearly sequential; `--ids random` for UUIDs",
+            Ids::Random => "UUIDs: new index entries land all over the keys",
+        }
+    );
     Ok(())
 }
 
@@ -258,11 +295,11 @@ fn child(exe: &Path, what: &str, database_url: &str, authorization: &str, page_s
 struct Holder(Child);
 
 impl Holder {
-    fn start(exe: &Path, dir: &Path, resources: usize) -> anyhow::Result<(Holder, Authorization)> {
+    fn start(exe: &Path, dir: &Path, resources: usize, ids: Ids) -> anyhow::Result<(Holder, Authorization)> {
         let mut child = Command::new(exe)
             .args(["bench", "holder", "--dir"])
             .arg(dir)
-            .args(["--resources", &resources.to_string()])
+            .args(["--resources", &resources.to_string(), "--ids", ids.name()])
             .env("RUST_LOG", std::env::var("BATON_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
             .env_remove("DATABASE_URL")
             .stdin(Stdio::piped())
@@ -291,13 +328,15 @@ impl Drop for Holder {
 // The children
 
 /// Serves a previous plan until stdin closes (the orchestrator went away).
-async fn holder(dir: &Path, resources: usize) -> anyhow::Result<()> {
+async fn holder(dir: &Path, resources: usize, ids: Ids) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let store = open(&format!("sqlite://{}", dir.join("holder.db").display())).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = url::Url::parse(&format!("http://{}/", listener.local_addr()?))?;
     let member = baton_synth::numbered_member("bench", 1, 2026);
-    let previous = previous_plan(store, PreviousPlanSetup::new(base, member, resources)).await?;
+    let mut setup = PreviousPlanSetup::new(base, member, resources);
+    setup.options.ids = ids.style();
+    let previous = previous_plan(store, setup).await?;
     let router = previous.router();
     let mut out = std::io::stdout();
     writeln!(out, "{}", serde_json::to_string(&previous.authorization)?)?;

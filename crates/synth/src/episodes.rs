@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use time::{Date, Duration, Month};
 
 use crate::codes::{self, CDT, CPT, CVX, Condition, ICD10, LOINC, NDC, NPI, RXNORM, SNOMED};
-use crate::{Labelling, Member, Options, payer_organization};
+use crate::{IdStyle, Labelling, Member, Options, payer_organization, uuid_from};
 
 const US_CORE: &str = "http://hl7.org/fhir/us/core/StructureDefinition/";
 const CARIN: &str = "http://hl7.org/fhir/us/carin-bb/StructureDefinition/";
@@ -52,7 +52,10 @@ impl State {
 
     fn id(&mut self, kind: &str) -> String {
         self.counter += 1;
-        format!("{}-{kind}-{}", self.member.patient_id, self.counter)
+        match self.options.ids {
+            IdStyle::Readable => format!("{}-{kind}-{}", self.member.patient_id, self.counter),
+            IdStyle::Random => uuid_from(self.options.seed ^ crate::fnv(&self.member.patient_id), self.counter),
+        }
     }
 
     fn patient_ref(&self) -> Value {

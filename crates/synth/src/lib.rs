@@ -74,7 +74,22 @@ pub struct Options {
     pub target_resources: usize,
     /// Give claims payment and cost-sharing amounts (full CARIN BB profiles instead of Basis).
     pub financial_claims: bool,
+    /// How the care resources' ids look.
+    pub ids: IdStyle,
     pub payer: Payer,
+}
+
+/// How the ids of care resources (everything but the directory, Patient and Coverage) look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdStyle {
+    /// `<patient>-<kind>-<n>`: readable, and nearly sequential, so a store's key indexes take
+    /// new rows near each other.
+    #[default]
+    Readable,
+    /// Random-looking UUIDs (as many plans' servers assign), derived from the seed and the
+    /// resource's position: still the same record for the same seed, but a store's key
+    /// indexes take new rows all over.
+    Random,
 }
 
 impl Options {
@@ -85,6 +100,7 @@ impl Options {
             years: 6,
             target_resources: 0,
             financial_claims: false,
+            ids: IdStyle::Readable,
             payer,
         }
     }
@@ -241,6 +257,28 @@ pub fn numbered_member(prefix: &str, n: usize, seed: u64) -> Member {
         conditions,
         labelling: Labelling::Some,
     }
+}
+
+/// A UUID (version 4 layout) made from `seed` and `n` by SplitMix64's mixer: the same for
+/// the same inputs, and 122 well-mixed bits, so positions of one record do not collide.
+fn uuid_from(seed: u64, n: u64) -> String {
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let high = mix(seed.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+    let low = mix(n ^ seed.rotate_left(32));
+    let high = (high & !0xf000) | 0x4000;
+    let low = (low & !(0xc << 60)) | (0x8 << 60);
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        high >> 32,
+        (high >> 16) & 0xffff,
+        high & 0xffff,
+        low >> 48,
+        low & 0xffff_ffff_ffff
+    )
 }
 
 /// FNV-1a: a stable hash for seeding (std's hashers are not stable across releases).

@@ -164,3 +164,46 @@ fn financial_claims_carry_amounts() {
     assert!(claim["total"].is_array() && claim["payment"]["amount"]["value"].is_number());
     assert!(!claim["meta"]["profile"][0].as_str().unwrap().ends_with("-Basis"));
 }
+
+#[test]
+fn random_ids_are_uuids_that_still_resolve_and_repeat_with_the_seed() {
+    let maria = member("Maria");
+    let mut options = Options::new(payer());
+    options.ids = IdStyle::Random;
+    let resources: Vec<Value> = record(&maria, &options).collect();
+    assert_eq!(resources.len(), natural(&maria).len(), "the same record, only its ids differ");
+    assert_eq!(resources, record(&maria, &options).collect::<Vec<_>>(), "same seed, same ids");
+
+    let ids: HashSet<String> = resources
+        .iter()
+        .map(|r| format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(ids.len(), resources.len(), "ids are unique");
+    let care = resources.iter().filter(|r| r["resourceType"] == "Condition" || r["resourceType"] == "Provenance");
+    let mut uuids = 0;
+    for resource in care {
+        let id = resource["id"].as_str().unwrap();
+        let groups: Vec<usize> = id.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
+        assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()), "{id}");
+        assert_eq!(&id[14..15], "4", "version 4 layout: {id}");
+        assert!(baton_fhir::is_valid_id(id));
+        uuids += 1;
+    }
+    assert!(uuids > 20);
+    // Neighbours in the record are not neighbours in key order.
+    let conditions: Vec<&str> =
+        resources.iter().filter(|r| r["resourceType"] == "Condition").map(|r| r["id"].as_str().unwrap()).collect();
+    assert!(conditions.windows(2).any(|w| w[0] > w[1]) && conditions.windows(2).any(|w| w[0] < w[1]));
+    for resource in &resources {
+        walk::references(resource, |path, reference| {
+            let (t, id) = Reference::parse(reference).type_and_id().unwrap_or_else(|| panic!("{path}: {reference}"));
+            assert!(ids.contains(&format!("{t}/{id}")), "{}: dangling {reference}", resource["id"]);
+        });
+    }
+
+    let mut other = options.clone();
+    other.seed = 7;
+    let first = |o: &Options| record(&maria, o).find(|r| r["resourceType"] == "Condition").unwrap()["id"].clone();
+    assert_ne!(first(&options), first(&other), "another seed, other ids");
+}
