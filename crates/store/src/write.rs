@@ -38,6 +38,16 @@ pub(crate) struct PreparedWrite {
     security: String,
 }
 
+impl PreparedWrite {
+    pub(crate) fn resource_type(&self) -> &str {
+        &self.write.resource_type
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.write.id
+    }
+}
+
 /// Keeps the last write of each (type, id) — one statement cannot touch a row twice — sets
 /// `meta` for version 1 and serialises every body. Runs before any connection is taken.
 pub(crate) fn prepare_writes(writes: Vec<ResourceWrite>, now: Timestamp) -> Result<Vec<PreparedWrite>, StoreError> {

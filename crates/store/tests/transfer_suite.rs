@@ -2,8 +2,8 @@
 
 use baton_store::testing::{on_postgres, on_sqlite};
 use baton_store::{
-    AccountId, CommitError, MemberConsent, NewAccount, PayerLink, ResourceQuery, ResourceWrite, Store, Timestamp,
-    TransferPage, TransferRequest, transfer_state,
+    AccountId, CommitError, MemberConsent, NewAccount, PayerLink, ResourceQuery, ResourceWrite, Store, StoreError,
+    Timestamp, TransferPage, TransferRequest, transfer_state,
 };
 use serde_json::json;
 
@@ -20,6 +20,7 @@ on_both!(
     pages_commit_resources_checkpoint_and_audit_together,
     retry_and_cancel,
     a_page_in_flight_moves_the_checkpoint_only_after_the_one_before,
+    pages_gathered_into_one_commit_leave_what_page_by_page_commits_would,
     withdrawing_consent_stops_transfers_and_forgets_tokens,
 );
 
@@ -208,6 +209,60 @@ async fn a_page_in_flight_moves_the_checkpoint_only_after_the_one_before(store: 
     assert_eq!((transfer.checkpoint.as_str(), transfer.pages_done), ("{\"page\":2}", 2));
     let query = ResourceQuery { patient_id: Some("p-new".into()), limit: 10, ..Default::default() };
     assert_eq!(store.count_resources(&query).await.unwrap(), 4, "c5 was rolled back");
+}
+
+async fn pages_gathered_into_one_commit_leave_what_page_by_page_commits_would(store: Store) {
+    let (_, link) = member_with_link(&store).await;
+    store.enqueue_transfer("t1", &link, "full", None, Timestamp::now()).await.unwrap();
+    store.claim_transfer("w", later(30), Timestamp::now()).await.unwrap().unwrap();
+    let request = |url: &str| TransferRequest {
+        at: Timestamp::now().millis(),
+        method: "GET".into(),
+        url: url.into(),
+        status: Some(200),
+        duration_ms: 5,
+        bytes: 100,
+        error: None,
+    };
+    let page = |n: usize, resources: Vec<ResourceWrite>| TransferPage {
+        transfer_id: "t1".into(),
+        owner: "w".into(),
+        lease_until: later(30),
+        resources,
+        checkpoint: format!("{{\"page\":{n}}}"),
+        progress: format!("{{\"pages\":{n}}}"),
+        pages_done: 1,
+        rejected: vec![(format!("entry {n}"), "missing id".into())],
+        requests: vec![request(&format!("https://old.example/fhir/page-{n}"))],
+        events: vec![("page".into(), format!("page {n}"))],
+    };
+    let mut newer = received("c2");
+    newer.body = json!({"resourceType": "Condition", "id": "c2", "note": [{"text": "updated"}]});
+    let mut group = page(1, vec![received("c1"), received("c2")]).prepare().unwrap();
+    group.absorb(page(2, vec![newer, received("c3")])).unwrap();
+    assert_eq!(group.resources(), 3, "c2 once, as the later page has it");
+
+    let mut other = page(3, vec![received("c9")]);
+    other.transfer_id = "t2".into();
+    assert!(matches!(group.absorb(other), Err(StoreError::Invalid(_))), "pages of another transfer stay apart");
+    assert_eq!(group.resources(), 3);
+
+    let stored = store.commit_prepared_page(group).await.unwrap();
+    assert_eq!(stored.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["c1", "c2", "c3"]);
+    let transfer = store.transfer("t1").await.unwrap().unwrap();
+    assert_eq!(
+        (transfer.checkpoint.as_str(), transfer.progress.as_str(), transfer.pages_done, transfer.resources_stored),
+        ("{\"page\":2}", "{\"pages\":2}", 2, 4),
+        "the last page's checkpoint and progress; both pages counted as received"
+    );
+    let c2 = store.read_resource("Condition", "c2").await.unwrap().unwrap();
+    assert!(c2.body.contains("updated"), "{}", c2.body);
+    let urls: Vec<String> = store.transfer_requests("t1").await.unwrap().into_iter().map(|r| r.url).collect();
+    assert_eq!(urls, ["https://old.example/fhir/page-1", "https://old.example/fhir/page-2"]);
+    let rejected: Vec<String> = store.transfer_rejections("t1").await.unwrap().into_iter().map(|r| r.source).collect();
+    assert_eq!(rejected, ["entry 1", "entry 2"]);
+    let events: Vec<String> = store.transfer_events("t1").await.unwrap().into_iter().map(|e| e.detail).collect();
+    assert!(events.contains(&"page 1".to_owned()) && events.contains(&"page 2".to_owned()), "{events:?}");
 }
 
 async fn retry_and_cancel(store: Store) {

@@ -19,7 +19,8 @@ use baton_fhir::sensitivity;
 use baton_fhir::smart::Scopes;
 use baton_records::Prepared;
 use baton_store::{
-    AccountId, CommitError, PayerLink, ResourceWrite, Store, Timestamp, Transfer, TransferPage, transfer_state,
+    AccountId, CommitError, PayerLink, PreparedTransferPage, ResourceWrite, Store, StoreError, Timestamp, Transfer,
+    TransferPage, transfer_state,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -94,6 +95,10 @@ struct Job<'a> {
     /// before any step that reads what they wrote, and before the job ends, so the job's end
     /// is recorded after them.
     committing: VecDeque<InFlight>,
+    /// Pages that arrived while the writer was busy, gathered into one commit (see
+    /// [`Store::page_group_resources`]); submitted once the writer is free or the group is
+    /// full, and by [`Job::settle`].
+    gathering: Option<PreparedTransferPage>,
     /// Whether the newest of them committed, for the next one to wait on before its
     /// checkpoint moves (checkpoints land in page order).
     handoff: Option<oneshot::Receiver<bool>>,
@@ -239,6 +244,7 @@ impl<'a> Job<'a> {
             attempted: HashSet::new(),
             named,
             prefetch: None,
+            gathering: None,
             committing: VecDeque::new(),
             handoff: None,
         })
@@ -348,6 +354,12 @@ impl<'a> Job<'a> {
     /// while earlier pages may still be committing. Up to [`Store::page_commits_in_flight`]
     /// run at once, each in its own transaction with its checkpoint; each waits for the one
     /// before it to commit before moving the checkpoint, and does not commit if that one failed.
+    ///
+    /// Where the store groups pages ([`Store::page_group_resources`]; one commit in flight), a
+    /// page that arrives while the writer is busy joins the pages gathered since, and the
+    /// group is committed as one transaction, with the last page's checkpoint, once the writer
+    /// is free or the group is full. A group lost to a crash is fetched again on resume, like
+    /// a page.
     async fn commit_in_background(
         &mut self,
         resources: Vec<ResourceWrite>,
@@ -356,9 +368,27 @@ impl<'a> Job<'a> {
         events: Vec<(String, String)>,
         pages: i64,
     ) -> Step {
-        let resources_in_page = resources.len();
         let store = self.engine.store.clone();
         let in_flight = store.page_commits_in_flight().max(1);
+        let group_limit = store.page_group_resources();
+        if in_flight == 1 && group_limit > 0 {
+            self.track(&resources);
+            let page = self.page(resources, rejected, audit, events, pages);
+            let group = match self.gathering.take() {
+                Some(mut group) => group.absorb(page).map(|()| group),
+                None => page.prepare(),
+            };
+            let group = match group {
+                Ok(group) => group,
+                Err(error) => return commit_end(Err(CommitError::Store(error))),
+            };
+            let writer_busy = self.committing.iter().any(|c| !c.task.is_finished());
+            if writer_busy && group.resources() < group_limit {
+                self.gathering = Some(group);
+                return Ok(());
+            }
+            return self.submit(Ok(group), HashSet::new()).await;
+        }
         // Pages in flight together never write the same resource: the later one's insert would
         // wait inside its transaction for the earlier one, which may wait for the later one's rows.
         let writes: HashSet<u128> = match in_flight {
@@ -367,6 +397,14 @@ impl<'a> Job<'a> {
         };
         self.track(&resources);
         let page = self.page(resources, rejected, audit, events, pages).prepare();
+        self.submit(page, writes).await
+    }
+
+    /// Starts committing a prepared page (or group) once a commit slot is free and no page in
+    /// flight writes the same resources.
+    async fn submit(&mut self, page: Result<PreparedTransferPage, StoreError>, writes: HashSet<u128>) -> Step {
+        let store = self.engine.store.clone();
+        let in_flight = store.page_commits_in_flight().max(1);
         while self.committing.len() >= in_flight || self.committing.iter().any(|c| !c.writes.is_disjoint(&writes)) {
             self.settle_oldest().await?;
         }
@@ -374,6 +412,7 @@ impl<'a> Job<'a> {
             Ok(page) => page,
             Err(error) => return commit_end(Err(CommitError::Store(error))),
         };
+        let resources_in_page = page.resources();
         let (done, handoff) = oneshot::channel();
         let previous = self.handoff.replace(handoff);
         let task = async move {
@@ -414,9 +453,13 @@ impl<'a> Job<'a> {
         .map_err(|e| JobEnd::Failed(e.to_string()))
     }
 
-    /// Waits for every page commit still running; the first failure ends the job.
+    /// Commits the pages gathered, then waits for every page commit still running; the first
+    /// failure ends the job.
     async fn settle(&mut self) -> Step {
-        let mut end = Ok(());
+        let mut end = match self.gathering.take() {
+            Some(group) => self.submit(Ok(group), HashSet::new()).await,
+            None => Ok(()),
+        };
         while !self.committing.is_empty() {
             let settled = self.settle_oldest().await;
             end = end.and(settled);
