@@ -129,10 +129,15 @@ type Step = Result<(), JobEnd>;
 
 /// Runs a claimed transfer to its end, recording that end.
 pub async fn run(engine: &Engine, transfer: Transfer) -> JobEnd {
+    // Instrumented rather than entered: a span entered across an `.await` would stay entered on
+    // the worker thread while the job is parked, and label whatever else runs there (requests).
+    let span = tracing::info_span!("transfer", id = %transfer.id, worker = %engine.config.worker_id);
+    run_in_span(engine, transfer).instrument(span).await
+}
+
+async fn run_in_span(engine: &Engine, transfer: Transfer) -> JobEnd {
     let id = transfer.id.clone();
     let owner = engine.config.worker_id.clone();
-    let span = tracing::info_span!("transfer", id = %id, worker = %owner);
-    let _entered = span.enter();
     let lease_lost = Arc::new(AtomicBool::new(false));
     let heartbeat = spawn_heartbeat(engine.clone(), id.clone(), lease_lost.clone());
     let end = match Job::load(engine, transfer, lease_lost).await {
@@ -170,22 +175,25 @@ pub async fn run(engine: &Engine, transfer: Transfer) -> JobEnd {
 
 /// Renews the lease every third of its length; flags the job when the lease is lost.
 fn spawn_heartbeat(engine: Engine, id: String, lost: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let every = engine.config.lease / 3;
-        loop {
-            tokio::time::sleep(every).await;
-            let until =
-                Timestamp::now().plus(time::Duration::try_from(engine.config.lease).unwrap_or(time::Duration::MINUTE));
-            match engine.store.renew_lease(&id, &engine.config.worker_id, until).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    lost.store(true, Ordering::SeqCst);
-                    return;
+    tokio::spawn(
+        async move {
+            let every = engine.config.lease / 3;
+            loop {
+                tokio::time::sleep(every).await;
+                let until = Timestamp::now()
+                    .plus(time::Duration::try_from(engine.config.lease).unwrap_or(time::Duration::MINUTE));
+                match engine.store.renew_lease(&id, &engine.config.worker_id, until).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(error) => tracing::warn!(%error, "lease renewal failed"),
                 }
-                Err(error) => tracing::warn!(%error, "lease renewal failed"),
             }
         }
-    })
+        .instrument(tracing::Span::current()),
+    )
 }
 
 impl<'a> Job<'a> {
