@@ -14,8 +14,28 @@ export async function expectAccessible(page: Page) {
   expect(blocking, `accessibility violations on ${page.url()}`).toEqual([]);
 }
 
+// What each page's browser reported going wrong (script errors, failed requests), so that a page
+// that never hydrates says why instead of only timing out.
+const troubles = new WeakMap<Page, string[]>();
+
+function watch(page: Page): string[] {
+  let seen = troubles.get(page);
+  if (!seen) {
+    const list: string[] = [];
+    page.on('pageerror', (e) => list.push(`page error: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') list.push(`console error: ${m.text()}`);
+    });
+    page.on('requestfailed', (r) => list.push(`request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
+    troubles.set(page, list);
+    seen = list;
+  }
+  return seen;
+}
+
 /** Goes to `path`, waits for the page to hydrate, checks accessibility. */
 export async function visit(page: Page, path: string) {
+  watch(page);
   const response = await page.goto(path);
   await settle(page);
   return response;
@@ -23,8 +43,20 @@ export async function visit(page: Page, path: string) {
 
 /** Waits until the page is interactive (hydrated), then runs axe on it. */
 export async function settle(page: Page) {
+  const seen = watch(page);
   await page.waitForLoadState('load');
-  await expect(page.locator('main[data-hydrated="true"]')).toHaveCount(1, { timeout: 15_000 });
+  const hydrated = page.locator('main[data-hydrated="true"]');
+  try {
+    await expect(hydrated).toHaveCount(1, { timeout: 15_000 });
+  } catch (error) {
+    const scripts = await page
+      .evaluate(() => Array.from(document.scripts, (s) => s.src || `inline, ${s.textContent?.length ?? 0} characters`))
+      .catch((e) => [`could not list scripts: ${e}`]);
+    throw new Error(
+      `${page.url()} did not hydrate.\nWhat the browser reported:\n  ${seen.join('\n  ') || '(nothing)'}\n` +
+        `Scripts on the page:\n  ${scripts.join('\n  ')}\n${error}`,
+    );
+  }
   await expectAccessible(page);
 }
 
