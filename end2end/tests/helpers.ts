@@ -81,6 +81,16 @@ export async function settleWithoutJavaScript(page: Page) {
   }
 }
 
+/**
+ * The demo members' coverage start as the page shows it: the first day of this month (the demo
+ * counts it from the day it is seeded, as the time to bring records runs 90 days from it).
+ */
+export function demoCoverageStart(locale: 'en-US' | 'es'): string {
+  const now = new Date();
+  const first = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
+  return first.toLocaleDateString(locale, { year: 'numeric', month: 'long', day: 'numeric', timeZone: 'UTC' });
+}
+
 /** Signs in through the form, as a person would. */
 export async function signIn(page: Page, username: string, password = DEMO_PASSWORD) {
   await visit(page, '/sign-in');

@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { DEMO_PASSWORD, settle, signIn, visit } from './helpers';
+import { demoCoverageStart, DEMO_PASSWORD, settle, signIn, visit } from './helpers';
 
 test('the front door explains Baton and leads to sign-in', async ({ page }) => {
   await visit(page, '/');
@@ -14,7 +14,7 @@ test('a member signs in and sees the member home', async ({ page }) => {
   await expect(page).toHaveURL(/\/member$/);
   await expect(page.getByRole('heading', { level: 1 })).toHaveText('Welcome, Maria Garcia');
   await expect(page.getByText('CVH-100234')).toBeVisible();
-  await expect(page.getByText('January 1, 2026')).toBeVisible();
+  await expect(page.getByText(demoCoverageStart('en-US'))).toBeVisible();
   await expect(page.getByRole('heading', { name: 'Bring your records from your previous plan' })).toBeVisible();
   await expect(page.getByText('Signed in as Maria Garcia')).toBeVisible();
   await settle(page);

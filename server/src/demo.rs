@@ -35,7 +35,34 @@ struct DemoMember {
     display_name: &'static str,
     member_id: &'static str,
     birth_date: Date,
-    coverage_start: Date,
+    coverage_start: CoverageStart,
+}
+
+/// When a demo member's coverage with the new plan starts, counted from the day the demo is
+/// seeded: the time to bring records runs until 90 days after it, so fixed dates would close it.
+#[derive(Clone, Copy)]
+enum CoverageStart {
+    /// The first day of this month.
+    ThisMonth,
+    /// The first day of next month (enrolled early).
+    NextMonth,
+}
+
+impl CoverageStart {
+    fn date(self, today: Date) -> Date {
+        let first = today.replace_day(1).unwrap_or(today);
+        match self {
+            CoverageStart::ThisMonth => first,
+            CoverageStart::NextMonth => {
+                let (year, month) = if first.month() == time::Month::December {
+                    (first.year() + 1, time::Month::January)
+                } else {
+                    (first.year(), first.month().next())
+                };
+                Date::from_calendar_date(year, month, 1).unwrap_or(first)
+            }
+        }
+    }
 }
 
 const MEMBERS: [DemoMember; 4] = [
@@ -44,21 +71,21 @@ const MEMBERS: [DemoMember; 4] = [
         display_name: "Maria Garcia",
         member_id: "CVH-100234",
         birth_date: date!(1984 - 03 - 12),
-        coverage_start: date!(2026 - 01 - 01),
+        coverage_start: CoverageStart::ThisMonth,
     },
     DemoMember {
         username: "james",
         display_name: "James Wilson",
         member_id: "CVH-100871",
         birth_date: date!(1959 - 11 - 02),
-        coverage_start: date!(2026 - 01 - 01),
+        coverage_start: CoverageStart::ThisMonth,
     },
     DemoMember {
         username: "ana",
         display_name: "Ana López",
         member_id: "CVH-101552",
         birth_date: date!(1992 - 07 - 24),
-        coverage_start: date!(2026 - 12 - 01),
+        coverage_start: CoverageStart::NextMonth,
     },
     // Came from Lakeshore, which is offline in the demo (see `seed_offline_history`).
     DemoMember {
@@ -66,7 +93,7 @@ const MEMBERS: [DemoMember; 4] = [
         display_name: "Lee Park",
         member_id: "CVH-102090",
         birth_date: date!(1977 - 05 - 30),
-        coverage_start: date!(2026 - 01 - 01),
+        coverage_start: CoverageStart::ThisMonth,
     },
 ];
 
@@ -207,6 +234,7 @@ pub fn client_secret(data_dir: &Path) -> anyhow::Result<String> {
 /// Creates the new plan's demo accounts that do not exist yet; returns all of them.
 pub async fn seed(services: &Services) -> anyhow::Result<Vec<DemoAccount>> {
     let password = || NewPassword::parse(DEMO_PASSWORD).context("demo password");
+    let today = time::OffsetDateTime::now_utc().date();
     let mut accounts = Vec::new();
     for member in MEMBERS {
         let created = services
@@ -217,7 +245,7 @@ pub async fn seed(services: &Services) -> anyhow::Result<Vec<DemoAccount>> {
                 password: Some(password()?),
                 member_id: member.member_id.into(),
                 birth_date: member.birth_date,
-                coverage_start: member.coverage_start,
+                coverage_start: member.coverage_start.date(today),
             })
             .await;
         already_there_is_fine(created)?;
@@ -325,4 +353,17 @@ pub fn print_banner(
     println!();
     println!("  Stop with Ctrl-C.");
     println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_coverage_starts_this_month_or_next() {
+        assert_eq!(CoverageStart::ThisMonth.date(date!(2026 - 11 - 25)), date!(2026 - 11 - 01));
+        assert_eq!(CoverageStart::ThisMonth.date(date!(2026 - 11 - 01)), date!(2026 - 11 - 01));
+        assert_eq!(CoverageStart::NextMonth.date(date!(2026 - 11 - 25)), date!(2026 - 12 - 01));
+        assert_eq!(CoverageStart::NextMonth.date(date!(2026 - 12 - 31)), date!(2027 - 01 - 01));
+    }
 }

@@ -191,7 +191,8 @@ async fn world() -> World {
             password: Some(NewPassword::parse(PASSWORD).unwrap()),
             member_id: "CVH-1".into(),
             birth_date: date!(1984 - 03 - 12),
-            coverage_start: date!(2026 - 01 - 01),
+            // The time to bring records runs until 90 days after coverage starts.
+            coverage_start: time::OffsetDateTime::now_utc().date(),
         })
         .await
         .unwrap();

@@ -57,7 +57,8 @@ async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         password: Some(NewPassword::parse(PASSWORD).unwrap()),
         member_id: id.into(),
         birth_date: date!(1984 - 03 - 12),
-        coverage_start: date!(2026 - 01 - 01),
+        // The time to bring records runs until 90 days after coverage starts.
+        coverage_start: time::OffsetDateTime::now_utc().date(),
     };
     let maria = services.accounts.create_member(member("maria", "Maria Garcia", "M-1")).await.unwrap().id;
     services.accounts.create_member(member("ana", "Ana Lopez", "M-2")).await.unwrap();
@@ -820,4 +821,43 @@ async fn an_admin_pins_a_brands_entrys_endpoints_and_scopes() {
     // Not a brands entry: nothing to pin.
     let other = [("id", "brand-nobody"), ("authorize_url", ""), ("token_url", ""), ("scopes", "")];
     assert_eq!(app.call("staff/payers/endpoints", &other, Some(&alex)).await, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_90_days_of_coverage_the_consent_page_says_the_time_has_ended() {
+    let app = spawn_with(|config| config.payers.push(server::demo::offline_plan_payer())).await;
+    let started = time::OffsetDateTime::now_utc().date() - time::Duration::days(120);
+    let late_id = app
+        .services
+        .accounts
+        .create_member(NewMember {
+            username: Username::parse("late").unwrap(),
+            display_name: "Late Joiner".into(),
+            password: Some(NewPassword::parse(PASSWORD).unwrap()),
+            member_id: "M-9".into(),
+            birth_date: date!(1970 - 01 - 01),
+            coverage_start: started,
+        })
+        .await
+        .unwrap()
+        .id;
+    let late = app.sign_in("late").await;
+    let (status, page, _) = app.get("/member/bring/lakeshore", Some(&late)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("id=\"consent-closed\"") && page.contains("The time to bring your records has ended"),
+        "{page}"
+    );
+    assert!(!page.contains("/api/member/start_authorization"), "no form to give the permission");
+    // A form posted anyway does not reach the previous plan.
+    let (status, location) =
+        app.post("member/start_authorization", &[("payer", "lakeshore"), ("sensitive", "exclude")], Some(&late)).await;
+    assert!(status.is_redirection(), "{status}");
+    assert_eq!(location.as_deref(), Some("/member/bring/lakeshore"));
+    assert!(app.services.store.consents_of(late_id).await.unwrap().is_empty());
+
+    // Maria's coverage started today: she is asked.
+    let maria = app.sign_in("maria").await;
+    let (_, page, _) = app.get("/member/bring/lakeshore", Some(&maria)).await;
+    assert!(!page.contains("consent-closed") && page.contains("/api/member/start_authorization"));
 }

@@ -47,8 +47,11 @@ pub struct ConsentPageData {
     pub payer_id: String,
     pub payer_name: String,
     pub plan_name: String,
-    /// The last day the permission would last, as (year, month, day).
+    /// The last day the permission would last, as (year, month, day); when `closed`, the last
+    /// day it could have been given.
     pub until: (i32, u8, u8),
+    /// More than 90 days have passed since the member's coverage started.
+    pub closed: bool,
 }
 
 #[server(endpoint = "member/consent_page")]
@@ -59,12 +62,16 @@ pub async fn load_consent_page(payer: String) -> Result<ConsentPageData, AppErro
         return Err(crate::ssr::fail(AppError::NotFound));
     };
     let today = time::OffsetDateTime::now_utc().date();
-    let until = baton_journey::consent::period_end(account.coverage_start, today);
+    let (until, closed) = match baton_journey::consent::Window::for_coverage(account.coverage_start, today) {
+        baton_journey::consent::Window::Open { until } => (until, false),
+        baton_journey::consent::Window::Closed { ended } => (ended, true),
+    };
     Ok(ConsentPageData {
         payer_id: found.id.clone(),
         payer_name: found.name.clone(),
         plan_name: services.plan_name.clone(),
         until: (until.year(), u8::from(until.month()), until.day()),
+        closed,
     })
 }
 
@@ -72,9 +79,17 @@ pub async fn load_consent_page(payer: String) -> Result<ConsentPageData, AppErro
 /// their session, then sends them to the previous plan's authorization page.
 #[server(endpoint = "member/start_authorization")]
 pub async fn start_authorization(payer: String, sensitive: Option<String>) -> Result<(), AppError> {
-    crate::ssr::require_member().await?;
+    let account = crate::ssr::require_member().await?;
     let services = crate::ssr::services()?;
     let payer_path = percent_encoding::utf8_percent_encode(&payer, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let today = time::OffsetDateTime::now_utc().date();
+    if let baton_journey::consent::Window::Closed { .. } =
+        baton_journey::consent::Window::for_coverage(account.coverage_start, today)
+    {
+        // The consent page says why; the previous plan is not asked.
+        leptos_axum::redirect(&format!("/member/bring/{payer_path}"));
+        return Ok(());
+    }
     let include_sensitive = match sensitive.as_deref() {
         Some("include") => true,
         Some("exclude") => false,
@@ -115,10 +130,11 @@ fn Problem(problem: String, payer: Option<String>) -> impl IntoView {
         "token" => t!(i18n, bring.problem_token).into_any(),
         "discovery" => t!(i18n, bring.problem_discovery).into_any(),
         "not_offered" => t!(i18n, bring.problem_not_offered).into_any(),
+        "closed" => t!(i18n, bring.problem_closed).into_any(),
         _ => t!(i18n, bring.problem_unavailable).into_any(),
     };
-    // A plan switched off cannot be tried again.
-    let again = payer.filter(|p| !p.is_empty() && problem != "not_offered").map(|p| {
+    // A plan switched off, or a time that has run out, cannot be tried again.
+    let again = payer.filter(|p| !p.is_empty() && problem != "not_offered" && problem != "closed").map(|p| {
         view! { <p><A href=format!("/member/bring/{p}")>{t!(i18n, bring.try_again)}</A></p> }
     });
     view! {
@@ -199,6 +215,16 @@ pub fn ConsentPage() -> impl IntoView {
                 let old = page.payer_name.clone();
                 let new = page.plan_name.clone();
                 let until = icu_date(page.until.0, page.until.1, page.until.2);
+                if page.closed {
+                    return view! {
+                        <article class="consent" id="consent-closed">
+                            <h1>{t!(i18n, consent.closed_heading)}</h1>
+                            <p class="lead">{until.map(|date| t!(i18n, consent.closed_body, date = move || date, new = new.clone()))}</p>
+                            <p>{t!(i18n, consent.closed_next, old = old.clone())}</p>
+                            <p><A href="/member" attr:class="button button--secondary">{t!(i18n, consent.closed_back)}</A></p>
+                        </article>
+                    }.into_any();
+                }
                 view! {
                     <article class="consent">
                         <h1>{t!(i18n, consent.heading, old = old.clone())}</h1>
@@ -244,7 +270,7 @@ pub fn ConsentPage() -> impl IntoView {
                             </div>
                         </form>
                     </article>
-                }
+                }.into_any()
             }))}
         </Suspense>
     }

@@ -41,11 +41,23 @@ pub struct ConsentFacts {
     pub statement: String,
 }
 
-/// The last day the permission lasts: 90 days after the new coverage starts, or after today
-/// when the coverage started long ago (a member who arrives late still gets the full time).
-pub fn period_end(coverage_start: Option<Date>, today: Date) -> Date {
-    let from = coverage_start.map_or(today, |start| start.max(today));
-    from.saturating_add(time::Duration::days(DAYS_AFTER_COVERAGE_START))
+/// When a member may give the permission, and until when it lasts (PDex's proposed period: to
+/// 90 days after the new plan's coverage starts; the Consent's end may not be later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The permission, given today, lasts until `until` (inclusive).
+    Open { until: Date },
+    /// It could be given until `ended`, which has passed.
+    Closed { ended: Date },
+}
+
+impl Window {
+    /// For a member whose coverage starts (or started) on `coverage_start`. With no start on
+    /// record, the 90 days count from today.
+    pub fn for_coverage(coverage_start: Option<Date>, today: Date) -> Window {
+        let until = coverage_start.unwrap_or(today).saturating_add(time::Duration::days(DAYS_AFTER_COVERAGE_START));
+        if until < today { Window::Closed { ended: until } } else { Window::Open { until } }
+    }
 }
 
 /// The HRex Consent resource.
@@ -181,9 +193,26 @@ mod tests {
     #[test]
     fn permission_lasts_until_90_days_after_coverage_starts() {
         let today = date!(2026 - 11 - 25);
-        assert_eq!(period_end(Some(date!(2026 - 12 - 01)), today), date!(2027 - 03 - 01));
-        // Coverage began long ago: 90 days from today.
-        assert_eq!(period_end(Some(date!(2026 - 01 - 01)), today), date!(2027 - 02 - 23));
-        assert_eq!(period_end(None, today), date!(2027 - 02 - 23));
+        // Early enrollment: coverage starts next month.
+        assert_eq!(
+            Window::for_coverage(Some(date!(2026 - 12 - 01)), today),
+            Window::Open { until: date!(2027 - 03 - 01) }
+        );
+        assert_eq!(
+            Window::for_coverage(Some(date!(2026 - 11 - 01)), today),
+            Window::Open { until: date!(2027 - 01 - 30) }
+        );
+        // The last day is still open; the day after, closed.
+        assert_eq!(Window::for_coverage(Some(date!(2026 - 08 - 27)), today), Window::Open { until: today });
+        assert_eq!(
+            Window::for_coverage(Some(date!(2026 - 08 - 26)), today),
+            Window::Closed { ended: date!(2026 - 11 - 24) }
+        );
+        assert_eq!(
+            Window::for_coverage(Some(date!(2026 - 01 - 01)), today),
+            Window::Closed { ended: date!(2026 - 04 - 01) }
+        );
+        // No coverage start on record: 90 days from today.
+        assert_eq!(Window::for_coverage(None, today), Window::Open { until: date!(2027 - 02 - 23) });
     }
 }

@@ -44,6 +44,9 @@ pub enum JourneyError {
     Callback(#[from] CallbackError),
     #[error("the consent was not found")]
     UnknownConsent,
+    /// More than 90 days have passed since the member's coverage started.
+    #[error("the time to bring records from a previous plan ended on {ended} (90 days after the coverage started)")]
+    WindowClosed { ended: Date },
     #[error("{0}")]
     Failed(String),
     #[error(transparent)]
@@ -144,6 +147,8 @@ impl Journey {
         let pending = pending.ok_or(CallbackError::NoPendingAuthorization)?;
         // A plan switched off while the member was away: no token request (a new authorization).
         let payer = self.offered(&pending.payer_id)?;
+        // Nor when the time to give the permission ran out meanwhile.
+        self.consent_until(member, now).await?;
         let granted = authorization::complete(pending, params, &payer.credentials, &self.http, now.millis()).await?;
         self.connect(member, &payer, pending, granted, now).await
     }
@@ -173,6 +178,13 @@ impl Journey {
         self.connect(member, &payer, &pending, granted, now).await
     }
 
+    /// The last day a permission the member gives now would last, or why they cannot give one.
+    pub async fn consent_until(&self, member: AccountId, now: Timestamp) -> Result<Date, JourneyError> {
+        let account =
+            self.store.account_by_id(member).await?.ok_or_else(|| JourneyError::Failed("no such member".into()))?;
+        consent_until(&account, now)
+    }
+
     /// A payer members may start an authorization with: offered in the directory. A payer staff
     /// switched off is refused as such, not as unknown.
     fn offered(&self, payer_id: &str) -> Result<Payer, JourneyError> {
@@ -198,9 +210,7 @@ impl Journey {
             baton_transfer::member_patient(store, &self.local_base, member).await.map_err(JourneyError::Failed)?;
         let given_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(pending.consent_given_at) * 1_000_000)
             .unwrap_or_else(|_| OffsetDateTime::now_utc());
-        let today = now_date(now);
-        let coverage_start = account.coverage_start.as_deref().and_then(parse_date);
-        let end = consent::period_end(coverage_start, today);
+        let end = consent_until(&account, now)?;
         let consent_id = uuid::Uuid::new_v4().to_string();
         let facts = consent::ConsentFacts {
             id: consent_id.clone(),
@@ -508,6 +518,14 @@ pub fn consent_statement(old_plan: &str, new_plan: &str, include_sensitive: bool
          clinical records and prior authorizations, from at least the last 5 years. {choice} \
          This permission lasts until {until}. I can withdraw it at any time in {new_plan}'s member portal."
     )
+}
+
+fn consent_until(account: &baton_store::Account, now: Timestamp) -> Result<Date, JourneyError> {
+    let coverage_start = account.coverage_start.as_deref().and_then(parse_date);
+    match consent::Window::for_coverage(coverage_start, now_date(now)) {
+        consent::Window::Open { until } => Ok(until),
+        consent::Window::Closed { ended } => Err(JourneyError::WindowClosed { ended }),
+    }
 }
 
 fn now_date(now: Timestamp) -> Date {

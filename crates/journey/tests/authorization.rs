@@ -118,7 +118,8 @@ async fn member(store: &Store) -> baton_store::AccountId {
             roles: "member".into(),
             member_id: Some("CVH-1".into()),
             birth_date: Some("1984-03-12".into()),
-            coverage_start: Some("2026-01-01".into()),
+            // The time to bring records runs until 90 days after coverage starts.
+            coverage_start: Some(time::OffsetDateTime::now_utc().date().to_string()),
             ..NewAccount::default()
         })
         .await
@@ -214,6 +215,11 @@ async fn the_code_is_redeemed_form_encoded_with_the_verifier_and_basic_auth() {
         let resource: Value = serde_json::from_str(&consent.resource).unwrap();
         assert_eq!(resource["resourceType"], "Consent");
         assert!(resource["policy"][0]["uri"].as_str().unwrap().ends_with("#sensitive"));
+        // Until 90 days after the coverage starts (today, for this member), and no later.
+        let today = time::OffsetDateTime::now_utc().date();
+        let end = (today + time::Duration::days(90)).to_string();
+        assert_eq!(resource["provision"]["period"]["end"], end.as_str());
+        assert_eq!(resource["provision"]["period"]["start"], today.to_string().as_str());
         let link = store.link(&connected.link_id).await.unwrap().unwrap();
         assert_eq!(link.patient_id.as_deref(), Some("pat-1"));
         assert_eq!(link.scope, "launch/patient openid fhirUser offline_access patient/Patient.rs patient/Coverage.rs");
@@ -291,6 +297,42 @@ async fn a_wrong_or_missing_state_makes_no_token_request() {
         assert!(matches!(error, JourneyError::Callback(CallbackError::Expired)), "{error:?}");
         assert!(shared.lock().unwrap().token_requests.is_empty());
         assert!(store.links_of(maria).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn after_90_days_of_coverage_no_permission_is_taken_and_no_token_asked_for() {
+    let old = old_plan().await;
+    old.shared.lock().unwrap().token_answer =
+        Some(json!({"access_token": "a", "token_type": "Bearer", "patient": "p"}));
+    let shared = old.shared.clone();
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
+        let today = time::OffsetDateTime::now_utc().date();
+        let started = today - time::Duration::days(91);
+        let late = store
+            .insert_account(&NewAccount {
+                username: "late".into(),
+                display_name: "Late Joiner".into(),
+                roles: "member".into(),
+                member_id: Some("CVH-2".into()),
+                birth_date: Some("1970-01-01".into()),
+                coverage_start: Some(started.to_string()),
+                ..NewAccount::default()
+            })
+            .await
+            .unwrap();
+        let (_, pending) = journey.start("riverbend", false, Timestamp::now()).await.unwrap();
+        let error = journey
+            .finish(late, Some(&pending), &callback(Some("c"), Some(&pending.state)), Timestamp::now())
+            .await
+            .unwrap_err();
+        let ended = today - time::Duration::days(1);
+        assert!(matches!(error, JourneyError::WindowClosed { ended: e } if e == ended), "{error:?}");
+        assert!(shared.lock().unwrap().token_requests.is_empty());
+        assert!(store.links_of(late).await.unwrap().is_empty());
+        assert!(store.consents_of(late).await.unwrap().is_empty());
     })
     .await;
 }

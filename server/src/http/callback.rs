@@ -58,6 +58,7 @@ fn problem(error: &JourneyError) -> &'static str {
         JourneyError::Callback(CallbackError::TokenFailed(_)) => "unavailable",
         JourneyError::UnknownPayer(_) | JourneyError::UnknownConsent => "state",
         JourneyError::NotOffered(_) => "not_offered",
+        JourneyError::WindowClosed { .. } => "closed",
         JourneyError::Discovery(_)
         | JourneyError::Failed(_)
         | JourneyError::Brands(_)
