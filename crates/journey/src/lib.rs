@@ -303,13 +303,14 @@ impl Journey {
                     ..TransferFilter::default()
                 };
                 for transfer in store.list_transfers(&filter).await? {
-                    deleted += self.delete_received(&transfer.id).await?;
+                    let removed = self.delete_received(&transfer.id).await?;
+                    deleted += removed;
                     store
                         .add_transfer_event(
                             &transfer.id,
                             now,
                             "deleted",
-                            &format!("{deleted} records, at the member's request"),
+                            &format!("{removed} records, at the member's request"),
                         )
                         .await?;
                 }

@@ -16,7 +16,7 @@ use baton_journey::{
     AuthorizationErrorCode, CallbackError, CallbackParams, ConfiguredPayer, Directory, Discovery, DiscoveryError,
     Inner, Journey, JourneyError, Payer, PinnedError,
 };
-use baton_store::{NewAccount, Store, Timestamp};
+use baton_store::{NewAccount, ResourceWrite, Store, Timestamp, TransferPage};
 use baton_transfer::{ClientAuth, PayerCredentials, PayerDirectory, TokenCipher};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -413,6 +413,82 @@ async fn withdrawal_stops_the_transfer_and_can_delete_what_arrived() {
         assert!(consent.withdrawn_at.is_some());
         // Twice is harmless.
         assert!(!journey.withdraw(maria, &connected.consent_id, false, Timestamp::now()).await.unwrap().withdrawn);
+    })
+    .await;
+}
+
+/// What a transfer of `link` stores: `received` records from the previous plan and one of this
+/// plan's own (which deleting what arrived leaves).
+async fn arrive(store: &Store, transfer: &str, member: baton_store::AccountId, received: usize) {
+    let now = Timestamp::now();
+    let lease = Timestamp::from_millis(now.millis() + 60_000);
+    let claimed = store.claim_transfer("w", lease, now).await.unwrap().unwrap();
+    assert_eq!(claimed.id, transfer);
+    let write = |resource_type: &str, id: String, from_previous_plan: bool| ResourceWrite {
+        resource_type: resource_type.into(),
+        id: id.clone(),
+        member_account: Some(member),
+        patient_id: Some("p".into()),
+        source_system: from_previous_plan.then(|| "https://old-plan.example/fhir".into()),
+        source_id: from_previous_plan.then(|| id.clone()),
+        security: vec![],
+        sensitive: false,
+        date_start: None,
+        date_end: None,
+        identifiers: vec![],
+        references: vec![],
+        body: json!({"resourceType": resource_type, "id": id}),
+    };
+    let mut resources: Vec<ResourceWrite> =
+        (0..received).map(|n| write("Condition", format!("{transfer}-c{n}"), true)).collect();
+    resources.push(write("Organization", format!("{transfer}-this-plan"), false));
+    let page = TransferPage {
+        transfer_id: transfer.into(),
+        owner: "w".into(),
+        lease_until: lease,
+        resources,
+        checkpoint: "{}".into(),
+        progress: "{}".into(),
+        pages_done: 1,
+        ..TransferPage::default()
+    };
+    store.commit_transfer_page(page).await.unwrap();
+    store.finish_transfer(transfer, "w", "completed", None, Timestamp::now()).await.unwrap();
+}
+
+#[tokio::test]
+async fn deleting_what_arrived_removes_each_transfers_received_records_and_says_how_many() {
+    let old = old_plan().await;
+    old.shared.lock().unwrap().token_answer =
+        Some(json!({"access_token": "a", "token_type": "Bearer", "scope": "patient/*.rs", "patient": "p"}));
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
+        let maria = member(&store).await;
+        let (_, pending) = journey.start("riverbend", false, Timestamp::now()).await.unwrap();
+        let connected = journey
+            .finish(maria, Some(&pending), &callback(Some("c"), Some(&pending.state)), Timestamp::now())
+            .await
+            .unwrap();
+        let first = connected.transfer_id.clone();
+        arrive(&store, &first, maria, 3).await;
+        let link = store.link(&connected.link_id).await.unwrap().unwrap();
+        store.enqueue_transfer("second", &link, "full", None, Timestamp::now()).await.unwrap();
+        arrive(&store, "second", maria, 2).await;
+
+        let withdrawal = journey.withdraw(maria, &connected.consent_id, true, Timestamp::now()).await.unwrap();
+        assert!(withdrawal.withdrawn);
+        assert_eq!(withdrawal.deleted, 5);
+        for (transfer, received) in [(first.as_str(), 3), ("second", 2)] {
+            for n in 0..received {
+                let id = format!("{transfer}-c{n}");
+                assert!(store.read_resource("Condition", &id).await.unwrap().is_none(), "{id} deleted");
+            }
+            let own = format!("{transfer}-this-plan");
+            assert!(store.read_resource("Organization", &own).await.unwrap().is_some(), "{own} kept");
+            let events = store.transfer_events(transfer).await.unwrap();
+            let deleted: Vec<&str> = events.iter().filter(|e| e.kind == "deleted").map(|e| e.detail.as_str()).collect();
+            assert_eq!(deleted, [format!("{received} records, at the member's request")], "{transfer}");
+        }
     })
     .await;
 }
