@@ -1,4 +1,4 @@
-import { expect, Page, test } from '@playwright/test';
+import { Browser, expect, Page, test } from '@playwright/test';
 import {
   approveAtOldPlan,
   chooseOldPlanAndConsent,
@@ -17,9 +17,39 @@ async function count(page: Page, category: string): Promise<number> {
   return Number((text ?? '').replace(/[^0-9]/g, ''));
 }
 
+/**
+ * Maria's visits this plan holds, as staff see them: how many, and how many are sensitive
+ * (shown to staff without the privacy role as hidden). Her sensitive care in the demo is visits,
+ * claims, medicines and lab results.
+ */
+async function visitsHeldForMaria(browser: Browser): Promise<{ all: number; sensitive: number }> {
+  const context = await browser.newContext();
+  try {
+    const staff = await context.newPage();
+    await signIn(staff, 'sam');
+    await expect(staff).toHaveURL(/\/staff$/);
+    await staff.getByRole('link', { name: 'Members', exact: true }).click();
+    await staff.getByLabel('Name or member ID').fill('CVH-100234');
+    await staff.getByRole('button', { name: 'Search' }).click();
+    await staff.getByRole('link', { name: 'Maria Garcia' }).click();
+    await staff.getByRole('link', { name: 'Open the records' }).click();
+    await staff.getByRole('link', { name: 'Visits', exact: true }).click();
+    await expect(staff).toHaveURL(/kind=visits/);
+    await expect(staff.getByRole('heading', { level: 2 })).toContainText('Visits');
+    // Every visit is listed (no "showing the newest …" hint).
+    await expect(staff.getByText(/Showing the newest/)).toHaveCount(0);
+    return {
+      all: await staff.locator('#records > li').count(),
+      sensitive: await staff.locator('#records > li[data-sensitive="hidden"]').count(),
+    };
+  } finally {
+    await context.close();
+  }
+}
+
 test.describe.configure({ timeout: 180_000 });
 
-test('a member brings their records leaving sensitive care out, then again with it included', async ({ page }) => {
+test('a member brings their records leaving sensitive care out, then again with it included', async ({ page, browser }) => {
   await signIn(page, 'maria');
   await expect(page).toHaveURL(/\/member$/);
   await settle(page);
@@ -35,6 +65,12 @@ test('a member brings their records leaving sensitive care out, then again with 
   const excluded = page.locator('#excluded-sensitive');
   await expect(excluded).toContainText(/Sensitive information left out at your request: \d+ items?/);
   const conditionsWithout = await count(page, 'conditions');
+  // Supporting details (practitioners, organizations, provenance) are named in words, not a code.
+  await expect(page.locator('tr[data-category="supporting"] th')).toHaveText('Care providers and record sources');
+  // Nor were they kept: the old plan sent sensitive care (Maria said yes there), this plan dropped it.
+  const held = await visitsHeldForMaria(browser);
+  expect(held.all).toBe(await count(page, 'visits'));
+  expect(held.sensitive).toBe(0);
   // The member's choice is shown back, with how long the permission lasts.
   await expect(page.locator('#your-choice')).toContainText('You chose to leave out sensitive information.');
   await expect(page.locator('#your-choice')).toContainText('Your permission lasts until');
@@ -52,6 +88,10 @@ test('a member brings their records leaving sensitive care out, then again with 
   expect(withSensitive).toBeGreaterThan(withoutSensitive);
   await expect(page.locator('#excluded-sensitive')).toHaveCount(0);
   expect(await count(page, 'conditions')).toBeGreaterThanOrEqual(conditionsWithout);
+  // Now the sensitive visits are held too.
+  const heldWith = await visitsHeldForMaria(browser);
+  expect(heldWith.sensitive).toBeGreaterThan(0);
+  expect(heldWith.all).toBe(held.all + heldWith.sensitive);
 });
 
 test('denying at the old plan explains what happened and starts no transfer', async ({ page }) => {

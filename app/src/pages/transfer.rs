@@ -15,10 +15,24 @@ use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 use crate::pages::member::icu_date;
 
-/// Kinds of record always listed (in this order), so counts never move the page around.
+/// Kinds of record always listed (in this order), so counts never move the page around: every
+/// kind a pull stores, and last the supporting details (care providers, where records came from).
 #[cfg_attr(not(feature = "ssr"), allow(dead_code))]
-pub const MEMBER_CATEGORIES: [&str; 8] =
-    ["claims", "prior_authorizations", "conditions", "medications", "visits", "labs", "immunizations", "documents"];
+pub const MEMBER_CATEGORIES: [&str; 13] = [
+    "claims",
+    "prior_authorizations",
+    "conditions",
+    "medications",
+    "visits",
+    "labs",
+    "immunizations",
+    "documents",
+    "procedures",
+    "allergies",
+    "care_plans",
+    "coverage",
+    "supporting",
+];
 
 /// A day as (year, month, day).
 pub type Day = (i32, u8, u8);
@@ -358,6 +372,7 @@ pub fn category_label(key: &str) -> AnyView {
         "allergies" => t!(i18n, categories.allergies).into_any(),
         "documents" => t!(i18n, categories.documents).into_any(),
         "care_plans" => t!(i18n, categories.care_plans).into_any(),
+        "supporting" => t!(i18n, categories.supporting).into_any(),
         other => other.to_owned().into_any(),
     }
 }
