@@ -155,7 +155,7 @@ test('withdrawing stops the pulls, can delete what arrived, and the home page sa
   await expect(link.getByRole('link', { name: `Sign in to ${OLD_PLAN_NAME} again` })).toBeVisible();
 });
 
-test('the directory and consent work without JavaScript', async ({ browser }) => {
+test('the directory, consent and progress page work without JavaScript', async ({ browser }) => {
   const context = await browser.newContext({ javaScriptEnabled: false });
   const page = await context.newPage();
   await page.goto('/sign-in?next=/member/bring');
@@ -174,5 +174,17 @@ test('the directory and consent work without JavaScript', async ({ browser }) =>
   await page.getByLabel('No. Leave out sensitive information.').check();
   await page.getByRole('button', { name: `Continue to ${OLD_PLAN_NAME}` }).click();
   await expect(page.getByRole('heading', { level: 1 })).toHaveText(`Sign in to ${OLD_PLAN_NAME}`);
+
+  // The old plan's pages work without JavaScript too; back here, the progress page refreshes
+  // itself while the transfer runs, until it shows what arrived.
+  await approveAtOldPlan(page, 'james.wilson', 'exclude');
+  await expect(page).toHaveURL(/\/member\/transfers\/[0-9a-f-]+$/);
+  const state = await page.locator('.transfer__status').getAttribute('data-state');
+  if (state === 'queued' || state === 'running') {
+    await expect(page.locator('meta[http-equiv="refresh"]')).toHaveCount(1);
+  }
+  await expect(page.locator('.transfer__status')).toHaveText('Done. Your records are here.', { timeout: 60_000 });
+  await expect(page.locator('meta[http-equiv="refresh"]')).toHaveCount(0);
+  expect(await count(page, 'claims')).toBeGreaterThan(0);
   await context.close();
 });

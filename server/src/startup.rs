@@ -26,7 +26,7 @@ use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 use url::Url;
 
 use crate::config::Config;
-use crate::http::{callback, client_ip, health, locale, panic, security, staff, trace};
+use crate::http::{callback, client_ip, health, live, locale, panic, security, staff, trace};
 use crate::payers;
 use crate::secrets::Secrets;
 use baton_journey::{Directory, Discovery, Journey};
@@ -158,6 +158,7 @@ impl Application {
             .route("/readyz", get(health::readyz))
             .route("/locale/{locale}", get(locale::set_locale))
             .route("/oauth/callback", get(callback::oauth_callback))
+            .route("/member/transfers/{id}/live", get(live::transfer_progress))
             .route(
                 "/staff/roster",
                 axum::routing::post(staff::upload_roster)

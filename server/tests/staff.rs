@@ -861,3 +861,56 @@ async fn after_90_days_of_coverage_the_consent_page_says_the_time_has_ended() {
     let (_, page, _) = app.get("/member/bring/lakeshore", Some(&maria)).await;
     assert!(!page.contains("consent-closed") && page.contains("/api/member/start_authorization"));
 }
+
+/// The next Server-Sent Event's data from `response`, as JSON (`None` when the stream ended).
+async fn next_event(response: &mut reqwest::Response, buffer: &mut String) -> Option<serde_json::Value> {
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            let data: Vec<&str> = event.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
+            if data.is_empty() {
+                continue; // a keep-alive comment
+            }
+            return Some(serde_json::from_str(&data.join("\n")).expect("each event is the page's JSON view"));
+        }
+        let chunk = response.chunk().await.expect("the stream reads")?;
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_transfer_progress_streams_to_them_alone_until_it_ends() {
+    let app = spawn().await;
+    let id = app.transfer_for(app.maria, "queued").await;
+    let path = format!("/member/transfers/{id}/live");
+    assert_eq!(app.get(&path, None).await.0, StatusCode::UNAUTHORIZED);
+    let ana = app.sign_in("ana").await;
+    assert_eq!(app.get(&path, Some(&ana)).await.0, StatusCode::NOT_FOUND, "another member's transfer does not exist");
+
+    let maria = app.sign_in("maria").await;
+    let mut response = client().get(format!("{}{path}", app.base)).header("cookie", &maria).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let mut buffer = String::new();
+    let first = next_event(&mut response, &mut buffer).await.expect("the transfer as it is now");
+    assert_eq!(
+        (first["id"].as_str(), first["state"].as_str(), first["active"].as_bool()),
+        (Some(id.as_str()), Some("queued"), Some(true))
+    );
+
+    // A worker takes the transfer and ends it: the stream follows, and ends after the end.
+    let store = &app.services.store;
+    let now = Timestamp::now();
+    store.claim_transfer("w", Timestamp::from_millis(now.millis() + 60_000), now).await.unwrap().unwrap();
+    store.finish_transfer(&id, "w", "completed", None, Timestamp::now()).await.unwrap();
+    let mut seen = vec![first];
+    while let Some(view) = next_event(&mut response, &mut buffer).await {
+        seen.push(view);
+    }
+    let states: Vec<&str> = seen.iter().map(|v| v["state"].as_str().unwrap()).collect();
+    assert_eq!(states.last(), Some(&"completed"), "{states:?}");
+    assert_eq!(seen.last().unwrap()["active"], false);
+    assert!(seen[..seen.len() - 1].iter().all(|v| v["active"] == true), "{states:?}");
+    let distinct: std::collections::HashSet<String> = seen.iter().map(|v| v.to_string()).collect();
+    assert_eq!(distinct.len(), seen.len(), "a view is sent only when it changed");
+}

@@ -22,4 +22,6 @@ pub use welcome::WelcomePage;
 pub mod staff_audit {
     pub use super::staff::AuditFilters;
 }
-pub use transfer::TransferPage;
+#[cfg(feature = "ssr")]
+pub use transfer::member_transfer;
+pub use transfer::{TransferPage, TransferView};

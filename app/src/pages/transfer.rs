@@ -1,6 +1,6 @@
 //! A transfer as the member sees it: a progress bar and counts per kind of record that update
-//! while it runs (polled every two seconds when JavaScript runs; the page refreshes itself when
-//! it does not), then what arrived, with dates, and what did not and why. From here the member
+//! while it runs (streamed as Server-Sent Events when JavaScript runs; the page refreshes itself
+//! when it does not), then what arrived, with dates, and what did not and why. From here the member
 //! can withdraw the permission (and ask for what arrived to be deleted).
 
 use leptos::prelude::*;
@@ -73,11 +73,22 @@ pub struct TransferView {
 pub async fn load_transfer(id: String) -> Result<TransferView, AppError> {
     let account = crate::ssr::require_member().await?;
     let services = crate::ssr::services()?;
+    member_transfer(&services, account.id.0, &id).await?.ok_or_else(|| crate::ssr::fail(AppError::NotFound))
+}
+
+/// The member's transfer as their page shows it; `None` when it is not theirs (another
+/// member's transfer does not exist, as far as this member can tell). Also what the live
+/// progress stream (`/member/transfers/{id}/live`) sends.
+#[cfg(feature = "ssr")]
+pub async fn member_transfer(
+    services: &crate::ssr::Services,
+    member: i64,
+    id: &str,
+) -> Result<Option<TransferView>, AppError> {
     let store = &services.store;
-    let transfer = store.transfer(&id).await.map_err(crate::ssr::unavailable)?;
-    // Another member's transfer does not exist, as far as this member can tell.
-    let Some(transfer) = transfer.filter(|t| t.member_account.0 == account.id.0) else {
-        return Err(crate::ssr::fail(AppError::NotFound));
+    let transfer = store.transfer(id).await.map_err(crate::ssr::unavailable)?;
+    let Some(transfer) = transfer.filter(|t| t.member_account.0 == member) else {
+        return Ok(None);
     };
     let link = store.link(&transfer.link_id).await.map_err(crate::ssr::unavailable)?.ok_or(AppError::Unavailable)?;
     let consent = match &link.consent_id {
@@ -87,7 +98,7 @@ pub async fn load_transfer(id: String) -> Result<TransferView, AppError> {
     let payer_name =
         services.journey.payers.known(&link.payer_id).map_or_else(|| link.payer_id.clone(), |p| p.name.clone());
     let progress = baton_transfer::Progress::from_json(&transfer.progress);
-    Ok(view_of(transfer, link, consent, payer_name, &progress))
+    Ok(Some(view_of(transfer, link, consent, payer_name, &progress)))
 }
 
 #[cfg(feature = "ssr")]
@@ -186,30 +197,26 @@ pub fn TransferPage() -> impl IntoView {
     let i18n = use_i18n();
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
-    let tick = RwSignal::new(0u32);
-    let data = Resource::new(move || (id(), tick.get()), |(id, _)| load_transfer(id));
-    // While the transfer runs, ask again every two seconds (in the browser only).
+    let data = Resource::new(id, load_transfer);
+    // While the transfer runs, each change the server streams replaces what was loaded.
+    let live = RwSignal::new(None::<TransferView>);
     Effect::new(move |_| {
-        let handle = set_interval_with_handle(
-            move || {
-                let active = data.get_untracked().and_then(Result::ok).is_some_and(|v| v.active);
-                if active {
-                    tick.update(|n| *n += 1);
-                }
-            },
-            std::time::Duration::from_secs(2),
-        )
-        .ok();
-        on_cleanup(move || {
-            if let Some(handle) = handle {
-                handle.clear();
-            }
-        });
+        let id = id();
+        if live.get_untracked().is_some_and(|v| v.id != id) {
+            live.set(None);
+        }
+        let running = data.get_untracked().and_then(Result::ok).is_none_or(|v| v.active);
+        if running {
+            follow(&id, live);
+        }
     });
     view! {
         <Title text=t_string!(i18n, transfer.title).to_string()/>
         <Transition fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, |view: TransferView| view! { <TransferDetails view/> }))}
+            {move || {
+                let current = live.get().filter(|v| v.id == id()).map(Ok).or_else(|| data.get());
+                current.map(|result| outcome(result, |view: TransferView| view! { <TransferDetails view/> }))
+            }}
         </Transition>
     }
 }
@@ -355,6 +362,35 @@ fn status_message(view: &TransferView) -> AnyView {
         _ => t!(i18n, transfer.state_failed).into_any(),
     }
 }
+
+/// Follows a running transfer: opens the page's Server-Sent Events stream and puts each view it
+/// sends into `live`; closed once the transfer has ended, or when the page goes away.
+#[cfg(feature = "hydrate")]
+fn follow(id: &str, live: RwSignal<Option<TransferView>>) {
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::closure::Closure;
+
+    let path = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC);
+    let Ok(source) = web_sys::EventSource::new(&format!("/member/transfers/{path}/live")) else { return };
+    let this = source.clone();
+    let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
+        let Some(view) = event.data().as_string().and_then(|text| serde_json::from_str::<TransferView>(&text).ok())
+        else {
+            return;
+        };
+        if !view.active {
+            this.close();
+        }
+        live.set(Some(view));
+    });
+    source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    let held = send_wrapper::SendWrapper::new((source, on_message));
+    on_cleanup(move || held.0.close());
+}
+
+/// On the server the page is rendered once; there is nothing to follow.
+#[cfg(not(feature = "hydrate"))]
+fn follow(_id: &str, _live: RwSignal<Option<TransferView>>) {}
 
 /// The member's words for a kind of record.
 pub fn category_label(key: &str) -> AnyView {

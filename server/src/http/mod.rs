@@ -4,6 +4,7 @@
 pub mod callback;
 pub mod client_ip;
 pub mod health;
+pub mod live;
 pub mod locale;
 pub mod panic;
 pub mod security;
