@@ -64,6 +64,8 @@ pub struct BrandsImport {
     pub entries: usize,
     /// Of which new to the directory.
     pub added: u64,
+    /// Plans the file listed before and no longer does: not offered any more.
+    pub withdrawn: u64,
     /// The server said the file had not changed (`304` to `If-None-Match`).
     pub not_modified: bool,
 }
@@ -374,11 +376,21 @@ impl Journey {
         // (result, the ETag to keep, whether the content changed)
         let (result, etag, changed) = match brands::fetch(&self.http, url, known_etag.as_deref()).await {
             Ok(brands::Fetched::NotModified) => {
-                (Ok(BrandsImport { entries: known_entries as usize, added: 0, not_modified: true }), known_etag, false)
+                let import =
+                    BrandsImport { entries: known_entries as usize, added: 0, withdrawn: 0, not_modified: true };
+                (Ok(import), known_etag, false)
             }
             Ok(brands::Fetched::Body { text, etag }) => match brands::parse(&text) {
                 Ok(entries) => match self.apply_brands(url.as_str(), &entries, now).await {
-                    Ok(added) => (Ok(BrandsImport { entries: entries.len(), added, not_modified: false }), etag, true),
+                    Ok(applied) => {
+                        let import = BrandsImport {
+                            entries: entries.len(),
+                            added: applied.added,
+                            withdrawn: applied.withdrawn,
+                            not_modified: false,
+                        };
+                        (Ok(import), etag, true)
+                    }
                     Err(error) => (Err(error), known_etag, false),
                 },
                 Err(error) => (Err(error.into()), known_etag, false),
@@ -387,6 +399,10 @@ impl Journey {
         };
         let status = match &result {
             Ok(import) if import.not_modified => "not modified since the last load".to_owned(),
+            Ok(import) if import.withdrawn > 0 => format!(
+                "{} plans, {} new, {} no longer listed (not offered any more)",
+                import.entries, import.added, import.withdrawn
+            ),
             Ok(import) => format!("{} plans, {} new", import.entries, import.added),
             Err(error) => format!("failed: {error}"),
         };
@@ -411,8 +427,13 @@ impl Journey {
         now: Timestamp,
     ) -> Result<BrandsImport, JourneyError> {
         let entries = brands::parse(text)?;
-        let added = self.apply_brands(&format!("file:{name}"), &entries, now).await?;
-        Ok(BrandsImport { entries: entries.len(), added, not_modified: false })
+        let applied = self.apply_brands(&format!("file:{name}"), &entries, now).await?;
+        Ok(BrandsImport {
+            entries: entries.len(),
+            added: applied.added,
+            withdrawn: applied.withdrawn,
+            not_modified: false,
+        })
     }
 
     async fn apply_brands(
@@ -420,7 +441,7 @@ impl Journey {
         source: &str,
         entries: &[brands::BrandEntry],
         now: Timestamp,
-    ) -> Result<u64, JourneyError> {
+    ) -> Result<baton_store::EntriesApplied, JourneyError> {
         let rows: Vec<baton_store::PayerEntry> = entries
             .iter()
             .map(|e| baton_store::PayerEntry {
@@ -438,11 +459,12 @@ impl Journey {
                 authorize_url: None,
                 token_url: None,
                 scopes: None,
+                withdrawn_at: None,
             })
             .collect();
-        let added = self.store.upsert_payer_entries(&rows).await?;
+        let applied = self.store.apply_payer_entries(source, &rows, now).await?;
         self.payers.reload(&self.store).await?;
-        Ok(added)
+        Ok(applied)
     }
 
     /// Staff enter this plan's registration at a brands entry; the directory is rebuilt.

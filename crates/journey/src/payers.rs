@@ -142,6 +142,8 @@ pub enum EntryState {
     /// A configured payer has the same id or FHIR base (configuration wins, whether that payer
     /// is switched on or off).
     Shadowed,
+    /// Its brands file no longer lists it.
+    Withdrawn,
 }
 
 impl Directory {
@@ -225,6 +227,9 @@ impl Directory {
         if self.configured.iter().any(|c| c.payer.id == entry.id || c.payer.fhir_base.as_str() == entry.fhir_base) {
             return EntryState::Shadowed;
         }
+        if entry.withdrawn_at.is_some() {
+            return EntryState::Withdrawn;
+        }
         match (&entry.client_id, &entry.credential) {
             (Some(client), Some(name)) if !client.is_empty() => {
                 if !self.credentials.contains_key(name) {
@@ -257,7 +262,8 @@ impl Directory {
         for entry in entries {
             let enabled = match self.state_of(entry) {
                 EntryState::Offered => true,
-                EntryState::Disabled => false,
+                // Still known (its transfers run on), not offered.
+                EntryState::Disabled | EntryState::Withdrawn => false,
                 EntryState::NoRegistration | EntryState::UnknownCredential | EntryState::Shadowed => continue,
             };
             match self.entry_payer(entry) {
@@ -416,6 +422,7 @@ mod tests {
             authorize_url: None,
             token_url: None,
             scopes: None,
+            withdrawn_at: None,
         }
     }
 
@@ -473,6 +480,25 @@ mod tests {
         assert!(directory.withheld("brand-d").is_some(), "registered but switched off");
         assert!(directory.credentials("brand-d").is_some(), "its running transfers go on");
         assert!(directory.known("brand-b").is_none(), "not registered: unknown to the engine");
+    }
+
+    #[test]
+    fn an_entry_its_brands_file_no_longer_lists_is_not_offered_but_still_known() {
+        let directory = Directory::new(vec![], shared_credential());
+        let listed = entry("brand-a", "https://a.example/fhir", Some("baton"), Some("shared"), true);
+        let dropped = PayerEntry {
+            withdrawn_at: Some(5),
+            ..entry("brand-w", "https://w.example/fhir", Some("baton"), Some("shared"), true)
+        };
+        assert_eq!(directory.state_of(&dropped), EntryState::Withdrawn);
+        let unregistered =
+            PayerEntry { withdrawn_at: Some(5), ..entry("brand-x", "https://x.example/fhir", None, None, true) };
+        assert_eq!(directory.state_of(&unregistered), EntryState::Withdrawn);
+        directory.rebuild(&[listed, dropped, unregistered], &[]);
+        assert_eq!(ids(directory.current().search("")), ["brand-a"]);
+        assert!(directory.get("brand-w").is_none(), "not offered to members");
+        assert!(directory.credentials("brand-w").is_some(), "transfers it already authorized run on");
+        assert!(directory.known("brand-x").is_none());
     }
 
     #[test]

@@ -28,6 +28,8 @@ struct Recorded {
     token_requests: Vec<(HeaderMap, HashMap<String, String>)>,
     token_answer: Option<Value>,
     s256: bool,
+    /// The brands file it publishes: (ETag, body).
+    brands: Option<(String, String)>,
 }
 
 type Shared = Arc<Mutex<Recorded>>;
@@ -55,6 +57,28 @@ async fn token(
     }
 }
 
+async fn brands_file(State(shared): State<Shared>, headers: HeaderMap) -> axum::response::Response {
+    let Some((etag, body)) = shared.lock().unwrap().brands.clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    ([("etag", etag), ("content-type", "application/fhir+json".into())], body).into_response()
+}
+
+/// A User-access Brands Bundle listing one plan per FHIR base.
+fn brands_bundle_of(bases: &[&str]) -> String {
+    let mut entries = vec![];
+    for (n, base) in bases.iter().enumerate() {
+        entries.push(json!({"resource": {"resourceType": "Organization", "id": format!("org{n}"),
+            "name": format!("Plan {n}"), "endpoint": [{"reference": format!("Endpoint/ep{n}")}]}}));
+        entries.push(json!({"resource": {"resourceType": "Endpoint", "id": format!("ep{n}"), "status": "active",
+            "connectionType": {"code": "hl7-fhir-rest"}, "address": base}}));
+    }
+    json!({"resourceType": "Bundle", "type": "collection", "entry": entries}).to_string()
+}
+
 struct OldPlan {
     base: Url,
     shared: Shared,
@@ -65,6 +89,7 @@ async fn old_plan() -> OldPlan {
     let router = Router::new()
         .route("/fhir/.well-known/smart-configuration", get(smart_configuration))
         .route("/fhir/token", post(token))
+        .route("/brands.json", get(brands_file))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -489,6 +514,50 @@ async fn deleting_what_arrived_removes_each_transfers_received_records_and_says_
             let deleted: Vec<&str> = events.iter().filter(|e| e.kind == "deleted").map(|e| e.detail.as_str()).collect();
             assert_eq!(deleted, [format!("{received} records, at the member's request")], "{transfer}");
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_brands_file_that_changed_is_loaded_again_and_plans_it_dropped_are_no_longer_offered() {
+    let old = old_plan().await;
+    let (north, south) = ("https://north.example/fhir", "https://south.example/fhir");
+    old.shared.lock().unwrap().brands = Some(("\"v1\"".into(), brands_bundle_of(&[north, south])));
+    let shared = old.shared.clone();
+    let url = old.base.join("/brands.json").unwrap();
+    let credentials = BTreeMap::from([("shared".to_owned(), ClientAuth::Secret("s".into()))]);
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey_with(store.clone(), vec![], credentials);
+        let first = journey.import_brands_url(&url, Timestamp::from_millis(1)).await.unwrap();
+        assert_eq!((first.entries, first.added, first.withdrawn, first.not_modified), (2, 2, 0, false));
+        let id_of = |base: &'static str| {
+            let store = store.clone();
+            async move { store.payer_entries().await.unwrap().into_iter().find(|e| e.fhir_base == base).unwrap().id }
+        };
+        let south_id = id_of(south).await;
+        journey.register_payer(&south_id, Some("me"), Some("shared"), true, Timestamp::from_millis(2)).await.unwrap();
+        assert!(journey.payers.get(&south_id).is_some(), "registered: offered");
+
+        // Unchanged: 304, nothing applied.
+        let again = journey.import_brands_url(&url, Timestamp::from_millis(3)).await.unwrap();
+        assert!(again.not_modified);
+
+        // The file changes (a new ETag) and no longer lists South.
+        shared.lock().unwrap().brands = Some(("\"v2\"".into(), brands_bundle_of(&[north])));
+        let changed = journey.import_brands_url(&url, Timestamp::from_millis(4)).await.unwrap();
+        assert_eq!((changed.entries, changed.added, changed.withdrawn, changed.not_modified), (1, 0, 1, false));
+        assert!(journey.payers.get(&south_id).is_none(), "no longer offered to members");
+        assert!(journey.payers.known(&south_id).is_some(), "transfers it authorized run on");
+        let source = store.brand_source(url.as_str()).await.unwrap().unwrap();
+        assert_eq!(source.etag.as_deref(), Some("\"v2\""));
+        assert_eq!(source.changed_at, 4);
+        assert!(source.status.contains("1 no longer listed"), "{}", source.status);
+
+        // Listed again: offered again, as registered before.
+        shared.lock().unwrap().brands = Some(("\"v3\"".into(), brands_bundle_of(&[north, south])));
+        let back = journey.import_brands_url(&url, Timestamp::from_millis(5)).await.unwrap();
+        assert_eq!((back.added, back.withdrawn), (0, 0));
+        assert!(journey.payers.get(&south_id).is_some());
     })
     .await;
 }

@@ -39,7 +39,7 @@ pub use audit::{AuditEvent, AuditQuery, NewAuditEvent};
 pub use error::StoreError;
 pub use invitations::Invitation;
 pub use oauth::{CodeRedemption, NewCode, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, TokenKind};
-pub use payer_entries::{BrandSource, PayerEnabledOverride, PayerEntry, PinnedEndpoints};
+pub use payer_entries::{BrandSource, EntriesApplied, PayerEnabledOverride, PayerEntry, PinnedEndpoints};
 pub use resources::{IndexedIdentifier, IndexedReference, ResourcePage, ResourceQuery, ResourceWrite, StoredResource};
 pub use roster::{MemberDetails, MemberQuery, RosterImport};
 pub use timestamp::Timestamp;

@@ -28,6 +28,17 @@ pub struct PayerEntry {
     pub token_url: Option<String>,
     /// Space-separated SMART scopes asked for instead of those chosen from the capabilities.
     pub scopes: Option<String>,
+    /// Since when its brands file, loaded again, no longer lists it (`None`: listed).
+    pub withdrawn_at: Option<i64>,
+}
+
+/// What loading a brands file changed in the directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EntriesApplied {
+    /// Entries new to the directory.
+    pub added: u64,
+    /// Entries of the same file that it no longer lists.
+    pub withdrawn: u64,
 }
 
 /// What staff pin for a brands entry: endpoints and a scope override (each optional).
@@ -59,7 +70,7 @@ pub struct BrandSource {
 }
 
 const ENTRY_COLUMNS: &str = "id, name, aliases, states, logo_url, fhir_base, source_url, client_id, credential, \
-     enabled, updated_at, authorize_url, token_url, scopes";
+     enabled, updated_at, authorize_url, token_url, scopes, withdrawn_at";
 
 /// Every change to the directory bumps its version in the same transaction (migration 0010).
 const BUMP_VERSION: &str = "UPDATE payer_directory_version SET version = version + 1 WHERE id = 1";
@@ -73,18 +84,41 @@ impl Store {
         }))
     }
 
-    /// Adds new entries and updates what the brands file says about known ones (by FHIR base);
-    /// the registration staff entered (client id, credential, enabled, pinned endpoints and
-    /// scopes) is kept. Returns how
-    /// many were new.
-    pub async fn upsert_payer_entries(&self, entries: &[PayerEntry]) -> Result<u64, StoreError> {
-        let mut added = 0;
+    /// Applies what the brands file at `source_url` lists now (`entries`, all from it): adds new
+    /// entries and updates what the file says about known ones (by FHIR base), keeping the
+    /// registration staff entered (client id, credential, enabled, pinned endpoints, scopes);
+    /// entries the file listed before and no longer does are marked withdrawn (kept, with their
+    /// registration, and listed again if the file lists them again).
+    pub async fn apply_payer_entries(
+        &self,
+        source_url: &str,
+        entries: &[PayerEntry],
+        now: Timestamp,
+    ) -> Result<EntriesApplied, StoreError> {
+        let mut applied = EntriesApplied::default();
+        let listed: std::collections::HashSet<&str> = entries.iter().map(|e| e.fhir_base.as_str()).collect();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            let before: Vec<String> =
+                sqlx::query_scalar("SELECT fhir_base FROM payer_entry WHERE source_url = $1 AND withdrawn_at IS NULL")
+                    .bind(source_url)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for gone in before.iter().filter(|base| !listed.contains(base.as_str())) {
+                applied.withdrawn += sqlx::query(
+                    "UPDATE payer_entry SET withdrawn_at = $1, updated_at = $1 WHERE fhir_base = $2 AND source_url = $3",
+                )
+                .bind(now.millis())
+                .bind(gone)
+                .bind(source_url)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
             for entry in entries {
                 let updated = sqlx::query(
                     "UPDATE payer_entry SET name = $1, aliases = $2, states = $3, logo_url = $4, source_url = $5, \
-                     updated_at = $6 WHERE fhir_base = $7",
+                     updated_at = $6, withdrawn_at = NULL WHERE fhir_base = $7",
                 )
                 .bind(&entry.name)
                 .bind(&entry.aliases)
@@ -98,7 +132,8 @@ impl Store {
                 .rows_affected();
                 if updated == 0 {
                     sqlx::query(&format!(
-                        "INSERT INTO payer_entry ({ENTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                        "INSERT INTO payer_entry ({ENTRY_COLUMNS}) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL)"
                     ))
                     .bind(&entry.id)
                     .bind(&entry.name)
@@ -116,13 +151,13 @@ impl Store {
                     .bind(&entry.scopes)
                     .execute(&mut *tx)
                     .await?;
-                    added += 1;
+                    applied.added += 1;
                 }
             }
             sqlx::query(BUMP_VERSION).execute(&mut *tx).await?;
             tx.commit().await?;
         });
-        Ok(added)
+        Ok(applied)
     }
 
     pub async fn payer_entries(&self) -> Result<Vec<PayerEntry>, StoreError> {

@@ -23,6 +23,7 @@ staff_suite!(
     api_tokens_are_revocable,
     brands_entries_keep_their_registration_across_refreshes,
     pinned_endpoints_survive_a_brands_refresh,
+    entries_a_brands_file_drops_are_withdrawn_and_come_back_when_listed_again,
     configured_payers_are_switched_off_and_on,
     every_directory_change_moves_its_version
 );
@@ -142,8 +143,16 @@ async fn brands_entries_keep_their_registration_across_refreshes(store: Store) {
         authorize_url: None,
         token_url: None,
         scopes: None,
+        withdrawn_at: None,
     };
-    assert_eq!(store.upsert_payer_entries(&[entry("Example Plan", 1)]).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .apply_payer_entries(HP_BRANDS, &[entry("Example Plan", 1)], Timestamp::from_millis(1))
+            .await
+            .unwrap()
+            .added,
+        1
+    );
     assert!(
         store
             .set_payer_registration("brand-hp", Some("baton"), Some("shared"), true, Timestamp::from_millis(2))
@@ -152,7 +161,11 @@ async fn brands_entries_keep_their_registration_across_refreshes(store: Store) {
     );
     assert!(!store.set_payer_registration("nope", None, None, false, Timestamp::from_millis(2)).await.unwrap());
     assert_eq!(
-        store.upsert_payer_entries(&[entry("Example Plan (renamed)", 3)]).await.unwrap(),
+        store
+            .apply_payer_entries(HP_BRANDS, &[entry("Example Plan (renamed)", 3)], Timestamp::from_millis(1))
+            .await
+            .unwrap()
+            .added,
         0,
         "known by its FHIR base"
     );
@@ -181,6 +194,52 @@ async fn brands_entries_keep_their_registration_across_refreshes(store: Store) {
     assert_eq!(store.brand_sources().await.unwrap().len(), 1);
 }
 
+const HP_BRANDS: &str = "https://hp.example/brands.json";
+
+async fn entries_a_brands_file_drops_are_withdrawn_and_come_back_when_listed_again(store: Store) {
+    let at = |base: &str, id: &str| PayerEntry { id: id.into(), fhir_base: base.into(), ..brands_entry(id, 1) };
+    let (hp, north) = (at("https://fhir.hp.example/r4", "brand-hp"), at("https://north.example/fhir", "brand-north"));
+    let applied =
+        store.apply_payer_entries(HP_BRANDS, &[hp.clone(), north.clone()], Timestamp::from_millis(1)).await.unwrap();
+    assert_eq!((applied.added, applied.withdrawn), (2, 0));
+    store
+        .set_payer_registration("brand-north", Some("me"), Some("cred"), true, Timestamp::from_millis(2))
+        .await
+        .unwrap();
+    // Another file's entry is not this file's to withdraw.
+    let other =
+        PayerEntry { source_url: "https://other.example/brands.json".into(), ..at("https://o.example/fhir", "o") };
+    store
+        .apply_payer_entries(&other.source_url, std::slice::from_ref(&other), Timestamp::from_millis(2))
+        .await
+        .unwrap();
+
+    // The file now lists only Example Plan: North is withdrawn, its registration kept.
+    let applied =
+        store.apply_payer_entries(HP_BRANDS, std::slice::from_ref(&hp), Timestamp::from_millis(5)).await.unwrap();
+    assert_eq!((applied.added, applied.withdrawn), (0, 1));
+    let stored = store.payer_entries().await.unwrap();
+    let find = |id: &str| stored.iter().find(|e| e.id == id).cloned().unwrap();
+    assert_eq!(find("brand-north").withdrawn_at, Some(5));
+    assert_eq!(find("brand-north").client_id.as_deref(), Some("me"), "registration kept");
+    assert_eq!(find("brand-hp").withdrawn_at, None);
+    assert_eq!(find("o").withdrawn_at, None, "another file's entry is untouched");
+    // Loaded again unchanged: nothing more is withdrawn.
+    let applied =
+        store.apply_payer_entries(HP_BRANDS, std::slice::from_ref(&hp), Timestamp::from_millis(6)).await.unwrap();
+    assert_eq!((applied.added, applied.withdrawn), (0, 0));
+    assert_eq!(
+        store.payer_entries().await.unwrap().iter().find(|e| e.id == "brand-north").unwrap().withdrawn_at,
+        Some(5)
+    );
+
+    // Listed again: back, with the registration as it was.
+    let applied = store.apply_payer_entries(HP_BRANDS, &[hp, north], Timestamp::from_millis(7)).await.unwrap();
+    assert_eq!((applied.added, applied.withdrawn), (0, 0));
+    let north = store.payer_entries().await.unwrap().into_iter().find(|e| e.id == "brand-north").unwrap();
+    assert_eq!((north.withdrawn_at, north.client_id.as_deref(), north.enabled), (None, Some("me"), true));
+}
+
 fn brands_entry(name: &str, at: i64) -> PayerEntry {
     PayerEntry {
         id: "brand-hp".into(),
@@ -197,11 +256,12 @@ fn brands_entry(name: &str, at: i64) -> PayerEntry {
         authorize_url: None,
         token_url: None,
         scopes: None,
+        withdrawn_at: None,
     }
 }
 
 async fn pinned_endpoints_survive_a_brands_refresh(store: Store) {
-    store.upsert_payer_entries(&[brands_entry("Example Plan", 1)]).await.unwrap();
+    store.apply_payer_entries(HP_BRANDS, &[brands_entry("Example Plan", 1)], Timestamp::from_millis(1)).await.unwrap();
     let pinned = PinnedEndpoints {
         authorize_url: Some("https://auth.hp.example/authorize".into()),
         token_url: Some("https://auth.hp.example/token".into()),
@@ -210,7 +270,14 @@ async fn pinned_endpoints_survive_a_brands_refresh(store: Store) {
     assert!(store.set_payer_endpoints("brand-hp", &pinned, Timestamp::from_millis(2)).await.unwrap());
     assert!(!store.set_payer_endpoints("nope", &pinned, Timestamp::from_millis(2)).await.unwrap(), "no such entry");
     // A refresh of the brands file says nothing about endpoints: what the admin pinned stays.
-    assert_eq!(store.upsert_payer_entries(&[brands_entry("Example Plan (renamed)", 3)]).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .apply_payer_entries(HP_BRANDS, &[brands_entry("Example Plan (renamed)", 3)], Timestamp::from_millis(1))
+            .await
+            .unwrap()
+            .added,
+        0
+    );
     let stored = store.payer_entries().await.unwrap();
     assert_eq!(stored[0].name, "Example Plan (renamed)");
     assert_eq!(
@@ -254,9 +321,9 @@ async fn every_directory_change_moves_its_version(store: Store) {
         assert!(now > seen, "{what}: {seen} → {now}");
         seen = now;
     };
-    store.upsert_payer_entries(&[brands_entry("Example Plan", 1)]).await.unwrap();
+    store.apply_payer_entries(HP_BRANDS, &[brands_entry("Example Plan", 1)], Timestamp::from_millis(1)).await.unwrap();
     moved(store.payer_directory_version().await.unwrap(), "a brands entry added");
-    store.upsert_payer_entries(&[brands_entry("Example Plan", 1)]).await.unwrap();
+    store.apply_payer_entries(HP_BRANDS, &[brands_entry("Example Plan", 1)], Timestamp::from_millis(1)).await.unwrap();
     moved(store.payer_directory_version().await.unwrap(), "a brands refresh");
     store.set_payer_registration("brand-hp", Some("me"), Some("cred"), true, Timestamp::from_millis(1)).await.unwrap();
     moved(store.payer_directory_version().await.unwrap(), "a registration, in the same millisecond");

@@ -97,6 +97,7 @@ pub async fn load_directory() -> Result<DirectoryView, AppError> {
             EntryState::NoRegistration => "no_registration",
             EntryState::UnknownCredential => "unknown_credential",
             EntryState::Shadowed => "shadowed",
+            EntryState::Withdrawn => "withdrawn",
         };
         rows.push(DirectoryRow {
             problem: journey.discovery.problem(&entry.id),
@@ -529,6 +530,7 @@ fn payer_state(state: &str) -> AnyView {
         "disabled" => t!(i18n, console.payers_disabled).into_any(),
         "no_registration" => t!(i18n, console.payers_no_registration).into_any(),
         "unknown_credential" => t!(i18n, console.payers_unknown_credential).into_any(),
+        "withdrawn" => t!(i18n, console.payers_withdrawn).into_any(),
         _ => t!(i18n, console.payers_shadowed).into_any(),
     }
 }
