@@ -5,7 +5,7 @@
 //! records hidden until a privacy officer reveals them.
 
 use baton_accounts::{NewMember, NewPassword, NewStaff, Role, Roles, Username};
-use baton_store::{AccountId, AuditQuery, MemberConsent, PayerLink, Timestamp};
+use baton_store::{AccountId, AuditQuery, MemberConsent, PayerEntry, PayerLink, Timestamp};
 use reqwest::StatusCode;
 use serde_json::json;
 use server::config::Config;
@@ -913,4 +913,54 @@ async fn a_members_transfer_progress_streams_to_them_alone_until_it_ends() {
     assert!(seen[..seen.len() - 1].iter().all(|v| v["active"] == true), "{states:?}");
     let distinct: std::collections::HashSet<String> = seen.iter().map(|v| v.to_string()).collect();
     assert_eq!(distinct.len(), seen.len(), "a view is sent only when it changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_hundreds_of_plans_the_picker_lists_the_first_fifty_and_search_narrows() {
+    let app = spawn_with(with_shared_secret).await;
+    let store = &app.services.store;
+    let source = "https://brands.example/brands.json";
+    let entries: Vec<PayerEntry> = (0..120)
+        .map(|n| PayerEntry {
+            id: format!("plan-{n:03}"),
+            name: format!("Plan {n:03}"),
+            aliases: String::new(),
+            states: if n == 77 { "WY".into() } else { "IL".into() },
+            logo_url: Some(format!("https://brands.example/logo-{n}.svg")),
+            fhir_base: format!("https://plan-{n:03}.example/fhir"),
+            source_url: source.into(),
+            client_id: None,
+            credential: None,
+            enabled: false,
+            updated_at: 1,
+            authorize_url: None,
+            token_url: None,
+            scopes: None,
+            withdrawn_at: None,
+        })
+        .collect();
+    store.apply_payer_entries(source, &entries, Timestamp::now()).await.unwrap();
+    for entry in &entries {
+        store
+            .set_payer_registration(&entry.id, Some("cedar"), Some("shared-secret"), true, Timestamp::now())
+            .await
+            .unwrap();
+    }
+    app.services.journey.payers.reload(store).await.unwrap();
+    let total = app.services.journey.payers.search("").len();
+    assert!(total >= 120, "{total}");
+
+    let maria = app.sign_in("maria").await;
+    let (status, page, _) = app.get("/member/bring", Some(&maria)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page.matches("class=\"payer\"").count(), 50, "the first fifty");
+    // (Leptos marks where each number was put in with `<!>`.)
+    let more = page.split("id=\"more-plans\"").nth(1).unwrap_or_default().replace("<!>", "");
+    let expected = format!("Showing the first 50 of {total} plans");
+    assert!(more.contains(&expected), "and how many there are: {}", &more[..more.len().min(300)]);
+    assert!(page.contains("loading=\"lazy\""), "logos load as they scroll into view");
+    // A state narrows it to one.
+    let (_, page, _) = app.get("/member/bring?q=wy", Some(&maria)).await;
+    assert_eq!(page.matches("class=\"payer\"").count(), 1);
+    assert!(page.contains("Plan 077") && !page.contains("id=\"more-plans\""));
 }

@@ -23,22 +23,34 @@ pub struct PayerCard {
     pub logo_url: Option<String>,
 }
 
+/// At most this many plans are listed at once; the member searches to narrow the rest.
+pub const PICKER_LIMIT: usize = 50;
+
+/// The plans a search found: the first [`PICKER_LIMIT`] in name order, and how many in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayerResults {
+    pub shown: Vec<PayerCard>,
+    pub total: usize,
+}
+
 #[server(endpoint = "member/payers")]
-pub async fn search_payers(query: String) -> Result<Vec<PayerCard>, AppError> {
+pub async fn search_payers(query: String) -> Result<PayerResults, AppError> {
     crate::ssr::require_member().await?;
     let services = crate::ssr::services()?;
-    Ok(services
-        .journey
-        .payers
-        .search(&query)
-        .into_iter()
-        .map(|p| PayerCard {
-            id: p.id.clone(),
-            name: p.name.clone(),
-            states: p.states.clone(),
-            logo_url: p.logo_url.as_ref().map(ToString::to_string),
-        })
-        .collect())
+    let found = services.journey.payers.search(&query);
+    Ok(PayerResults {
+        total: found.len(),
+        shown: found
+            .into_iter()
+            .take(PICKER_LIMIT)
+            .map(|p| PayerCard {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                states: p.states.clone(),
+                logo_url: p.logo_url.as_ref().map(ToString::to_string),
+            })
+            .collect(),
+    })
 }
 
 /// What the consent page needs.
@@ -172,20 +184,25 @@ pub fn BringRecords() -> impl IntoView {
             <p id="payer-search-hint" class="field__hint">{t!(i18n, bring.search_hint)}</p>
         </form>
         <Transition fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || payers.get().map(|result| outcome(result, |found: Vec<PayerCard>| {
-                if found.is_empty() {
+            {move || payers.get().map(|result| outcome(result, |found: PayerResults| {
+                if found.total == 0 {
                     return view! { <p role="status">{t!(i18n, bring.none_found)}</p> }.into_any();
                 }
-                let count = found.len();
+                let count = found.total;
+                let shown = found.shown.len();
+                let more = (shown < count).then(|| view! {
+                    <p class="field__hint" id="more-plans">{t!(i18n, bring.more_plans, shown = move || shown, count = move || count)}</p>
+                });
                 view! {
                     <p role="status" class="visually-hidden">{t!(i18n, bring.found, count = move || count)}</p>
+                    {more}
                     <ul class="payer-list">
-                        {found.into_iter().map(|payer| {
+                        {found.shown.into_iter().map(|payer| {
                             let states = payer.states.join(", ");
                             view! {
                                 <li>
                                     <a class="payer" href=format!("/member/bring/{}", payer.id)>
-                                        {payer.logo_url.map(|src| view! { <img class="payer__logo" src=src alt="" width="48" height="48"/> })}
+                                        {payer.logo_url.map(|src| view! { <img class="payer__logo" src=src alt="" width="48" height="48" loading="lazy"/> })}
                                         <span class="payer__name">{payer.name}</span>
                                         <span class="payer__states">{states}</span>
                                     </a>
