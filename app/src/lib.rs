@@ -34,8 +34,8 @@ pub const OUTPUT_NAME: &str = "baton";
 
 /// The HTML document around the app. Server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    ssr::set_content_security_policy();
+    // Its Content-Security-Policy, with the nonce of the hydration scripts, is set by the
+    // server's security headers.
     view! {
         <!DOCTYPE html>
         <html>

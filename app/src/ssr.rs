@@ -142,26 +142,6 @@ pub fn fail(error: AppError) -> AppError {
     error
 }
 
-/// Sets the page's Content-Security-Policy with this response's script nonce: scripts run
-/// only from this site or with the nonce (the hydration bootstrap); WebAssembly may compile.
-pub fn set_content_security_policy() {
-    let Some(response) = use_context::<leptos_axum::ResponseOptions>() else { return };
-    let nonce = leptos::nonce::use_nonce().map(|n| n.to_string()).unwrap_or_default();
-    // The consent form's answer redirects to the previous plan's authorization page, and
-    // browsers hold such redirects to `form-action` too.
-    let form_targets = use_context::<Services>()
-        .map(|s| s.journey.form_targets().into_iter().map(|o| format!(" {o}")).collect::<String>())
-        .unwrap_or_default();
-    let policy = format!(
-        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
-         img-src 'self' data: https:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
-         form-action 'self'{form_targets}; frame-ancestors 'none'"
-    );
-    if let Ok(value) = http::HeaderValue::from_str(&policy) {
-        response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
-    }
-}
-
 /// Sets the HTTP status of the page being rendered.
 pub fn set_status(status: u16) {
     if let (Some(response), Ok(code)) =

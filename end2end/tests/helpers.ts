@@ -27,6 +27,14 @@ function watch(page: Page): string[] {
       if (m.type() === 'error') list.push(`console error: ${m.text()}`);
     });
     page.on('requestfailed', (r) => list.push(`request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
+    // Each page's policy as it arrived: a page that cannot hydrate often could not run its scripts.
+    page.on('response', async (r) => {
+      if (r.request().resourceType() !== 'document') return;
+      const policies = (await r.headersArray().catch(() => []))
+        .filter((h) => h.name.toLowerCase() === 'content-security-policy')
+        .map((h) => h.value);
+      list.push(`document ${r.status()} ${r.url()}; Content-Security-Policy: ${JSON.stringify(policies)}`);
+    });
     troubles.set(page, list);
     seen = list;
   }

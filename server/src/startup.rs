@@ -14,7 +14,7 @@ use baton_holder::{Holder, SERVER_TO_SERVER_PATHS, SigningKey};
 use baton_store::{ConnectOptions, Db, Store};
 use baton_transfer::{Engine, TokenCipher};
 use leptos::config::LeptosOptions;
-use leptos::prelude::provide_context;
+use leptos::prelude::{provide_context, use_context};
 use leptos_axum::{LeptosRoutes, file_and_error_handler_with_context, generate_route_list};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -150,7 +150,16 @@ impl Application {
         let routes = generate_route_list(app::App);
         let context = {
             let services = services.clone();
-            move || provide_context(services.clone())
+            move || {
+                provide_context(services.clone());
+                // The nonce the security headers name in this response's policy (replacing the
+                // one Leptos made up), so the hydration scripts carry it.
+                let nonce = use_context::<http::request::Parts>()
+                    .and_then(|parts| parts.extensions.get::<security::CspNonce>().cloned());
+                if let Some(nonce) = nonce {
+                    provide_context(leptos::nonce::Nonce::from_value(nonce.0));
+                }
+            }
         };
         let shell = move |options: LeptosOptions| app::shell(options);
         let router = Router::new()
@@ -193,7 +202,13 @@ impl Application {
                 security::cross_origin_protection,
             ))
             .layer(axum::middleware::from_fn_with_state(
-                Arc::new(security::HeaderPolicy { hsts: public_url.scheme() == "https" }),
+                Arc::new(security::HeaderPolicy {
+                    hsts: public_url.scheme() == "https",
+                    form_targets: {
+                        let journey = services.journey.clone();
+                        Arc::new(move || journey.form_targets())
+                    },
+                }),
                 security::security_headers,
             ))
             .layer(CatchPanicLayer::custom(panic::panic_response))

@@ -143,6 +143,22 @@ async fn pages_carry_security_headers_and_a_fresh_nonce() {
     // Non-Leptos responses get the strict default policy.
     let health = client().get(format!("{}/healthz", app.base)).send().await.unwrap();
     assert!(csp(health.headers()).starts_with("default-src 'self'; script-src 'self';"));
+    // Error pages hydrate too: their policy names the nonce their scripts carry.
+    let maria = session_cookie(&app.sign_in("maria", None).await).expect("signed in");
+    for (path, cookie, status) in
+        [("/no-such-page", None, StatusCode::NOT_FOUND), ("/staff", Some(&maria), StatusCode::FORBIDDEN)]
+    {
+        let mut request = client().get(format!("{}{path}", app.base)).header("accept", "text/html");
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie.as_str());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        let policy = csp(response.headers());
+        let body = response.text().await.unwrap();
+        let nonce = policy.split("'nonce-").nth(1).and_then(|s| s.split('\'').next()).expect("a nonce");
+        assert!(body.contains(&format!("nonce=\"{nonce}\"")), "{path}: the scripts carry the policy's nonce");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

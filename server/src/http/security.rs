@@ -70,19 +70,62 @@ fn verdict(headers: &HeaderMap, origin: &str) -> Result<(), &'static str> {
 }
 
 /// Headers every response carries (set only when the handler did not set its own).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HeaderPolicy {
     pub hsts: bool,
+    /// Origins the pages' forms may send the member on to (the consent form's answer redirects
+    /// to the previous plan's authorization page, and browsers hold redirects to `form-action`).
+    pub form_targets: Arc<dyn Fn() -> std::collections::BTreeSet<String> + Send + Sync>,
 }
 
-/// The policy for pages that did not set one (Leptos pages set theirs with a script nonce).
+/// This response's script nonce, put into the request's extensions before the handler runs:
+/// the page's hydration scripts carry it (see `startup`), and its policy names it.
+#[derive(Debug, Clone)]
+pub struct CspNonce(pub String);
+
+impl CspNonce {
+    fn new() -> Self {
+        use base64::Engine as _;
+        use rand::RngCore as _;
+        let mut bytes = [0u8; 16];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    }
+}
+
+/// The policy for everything that is not an HTML page of this site.
 pub const DEFAULT_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-pub async fn security_headers(State(policy): State<Arc<HeaderPolicy>>, request: Request, next: Next) -> Response {
+/// The policy of this site's HTML pages: scripts only from this site or with the response's
+/// nonce (the hydration bootstrap); WebAssembly may compile; forms may lead to `form_targets`.
+pub fn page_policy(nonce: &str, form_targets: &std::collections::BTreeSet<String>) -> String {
+    let targets: String = form_targets.iter().map(|o| format!(" {o}")).collect();
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
+         img-src 'self' data: https:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
+         form-action 'self'{targets}; frame-ancestors 'none'"
+    )
+}
+
+// The page's policy is set here, for every HTML response, rather than by the page while it
+// renders: set there (through Leptos' response options), it was now and then missing from
+// the response, leaving the default policy, which blocks the hydration scripts and the consent
+// form's redirect.
+pub async fn security_headers(State(policy): State<Arc<HeaderPolicy>>, mut request: Request, next: Next) -> Response {
     let is_asset = request.uri().path().starts_with("/pkg/") || request.uri().path().starts_with("/favicon");
+    let nonce = CspNonce::new();
+    request.extensions_mut().insert(nonce.clone());
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    let is_html =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/html"));
+    if is_html && !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        let page = page_policy(&nonce.0, &(policy.form_targets)());
+        if let Ok(value) = HeaderValue::from_str(&page) {
+            headers.insert(header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
     let defaults: [(header::HeaderName, &str); 6] = [
         (header::CONTENT_SECURITY_POLICY, DEFAULT_CSP),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
