@@ -151,6 +151,12 @@ async fn member(store: &Store) -> baton_store::AccountId {
         .unwrap()
 }
 
+/// The member goes through consent ("exclude") and authorization at the stand-in.
+async fn authorized(journey: &Journey, member: baton_store::AccountId) -> baton_journey::Connected {
+    let (_, pending) = journey.start("riverbend", false, Timestamp::now()).await.unwrap();
+    journey.finish(member, Some(&pending), &callback(Some("c"), Some(&pending.state)), Timestamp::now()).await.unwrap()
+}
+
 fn query(url: &Url) -> HashMap<String, String> {
     url.query_pairs().into_owned().collect()
 }
@@ -414,11 +420,7 @@ async fn withdrawal_stops_the_transfer_and_can_delete_what_arrived() {
     baton_store::testing::on_sqlite(move |store| async move {
         let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
         let maria = member(&store).await;
-        let (_, pending) = journey.start("riverbend", false, Timestamp::now()).await.unwrap();
-        let connected = journey
-            .finish(maria, Some(&pending), &callback(Some("c"), Some(&pending.state)), Timestamp::now())
-            .await
-            .unwrap();
+        let connected = authorized(&journey, maria).await;
         // Someone else cannot withdraw it.
         let other = store
             .insert_account(&NewAccount { username: "james".into(), roles: "member".into(), ..NewAccount::default() })
@@ -489,11 +491,7 @@ async fn deleting_what_arrived_removes_each_transfers_received_records_and_says_
     baton_store::testing::on_sqlite(move |store| async move {
         let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
         let maria = member(&store).await;
-        let (_, pending) = journey.start("riverbend", false, Timestamp::now()).await.unwrap();
-        let connected = journey
-            .finish(maria, Some(&pending), &callback(Some("c"), Some(&pending.state)), Timestamp::now())
-            .await
-            .unwrap();
+        let connected = authorized(&journey, maria).await;
         let first = connected.transfer_id.clone();
         arrive(&store, &first, maria, 3).await;
         let link = store.link(&connected.link_id).await.unwrap().unwrap();
