@@ -53,14 +53,7 @@ impl CoverageStart {
         let first = today.replace_day(1).unwrap_or(today);
         match self {
             CoverageStart::ThisMonth => first,
-            CoverageStart::NextMonth => {
-                let (year, month) = if first.month() == time::Month::December {
-                    (first.year() + 1, time::Month::January)
-                } else {
-                    (first.year(), first.month().next())
-                };
-                Date::from_calendar_date(year, month, 1).unwrap_or(first)
-            }
+            CoverageStart::NextMonth => (first + time::Duration::days(32)).replace_day(1).unwrap_or(first),
         }
     }
 }

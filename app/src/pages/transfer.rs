@@ -202,9 +202,6 @@ pub fn TransferPage() -> impl IntoView {
     let live = RwSignal::new(None::<TransferView>);
     Effect::new(move |_| {
         let id = id();
-        if live.get_untracked().is_some_and(|v| v.id != id) {
-            live.set(None);
-        }
         let running = data.get_untracked().and_then(Result::ok).is_none_or(|v| v.active);
         if running {
             follow(&id, live);
@@ -214,6 +211,7 @@ pub fn TransferPage() -> impl IntoView {
         <Title text=t_string!(i18n, transfer.title).to_string()/>
         <Transition fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
             {move || {
+                // A view streamed for another transfer (before a navigation) is not shown.
                 let current = live.get().filter(|v| v.id == id()).map(Ok).or_else(|| data.get());
                 current.map(|result| outcome(result, |view: TransferView| view! { <TransferDetails view/> }))
             }}
