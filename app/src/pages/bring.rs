@@ -24,6 +24,7 @@ pub struct PayerCard {
 }
 
 /// At most this many plans are listed at once; the member searches to narrow the rest.
+#[cfg_attr(not(feature = "ssr"), allow(dead_code))]
 pub const PICKER_LIMIT: usize = 50;
 
 /// The plans a search found: the first [`PICKER_LIMIT`] in name order, and how many in all.
