@@ -2,14 +2,12 @@
 //!
 //! [`prepare`] reads what searches need (patient compartment, dates, identifiers,
 //! references — see `baton_fhir::index`) and whether the resource is sensitive
-//! (`baton_fhir::sensitivity`); [`put`] stores a batch, marking Provenance sensitive when it
-//! points at a sensitive record (so that it cannot reveal what it is about). Both sides of
+//! (`baton_fhir::sensitivity`); [`put`] stores a batch (the store marks a Provenance that
+//! points at a sensitive record sensitive, so that it cannot reveal what it is about). Both sides of
 //! Baton use it: the data-holder API serves these records, the transfer engine writes them.
 
 pub mod narrative;
 pub mod summary;
-
-use std::collections::HashSet;
 
 use baton_fhir::sensitivity::{self, Reason};
 use baton_fhir::{index, is_resource_type_name, is_valid_id, resource_id, resource_type};
@@ -82,34 +80,28 @@ pub fn prepare(
     Ok(Prepared { write, reasons })
 }
 
-/// Stores prepared resources in one transaction. A Provenance whose targets include a
-/// sensitive record (in this batch or already stored) is marked sensitive too, and takes the
-/// compartment of its targets when it has none.
+/// Stores prepared resources in one transaction. A Provenance without a compartment of its
+/// own takes its targets' (in this batch or already stored); one naming a sensitive record is
+/// stored sensitive — the store's rule on every write path ([`Store::put_resources`]).
 pub async fn put(store: &Store, batch: Vec<Prepared>) -> Result<Vec<StoredResource>, StoreError> {
-    let sensitive_here: HashSet<(String, String)> = batch
-        .iter()
-        .filter(|p| p.write.sensitive)
-        .map(|p| (p.write.resource_type.clone(), p.write.id.clone()))
-        .collect();
     let compartments: std::collections::HashMap<(String, String), String> = batch
         .iter()
         .filter_map(|p| Some(((p.write.resource_type.clone(), p.write.id.clone()), p.write.patient_id.clone()?)))
         .collect();
     let mut writes = Vec::with_capacity(batch.len());
     for Prepared { mut write, .. } in batch {
-        if write.resource_type == "Provenance" {
+        if write.resource_type == "Provenance" && write.patient_id.is_none() {
             for target in write.references.iter().filter(|r| r.path == "target") {
                 let key = (target.target_type.clone(), target.target_id.clone());
-                let stored = if sensitive_here.contains(&key) || compartments.contains_key(&key) {
-                    None
-                } else {
-                    store.read_resource(&target.target_type, &target.target_id).await?
+                let compartment = match compartments.get(&key) {
+                    Some(compartment) => Some(compartment.clone()),
+                    None => {
+                        store.read_resource(&target.target_type, &target.target_id).await?.and_then(|s| s.patient_id)
+                    }
                 };
-                if sensitive_here.contains(&key) || stored.as_ref().is_some_and(|s| s.sensitive) {
-                    write.sensitive = true;
-                }
-                if write.patient_id.is_none() {
-                    write.patient_id = compartments.get(&key).cloned().or_else(|| stored.and_then(|s| s.patient_id));
+                if compartment.is_some() {
+                    write.patient_id = compartment;
+                    break;
                 }
             }
         }

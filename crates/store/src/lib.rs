@@ -13,13 +13,16 @@ mod api_tokens;
 mod audit;
 mod checkpoint;
 mod error;
+mod instance;
 mod invitations;
 mod oauth;
 mod payer_entries;
+mod permissions;
 pub(crate) mod resources;
 mod roster;
 mod sign_in_failures;
 mod sql;
+mod targets;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timestamp;
@@ -40,12 +43,13 @@ pub use error::StoreError;
 pub use invitations::Invitation;
 pub use oauth::{CodeRedemption, NewCode, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, TokenKind};
 pub use payer_entries::{BrandSource, EntriesApplied, PayerEnabledOverride, PayerEntry, PinnedEndpoints};
+pub use permissions::PermissionRecords;
 pub use resources::{IndexedIdentifier, IndexedReference, ResourcePage, ResourceQuery, ResourceWrite, StoredResource};
 pub use roster::{MemberDetails, MemberQuery, RosterImport};
 pub use timestamp::Timestamp;
 pub use transfers::{
     CommitError, MemberConsent, PayerLink, PreparedTransferPage, Transfer, TransferEvent, TransferFilter, TransferPage,
-    TransferRejection, TransferRequest, TransferRow, TransferSort, TransferTimes, TransferredResource,
+    TransferRejection, TransferRequest, TransferRow, TransferSort, TransferTarget, TransferTimes, TransferredResource,
     state as transfer_state,
 };
 

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::sql::{Arg, SqlBuilder, bind_args};
-use crate::write::{WriteResources, prepare_writes};
+use crate::write::{WriteOrigin, WriteResources, prepare_writes};
 use crate::{AccountId, Store, StoreError, Timestamp, on_pool};
 
 /// A resource to create or replace (by `resource_type` + `id`).
@@ -132,13 +132,16 @@ const RESOURCE_COLUMNS: &str = "seq, resource_type, id, version_id, last_updated
      patient_id, source_system, source_id, security, sensitive, deleted_at, body";
 
 impl Store {
-    /// Creates or replaces resources in one transaction; returns each one as stored.
+    /// Creates or replaces resources in one transaction; returns each one as stored. A
+    /// Provenance naming a sensitive record is stored sensitive (and one naming a record
+    /// written sensitive now becomes so), as on every write path.
     pub async fn put_resources(&self, writes: Vec<ResourceWrite>) -> Result<Vec<StoredResource>, StoreError> {
         let now = Timestamp::now();
         let batch = prepare_writes(writes, now)?;
         on_pool!(@db self.write_db(), pool => {
             let mut tx = pool.begin().await?;
-            let stored = (*tx).write_resources(batch, now, None).await?;
+            let mut stored = (*tx).write_resources(batch, now, WriteOrigin::default()).await?;
+            (*tx).mark_sensitive_provenance(&mut stored).await?;
             tx.commit().await?;
             self.written();
             Ok(stored)

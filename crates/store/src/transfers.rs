@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::sql::{Arg, SqlBuilder, bind_args};
-use crate::write::{PreparedWrite, WriteResources, prepare_writes};
+use crate::write::{PreparedWrite, WriteOrigin, WriteResources, prepare_writes};
 use crate::{AccountId, Backend, ResourceWrite, Store, StoreError, StoredResource, Timestamp, on_pool};
 
 /// A member's consent to bring their records from a previous plan.
@@ -30,6 +30,10 @@ pub struct MemberConsent {
     pub resource: String,
     pub withdrawn_at: Option<i64>,
     pub created_at: i64,
+    /// Set when the member asked for what arrived to be deleted: records deleted, and records
+    /// kept because another permission brought them too.
+    pub records_deleted: Option<i64>,
+    pub records_kept: Option<i64>,
 }
 
 impl MemberConsent {
@@ -59,6 +63,9 @@ pub struct PayerLink {
     pub state: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// What the previous plan said about sensitive information when it granted access; `None`
+    /// when it did not say.
+    pub source_sensitive: Option<baton_vocab::SensitiveSharing>,
 }
 
 /// Transfer states.
@@ -101,10 +108,11 @@ pub struct Transfer {
 const TRANSFER_COLUMNS: &str = "id, link_id, member_account, kind, since, state, checkpoint, progress, resources_stored, \
      pages_done, error, lease_owner, lease_until, attempts, run_after, created_at, started_at, finished_at, updated_at";
 const LINK_COLUMNS: &str = "id, member_account, payer_id, consent_id, fhir_base, patient_id, scope, include_sensitive, \
-     access_token, access_expires_at, refresh_token, id_token, state, created_at, updated_at";
+     access_token, access_expires_at, refresh_token, id_token, state, created_at, updated_at, source_sensitive";
 /// Targets per statement of [`Store::dangling_references_to`] (two parameters each).
 const DANGLING_TARGETS_PER_QUERY: usize = 250;
-const CONSENT_COLUMNS: &str = "id, member_account, payer_id, policy, period_start, period_end, given_at, channel, resource, withdrawn_at, created_at";
+const CONSENT_COLUMNS: &str = "id, member_account, payer_id, policy, period_start, period_end, given_at, channel, resource, \
+     withdrawn_at, created_at, records_deleted, records_kept";
 
 /// One request made to a previous plan (for the audit; the URL never carries a token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -162,6 +170,20 @@ pub struct TransferPage {
     pub rejected: Vec<(String, String)>,
     pub requests: Vec<TransferRequest>,
     pub events: Vec<(String, String)>,
+    /// The permission (member consent) the transfer runs under: every record it writes
+    /// belongs to it ([`Store::delete_permission_records`]).
+    pub permission: Option<String>,
+    /// Records its records name that the transfer has not written (yet), with their ids at
+    /// the previous plan ([`Store::transfer_target_sources`]).
+    pub targets: Vec<TransferTarget>,
+}
+
+/// A record a transfer's records refer to, by its id here and at the previous plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferTarget {
+    pub target_type: String,
+    pub target_id: String,
+    pub source_id: String,
 }
 
 /// A [`TransferPage`] whose resources are versioned (as new) and serialised, ready for one
@@ -201,7 +223,10 @@ impl PreparedTransferPage {
     /// Committed, the group leaves the records, checkpoint, counts and audit that committing
     /// the pages one after the other would (a resource in both is written once).
     pub fn absorb(&mut self, mut later: TransferPage) -> Result<(), StoreError> {
-        if later.transfer_id != self.page.transfer_id || later.owner != self.page.owner {
+        if later.transfer_id != self.page.transfer_id
+            || later.owner != self.page.owner
+            || later.permission != self.page.permission
+        {
             return Err(StoreError::Invalid("only pages of one transfer and worker can be committed together".into()));
         }
         let resources = std::mem::take(&mut later.resources);
@@ -220,6 +245,7 @@ impl PreparedTransferPage {
         page.rejected.append(&mut later.rejected);
         page.requests.append(&mut later.requests);
         page.events.append(&mut later.events);
+        page.targets.append(&mut later.targets);
         Ok(())
     }
 }
@@ -306,7 +332,7 @@ pub struct TransferTimes {
 impl Store {
     pub async fn insert_consent(&self, consent: &MemberConsent) -> Result<(), StoreError> {
         on_pool!(self, pool => {
-            sqlx::query(&format!("INSERT INTO member_consent ({CONSENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
+            sqlx::query(&format!("INSERT INTO member_consent ({CONSENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"))
                 .bind(&consent.id)
                 .bind(consent.member_account.0)
                 .bind(&consent.payer_id)
@@ -318,6 +344,8 @@ impl Store {
                 .bind(&consent.resource)
                 .bind(consent.withdrawn_at)
                 .bind(consent.created_at)
+                .bind(consent.records_deleted)
+                .bind(consent.records_kept)
                 .execute(pool)
                 .await?;
         });
@@ -365,10 +393,23 @@ impl Store {
         Ok(withdrawn > 0)
     }
 
+    /// Records what deleting a withdrawn consent's records did.
+    pub async fn set_consent_deletion(&self, id: &str, deleted: u64, kept: u64) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE member_consent SET records_deleted = $1, records_kept = $2 WHERE id = $3")
+                .bind(i64::try_from(deleted).unwrap_or(i64::MAX))
+                .bind(i64::try_from(kept).unwrap_or(i64::MAX))
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     pub async fn insert_link(&self, link: &PayerLink) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query(&format!(
-                "INSERT INTO payer_link ({LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                "INSERT INTO payer_link ({LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             ))
             .bind(&link.id)
             .bind(link.member_account.0)
@@ -385,6 +426,7 @@ impl Store {
             .bind(&link.state)
             .bind(link.created_at)
             .bind(link.updated_at)
+            .bind(link.source_sensitive)
             .execute(pool)
             .await?;
         });
@@ -588,7 +630,8 @@ impl Store {
                 // the database cannot see. A bounded lock wait turns that into an error.
                 sqlx::query("SET LOCAL lock_timeout = '60s'").execute(&mut *tx).await?;
             }
-            let stored = (*tx).write_resources(batch, now, Some(page.transfer_id.as_str())).await?;
+            let origin = WriteOrigin { transfer: Some(page.transfer_id.as_str()), permission: page.permission.as_deref() };
+            let mut stored = (*tx).write_resources(batch, now, origin).await?;
             let id = page.transfer_id.as_str();
             for rows in page.rejected.chunks(500) {
                 let mut insert = SqlBuilder::new("INSERT INTO transfer_rejected (transfer_id, at, source, reason) VALUES ");
@@ -615,6 +658,21 @@ impl Store {
                 }));
                 bind_args!(sqlx::query, insert).execute(&mut *tx).await?;
             }
+            for rows in page.targets.chunks(500) {
+                let mut insert = SqlBuilder::new(
+                    "INSERT INTO transfer_target (transfer_id, target_type, target_id, source_id) VALUES ",
+                );
+                insert.rows(rows.iter().map(|t| {
+                    vec![
+                        Arg::Text(id.to_owned()),
+                        Arg::Text(t.target_type.clone()),
+                        Arg::Text(t.target_id.clone()),
+                        Arg::Text(t.source_id.clone()),
+                    ]
+                }));
+                insert.push(" ON CONFLICT DO NOTHING");
+                bind_args!(sqlx::query, insert).execute(&mut *tx).await?;
+            }
             for rows in page.events.chunks(500) {
                 let mut insert = SqlBuilder::new("INSERT INTO transfer_event (transfer_id, at, kind, detail) VALUES ");
                 insert.rows(rows.iter().map(|(kind, detail)| {
@@ -630,6 +688,9 @@ impl Store {
                 tx.rollback().await?;
                 return Err(CommitError::PreviousPageFailed);
             }
+            // After the page before committed, so that a Provenance it wrote is seen here when
+            // this page brings the sensitive record it names (and the other way round).
+            (*tx).mark_sensitive_provenance(&mut stored).await?;
             // Last, so that the transfer's row is locked only while this transaction commits.
             let held = sqlx::query(
                 "UPDATE transfer SET checkpoint = $1, progress = $2, resources_stored = resources_stored + $3, \
@@ -689,6 +750,10 @@ impl Store {
                     .bind(error.unwrap_or(""))
                     .execute(&mut *tx)
                     .await?;
+                if final_state == state::COMPLETED {
+                    // Only a run that did not finish may still need them (a retry resumes it).
+                    sqlx::query("DELETE FROM transfer_target WHERE transfer_id = $1").bind(id).execute(&mut *tx).await?;
+                }
             }
             tx.commit().await?;
             changed

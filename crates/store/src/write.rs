@@ -23,6 +23,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use sqlx::{PgConnection, SqliteConnection};
 
+use crate::sql::{Arg, Dialect, SqlBuilder};
 use crate::{ResourceWrite, StoreError, StoredResource, Timestamp};
 
 /// A write ready for SQL: versioned, body serialised. The JSON tree of the body is dropped
@@ -63,6 +64,15 @@ pub(crate) fn prepare_writes(writes: Vec<ResourceWrite>, now: Timestamp) -> Resu
         .collect()
 }
 
+/// Where a batch of writes comes from, when a transfer brought it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct WriteOrigin<'a> {
+    /// The transfer (`origin_transfer`: the latest transfer that wrote the record).
+    pub transfer: Option<&'a str>,
+    /// The permission (consent id) it came under: added to the record's `permissions`.
+    pub permission: Option<&'a str>,
+}
+
 /// Writes prepared resources and their index rows inside the caller's open transaction;
 /// returns them as stored, in the order given.
 pub(crate) trait WriteResources {
@@ -70,8 +80,116 @@ pub(crate) trait WriteResources {
         &'a mut self,
         batch: Vec<PreparedWrite>,
         now: Timestamp,
-        origin: Option<&'a str>,
+        origin: WriteOrigin<'a>,
     ) -> impl Future<Output = Result<Vec<StoredResource>, StoreError>> + Send + 'a;
+
+    /// The one rule of sensitive Provenance, on every write path: a Provenance that names a
+    /// sensitive record as its target is sensitive too — it would say who recorded what, and
+    /// when, about care the reader may not see. Applied after `stored` were written, in both
+    /// directions (a Provenance written after its target, a target written after a
+    /// Provenance naming it) and onwards (a Provenance of such a Provenance); the flags of
+    /// `stored` are brought up to date.
+    fn mark_sensitive_provenance<'a>(
+        &'a mut self,
+        stored: &'a mut [StoredResource],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
+}
+
+/// The statements of the sensitive-Provenance rule (see
+/// [`WriteResources::mark_sensitive_provenance`]), round by round: first the Provenance just
+/// written that name a sensitive target, then the Provenance naming anything that became or
+/// was written sensitive, until a round marks nothing (or, against a cycle of Provenance,
+/// after [`ProvenanceRule::ROUNDS`]).
+#[derive(Default)]
+struct ProvenanceRule {
+    marked: std::collections::HashSet<(String, String)>,
+    rounds: usize,
+}
+
+impl ProvenanceRule {
+    const ROUNDS: usize = 8;
+    const CHUNK: usize = 400;
+
+    /// The first round: this batch's Provenance checked against their targets, and the
+    /// Provenance naming this batch's sensitive records.
+    fn first(&mut self, stored: &[StoredResource]) -> Vec<SqlBuilder> {
+        let provenance: Vec<i64> =
+            stored.iter().filter(|r| r.resource_type == "Provenance" && !r.sensitive).map(|r| r.seq).collect();
+        let sensitive: Vec<(String, String)> =
+            stored.iter().filter(|r| r.sensitive).map(|r| (r.resource_type.clone(), r.id.clone())).collect();
+        let mut statements: Vec<SqlBuilder> = provenance.chunks(Self::CHUNK).map(with_sensitive_target).collect();
+        statements.extend(sensitive.chunks(Self::CHUNK).map(naming));
+        statements
+    }
+
+    /// The next round, from what the last one marked.
+    fn next(&mut self, marked: Vec<(String, String)>) -> Vec<SqlBuilder> {
+        self.rounds += 1;
+        let new: Vec<(String, String)> = marked.into_iter().filter(|k| self.marked.insert(k.clone())).collect();
+        if self.rounds >= Self::ROUNDS {
+            return vec![];
+        }
+        new.chunks(Self::CHUNK).map(naming).collect()
+    }
+
+    fn apply(self, stored: &mut [StoredResource]) {
+        for resource in stored.iter_mut() {
+            if self.marked.contains(&(resource.resource_type.clone(), resource.id.clone())) {
+                resource.sensitive = true;
+            }
+        }
+    }
+}
+
+/// Marks those of `seqs` (Provenance) that name a live sensitive target.
+fn with_sensitive_target(seqs: &[i64]) -> SqlBuilder {
+    let mut sql = SqlBuilder::new("UPDATE fhir_resource SET sensitive = TRUE WHERE sensitive = FALSE AND seq IN (");
+    for (i, seq) in seqs.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.arg(Arg::I64(*seq));
+    }
+    sql.push(
+        ") AND EXISTS (SELECT 1 FROM fhir_reference f JOIN fhir_resource t \
+         ON t.resource_type = f.target_type AND t.id = f.target_id \
+         WHERE f.resource_seq = fhir_resource.seq AND f.path = 'target' AND t.sensitive = TRUE \
+         AND t.deleted_at IS NULL) RETURNING resource_type, id",
+    );
+    sql
+}
+
+/// Marks the live Provenance that name one of `targets`.
+fn naming(targets: &[(String, String)]) -> SqlBuilder {
+    let mut sql = SqlBuilder::new("WITH k (t, i) AS (VALUES ");
+    sql.rows(targets.iter().map(|(t, i)| vec![Arg::Text(t.clone()), Arg::Text(i.clone())]));
+    sql.push(
+        ") UPDATE fhir_resource SET sensitive = TRUE WHERE resource_type = 'Provenance' AND sensitive = FALSE \
+         AND deleted_at IS NULL AND seq IN (SELECT f.resource_seq FROM k JOIN fhir_reference f \
+         ON f.target_type = k.t AND f.target_id = k.i WHERE f.path = 'target') RETURNING resource_type, id",
+    );
+    sql
+}
+
+/// Runs the rule's rounds on one connection of `$dialect`.
+macro_rules! run_provenance_rule {
+    ($conn:expr, $dialect:expr, $stored:expr) => {{
+        const DIALECT: Dialect = $dialect;
+        let stored: &mut [StoredResource] = $stored;
+        let mut rule = ProvenanceRule::default();
+        let mut statements = rule.first(stored);
+        while !statements.is_empty() {
+            let mut marked = vec![];
+            for statement in &statements {
+                let rows: Vec<(String, String)> =
+                    crate::sql::bind_args!(sqlx::query_as, statement).fetch_all(&mut *$conn).await?;
+                marked.extend(rows);
+            }
+            statements = rule.next(marked);
+        }
+        rule.apply(stored);
+        Ok(())
+    }};
 }
 
 /// `seq` by resource type, then id (looked up with borrowed keys).
@@ -95,11 +213,11 @@ impl Seqs {
 macro_rules! resource_insert {
     () => {
         "INSERT INTO fhir_resource (resource_type, id, version_id, last_updated, member_account, patient_id, \
-         source_system, source_id, security, sensitive, date_start, date_end, origin_transfer, body) "
+         source_system, source_id, security, sensitive, date_start, date_end, origin_transfer, permissions, body) "
     };
 }
 const RESOURCE_INSERT: &str = resource_insert!();
-const RESOURCE_COLUMNS: usize = 14;
+const RESOURCE_COLUMNS: usize = 15;
 /// The optimistic insert: rows that exist already are left for the upsert. The conflict target
 /// is named so that only that key is probed before each insert: `seq` is generated, and a
 /// resource's source key (`fhir_resource_source`) fixes its id, so no other key can clash
@@ -110,11 +228,15 @@ const ON_CONFLICT_UPDATE: &str = " ON CONFLICT (resource_type, id) DO UPDATE SET
      patient_id = excluded.patient_id, source_system = excluded.source_system, \
      source_id = excluded.source_id, security = excluded.security, sensitive = excluded.sensitive, \
      date_start = excluded.date_start, date_end = excluded.date_end, \
-     origin_transfer = excluded.origin_transfer, body = excluded.body, deleted_at = NULL \
+     origin_transfer = excluded.origin_transfer, body = excluded.body, deleted_at = NULL, \
+     permissions = CASE WHEN excluded.permissions = '' \
+         OR (' ' || fhir_resource.permissions || ' ') LIKE ('% ' || excluded.permissions || ' %') \
+         THEN fhir_resource.permissions WHEN fhir_resource.permissions = '' THEN excluded.permissions \
+         ELSE fhir_resource.permissions || ' ' || excluded.permissions END \
      RETURNING resource_type, id, seq";
 const INDEX_TABLES: [&str; 2] = ["fhir_identifier", "fhir_reference"];
 
-/// Rows per multi-row statement on SQLite, largest first (at most 256 × 14 = 3,584 parameters,
+/// Rows per multi-row statement on SQLite, largest first (at most 256 × 15 = 3,840 parameters,
 /// well under SQLite's 32,766). A batch of n rows takes at most n / 256 + 12 statements.
 pub(crate) const SQLITE_SHAPES: [usize; 5] = [256, 64, 16, 4, 1];
 
@@ -181,11 +303,15 @@ type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::Sqlite
 type SqliteQueryAs<'q, O> = sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>;
 
 impl WriteResources for SqliteConnection {
+    async fn mark_sensitive_provenance<'a>(&'a mut self, stored: &'a mut [StoredResource]) -> Result<(), StoreError> {
+        run_provenance_rule!(self, Dialect::Sqlite, stored)
+    }
+
     async fn write_resources<'a>(
         &'a mut self,
         mut batch: Vec<PreparedWrite>,
         now: Timestamp,
-        origin: Option<&'a str>,
+        origin: WriteOrigin<'a>,
     ) -> Result<Vec<StoredResource>, StoreError> {
         let conn = self;
         // 1. New rows, as version 1.
@@ -286,7 +412,7 @@ fn bind_resource_sqlite<'q, O>(
     query: SqliteQueryAs<'q, O>,
     p: &'q PreparedWrite,
     now: Timestamp,
-    origin: Option<&'q str>,
+    origin: WriteOrigin<'q>,
 ) -> SqliteQueryAs<'q, O> {
     let w = &p.write;
     query
@@ -302,15 +428,16 @@ fn bind_resource_sqlite<'q, O>(
         .bind(w.sensitive)
         .bind(w.date_start.map(Timestamp::millis))
         .bind(w.date_end.map(Timestamp::millis))
-        .bind(origin)
+        .bind(origin.transfer)
+        .bind(origin.permission.unwrap_or(""))
         .bind(p.body.as_str())
 }
 
 /// The same columns as [`RESOURCE_INSERT`], over arrays: one statement for any number of rows.
 const PG_RESOURCE_SELECT: &str = "SELECT u.resource_type, u.id, u.version_id, $1, u.member_account, u.patient_id, \
-     u.source_system, u.source_id, u.security, u.sensitive, u.date_start, u.date_end, $2, u.body \
-     FROM UNNEST($3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[], \
-     $10::text[], $11::boolean[], $12::bigint[], $13::bigint[], $14::text[]) \
+     u.source_system, u.source_id, u.security, u.sensitive, u.date_start, u.date_end, $2, $3, u.body \
+     FROM UNNEST($4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], \
+     $11::text[], $12::boolean[], $13::bigint[], $14::bigint[], $15::text[]) \
      AS u(resource_type, id, version_id, member_account, patient_id, source_system, source_id, security, \
      sensitive, date_start, date_end, body)";
 /// Rows per PostgreSQL statement: bounds the size of one message, not the number of texts.
@@ -320,7 +447,7 @@ async fn pg_insert_resources(
     conn: &mut PgConnection,
     rows: &[&PreparedWrite],
     now: Timestamp,
-    origin: Option<&str>,
+    origin: WriteOrigin<'_>,
     on_conflict: &str,
     seqs: &mut Seqs,
 ) -> Result<(), StoreError> {
@@ -328,7 +455,8 @@ async fn pg_insert_resources(
     for chunk in rows.chunks(PG_CHUNK) {
         let returned: Vec<(String, String, i64)> = sqlx::query_as(&sql)
             .bind(now.millis())
-            .bind(origin)
+            .bind(origin.transfer)
+            .bind(origin.permission.unwrap_or(""))
             .bind(chunk.iter().map(|p| p.write.resource_type.as_str()).collect::<Vec<_>>())
             .bind(chunk.iter().map(|p| p.write.id.as_str()).collect::<Vec<_>>())
             .bind(chunk.iter().map(|p| p.version_id).collect::<Vec<_>>())
@@ -351,11 +479,15 @@ async fn pg_insert_resources(
 }
 
 impl WriteResources for PgConnection {
+    async fn mark_sensitive_provenance<'a>(&'a mut self, stored: &'a mut [StoredResource]) -> Result<(), StoreError> {
+        run_provenance_rule!(self, Dialect::Postgres, stored)
+    }
+
     async fn write_resources<'a>(
         &'a mut self,
         mut batch: Vec<PreparedWrite>,
         now: Timestamp,
-        origin: Option<&'a str>,
+        origin: WriteOrigin<'a>,
     ) -> Result<Vec<StoredResource>, StoreError> {
         let conn = self;
         // 1. New rows, as version 1.

@@ -42,6 +42,8 @@ async fn member_with_link(store: &Store) -> (AccountId, PayerLink) {
         resource: "{}".into(),
         withdrawn_at: None,
         created_at: now,
+        records_deleted: None,
+        records_kept: None,
     };
     store.insert_consent(&consent).await.unwrap();
     let link = PayerLink {
@@ -60,6 +62,7 @@ async fn member_with_link(store: &Store) -> (AccountId, PayerLink) {
         state: "active".into(),
         created_at: now,
         updated_at: now,
+        source_sensitive: None,
     };
     store.insert_link(&link).await.unwrap();
     (member, link)
@@ -147,6 +150,8 @@ async fn pages_commit_resources_checkpoint_and_audit_together(store: Store) {
             error: None,
         }],
         events: vec![("page".into(), "Condition 1".into())],
+        permission: link.consent_id.clone(),
+        targets: vec![],
     };
     let stored = store.commit_transfer_page(page).await.unwrap();
     assert_eq!(stored.len(), 2);
@@ -235,6 +240,8 @@ async fn pages_gathered_into_one_commit_leave_what_page_by_page_commits_would(st
         rejected: vec![(format!("entry {n}"), "missing id".into())],
         requests: vec![request(&format!("https://old.example/fhir/page-{n}"))],
         events: vec![("page".into(), format!("page {n}"))],
+        permission: link.consent_id.clone(),
+        targets: vec![],
     };
     let mut newer = received("c2");
     newer.body = json!({"resourceType": "Condition", "id": "c2", "note": [{"text": "updated"}]});

@@ -1,0 +1,304 @@
+//! Rules every write path keeps, on SQLite and PostgreSQL: a Provenance of a sensitive record is
+//! sensitive; a record belongs to every permission that brought it, and deleting one
+//! permission's records deletes only what no other permission brought; what a transfer names
+//! and has not written is noted with its id at the previous plan; instance secrets are made once.
+
+use baton_store::testing::{on_postgres, on_sqlite};
+use baton_store::{
+    AccountId, IndexedReference, MemberConsent, NewAccount, PayerLink, ResourceWrite, Store, Timestamp, TransferPage,
+    TransferTarget,
+};
+use serde_json::json;
+
+macro_rules! on_both {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $case() { super::on_sqlite(super::$case).await } )* }
+        mod postgres { $( #[tokio::test] async fn $case() { super::on_postgres(super::$case).await } )* }
+    };
+}
+
+on_both!(
+    a_provenance_written_after_its_sensitive_target_is_sensitive,
+    a_provenance_written_before_its_sensitive_target_becomes_sensitive,
+    a_provenance_of_such_a_provenance_becomes_sensitive_too,
+    received_provenance_in_a_transfer_page_follows_the_rule,
+    a_record_brought_under_two_permissions_stays_until_both_delete_it,
+    this_plans_own_records_are_never_deleted_with_a_permission,
+    targets_a_transfer_named_are_noted_with_their_source_ids,
+    an_instance_secret_is_made_once,
+);
+
+const SOURCE: &str = "https://old.example/fhir";
+
+fn condition(id: &str, sensitive: bool) -> ResourceWrite {
+    ResourceWrite {
+        resource_type: "Condition".into(),
+        id: id.into(),
+        member_account: None,
+        patient_id: Some("p-new".into()),
+        source_system: Some(SOURCE.into()),
+        source_id: Some(format!("src-{id}")),
+        security: vec![],
+        sensitive,
+        date_start: None,
+        date_end: None,
+        identifiers: vec![],
+        references: vec![],
+        body: json!({"resourceType": "Condition", "id": id}),
+    }
+}
+
+fn provenance(id: &str, targets: &[(&str, &str)]) -> ResourceWrite {
+    ResourceWrite {
+        resource_type: "Provenance".into(),
+        id: id.into(),
+        member_account: None,
+        patient_id: Some("p-new".into()),
+        source_system: Some(SOURCE.into()),
+        source_id: Some(format!("src-{id}")),
+        security: vec![],
+        sensitive: false,
+        date_start: None,
+        date_end: None,
+        identifiers: vec![],
+        references: targets
+            .iter()
+            .map(|(t, i)| IndexedReference { path: "target".into(), target_type: (*t).into(), target_id: (*i).into() })
+            .collect(),
+        body: json!({"resourceType": "Provenance", "id": id}),
+    }
+}
+
+async fn sensitive(store: &Store, resource_type: &str, id: &str) -> bool {
+    store.read_resource(resource_type, id).await.unwrap().unwrap().sensitive
+}
+
+async fn a_provenance_written_after_its_sensitive_target_is_sensitive(store: Store) {
+    store.put_resources(vec![condition("hiv", true), condition("flu", false)]).await.unwrap();
+    let stored = store
+        .put_resources(vec![
+            provenance("p-hiv", &[("Condition", "flu"), ("Condition", "hiv")]),
+            provenance("p-flu", &[("Condition", "flu")]),
+        ])
+        .await
+        .unwrap();
+    assert!(stored.iter().find(|r| r.id == "p-hiv").unwrap().sensitive, "as returned");
+    assert!(sensitive(&store, "Provenance", "p-hiv").await, "as stored");
+    assert!(!sensitive(&store, "Provenance", "p-flu").await);
+}
+
+async fn a_provenance_written_before_its_sensitive_target_becomes_sensitive(store: Store) {
+    store.put_resources(vec![provenance("p-hiv", &[("Condition", "hiv")])]).await.unwrap();
+    assert!(!sensitive(&store, "Provenance", "p-hiv").await, "nothing sensitive to point at yet");
+    store.put_resources(vec![condition("hiv", true)]).await.unwrap();
+    assert!(sensitive(&store, "Provenance", "p-hiv").await);
+}
+
+async fn a_provenance_of_such_a_provenance_becomes_sensitive_too(store: Store) {
+    store
+        .put_resources(vec![provenance("p1", &[("Condition", "hiv")]), provenance("p2", &[("Provenance", "p1")])])
+        .await
+        .unwrap();
+    store.put_resources(vec![condition("hiv", true)]).await.unwrap();
+    assert!(sensitive(&store, "Provenance", "p1").await);
+    assert!(sensitive(&store, "Provenance", "p2").await, "it names a sensitive Provenance");
+}
+
+async fn received_provenance_in_a_transfer_page_follows_the_rule(store: Store) {
+    let (_, link) = member_with_link(&store, "c-1").await;
+    transfer(&store, &link, "t1").await;
+    let page = |n: i64, resources: Vec<ResourceWrite>| TransferPage {
+        transfer_id: "t1".into(),
+        owner: "w".into(),
+        lease_until: later(),
+        resources,
+        checkpoint: format!("{{\"page\":{n}}}"),
+        progress: "{}".into(),
+        pages_done: 1,
+        permission: Some("c-1".into()),
+        ..Default::default()
+    };
+    store.commit_transfer_page(page(1, vec![provenance("p-gad", &[("Condition", "gad")])])).await.unwrap();
+    store.commit_transfer_page(page(2, vec![condition("gad", true)])).await.unwrap();
+    assert!(sensitive(&store, "Provenance", "p-gad").await, "the page that brought the target marked it");
+}
+
+async fn member_with_link(store: &Store, consent: &str) -> (AccountId, PayerLink) {
+    let member = match store.account_by_username("maria").await.unwrap() {
+        Some(account) => account.id,
+        None => store
+            .insert_account(&NewAccount { username: "maria".into(), roles: "member".into(), ..Default::default() })
+            .await
+            .unwrap(),
+    };
+    let now = Timestamp::now().millis();
+    store
+        .insert_consent(&MemberConsent {
+            id: consent.into(),
+            member_account: member,
+            payer_id: "riverbend".into(),
+            policy: "sensitive".into(),
+            period_start: now,
+            period_end: now + 86_400_000,
+            given_at: now,
+            channel: "web".into(),
+            resource: "{}".into(),
+            withdrawn_at: None,
+            created_at: now,
+            records_deleted: None,
+            records_kept: None,
+        })
+        .await
+        .unwrap();
+    let link = PayerLink {
+        id: format!("link-{consent}"),
+        member_account: member,
+        payer_id: "riverbend".into(),
+        consent_id: Some(consent.into()),
+        fhir_base: SOURCE.into(),
+        patient_id: Some("p-old".into()),
+        scope: "patient/*.rs".into(),
+        include_sensitive: true,
+        access_token: None,
+        access_expires_at: None,
+        refresh_token: None,
+        id_token: None,
+        state: "active".into(),
+        created_at: now,
+        updated_at: now,
+        source_sensitive: None,
+    };
+    store.insert_link(&link).await.unwrap();
+    (member, link)
+}
+
+fn later() -> Timestamp {
+    Timestamp::now().plus(time::Duration::seconds(60))
+}
+
+async fn transfer(store: &Store, link: &PayerLink, id: &str) {
+    store.enqueue_transfer(id, link, "full", None, Timestamp::now()).await.unwrap();
+    let claimed = store.claim_transfer("w", later(), Timestamp::now()).await.unwrap().unwrap();
+    assert_eq!(claimed.id, id);
+}
+
+/// A transfer under `consent` that brings `resources` (its member's) and finishes.
+async fn bring(store: &Store, link: &PayerLink, transfer_id: &str, resources: Vec<ResourceWrite>) {
+    transfer(store, link, transfer_id).await;
+    let page = TransferPage {
+        transfer_id: transfer_id.into(),
+        owner: "w".into(),
+        lease_until: later(),
+        resources,
+        checkpoint: "{}".into(),
+        progress: "{}".into(),
+        pages_done: 1,
+        permission: link.consent_id.clone(),
+        ..Default::default()
+    };
+    store.commit_transfer_page(page).await.unwrap();
+    assert!(store.finish_transfer(transfer_id, "w", "completed", None, Timestamp::now()).await.unwrap());
+}
+
+fn of(member: AccountId, mut write: ResourceWrite) -> ResourceWrite {
+    write.member_account = Some(member);
+    write
+}
+
+/// A directory entry (no member) from the previous plan.
+fn practitioner(id: &str) -> ResourceWrite {
+    ResourceWrite {
+        resource_type: "Practitioner".into(),
+        patient_id: None,
+        body: json!({"resourceType": "Practitioner", "id": id}),
+        ..condition(id, false)
+    }
+}
+
+async fn a_record_brought_under_two_permissions_stays_until_both_delete_it(store: Store) {
+    let (member, first) = member_with_link(&store, "c-first").await;
+    let (_, second) = member_with_link(&store, "c-second").await;
+    bring(&store, &first, "t1", vec![of(member, condition("a", false)), practitioner("dr")]).await;
+    // The second permission brings the same records again, and one more.
+    bring(
+        &store,
+        &second,
+        "t2",
+        vec![of(member, condition("a", false)), of(member, condition("b", false)), practitioner("dr")],
+    )
+    .await;
+
+    let preview = store.permission_records(member, "c-second").await.unwrap();
+    assert_eq!((preview.deleted, preview.kept), (1, 2), "only b is the second permission's alone");
+    assert!(store.read_resource("Condition", "b").await.unwrap().is_some(), "a preview deletes nothing");
+
+    let done = store.delete_permission_records(member, "c-second").await.unwrap();
+    assert_eq!(done, preview, "it did what the preview said");
+    assert_eq!(done.deleted_by_transfer, [("t2".to_owned(), 1)].into());
+    assert!(store.read_resource("Condition", "b").await.unwrap().is_none());
+    assert!(store.read_resource("Condition", "a").await.unwrap().is_some(), "the first permission brought it");
+    assert!(store.read_resource("Practitioner", "dr").await.unwrap().is_some());
+    assert_eq!(store.permission_records(member, "c-second").await.unwrap().deleted, 0, "taken off every record");
+
+    let rest = store.delete_permission_records(member, "c-first").await.unwrap();
+    assert_eq!((rest.deleted, rest.kept), (2, 0));
+    assert!(store.read_resource("Condition", "a").await.unwrap().is_none());
+    assert!(store.read_resource("Practitioner", "dr").await.unwrap().is_none());
+}
+
+async fn this_plans_own_records_are_never_deleted_with_a_permission(store: Store) {
+    let (member, link) = member_with_link(&store, "c-1").await;
+    let own_patient = ResourceWrite {
+        resource_type: "Patient".into(),
+        id: "member-1".into(),
+        member_account: Some(member),
+        source_system: None,
+        source_id: None,
+        body: json!({"resourceType": "Patient", "id": "member-1"}),
+        ..condition("x", false)
+    };
+    let custodian = ResourceWrite {
+        source_system: None,
+        source_id: None,
+        member_account: Some(member),
+        ..provenance("transfer-t1-abc", &[("Condition", "a")])
+    };
+    bring(&store, &link, "t1", vec![of(member, condition("a", false)), own_patient, custodian]).await;
+    let done = store.delete_permission_records(member, "c-1").await.unwrap();
+    assert_eq!(done.deleted, 1, "the received record (this plan's Provenance of it goes uncounted)");
+    assert!(store.read_resource("Patient", "member-1").await.unwrap().is_some(), "the member's own Patient stays");
+    assert!(store.read_resource("Provenance", "transfer-t1-abc").await.unwrap().is_none(), "its Provenance goes");
+}
+
+async fn targets_a_transfer_named_are_noted_with_their_source_ids(store: Store) {
+    let (_, link) = member_with_link(&store, "c-1").await;
+    transfer(&store, &link, "t1").await;
+    let target = |id: &str| TransferTarget {
+        target_type: "Practitioner".into(),
+        target_id: format!("local-{id}"),
+        source_id: id.into(),
+    };
+    let page = TransferPage {
+        transfer_id: "t1".into(),
+        owner: "w".into(),
+        lease_until: later(),
+        checkpoint: "{}".into(),
+        progress: "{}".into(),
+        targets: vec![target("dr1"), target("dr2"), target("dr1")],
+        ..Default::default()
+    };
+    store.commit_transfer_page(page).await.unwrap();
+    let asked =
+        [("Practitioner".to_owned(), "local-dr2".to_owned()), ("Practitioner".to_owned(), "local-x".to_owned())];
+    let found = store.transfer_target_sources("t1", &asked).await.unwrap();
+    assert_eq!(found, [(asked[0].clone(), "dr2".to_owned())].into());
+    assert!(store.transfer_target_sources("t2", &asked).await.unwrap().is_empty(), "per transfer");
+    store.finish_transfer("t1", "w", "completed", None, Timestamp::now()).await.unwrap();
+    assert!(store.transfer_target_sources("t1", &asked).await.unwrap().is_empty(), "gone once it completed");
+}
+
+async fn an_instance_secret_is_made_once(store: Store) {
+    assert_eq!(store.instance_secret("record-ids", "first").await.unwrap(), "first");
+    assert_eq!(store.instance_secret("record-ids", "second").await.unwrap(), "first");
+    assert_eq!(store.instance_secret("other", "second").await.unwrap(), "second");
+}

@@ -1,0 +1,121 @@
+//! The read models the pages render, shared by the server (which builds them in the domain
+//! crates) and the browser (which renders them): plain data, no behaviour.
+
+use serde::{Deserialize, Serialize};
+
+/// A previous plan's SMART discovery as staff see it on the plan's card: what its
+/// `.well-known/smart-configuration` said, whether Baton used it, and what Baton uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveryView {
+    /// The document's authorization and token endpoints, grant types and whether it offers
+    /// PKCE S256 — `None` when it could not be read (see `unreadable`).
+    pub found: Option<FoundConfiguration>,
+    /// Why the document could not be read.
+    pub unreadable: Option<String>,
+    /// Why the document was not used (both endpoints are pinned, and it describes another server).
+    pub ignored: Option<String>,
+    /// The endpoints and scopes Baton uses for members…
+    pub used: Option<UsedEndpoints>,
+    /// …or why members cannot use the plan now.
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundConfiguration {
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub grant_types: Vec<String>,
+    pub s256: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsedEndpoints {
+    pub authorize: String,
+    pub token: String,
+    pub scope: String,
+}
+
+/// A day as (year, month, day).
+pub type Day = (i32, u8, u8);
+
+/// Kinds of record a member's pages always list (in this order), so counts never move the page
+/// around: every kind a pull stores, and last the supporting details (care providers, where
+/// records came from).
+pub const MEMBER_CATEGORIES: [&str; 13] = [
+    "claims",
+    "prior_authorizations",
+    "conditions",
+    "medications",
+    "visits",
+    "labs",
+    "immunizations",
+    "documents",
+    "procedures",
+    "allergies",
+    "care_plans",
+    "coverage",
+    "supporting",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryCount {
+    pub key: String,
+    pub count: u64,
+    pub first: Option<Day>,
+    pub last: Option<Day>,
+}
+
+/// A transfer as the member's progress page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferView {
+    pub id: String,
+    pub payer_id: String,
+    pub payer_name: String,
+    /// queued, running, completed, failed, cancelled, needs_reauthorization.
+    pub state: String,
+    pub active: bool,
+    pub received: u64,
+    pub stored: u64,
+    pub expected: Option<u64>,
+    pub categories: Vec<CategoryCount>,
+    pub excluded_total: u64,
+    /// Excluded at the member's request, per kind of care (behavioral_health, substance_use…).
+    pub excluded: Vec<(String, u64)>,
+    pub not_permitted: Vec<String>,
+    pub rejected: u64,
+    pub consent_id: Option<String>,
+    pub consent_withdrawn: bool,
+    /// The last day the permission lasts.
+    pub consent_until: Option<Day>,
+    /// The member's choice here: include sensitive information.
+    pub include_sensitive: bool,
+    /// What the previous plan said about sensitive information in its grant; `None` when it
+    /// did not say (then nobody here can tell whether it left anything out).
+    pub source_sensitive: Option<crate::SensitiveSharing>,
+    /// When the member withdrew the permission and asked for what arrived to be deleted.
+    pub deletion: Option<Deletion>,
+}
+
+/// What deleting a withdrawn permission's records did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deletion {
+    pub deleted: u64,
+    /// Records that stayed, because another permission of the member's brought them too.
+    pub kept: u64,
+}
+
+/// What withdrawing a permission and deleting what arrived would do, for the member to confirm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithdrawalPreview {
+    pub transfer_id: String,
+    pub consent_id: String,
+    pub payer_name: String,
+    /// Records that would be deleted, in all and per kind (the keys of [`MEMBER_CATEGORIES`],
+    /// and `claims_and_prior_authorizations` for both kinds of claim together).
+    pub deleted: u64,
+    pub deleted_by_kind: Vec<(String, u64)>,
+    /// Records that would stay, because another permission brought them too.
+    pub kept: u64,
+    /// Already withdrawn: nothing to confirm.
+    pub withdrawn: bool,
+}
