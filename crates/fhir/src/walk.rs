@@ -77,6 +77,45 @@ fn rewrite_inner(value: &mut Value, path: &mut String, rewrite: &mut impl FnMut(
     }
 }
 
+/// Removes every Reference whose `reference` string `masked` picks, wherever it is nested
+/// (contained resources included): an item of a list (Provenance targets, participants…) is
+/// dropped; a single Reference becomes a masked data-absent Reference, its `display` gone too
+/// (a name can say as much as an id). Returns how many were removed.
+pub fn mask_references(resource: &mut Value, mut masked: impl FnMut(&str) -> bool) -> usize {
+    fn picked(value: &Value, masked: &mut impl FnMut(&str) -> bool) -> bool {
+        value.get("reference").and_then(Value::as_str).is_some_and(|r| masked(r))
+    }
+    fn walk(value: &mut Value, masked: &mut impl FnMut(&str) -> bool, removed: &mut usize) {
+        match value {
+            Value::Object(map) => {
+                for child in map.values_mut() {
+                    if picked(child, masked) {
+                        *child = serde_json::json!({"extension": [{
+                            "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                            "valueCode": "masked"
+                        }]});
+                        *removed += 1;
+                    } else {
+                        walk(child, masked, removed);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                let before = items.len();
+                items.retain(|item| !picked(item, masked));
+                *removed += before - items.len();
+                for item in items.iter_mut() {
+                    walk(item, masked, removed);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut removed = 0;
+    walk(resource, &mut masked, &mut removed);
+    removed
+}
+
 /// Calls `visit(system, code, display)` for every Coding (an object with `code`, and usually
 /// `system`) anywhere in `value`, including `meta.security` and contained resources.
 pub fn codings(value: &Value, visit: &mut impl FnMut(&str, &str, Option<&str>)) {
@@ -152,6 +191,20 @@ mod tests {
         let mut resource = json!({"subject": {"reference": "Patient/old"}, "note": [{"text": "keep"}]});
         rewrite_references(&mut resource, |_, r| (r == "Patient/old").then(|| "Patient/new".to_owned()));
         assert_eq!(resource, json!({"subject": {"reference": "Patient/new"}, "note": [{"text": "keep"}]}));
+    }
+
+    #[test]
+    fn masks_references_in_lists_and_single_elements() {
+        let mut provenance = json!({"resourceType": "Provenance",
+            "target": [{"reference": "Condition/a"}, {"reference": "Condition/b"}],
+            "agent": [{"who": {"reference": "Organization/gone", "display": "Gone Clinic"}}],
+            "contained": [{"resourceType": "Organization", "partOf": {"reference": "Organization/gone"}}]});
+        let removed = mask_references(&mut provenance, |r| r == "Condition/a" || r == "Organization/gone");
+        assert_eq!(removed, 3);
+        assert_eq!(provenance["target"], json!([{"reference": "Condition/b"}]));
+        assert_eq!(provenance["agent"][0]["who"]["extension"][0]["valueCode"], "masked");
+        assert_eq!(provenance["contained"][0]["partOf"]["extension"][0]["valueCode"], "masked");
+        assert!(!provenance.to_string().contains("Gone Clinic"), "display of a withheld reference goes too");
     }
 
     #[test]

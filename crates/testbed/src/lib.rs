@@ -198,6 +198,8 @@ pub async fn enroll(
             resource: "{}".into(),
             withdrawn_at: None,
             created_at: now.millis(),
+            records_deleted: None,
+            records_kept: None,
         })
         .await?;
     let link = PayerLink {
@@ -216,6 +218,7 @@ pub async fn enroll(
         state: "active".into(),
         created_at: now.millis(),
         updated_at: now.millis(),
+        source_sensitive: None,
     };
     store.insert_link(&link).await?;
     Ok(Enrollment { member: account.id, link })

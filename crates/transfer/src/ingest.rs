@@ -1,12 +1,15 @@
 //! Turning a resource received from the previous plan into one of this plan's records
 //! (PDex ingest rules, spec digest §1.7):
 //!
-//! - a **new id**, derived from the source (so the same resource always gets the same id here:
-//!   running a transfer again updates in place and never duplicates): `<source prefix>-<source
-//!   id>`, or a hash when that would be too long;
+//! - a **new id**, opaque and derived from the source ([`RecordIds`]): the same resource always
+//!   gets the same id here, so running a transfer again updates in place and never
+//!   duplicates, and the id says nothing of the previous plan's (an id such as `…-hiv` would
+//!   tell staff who may not see the record what it is about);
 //! - every **reference rewritten** to the new ids; references to the member's Patient at the
-//!   previous plan point at the member's own Patient here; references to other servers are left
-//!   alone and never fetched;
+//!   previous plan point at the member's own Patient here; a reference to anything that is not
+//!   one of the previous plan's own resources — another server, this plan's own base (where it
+//!   would file the record under another member), a `urn:` — is **withheld** and counted,
+//!   never followed nor resolved here;
 //! - the **source id kept** in `identifier` (system = the source's FHIR base) and in
 //!   `meta.source`; `meta.security` labels kept;
 //! - **sensitive** resources not stored when the member excluded them (labels, or the code
@@ -20,8 +23,42 @@ use baton_fhir::sensitivity::{self, Reason};
 use baton_fhir::walk;
 use baton_records::{Origin, Prepared, prepare};
 use baton_store::AccountId;
+use hmac::{Hmac, Mac};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+
+/// Makes this plan's record ids from a previous plan's: a keyed hash (HMAC-SHA-256 under this
+/// Baton's own secret, kept in its database) of the source's base, the type and the id. Without
+/// the key an id cannot be checked against a guess.
+#[derive(Clone)]
+pub struct RecordIds {
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for RecordIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordIds(***)")
+    }
+}
+
+impl RecordIds {
+    /// The name of the key in the store's instance secrets.
+    pub const SECRET: &'static str = "record-ids";
+
+    pub fn new(key: &[u8]) -> Self {
+        Self { mac: Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length") }
+    }
+
+    /// `<source prefix>-<32 hex digits>`.
+    pub fn local_id(&self, source_prefix: &str, source_base: &str, resource_type: &str, source_id: &str) -> String {
+        let mut mac = self.mac.clone();
+        for part in [source_base, resource_type, source_id] {
+            mac.update(part.as_bytes());
+            mac.update(b"\n");
+        }
+        format!("{source_prefix}-{}", &crate::hex(&mac.finalize().into_bytes())[..32])
+    }
+}
 
 /// The facts ingest needs about one transfer.
 #[derive(Debug, Clone)]
@@ -39,17 +76,30 @@ pub struct Context {
     pub keep_financial: bool,
     /// This plan's FHIR base (references to it are local).
     pub local_base: String,
+    pub ids: RecordIds,
 }
 
 /// What became of one received resource.
 #[derive(Debug)]
 pub enum Ingested {
     /// Ready to store.
-    Store(Box<Prepared>),
-    /// Sensitive, and the member excluded sensitive data: not stored.
-    Excluded(Vec<Reason>),
+    Store(Box<Received>),
+    /// Sensitive, and the member excluded sensitive data: not stored. With the id it would
+    /// have had here (what names it names nothing here).
+    Excluded { reasons: Vec<Reason>, local_id: String },
     /// Cannot be stored; why.
     Rejected(String),
+}
+
+/// A received resource ready to store, and what ingest saw in it.
+#[derive(Debug)]
+pub struct Received {
+    pub prepared: Prepared,
+    /// References withheld: they named something other than the previous plan's resources.
+    pub foreign_references: usize,
+    /// The previous plan's records it names: the key of each one's `(type, id here)` (see
+    /// [`crate::named::key`]) and its id at the previous plan.
+    pub named: Vec<(u128, String)>,
 }
 
 /// A short, stable prefix for one source (8 hex digits of its base's SHA-256).
@@ -61,27 +111,25 @@ pub fn source_prefix(source_base: &str) -> String {
 impl Context {
     /// The id a source resource gets here.
     pub fn local_id(&self, resource_type: &str, source_id: &str) -> String {
-        let candidate = format!("{}-{source_id}", self.source_prefix);
-        if candidate.len() <= 64 && baton_fhir::is_valid_id(&candidate) {
-            candidate
+        self.ids.local_id(&self.source_prefix, &self.source_base, resource_type, source_id)
+    }
+
+    /// The local reference for a source `Type/id`, with its id here.
+    fn local_reference(&self, resource_type: &str, id: &str) -> (String, Option<String>) {
+        if resource_type == "Patient" && self.source_patient.as_deref() == Some(id) {
+            (format!("Patient/{}", self.own_patient), None)
         } else {
-            let digest = Sha256::digest(format!("{}|{resource_type}|{source_id}", self.source_base).as_bytes());
-            format!("{}-h{}", self.source_prefix, &crate::hex(&digest)[..40])
+            let local = self.local_id(resource_type, id);
+            (format!("{resource_type}/{local}"), Some(local))
         }
     }
 
-    /// The source id of a local id made by [`Context::local_id`], when it can be told.
-    pub fn source_id_of<'a>(&self, local_id: &'a str) -> Option<&'a str> {
-        let rest = local_id.strip_prefix(&self.source_prefix)?.strip_prefix('-')?;
-        (!rest.starts_with('h') || rest.len() != 41).then_some(rest)
-    }
-
-    /// The local reference for a source `Type/id`.
-    fn local_reference(&self, resource_type: &str, id: &str) -> String {
-        if resource_type == "Patient" && self.source_patient.as_deref() == Some(id) {
-            format!("Patient/{}", self.own_patient)
-        } else {
-            format!("{resource_type}/{}", self.local_id(resource_type, id))
+    /// Whether `reference` names one of the previous plan's own resources (or a resource
+    /// contained in the one at hand).
+    fn is_source_reference(&self, reference: &str) -> bool {
+        match Reference::parse(reference) {
+            Reference::Contained { .. } => true,
+            parsed => parsed.local_to(&self.source_base).is_some(),
         }
     }
 }
@@ -106,12 +154,19 @@ pub fn ingest(ctx: &Context, mut resource: Value) -> (String, Ingested) {
 
     let reasons = sensitivity::assess(&resource);
     if !reasons.is_empty() && !ctx.include_sensitive {
-        return (key, Ingested::Excluded(reasons));
+        let local_id = ctx.local_id(&resource_type, &source_id);
+        return (key, Ingested::Excluded { reasons, local_id });
     }
 
+    let foreign_references = walk::mask_references(&mut resource, |reference| !ctx.is_source_reference(reference));
+    let mut named = vec![];
     walk::rewrite_references(&mut resource, |_, reference| {
-        let parsed = Reference::parse(reference);
-        parsed.local_to(&ctx.source_base).map(|(t, id)| ctx.local_reference(t, id))
+        let (resource_type, id) = Reference::parse(reference).local_to(&ctx.source_base)?;
+        let (rewritten, local_id) = ctx.local_reference(resource_type, id);
+        if let Some(local_id) = local_id {
+            named.push((crate::named::key(resource_type, &local_id), id.to_owned()));
+        }
+        Some(rewritten)
     });
 
     let local_id = ctx.local_id(&resource_type, &source_id);
@@ -150,11 +205,12 @@ pub fn ingest(ctx: &Context, mut resource: Value) -> (String, Ingested) {
     let origin = Origin { system: ctx.source_base.clone(), id: source_id };
     match prepare(resource, &ctx.local_base, member, Some(origin)) {
         Ok(mut prepared) => {
-            if resource_type == "Patient" {
-                // The member's previous-plan Patient belongs in their compartment here.
+            if resource_type == "Patient" || (member.is_some() && prepared.write.patient_id.is_none()) {
+                // The member's previous-plan Patient, and a record of theirs that names no
+                // patient (or only one that was withheld), belong in their compartment here.
                 prepared.write.patient_id = Some(ctx.own_patient.clone());
             }
-            (key, Ingested::Store(Box::new(prepared)))
+            (key, Ingested::Store(Box::new(Received { prepared, foreign_references, named })))
         }
         Err(error) => (key, Ingested::Rejected(error.to_string())),
     }
@@ -210,14 +266,19 @@ mod tests {
             include_sensitive,
             keep_financial: false,
             local_base: "https://new.example/fhir".into(),
+            ids: RecordIds::new(b"test key"),
+        }
+    }
+
+    fn received(ctx: &Context, resource: Value) -> Received {
+        match ingest(ctx, resource).1 {
+            Ingested::Store(received) => *received,
+            other => panic!("not stored: {other:?}"),
         }
     }
 
     fn stored(ctx: &Context, resource: Value) -> Prepared {
-        match ingest(ctx, resource).1 {
-            Ingested::Store(prepared) => *prepared,
-            other => panic!("not stored: {other:?}"),
-        }
+        received(ctx, resource).prepared
     }
 
     #[test]
@@ -229,24 +290,25 @@ mod tests {
             "meta": {"versionId": "3", "lastUpdated": "2020-01-01T00:00:00Z", "security": [{"system": "s", "code": "N"}]},
             "subject": {"reference": "Patient/p-old"},
             "participant": [{"individual": {"reference": "https://old.example/fhir/Practitioner/dr1"}}],
-            "serviceProvider": {"reference": "https://elsewhere.example/fhir/Organization/o1"},
+            "serviceProvider": {"reference": "https://elsewhere.example/fhir/Organization/o1", "display": "Elsewhere"},
             "extension": [{"url": "http://example.org/unknown", "valueString": "kept"}]
         });
-        let prepared = stored(&c, encounter);
+        let received = received(&c, encounter);
+        let prepared = &received.prepared;
         let body = &prepared.write.body;
         let new_id = body["id"].as_str().unwrap();
         assert_ne!(new_id, "e1");
         assert_eq!(new_id, c.local_id("Encounter", "e1"), "deterministic");
-        assert_eq!(c.source_id_of(new_id), Some("e1"));
         assert_eq!(body["subject"]["reference"], "Patient/member-7", "the member's own Patient");
+        let practitioner = c.local_id("Practitioner", "dr1");
+        assert_eq!(body["participant"][0]["individual"]["reference"], format!("Practitioner/{practitioner}"));
+        assert_eq!(received.named, [(crate::named::key("Practitioner", &practitioner), "dr1".to_owned())]);
         assert_eq!(
-            body["participant"][0]["individual"]["reference"],
-            format!("Practitioner/{}", c.local_id("Practitioner", "dr1"))
+            body["serviceProvider"]["extension"][0]["valueCode"], "masked",
+            "another server's resource is withheld, never followed"
         );
-        assert_eq!(
-            body["serviceProvider"]["reference"], "https://elsewhere.example/fhir/Organization/o1",
-            "other servers untouched"
-        );
+        assert!(!body.to_string().contains("elsewhere.example") && !body.to_string().contains("Elsewhere"));
+        assert_eq!(received.foreign_references, 1);
         assert_eq!(body["identifier"][0], json!({"system": "https://old.example/fhir", "value": "e1"}));
         assert_eq!(body["meta"]["source"], "https://old.example/fhir/Encounter/e1");
         assert!(body["meta"].get("versionId").is_none());
@@ -261,8 +323,12 @@ mod tests {
     fn sensitive_resources_are_excluded_only_when_the_member_said_so() {
         let condition = json!({"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p-old"},
             "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F11.20"}]}});
-        match ingest(&ctx(false), condition.clone()).1 {
-            Ingested::Excluded(reasons) => assert_eq!(reasons[0].kind, sensitivity::Kind::SubstanceUse),
+        let c = ctx(false);
+        match ingest(&c, condition.clone()).1 {
+            Ingested::Excluded { reasons, local_id } => {
+                assert_eq!(reasons[0].kind, sensitivity::Kind::SubstanceUse);
+                assert_eq!(local_id, c.local_id("Condition", "c1"));
+            }
             other => panic!("{other:?}"),
         }
         assert!(stored(&ctx(true), condition).write.sensitive);
@@ -310,11 +376,48 @@ mod tests {
     }
 
     #[test]
-    fn very_long_source_ids_are_hashed() {
+    fn ids_here_say_nothing_of_the_ids_there() {
         let c = ctx(true);
-        let long = "x".repeat(64);
-        let id = c.local_id("Observation", &long);
-        assert!(id.len() <= 64 && baton_fhir::is_valid_id(&id));
-        assert_eq!(c.source_id_of(&id), None);
+        for source_id in ["heldout-hiv", "heldout-gad", &"x".repeat(64), "substance-use-1"] {
+            let id = c.local_id("Condition", source_id);
+            assert!(id.len() <= 64 && baton_fhir::is_valid_id(&id), "{id}");
+            assert!(id.starts_with(&format!("{}-", c.source_prefix)));
+            let opaque = id.strip_prefix(&format!("{}-", c.source_prefix)).unwrap();
+            assert_eq!(opaque.len(), 32);
+            for word in ["heldout", "hiv", "gad", "xxxx", "substance"] {
+                assert!(!id.contains(word), "{id} says {word}");
+            }
+        }
+        assert_ne!(c.local_id("Condition", "a"), c.local_id("Observation", "a"), "the type counts");
+        let other_key = Context { ids: RecordIds::new(b"another key"), ..c.clone() };
+        assert_ne!(c.local_id("Condition", "a"), other_key.local_id("Condition", "a"), "keyed: no guess checks out");
+    }
+
+    #[test]
+    fn references_that_could_reach_another_member_are_withheld() {
+        let c = ctx(true);
+        // A hostile previous plan names a member of this plan, on this plan's own base.
+        let condition = json!({"resourceType": "Condition", "id": "c9",
+            "subject": {"reference": "https://new.example/fhir/Patient/member-8"},
+            "evidence": [{"detail": [{"reference": "Observation/o1"}, {"reference": "urn:uuid:5a6b"},
+                {"reference": "#contained-1"}]}]});
+        let received = received(&c, condition);
+        let body = &received.prepared.write.body;
+        assert_eq!(received.foreign_references, 2);
+        assert_eq!(body["subject"]["extension"][0]["valueCode"], "masked");
+        assert!(!body.to_string().contains("member-8"));
+        let details: Vec<&str> = body["evidence"][0]["detail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["reference"].as_str().unwrap())
+            .collect();
+        assert_eq!(details, [format!("Observation/{}", c.local_id("Observation", "o1")).as_str(), "#contained-1"]);
+        assert_eq!(
+            received.prepared.write.patient_id.as_deref(),
+            Some("member-7"),
+            "filed under the transfer's member"
+        );
+        assert!(received.prepared.write.references.iter().all(|r| r.target_id != "member-8"));
     }
 }

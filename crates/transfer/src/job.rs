@@ -20,7 +20,7 @@ use baton_fhir::smart::Scopes;
 use baton_records::Prepared;
 use baton_store::{
     AccountId, CommitError, PayerLink, PreparedTransferPage, ResourceWrite, Store, StoreError, Timestamp, Transfer,
-    TransferPage, transfer_state,
+    TransferPage, TransferTarget, transfer_state,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -30,7 +30,7 @@ use tracing::Instrument;
 
 use crate::auth::{PayerCredentials, RefreshError, refresh};
 use crate::client::{Audit, FetchError, FhirClient};
-use crate::ingest::{Context, Ingested, ingest, source_prefix};
+use crate::ingest::{Context, Ingested, Received, ingest, source_prefix};
 use crate::named::NamedTargets;
 use crate::plan::{Plan, plan};
 use crate::progress::Progress;
@@ -102,6 +102,12 @@ struct Job<'a> {
     /// Whether the newest of them committed, for the next one to wait on before its
     /// checkpoint moves (checkpoints land in page order).
     handoff: Option<oneshot::Receiver<bool>>,
+    /// Records this run found sensitive (stored, or left out as the member asked), by key
+    /// ([`crate::named::key`] of their id here): a Provenance naming one is sensitive too.
+    sensitive: std::collections::HashMap<u128, sensitivity::Reason>,
+    /// The previous plan's id of each record the page being ingested names, by key: noted
+    /// with the page for those it has not written ([`TransferTarget`]).
+    page_sources: std::collections::HashMap<u128, String>,
 }
 
 /// A page commit running in the background, and the resources it writes.
@@ -214,6 +220,7 @@ impl<'a> Job<'a> {
         let client = FhirClient::new(engine.http.clone(), &link.fhir_base, engine.config.client.clone())
             .map_err(|e| JobEnd::Failed(format!("the previous plan's FHIR address is not valid: {e}")))?;
         let own_patient = own_patient(engine, &link).await?;
+        let ids = engine.record_ids().await.map_err(|e| failed("reading this plan's record-id key", &e))?;
         let source_base = client.base().to_owned();
         let ctx = Context {
             source_prefix: source_prefix(&source_base),
@@ -224,6 +231,7 @@ impl<'a> Job<'a> {
             include_sensitive,
             keep_financial: engine.config.keep_financial,
             local_base: engine.config.local_base.clone(),
+            ids,
         };
         let token = match &link.access_token {
             Some(sealed) => Some(engine.cipher.open(sealed).map_err(|e| failed("opening the access token", &e))?),
@@ -255,6 +263,8 @@ impl<'a> Job<'a> {
             gathering: None,
             committing: VecDeque::new(),
             handoff: None,
+            sensitive: std::collections::HashMap::new(),
+            page_sources: std::collections::HashMap::new(),
         })
     }
 
@@ -325,6 +335,7 @@ impl<'a> Job<'a> {
         audit: &Audit,
         events: Vec<(String, String)>,
         pages: i64,
+        targets: Vec<TransferTarget>,
     ) -> TransferPage {
         let lease = time::Duration::try_from(self.engine.config.lease).unwrap_or(time::Duration::MINUTE);
         TransferPage {
@@ -338,6 +349,8 @@ impl<'a> Job<'a> {
             rejected,
             requests: audit.take(),
             events,
+            permission: self.link.consent_id.clone(),
+            targets,
         }
     }
 
@@ -351,8 +364,8 @@ impl<'a> Job<'a> {
         pages: i64,
     ) -> Step {
         self.settle().await?;
-        self.track(&resources);
-        let page = self.page(resources, rejected, audit, events, pages);
+        let targets = self.track(&resources);
+        let page = self.page(resources, rejected, audit, events, pages, targets);
         commit_end(self.engine.store.commit_transfer_page(page).await.map(drop))
     }
 
@@ -380,8 +393,8 @@ impl<'a> Job<'a> {
         let in_flight = store.page_commits_in_flight().max(1);
         let group_limit = store.page_group_resources();
         if in_flight == 1 && group_limit > 0 {
-            self.track(&resources);
-            let page = self.page(resources, rejected, audit, events, pages);
+            let targets = self.track(&resources);
+            let page = self.page(resources, rejected, audit, events, pages, targets);
             let group = match self.gathering.take() {
                 Some(mut group) => group.absorb(page).map(|()| group),
                 None => page.prepare(),
@@ -403,8 +416,8 @@ impl<'a> Job<'a> {
             1 => HashSet::new(),
             _ => resources.iter().map(|w| crate::named::key(&w.resource_type, &w.id)).collect(),
         };
-        self.track(&resources);
-        let page = self.page(resources, rejected, audit, events, pages).prepare();
+        let targets = self.track(&resources);
+        let page = self.page(resources, rejected, audit, events, pages, targets).prepare();
         self.submit(page, writes).await
     }
 
@@ -441,12 +454,37 @@ impl<'a> Job<'a> {
         Ok(())
     }
 
-    /// Notes what a page about to be committed writes and names (see [`NamedTargets`]). A page
-    /// whose commit fails ends the run, and the next run resumes without a tracker.
-    fn track(&mut self, resources: &[ResourceWrite]) {
-        if let Some(named) = &mut self.named {
-            named.track(resources);
-        }
+    /// Notes what a page about to be committed writes and names (see [`NamedTargets`]), and
+    /// returns the previous plan's records it names that this run has not written — all those
+    /// the page does not write, when the run has no tracker — with their ids there, to be
+    /// noted with the page. A page whose commit fails ends the run, and the next run resumes
+    /// without a tracker.
+    fn track(&mut self, resources: &[ResourceWrite]) -> Vec<TransferTarget> {
+        let sources = std::mem::take(&mut self.page_sources);
+        let unwritten = match &mut self.named {
+            Some(named) => named.track(resources),
+            None => {
+                let written: HashSet<u128> =
+                    resources.iter().map(|w| crate::named::key(&w.resource_type, &w.id)).collect();
+                let mut seen = HashSet::new();
+                resources
+                    .iter()
+                    .flat_map(|w| &w.references)
+                    .filter(|r| {
+                        let key = crate::named::key(&r.target_type, &r.target_id);
+                        !written.contains(&key) && seen.insert(key)
+                    })
+                    .map(|r| (r.target_type.clone(), r.target_id.clone()))
+                    .collect()
+            }
+        };
+        unwritten
+            .into_iter()
+            .filter_map(|(target_type, target_id)| {
+                let source_id = sources.get(&crate::named::key(&target_type, &target_id))?.clone();
+                Some(TransferTarget { target_type, target_id, source_id })
+            })
+            .collect()
     }
 
     /// References from the member's records to resources the store does not have: among the
@@ -791,32 +829,65 @@ impl<'a> Job<'a> {
         let is_member_patient =
             resource_type == "Patient" && resource["id"].as_str() == self.ctx.source_patient.as_deref();
         let (key, outcome) = ingest(&self.ctx, resource);
-        let counts = self.progress.types.entry(resource_type.clone()).or_default();
-        counts.received += 1;
+        self.progress.types.entry(resource_type.clone()).or_default().received += 1;
         match outcome {
-            Ingested::Store(prepared) => {
-                counts.stored += 1;
+            Ingested::Store(received) => {
+                let Received { mut prepared, foreign_references, named } = *received;
+                self.page_sources.extend(named);
+                self.progress.foreign_references += foreign_references as u64;
+                let local = crate::named::key(&resource_type, &prepared.write.id);
+                if let Some(reason) = prepared.reasons.first() {
+                    self.sensitive.insert(local, *reason);
+                } else if let Some(reason) = self.sensitive_target(&prepared.write) {
+                    // A Provenance of a sensitive record says who recorded what about it.
+                    if !self.ctx.include_sensitive {
+                        self.exclude(&resource_type, local, &[reason]);
+                        return Ok(());
+                    }
+                    prepared.write.sensitive = true;
+                    self.sensitive.insert(local, reason);
+                }
+                self.progress.types.entry(resource_type.clone()).or_default().stored += 1;
                 self.count_category(&resource_type, &prepared);
                 if is_member_patient && let Some(own) = self.own_patient_linked_to(&prepared).await? {
                     resources.push(own);
                 }
                 resources.push(prepared.write);
             }
-            Ingested::Excluded(reasons) => {
-                counts.excluded += 1;
-                // Counted once, under its most specific reason (a kind of care before a bare "restricted").
-                let primary = reasons.iter().find(|r| r.kind != sensitivity::Kind::Restricted).or(reasons.first());
-                if let Some(primary) = primary {
-                    *self.progress.excluded.entry(primary.key()).or_default() += 1;
-                }
+            Ingested::Excluded { reasons, local_id } => {
+                let local = crate::named::key(&resource_type, &local_id);
+                self.exclude(&resource_type, local, &reasons);
             }
             Ingested::Rejected(reason) => {
-                counts.rejected += 1;
+                self.progress.types.entry(resource_type.clone()).or_default().rejected += 1;
                 self.progress.rejected += 1;
                 rejected.push((key, reason));
             }
         }
         Ok(())
+    }
+
+    /// Counts a record left out because it is sensitive and the member said so: once, under
+    /// its most specific reason (a kind of care before a bare "restricted").
+    fn exclude(&mut self, resource_type: &str, local: u128, reasons: &[sensitivity::Reason]) {
+        self.progress.types.entry(resource_type.to_owned()).or_default().excluded += 1;
+        let primary = reasons.iter().find(|r| r.kind != sensitivity::Kind::Restricted).or(reasons.first());
+        if let Some(primary) = primary {
+            *self.progress.excluded.entry(primary.key()).or_default() += 1;
+            self.sensitive.insert(local, *primary);
+        }
+    }
+
+    /// For a Provenance: why one of its targets is sensitive, when this run found one so.
+    fn sensitive_target(&self, write: &ResourceWrite) -> Option<sensitivity::Reason> {
+        if write.resource_type != "Provenance" {
+            return None;
+        }
+        write
+            .references
+            .iter()
+            .filter(|r| r.path == "target")
+            .find_map(|r| self.sensitive.get(&crate::named::key(&r.target_type, &r.target_id)).copied())
     }
 
     fn count_category(&mut self, resource_type: &str, prepared: &Prepared) {
@@ -872,17 +943,24 @@ impl<'a> Job<'a> {
     /// Reads what the records refer to but did not come: directory entries and the like.
     async fn resolve(&mut self) -> Step {
         let dangling = self.dangling(10_000).await?;
-        let mut targets: Vec<(String, String)> = vec![];
+        let mut candidates: Vec<(String, String)> = vec![];
+        let mut seen = HashSet::new();
         for (_, _, target_type, target_id) in dangling {
             let key = (target_type, target_id);
-            if is_exchange_type(&key.0)
-                && self.ctx.source_id_of(&key.1).is_some()
-                && !self.attempted.contains(&key)
-                && !targets.contains(&key)
-            {
-                targets.push(key);
+            if is_exchange_type(&key.0) && !self.attempted.contains(&key) && seen.insert(key.clone()) {
+                candidates.push(key);
             }
         }
+        // Only the previous plan's records can be fetched from it: those whose id there the
+        // transfer noted when it named them.
+        let sources = self
+            .engine
+            .store
+            .transfer_target_sources(&self.transfer.id, &candidates)
+            .await
+            .map_err(|e| JobEnd::Failed(e.to_string()))?;
+        let targets: Vec<((String, String), String)> =
+            candidates.into_iter().filter_map(|key| sources.get(&key).cloned().map(|source| (key, source))).collect();
         if targets.is_empty() || self.attempted.len() >= self.engine.config.max_resolve {
             self.checkpoint = Checkpoint::Finish;
             self.progress.phase = "finish".into();
@@ -899,9 +977,8 @@ impl<'a> Job<'a> {
         let audit = Audit::default();
         let mut resources = vec![];
         let mut rejected = vec![];
-        for (target_type, local_id) in targets.into_iter().take(RESOLVE_BATCH) {
-            self.attempted.insert((target_type.clone(), local_id.clone()));
-            let Some(source_id) = self.ctx.source_id_of(&local_id).map(str::to_owned) else { continue };
+        for ((target_type, local_id), source_id) in targets.into_iter().take(RESOLVE_BATCH) {
+            self.attempted.insert((target_type.clone(), local_id));
             let url = self.client.url(&format!("{target_type}/{source_id}"));
             match self.get(&url, &audit).await {
                 Ok(resource) if resource["resourceType"] == target_type.as_str() => {
@@ -1039,17 +1116,39 @@ impl<'a> Job<'a> {
     /// flat however big the record, and leaves what was committed described even if the
     /// transfer later fails. Its id is derived from its targets: a batch committed again after
     /// a crash rewrites the same Provenance.
-    fn add_custodian_provenance(&self, resources: &mut Vec<ResourceWrite>) -> Result<(), JobEnd> {
-        let received: Vec<(&str, &str)> = resources
-            .iter()
-            .filter(|w| w.source_system.as_deref() == Some(self.ctx.source_base.as_str()))
-            .map(|w| (w.resource_type.as_str(), w.id.as_str()))
-            .collect();
-        if received.is_empty() {
-            return Ok(());
+    ///
+    /// The batch's sensitive records get a Provenance of their own, itself sensitive: one
+    /// listing them beside the others would show a reader who may not see them that they
+    /// exist (and a received Provenance naming a sensitive record found later in the batch is
+    /// marked sensitive first).
+    fn add_custodian_provenance(&mut self, resources: &mut Vec<ResourceWrite>) -> Result<(), JobEnd> {
+        let source = self.ctx.source_base.clone();
+        for write in resources.iter_mut() {
+            if !write.sensitive
+                && write.source_system.as_deref() == Some(source.as_str())
+                && let Some(reason) = self.sensitive_target(write)
+            {
+                write.sensitive = true;
+                self.sensitive.insert(crate::named::key(&write.resource_type, &write.id), reason);
+            }
         }
+        let mut parts: [Vec<(String, String)>; 2] = [vec![], vec![]];
+        for write in resources.iter().filter(|w| w.source_system.as_deref() == Some(source.as_str())) {
+            parts[usize::from(write.sensitive)].push((write.resource_type.clone(), write.id.clone()));
+        }
+        for (received, sensitive) in parts.into_iter().zip([false, true]) {
+            if !received.is_empty() {
+                let mut write = self.custodian_provenance(&received)?;
+                write.sensitive = sensitive;
+                resources.push(write);
+            }
+        }
+        Ok(())
+    }
+
+    fn custodian_provenance(&self, received: &[(String, String)]) -> Result<ResourceWrite, JobEnd> {
         let mut digest = Sha256::new();
-        for (t, id) in &received {
+        for (t, id) in received {
             digest.update(t.as_bytes());
             digest.update(b"/");
             digest.update(id.as_bytes());
@@ -1081,8 +1180,7 @@ impl<'a> Job<'a> {
         let mut prepared = baton_records::prepare(provenance, &self.ctx.local_base, Some(self.ctx.member), None)
             .map_err(|e| JobEnd::Failed(e.to_string()))?;
         prepared.write.patient_id = Some(self.ctx.own_patient.clone());
-        resources.push(prepared.write);
-        Ok(())
+        Ok(prepared.write)
     }
 }
 
@@ -1149,42 +1247,9 @@ pub async fn member_patient(store: &Store, local_base: &str, member: AccountId) 
 /// Removes references to `missing` targets: Provenance targets and list items are dropped;
 /// a single reference becomes a masked data-absent reference. Returns how many were removed.
 pub fn withhold(resource: &mut Value, missing: &HashSet<String>) -> usize {
-    fn points_at_missing(value: &Value, missing: &HashSet<String>) -> bool {
-        value
-            .get("reference")
-            .and_then(Value::as_str)
-            .and_then(|r| Reference::parse(r).type_and_id().map(|(t, id)| format!("{t}/{id}")))
-            .is_some_and(|key| missing.contains(&key))
-    }
-    fn walk(value: &mut Value, missing: &HashSet<String>, removed: &mut usize) {
-        match value {
-            Value::Object(map) => {
-                for child in map.values_mut() {
-                    if points_at_missing(child, missing) {
-                        *child = json!({"extension": [{
-                            "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
-                            "valueCode": "masked"
-                        }]});
-                        *removed += 1;
-                    } else {
-                        walk(child, missing, removed);
-                    }
-                }
-            }
-            Value::Array(items) => {
-                let before = items.len();
-                items.retain(|item| !points_at_missing(item, missing));
-                *removed += before - items.len();
-                for item in items.iter_mut() {
-                    walk(item, missing, removed);
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut removed = 0;
-    walk(resource, missing, &mut removed);
-    removed
+    baton_fhir::walk::mask_references(resource, |reference| {
+        Reference::parse(reference).type_and_id().is_some_and(|(t, id)| missing.contains(&format!("{t}/{id}")))
+    })
 }
 
 fn url_hash(url: &str) -> String {

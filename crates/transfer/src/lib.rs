@@ -27,6 +27,7 @@ use tokio::sync::watch;
 
 pub use auth::{ClientAuth, PayerCredentials, PayerDirectory};
 pub use client::ClientConfig;
+pub use ingest::RecordIds;
 pub use job::{JobEnd, member_patient};
 pub use progress::Progress;
 pub use sealed::TokenCipher;
@@ -84,6 +85,8 @@ pub struct Inner {
     pub cipher: TokenCipher,
     pub config: EngineConfig,
     pub payers: Arc<dyn PayerDirectory>,
+    /// This Baton's record-id key, read (or made) once.
+    record_ids: tokio::sync::OnceCell<RecordIds>,
 }
 
 impl std::ops::Deref for Engine {
@@ -103,7 +106,21 @@ impl Engine {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();
-        Engine(Arc::new(Inner { store, http, cipher, config, payers }))
+        Engine(Arc::new(Inner { store, http, cipher, config, payers, record_ids: tokio::sync::OnceCell::new() }))
+    }
+
+    /// How this Baton turns a previous plan's resource ids into its own record ids: the key
+    /// is made once per database and shared by every instance on it.
+    pub async fn record_ids(&self) -> Result<RecordIds, baton_store::StoreError> {
+        self.record_ids
+            .get_or_try_init(|| async {
+                use base64::Engine as _;
+                let candidate = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+                let key = self.store.instance_secret(RecordIds::SECRET, &candidate).await?;
+                Ok(RecordIds::new(key.as_bytes()))
+            })
+            .await
+            .cloned()
     }
 
     /// Claims one due transfer and runs it to its end; returns its id and how it ended, or

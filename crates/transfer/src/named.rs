@@ -23,20 +23,25 @@ pub struct NamedTargets {
 
 impl NamedTargets {
     /// Records a page about to be committed: what it writes, then what its records name.
-    pub fn track(&mut self, resources: &[ResourceWrite]) {
+    /// Returns the targets it named first that are not written yet.
+    pub fn track(&mut self, resources: &[ResourceWrite]) -> Vec<(String, String)> {
         for write in resources {
             let key = key(&write.resource_type, &write.id);
             self.written.insert(key);
             self.unwritten.remove(&key);
         }
+        let mut new = vec![];
         for reference in resources.iter().flat_map(|w| &w.references) {
             let key = key(&reference.target_type, &reference.target_id);
-            if !self.written.contains(&key) {
-                self.unwritten
-                    .entry(key)
-                    .or_insert_with(|| (reference.target_type.clone(), reference.target_id.clone()));
+            if !self.written.contains(&key)
+                && let std::collections::hash_map::Entry::Vacant(entry) = self.unwritten.entry(key)
+            {
+                let target = (reference.target_type.clone(), reference.target_id.clone());
+                new.push(target.clone());
+                entry.insert(target);
             }
         }
+        new
     }
 
     /// A resource this transfer wrote is gone again (purged): what names it may dangle now.
@@ -107,10 +112,14 @@ mod tests {
         let mut named = NamedTargets::default();
         // Named before it is written (a later page), after (an earlier one), in the same page,
         // and never.
-        named.track(&[write("Provenance", "p1", &["Claim/later", "Patient/x", "Organization/never"])]);
-        named.track(&[write("Patient", "x", &[]), write("Claim", "same", &["Patient/x", "Coverage/c"])]);
-        named.track(&[write("Coverage", "c", &["Claim/same"]), write("Claim", "later", &[])]);
-        assert_eq!(named.candidates(), [("Organization".to_owned(), "never".to_owned())]);
+        let pair = |t: &str, id: &str| (t.to_owned(), id.to_owned());
+        let first = named.track(&[write("Provenance", "p1", &["Claim/later", "Patient/x", "Organization/never"])]);
+        assert_eq!(first, [pair("Claim", "later"), pair("Patient", "x"), pair("Organization", "never")]);
+        let second = named.track(&[write("Patient", "x", &[]), write("Claim", "same", &["Patient/x", "Coverage/c"])]);
+        assert_eq!(second, [pair("Coverage", "c")], "named once, and not what the page writes");
+        let third = named.track(&[write("Coverage", "c", &["Claim/same"]), write("Claim", "later", &[])]);
+        assert!(third.is_empty());
+        assert_eq!(named.candidates(), [pair("Organization", "never")]);
     }
 
     #[test]

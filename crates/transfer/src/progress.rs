@@ -28,6 +28,10 @@ pub struct Progress {
     pub resolved_references: u64,
     /// References removed because their target was withheld or could not be found.
     pub removed_references: u64,
+    /// References withheld as they came because they named something other than the previous
+    /// plan's own resources (another server, this plan's own records).
+    #[serde(default)]
+    pub foreign_references: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -208,6 +208,64 @@ async fn sensitive_records_are_absent_after_exclude_and_present_after_include() 
     assert!(progress(&included, "t1").await.excluded.is_empty());
 }
 
+/// Issue 19, item 1: a Provenance that names a sensitive record would tell a reader who may not
+/// see the record who recorded what about it, and when.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provenance_of_sensitive_records_is_sensitive_and_this_plans_own_never_lists_them_beside_others() {
+    let w = world(Setup { include_sensitive: true, page_size: 40, ..Setup::default() }, None).await;
+    assert_eq!(w.transfer("t1").await, JobEnd::Completed);
+    let query = ResourceQuery { member_account: Some(w.member), limit: 10_000, ..Default::default() };
+    let rows = w.store.search_resources(&query).await.unwrap().resources;
+    let sensitive: HashSet<String> =
+        rows.iter().filter(|r| r.sensitive).map(|r| format!("{}/{}", r.resource_type, r.id)).collect();
+    let (mut received, mut custodians) = (0, 0);
+    for row in rows.iter().filter(|r| r.resource_type == "Provenance") {
+        let body: Value = serde_json::from_str(&row.body).unwrap();
+        let targets: Vec<&str> =
+            body["target"].as_array().unwrap().iter().filter_map(|t| t["reference"].as_str()).collect();
+        let names_sensitive = targets.iter().any(|t| sensitive.contains(*t));
+        assert!(!names_sensitive || row.sensitive, "{} names a sensitive record but is not sensitive", row.id);
+        if row.id.starts_with("transfer-") {
+            if row.sensitive {
+                custodians += 1;
+                assert!(targets.iter().all(|t| sensitive.contains(*t)), "{}: sensitive records apart", row.id);
+            }
+        } else if names_sensitive {
+            received += 1;
+        }
+    }
+    assert!(received > 0, "the previous plan's own Provenance of sensitive care arrived sensitive");
+    assert!(custodians > 0, "this plan's Provenance of sensitive records is one of their own");
+}
+
+/// Issue 19, item 2: a previous plan cannot file a record under another member of this plan
+/// by naming them on this plan's own base, and nothing is followed to a third server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn references_to_this_plan_or_a_third_server_are_withheld_and_counted() {
+    let w = world(Setup::default(), None).await;
+    w.script.add("$everything", Fault::Hostile, 1);
+    assert_eq!(w.transfer("t1").await, JobEnd::Completed);
+    let planted = w
+        .store
+        .search_resources(&ResourceQuery {
+            resource_types: vec!["Condition".into()],
+            identifier: Some(baton_store::IndexedIdentifier { system: w.fhir_base.clone(), value: "hostile-1".into() }),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .resources;
+    assert_eq!(planted.len(), 1, "it is the member's record, kept");
+    let own_patient = w.store.account_by_id(w.member).await.unwrap().unwrap().patient_id.unwrap();
+    assert_eq!(planted[0].patient_id.as_deref(), Some(own_patient.as_str()), "filed under this transfer's member");
+    assert_eq!(planted[0].member_account, Some(w.member.0));
+    assert!(!planted[0].body.contains("member-999") && !planted[0].body.contains("third.example"));
+    let elsewhere = ResourceQuery { patient_id: Some("member-999".into()), limit: 10, ..Default::default() };
+    assert_eq!(w.store.count_resources(&elsewhere).await.unwrap(), 0, "nothing in the other member's record");
+    assert_eq!(progress(&w, "t1").await.foreign_references, 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_amounts_are_left_behind_unless_kept() {
     let w = world(Setup { member: "James", financial: true, ..Setup::default() }, None).await;

@@ -40,6 +40,9 @@ pub enum Fault {
     /// Forward, then add the same Condition to a page of results (as a resource two searches
     /// both find would come).
     SharedEntry,
+    /// Forward, then add a Condition that names another member of the new plan on the new
+    /// plan's own base, and a record on a third server (a hostile or careless previous plan).
+    Hostile,
 }
 
 /// A fault for requests whose path and query contain `pattern`, `times` times (0: always).
@@ -324,6 +327,16 @@ async fn forward(
                 entries.push(serde_json::json!({"resource": {"resourceType": "Binary", "id": "b1"}}));
                 entries.push(serde_json::json!({"resource": {"resourceType": "Condition", "id": "fine-1",
                     "subject": {"reference": "Patient/whoever"}, "unknownElement": {"kept": true}}}));
+            }
+            text = bundle.to_string();
+        }
+        Some(Fault::Hostile) => {
+            let mut bundle: Value = serde_json::from_str(&text).unwrap();
+            if let Some(entries) = bundle["entry"].as_array_mut() {
+                entries.push(serde_json::json!({"resource": {"resourceType": "Condition", "id": "hostile-1",
+                    "subject": {"reference": format!("{LOCAL_BASE}/Patient/member-999")},
+                    "encounter": {"reference": "https://third.example/fhir/Encounter/e1", "display": "Elsewhere"},
+                    "code": {"text": "Planted"}}}));
             }
             text = bundle.to_string();
         }
