@@ -25,7 +25,7 @@ use crate::i18n::{I18nContextProvider, t_string, use_i18n};
 use crate::pages::{
     ApiTokensPage, AuditPage, BringRecords, ConsentPage, Landing, MemberHome, MemberPage, MemberRecordsPage,
     MembersPage, NotFound, PayersPage, RecordPage, RosterImportPage, RosterPage, SignInPage, StaffHome,
-    StaffTransferPage, TransferPage, TransfersPage, WelcomePage,
+    StaffTransferPage, TransferPage, TransfersPage, WelcomePage, WithdrawPage,
 };
 use crate::session::{SessionInfo, SignOut, get_session};
 
@@ -89,6 +89,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("member/bring") view=BringRecords ssr=SsrMode::Async/>
                         <Route path=path!("member/bring/:payer") view=ConsentPage ssr=SsrMode::Async/>
                         <Route path=path!("member/transfers/:id") view=TransferPage ssr=SsrMode::Async/>
+                        <Route path=path!("member/transfers/:id/withdraw") view=WithdrawPage ssr=SsrMode::Async/>
                         <Route path=path!("welcome") view=WelcomePage ssr=SsrMode::Async/>
                         <Route path=path!("staff") view=StaffHome ssr=SsrMode::Async/>
                         <Route path=path!("staff/members") view=MembersPage ssr=SsrMode::Async/>

@@ -87,6 +87,8 @@ test('a member brings their records leaving sensitive care out, then again with 
   const withSensitive = await waitUntilDone(page);
   expect(withSensitive).toBeGreaterThan(withoutSensitive);
   await expect(page.locator('#excluded-sensitive')).toHaveCount(0);
+  // Riverbend (a Baton) said it shared sensitive information too: only then is this true.
+  await expect(page.locator('#nothing-left-out')).toHaveText('Nothing was left out.');
   expect(await count(page, 'conditions')).toBeGreaterThanOrEqual(conditionsWithout);
   // Now the sensitive visits are held too.
   const heldWith = await visitsHeldForMaria(browser);
@@ -136,16 +138,42 @@ test('a tampered state is refused, and the real answer cannot be replayed after 
   await expect(page.locator('.link-item')).toHaveCount(0);
 });
 
-test('withdrawing stops the pulls, can delete what arrived, and the home page says so', async ({ page }) => {
+test('withdrawing asks before deleting, and the pages say what the old plan held back and what went', async ({ page }) => {
   await signIn(page, 'ana');
   await expect(page).toHaveURL(/\/member$/);
-  await chooseOldPlanAndConsent(page, 'exclude');
+  // Sensitive information is welcome here, but Ana says no at Riverbend.
+  await chooseOldPlanAndConsent(page, 'include');
   await approveAtOldPlan(page, 'ana.lopez', 'exclude');
-  await waitUntilDone(page);
+  const arrived = await waitUntilDone(page);
+  await expect(page.locator('#source-held-back')).toHaveText(
+    `${OLD_PLAN_NAME} did not share sensitive information with us: that is what you chose on ${OLD_PLAN_NAME}'s page.`,
+  );
+  await expect(page.locator('#nothing-left-out')).toHaveCount(0);
+  await settle(page);
 
   await page.getByLabel('Also delete the records we already received').check();
   await page.getByRole('button', { name: 'Withdraw my permission' }).click();
-  await expect(page.locator('#withdrawn')).toHaveText('You withdrew your permission. We will not ask for more records.');
+  // Nothing is deleted before Ana has seen what would go, and said yes.
+  await expect(page).toHaveURL(/\/member\/transfers\/[0-9a-f-]+\/withdraw$/);
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText(
+    `Withdraw your permission and delete your records from ${OLD_PLAN_NAME}?`,
+  );
+  const goes = Number(((await page.locator('#what-goes').textContent()) ?? '').replace(/[^0-9]/g, ''));
+  const keep = page.locator('#to-keep');
+  const stays = (await keep.count()) > 0 ? Number(((await keep.textContent()) ?? '').replace(/[^0-9]/g, '')) : 0;
+  expect(goes).toBeGreaterThan(0);
+  // Whatever another permission also brought stays; the rest goes, and the two make up what arrived.
+  expect(goes + stays).toBe(arrived);
+  let perKind = 0;
+  for (const cell of await page.locator('#to-delete td.num').allTextContents()) {
+    perKind += Number(cell.replace(/[^0-9]/g, ''));
+  }
+  expect(perKind).toBe(goes);
+  await settle(page);
+  await page.getByRole('button', { name: 'Withdraw and delete' }).click();
+
+  await expect(page.locator('#withdrawn')).toContainText('You withdrew your permission. We will not ask for more records.');
+  await expect(page.locator('#deleted')).toHaveText(`At your request we deleted ${goes} records we had received.`);
   await expect(page.getByRole('button', { name: 'Withdraw my permission' })).toHaveCount(0);
   await settle(page);
 

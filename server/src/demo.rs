@@ -193,6 +193,8 @@ pub async fn seed_offline_history(services: &Services) -> anyhow::Result<()> {
         id_token: None,
         scope: "launch/patient openid fhirUser patient/*.rs".into(),
         patient: Some("lakeshore-patient-1".into()),
+        // Lakeshore is not a Baton: it says nothing of sensitive information.
+        sensitive: None,
     };
     services
         .journey

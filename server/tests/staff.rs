@@ -158,6 +158,8 @@ impl TestApp {
                 resource: json!({"resourceType": "Consent", "status": "active"}).to_string(),
                 withdrawn_at: None,
                 created_at: now.millis(),
+                records_deleted: None,
+                records_kept: None,
             })
             .await
             .unwrap();
@@ -177,6 +179,7 @@ impl TestApp {
             state: "active".into(),
             created_at: now.millis(),
             updated_at: now.millis(),
+            source_sensitive: None,
         };
         store.insert_link(&link).await.unwrap();
         store.enqueue_transfer(&id, &link, "full", None, now).await.unwrap();

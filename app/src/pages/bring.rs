@@ -9,6 +9,8 @@ use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
 
+use baton_vocab::BringProblem;
+
 use crate::components::outcome::outcome;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
@@ -111,16 +113,23 @@ pub async fn start_authorization(payer: String, sensitive: Option<String>) -> Re
             return Ok(());
         }
     };
-    let (url, pending) = match services.journey.start(&payer, include_sensitive, baton_store::Timestamp::now()).await {
+    let started =
+        services.journey.start_for(account.id, &payer, include_sensitive, baton_store::Timestamp::now()).await;
+    let (url, pending) = match started {
         Ok(started) => started,
         Err(baton_journey::JourneyError::UnknownPayer(_)) => return Err(crate::ssr::fail(AppError::NotFound)),
         Err(baton_journey::JourneyError::NotOffered(_)) => {
-            leptos_axum::redirect("/member/bring?problem=not_offered");
+            leptos_axum::redirect(&format!("/member/bring?problem={}", BringProblem::NotOffered));
             return Ok(());
         }
         Err(error) => {
             tracing::warn!(%payer, %error, "cannot start the authorization");
-            leptos_axum::redirect(&format!("/member/bring?problem=discovery&payer={payer_path}"));
+            let problem = match &error {
+                baton_journey::JourneyError::Discovery(cause) if !cause.is_unreachable() => BringProblem::NotSetUp,
+                baton_journey::JourneyError::Discovery(_) => BringProblem::Unreachable,
+                _ => BringProblem::Unavailable,
+            };
+            leptos_axum::redirect(&format!("/member/bring?problem={problem}&payer={payer_path}"));
             return Ok(());
         }
     };
@@ -134,24 +143,26 @@ pub async fn start_authorization(payer: String, sensitive: Option<String>) -> Re
 #[component]
 fn Problem(problem: String, payer: Option<String>) -> impl IntoView {
     let i18n = use_i18n();
-    let message = match problem.as_str() {
-        "denied" => t!(i18n, bring.problem_denied).into_any(),
-        "state" => t!(i18n, bring.problem_state).into_any(),
-        "expired" => t!(i18n, bring.problem_expired).into_any(),
-        "session" => t!(i18n, bring.problem_session).into_any(),
-        "refused" => t!(i18n, bring.problem_refused).into_any(),
-        "token" => t!(i18n, bring.problem_token).into_any(),
-        "discovery" => t!(i18n, bring.problem_discovery).into_any(),
-        "not_offered" => t!(i18n, bring.problem_not_offered).into_any(),
-        "closed" => t!(i18n, bring.problem_closed).into_any(),
-        _ => t!(i18n, bring.problem_unavailable).into_any(),
+    let problem = problem.parse::<BringProblem>().unwrap_or(BringProblem::Unavailable);
+    let message = match problem {
+        BringProblem::Denied => t!(i18n, bring.problem_denied).into_any(),
+        BringProblem::State => t!(i18n, bring.problem_state).into_any(),
+        BringProblem::Expired => t!(i18n, bring.problem_expired).into_any(),
+        BringProblem::Session => t!(i18n, bring.problem_session).into_any(),
+        BringProblem::Refused => t!(i18n, bring.problem_refused).into_any(),
+        BringProblem::Token => t!(i18n, bring.problem_token).into_any(),
+        BringProblem::Unreachable => t!(i18n, bring.problem_unreachable).into_any(),
+        BringProblem::NotSetUp => t!(i18n, bring.problem_not_set_up).into_any(),
+        BringProblem::NotOffered => t!(i18n, bring.problem_not_offered).into_any(),
+        BringProblem::Closed => t!(i18n, bring.problem_closed).into_any(),
+        BringProblem::Unavailable => t!(i18n, bring.problem_unavailable).into_any(),
     };
-    // A plan switched off, or a time that has run out, cannot be tried again.
-    let again = payer.filter(|p| !p.is_empty() && problem != "not_offered" && problem != "closed").map(|p| {
+    // A plan switched off or not set up, or a time that has run out: trying again cannot help.
+    let again = payer.filter(|p| !p.is_empty() && problem.can_try_again()).map(|p| {
         view! { <p><A href=format!("/member/bring/{p}")>{t!(i18n, bring.try_again)}</A></p> }
     });
     view! {
-        <div class="alert alert--error" role="alert" id="journey-problem">
+        <div class="alert alert--error" role="alert" id="journey-problem" data-problem=problem.as_str()>
             <h2 class="alert__title">{t!(i18n, bring.problem_title)}</h2>
             <p>{message}</p>
             {again}

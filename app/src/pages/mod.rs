@@ -6,6 +6,7 @@ mod sign_in;
 mod staff;
 mod transfer;
 mod welcome;
+mod withdraw;
 
 pub use bring::{BringRecords, ConsentPage};
 pub use landing::Landing;
@@ -22,6 +23,5 @@ pub use welcome::WelcomePage;
 pub mod staff_audit {
     pub use super::staff::AuditFilters;
 }
-#[cfg(feature = "ssr")]
-pub use transfer::member_transfer;
 pub use transfer::{TransferPage, TransferView};
+pub use withdraw::WithdrawPage;

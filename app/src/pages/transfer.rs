@@ -3,169 +3,52 @@
 //! when it does not), then what arrived, with dates, and what did not and why. From here the member
 //! can withdraw the permission (and ask for what arrived to be deleted).
 
+use baton_vocab::SensitiveSharing;
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
-use serde::{Deserialize, Serialize};
 
 use crate::components::outcome::outcome;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 use crate::pages::member::icu_date;
 
-/// Kinds of record always listed (in this order), so counts never move the page around: every
-/// kind a pull stores, and last the supporting details (care providers, where records came from).
-#[cfg_attr(not(feature = "ssr"), allow(dead_code))]
-pub const MEMBER_CATEGORIES: [&str; 13] = [
-    "claims",
-    "prior_authorizations",
-    "conditions",
-    "medications",
-    "visits",
-    "labs",
-    "immunizations",
-    "documents",
-    "procedures",
-    "allergies",
-    "care_plans",
-    "coverage",
-    "supporting",
-];
-
-/// A day as (year, month, day).
-pub type Day = (i32, u8, u8);
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CategoryCount {
-    pub key: String,
-    pub count: u64,
-    pub first: Option<Day>,
-    pub last: Option<Day>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransferView {
-    pub id: String,
-    pub payer_id: String,
-    pub payer_name: String,
-    /// queued, running, completed, failed, cancelled, needs_reauthorization.
-    pub state: String,
-    pub active: bool,
-    pub received: u64,
-    pub stored: u64,
-    pub expected: Option<u64>,
-    pub categories: Vec<CategoryCount>,
-    pub excluded_total: u64,
-    /// Excluded at the member's request, per kind of care (behavioral_health, substance_use…).
-    pub excluded: Vec<(String, u64)>,
-    pub not_permitted: Vec<String>,
-    pub rejected: u64,
-    pub consent_id: Option<String>,
-    pub consent_withdrawn: bool,
-    /// The last day the permission lasts.
-    pub consent_until: Option<Day>,
-    pub include_sensitive: bool,
-}
+pub use baton_vocab::views::TransferView;
 
 #[server(endpoint = "member/transfer")]
 pub async fn load_transfer(id: String) -> Result<TransferView, AppError> {
     let account = crate::ssr::require_member().await?;
     let services = crate::ssr::services()?;
-    member_transfer(&services, account.id.0, &id).await?.ok_or_else(|| crate::ssr::fail(AppError::NotFound))
-}
-
-/// The member's transfer as their page shows it; `None` when it is not theirs (another
-/// member's transfer does not exist, as far as this member can tell). Also what the live
-/// progress stream (`/member/transfers/{id}/live`) sends.
-#[cfg(feature = "ssr")]
-pub async fn member_transfer(
-    services: &crate::ssr::Services,
-    member: i64,
-    id: &str,
-) -> Result<Option<TransferView>, AppError> {
-    let store = &services.store;
-    let transfer = store.transfer(id).await.map_err(crate::ssr::unavailable)?;
-    let Some(transfer) = transfer.filter(|t| t.member_account.0 == member) else {
-        return Ok(None);
-    };
-    let link = store.link(&transfer.link_id).await.map_err(crate::ssr::unavailable)?.ok_or(AppError::Unavailable)?;
-    let consent = match &link.consent_id {
-        Some(id) => store.consent(id).await.map_err(crate::ssr::unavailable)?,
-        None => None,
-    };
-    let payer_name =
-        services.journey.payers.known(&link.payer_id).map_or_else(|| link.payer_id.clone(), |p| p.name.clone());
-    let progress = baton_transfer::Progress::from_json(&transfer.progress);
-    Ok(Some(view_of(transfer, link, consent, payer_name, &progress)))
-}
-
-#[cfg(feature = "ssr")]
-fn view_of(
-    transfer: baton_store::Transfer,
-    link: baton_store::PayerLink,
-    consent: Option<baton_store::MemberConsent>,
-    payer_name: String,
-    progress: &baton_transfer::Progress,
-) -> TransferView {
-    let day = |ms: i64| {
-        time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-            .ok()
-            .map(|t| (t.year(), u8::from(t.month()), t.day()))
-    };
-    let count = |key: &str| {
-        let dates = progress.category_dates.get(key);
-        CategoryCount {
-            key: key.to_owned(),
-            count: progress.categories.get(key).copied().unwrap_or(0),
-            first: dates.and_then(|(first, _)| day(*first)),
-            last: dates.and_then(|(_, last)| day(*last)),
-        }
-    };
-    let mut categories: Vec<CategoryCount> = MEMBER_CATEGORIES.iter().map(|key| count(key)).collect();
-    for (key, n) in &progress.categories {
-        if *n > 0 && !MEMBER_CATEGORIES.contains(&key.as_str()) {
-            categories.push(count(key));
-        }
-    }
-    // "label:substance_use" and "classifier:substance_use" are one kind of care to the member.
-    let mut excluded = std::collections::BTreeMap::<String, u64>::new();
-    for (reason, n) in &progress.excluded {
-        let kind = reason.rsplit(':').next().unwrap_or(reason);
-        *excluded.entry(kind.to_owned()).or_default() += n;
-    }
-    TransferView {
-        active: baton_journey::Journey::is_active(&transfer.state),
-        id: transfer.id,
-        payer_id: link.payer_id,
-        payer_name,
-        state: transfer.state,
-        received: progress.received(),
-        stored: progress.stored(),
-        expected: progress.expected,
-        categories,
-        excluded_total: progress.excluded_total(),
-        excluded: excluded.into_iter().collect(),
-        not_permitted: progress.not_permitted.clone(),
-        rejected: progress.rejected,
-        consent_withdrawn: consent.as_ref().is_some_and(|c| c.withdrawn_at.is_some()),
-        consent_until: consent.as_ref().and_then(|c| day(c.period_end)),
-        consent_id: consent.map(|c| c.id),
-        include_sensitive: link.include_sensitive,
+    match services.journey.member_transfer(account.id, &id).await {
+        Ok(Some(view)) => Ok(view),
+        Ok(None) => Err(crate::ssr::fail(AppError::NotFound)),
+        Err(error) => Err(crate::ssr::unavailable(error)),
     }
 }
 
-/// The member withdraws their permission; with `delete` ticked, what arrived is deleted too.
+/// The member withdraws their permission. With `delete` ticked, nothing happens until they
+/// have seen exactly what would be deleted and confirmed it (`confirm`): the first post leads
+/// to the confirmation page.
 #[server(endpoint = "member/withdraw")]
-pub async fn withdraw_consent(consent: String, transfer: String, delete: Option<String>) -> Result<(), AppError> {
+pub async fn withdraw_consent(
+    consent: String,
+    transfer: String,
+    delete: Option<String>,
+    confirm: Option<String>,
+) -> Result<(), AppError> {
     let account = crate::ssr::require_member().await?;
     let services = crate::ssr::services()?;
     let delete = delete.is_some_and(|d| d == "yes");
+    let path = percent_encoding::utf8_percent_encode(&transfer, percent_encoding::NON_ALPHANUMERIC).to_string();
+    if delete && confirm.as_deref() != Some("yes") {
+        leptos_axum::redirect(&format!("/member/transfers/{path}/withdraw"));
+        return Ok(());
+    }
     match services.journey.withdraw(account.id, &consent, delete, baton_store::Timestamp::now()).await {
         Ok(_) => {
-            let transfer = percent_encoding::utf8_percent_encode(&transfer, percent_encoding::NON_ALPHANUMERIC);
-            leptos_axum::redirect(&format!("/member/transfers/{transfer}"));
+            leptos_axum::redirect(&format!("/member/transfers/{path}#withdrawn"));
             Ok(())
         }
         Err(baton_journey::JourneyError::UnknownConsent) => Err(crate::ssr::fail(AppError::NotFound)),
@@ -230,7 +113,7 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
     };
     let stored = view.stored;
     let status = status_message(&view);
-    let excluded_total = view.excluded_total;
+    let not_received = view.clone();
     view! {
         <h1>{t!(i18n, transfer.heading, old = old.clone())}</h1>
         // Refreshes the page without JavaScript while the transfer runs.
@@ -275,30 +158,7 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
 
         <section aria-labelledby="not-received-title">
             <h2 id="not-received-title">{t!(i18n, transfer.not_received_title)}</h2>
-            {if excluded_total == 0 && view.not_permitted.is_empty() && view.rejected == 0 {
-                view! { <p>{t!(i18n, transfer.nothing_left_out)}</p> }.into_any()
-            } else {
-                let rejected = view.rejected;
-                view! {
-                    <ul class="not-received">
-                        {(excluded_total > 0).then(|| view! {
-                            <li id="excluded-sensitive">
-                                {t!(i18n, transfer.excluded, count = move || excluded_total)}
-                                <ul>
-                                    {view.excluded.into_iter().map(|(kind, n)| view! {
-                                        <li>{sensitive_label(&kind)}": "{n}</li>
-                                    }).collect_view()}
-                                </ul>
-                            </li>
-                        })}
-                        {(!view.not_permitted.is_empty()).then(|| {
-                            let types = view.not_permitted.join(", ");
-                            view! { <li>{t!(i18n, transfer.not_permitted, types = types.clone())}</li> }
-                        })}
-                        {(rejected > 0).then(|| view! { <li>{t!(i18n, transfer.rejected, count = move || rejected)}</li> })}
-                    </ul>
-                }.into_any()
-            }}
+            <NotReceived view=not_received/>
         </section>
 
         {(view.state == "failed").then(|| view! {
@@ -315,7 +175,18 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
         })}
 
         {match (view.consent_id, view.consent_withdrawn) {
-            (Some(_), true) => view! { <p class="alert" id="withdrawn">{t!(i18n, transfer.withdrawn)}</p> }.into_any(),
+            (Some(_), true) => view! {
+                <div class="alert" id="withdrawn" role="status">
+                    <p>{t!(i18n, transfer.withdrawn)}</p>
+                    {view.deletion.map(|d| {
+                        let (deleted, kept) = (d.deleted, d.kept);
+                        view! {
+                            <p id="deleted">{t!(i18n, transfer.deleted, count = move || deleted)}</p>
+                            {(kept > 0).then(|| view! { <p id="kept">{t!(i18n, transfer.kept, count = move || kept)}</p> })}
+                        }
+                    })}
+                </div>
+            }.into_any(),
             (Some(consent), false) => view! {
                 <section class="card" aria-labelledby="withdraw-title">
                     <h2 id="withdraw-title">{t!(i18n, transfer.withdraw_title)}</h2>
@@ -346,6 +217,51 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
         }}
         <p><A href="/member">{t!(i18n, transfer.back_home)}</A></p>
     }
+}
+
+/// What did not arrive, and why — only what is true: what this plan left out at the member's
+/// request, what the previous plan said it held back, and, when it said nothing, that nobody
+/// here can tell whether it left anything out.
+#[component]
+fn NotReceived(view: TransferView) -> impl IntoView {
+    let i18n = use_i18n();
+    let old = view.payer_name.clone();
+    let excluded_total = view.excluded_total;
+    let rejected = view.rejected;
+    let held_back = view.source_sensitive == Some(SensitiveSharing::Excluded);
+    let unknown = view.source_sensitive.is_none();
+    let nothing = excluded_total == 0 && !held_back && !unknown && view.not_permitted.is_empty() && rejected == 0;
+    if nothing {
+        return view! { <p id="nothing-left-out">{t!(i18n, transfer.nothing_left_out)}</p> }.into_any();
+    }
+    view! {
+        <ul class="not-received">
+            {(excluded_total > 0).then(|| view! {
+                <li id="excluded-sensitive">
+                    {t!(i18n, transfer.excluded, count = move || excluded_total)}
+                    <ul>
+                        {view.excluded.into_iter().map(|(kind, n)| view! {
+                            <li>{sensitive_label(&kind)}": "{n}</li>
+                        }).collect_view()}
+                    </ul>
+                </li>
+            })}
+            {held_back.then(|| {
+                let old = old.clone();
+                view! { <li id="source-held-back">{t!(i18n, transfer.source_held_back, old = old.clone())}</li> }
+            })}
+            {unknown.then(|| {
+                let old = old.clone();
+                view! { <li id="source-unknown">{t!(i18n, transfer.source_unknown, old = old.clone())}</li> }
+            })}
+            {(!view.not_permitted.is_empty()).then(|| {
+                let types = view.not_permitted.join(", ");
+                view! { <li>{t!(i18n, transfer.not_permitted, types = types.clone())}</li> }
+            })}
+            {(rejected > 0).then(|| view! { <li>{t!(i18n, transfer.rejected, count = move || rejected)}</li> })}
+        </ul>
+    }
+    .into_any()
 }
 
 fn status_message(view: &TransferView) -> AnyView {
@@ -412,7 +328,7 @@ pub fn category_label(key: &str) -> AnyView {
 }
 
 /// The member's words for a kind of sensitive care.
-fn sensitive_label(kind: &str) -> AnyView {
+pub fn sensitive_label(kind: &str) -> AnyView {
     let i18n = use_i18n();
     match kind {
         "behavioral_health" => t!(i18n, sensitive.behavioral_health).into_any(),

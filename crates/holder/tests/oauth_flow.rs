@@ -72,6 +72,9 @@ holder_test!(the_whole_flow_issues_what_smart_promises, |t| {
     let body = tokens_for(&t, "maria", ALL_SCOPES, "include").await;
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["patient"], t.maria.as_str());
+    // The member's sensitive choice, so that the app can tell them what this plan held back.
+    assert_eq!(body["sensitive_data"], "included");
+    assert_eq!(tokens_for(&t, "maria", ALL_SCOPES, "exclude").await["sensitive_data"], "excluded");
     assert_eq!(body["scope"], ALL_SCOPES);
     assert!(body["expires_in"].as_i64().unwrap() > 0);
     assert!(body["refresh_token"].is_string(), "offline_access gives a refresh token");
@@ -382,6 +385,7 @@ holder_test!(introspection_and_revocation, |t| {
     let active = introspect(access.to_owned()).await;
     assert_eq!(active["active"], true);
     assert_eq!(active["patient"], t.maria.as_str());
+    assert_eq!(active["sensitive_data"], "included");
     assert_eq!(active["client_id"], SECRET_CLIENT);
     assert_eq!(introspect("garbage".into()).await["active"], false);
 

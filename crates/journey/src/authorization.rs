@@ -140,6 +140,21 @@ pub enum CallbackError {
     NoPatient,
 }
 
+impl CallbackError {
+    /// Whether the previous plan refused, failed or could not be reached (rather than the
+    /// member saying no, or this session's request being stale): staff need to know.
+    pub fn is_the_plans(&self) -> bool {
+        match self {
+            CallbackError::Refused { code, .. } => *code != AuthorizationErrorCode::AccessDenied,
+            CallbackError::NoCode
+            | CallbackError::TokenRefused(_)
+            | CallbackError::TokenFailed(_)
+            | CallbackError::NoPatient => true,
+            CallbackError::NoPendingAuthorization | CallbackError::StateMismatch | CallbackError::Expired => false,
+        }
+    }
+}
+
 /// The SMART fields of a token response besides the standard ones.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SmartTokenFields {
@@ -147,6 +162,10 @@ pub struct SmartTokenFields {
     pub patient: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// Baton's own authorization server says whether the grant includes sensitive
+    /// information (`excluded` or `included`); other servers say nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitive_data: Option<String>,
 }
 
 impl ExtraTokenFields for SmartTokenFields {}
@@ -170,6 +189,8 @@ pub struct Granted {
     /// The scope actually granted (the requested one when the plan did not say).
     pub scope: String,
     pub patient: Option<String>,
+    /// What the plan said about sensitive information in this grant, when it said.
+    pub sensitive: Option<baton_vocab::SensitiveSharing>,
 }
 
 impl std::fmt::Debug for Granted {
@@ -269,5 +290,6 @@ pub async fn complete(
         id_token: extra.id_token.clone(),
         scope,
         patient,
+        sensitive: extra.sensitive_data.as_deref().and_then(|s| s.parse().ok()),
     })
 }

@@ -20,6 +20,8 @@ pub struct SmartConfiguration {
     pub capabilities: Vec<String>,
     #[serde(default)]
     pub code_challenge_methods_supported: Vec<String>,
+    #[serde(default)]
+    pub grant_types_supported: Vec<String>,
 }
 
 /// Where to send the member and where to redeem the code, and what to ask for.
@@ -44,6 +46,60 @@ pub enum DiscoveryError {
     BadUrl(&'static str),
 }
 
+impl DiscoveryError {
+    /// Whether trying again later can help: the plan could not be reached (rather than being
+    /// reached and found not set up for members to share online).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, DiscoveryError::Unreachable(_))
+    }
+}
+
+/// What discovery found for one plan the last time this instance looked, and what Baton used:
+/// shown on the plan's card in the staff directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryReport {
+    /// What the plan's `.well-known/smart-configuration` said (its authorization and token
+    /// endpoints, whether it offers S256), or why it could not be read.
+    pub found: Result<Found, DiscoveryError>,
+    /// Why the document was not used, when it was not: both endpoints are pinned, and it
+    /// describes another server.
+    pub ignored: Option<String>,
+    /// What Baton uses (the pinned or discovered endpoints), or why it cannot go on.
+    pub outcome: Result<Endpoints, DiscoveryError>,
+}
+
+impl DiscoveryReport {
+    /// As staff see it on the plan's card.
+    pub fn view(&self) -> baton_vocab::views::DiscoveryView {
+        use baton_vocab::views::{DiscoveryView, FoundConfiguration, UsedEndpoints};
+        DiscoveryView {
+            found: self.found.as_ref().ok().map(|f| FoundConfiguration {
+                authorization_endpoint: f.authorization_endpoint.clone(),
+                token_endpoint: f.token_endpoint.clone(),
+                grant_types: f.grant_types.clone(),
+                s256: f.s256,
+            }),
+            unreadable: self.found.as_ref().err().map(ToString::to_string),
+            ignored: self.ignored.clone(),
+            used: self.outcome.as_ref().ok().map(|e| UsedEndpoints {
+                authorize: e.authorize.to_string(),
+                token: e.token.to_string(),
+                scope: e.scope.clone(),
+            }),
+            problem: self.outcome.as_ref().err().map(ToString::to_string),
+        }
+    }
+}
+
+/// The parts of a SMART configuration staff are shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub grant_types: Vec<String>,
+    pub s256: bool,
+}
+
 /// Scopes asked for besides the data: the patient picked at sign-in, who signed in, and a
 /// refresh token so the pull can go on after the member leaves.
 const CONTEXT_SCOPES: &str = "launch/patient openid fhirUser offline_access";
@@ -56,71 +112,47 @@ pub struct Discovery {
     cache: Arc<Mutex<HashMap<String, (Instant, SmartConfiguration)>>>,
     /// Origins of the authorization endpoints seen so far (pages allow forms to go there).
     authorize_origins: Arc<Mutex<BTreeSet<String>>>,
-    /// The last discovery problem per payer id (cleared when discovery works again): staff see
-    /// it in the directory, e.g. a plan that does not offer S256.
-    problems: Arc<Mutex<HashMap<String, String>>>,
+    /// The last discovery per payer id: staff see it in the directory, e.g. a plan that does
+    /// not offer S256, or whose document describes another server than the pinned one.
+    reports: Arc<Mutex<HashMap<String, DiscoveryReport>>>,
 }
 
 impl Discovery {
     pub fn new(http: reqwest::Client, ttl: Duration) -> Self {
-        Self { http, ttl, cache: Arc::default(), authorize_origins: Arc::default(), problems: Arc::default() }
+        Self { http, ttl, cache: Arc::default(), authorize_origins: Arc::default(), reports: Arc::default() }
     }
 
-    /// The plan's endpoints and the scopes to ask for. Pinned endpoints win over discovery;
-    /// when both are pinned, a plan without discovery still works.
+    /// The plan's endpoints and the scopes to ask for. Pinned endpoints win over discovery:
+    /// when both are pinned, a plan without discovery still works, and a discovery document
+    /// that does not describe the pinned authorization server (a backend-services document
+    /// where the member-facing server is another product) is only reported, never a veto —
+    /// Baton sends PKCE S256 whatever a document says.
     pub async fn endpoints(&self, payer: &Payer) -> Result<Endpoints, DiscoveryError> {
-        let result = self.find_endpoints(payer).await;
-        if let Ok(mut problems) = self.problems.lock() {
-            match &result {
-                Ok(_) => problems.remove(&payer.id),
-                Err(error) => problems.insert(payer.id.clone(), error.to_string()),
-            };
+        let found = self.configuration(&payer.fhir_base).await;
+        let report = decide(payer, found);
+        if let Ok(endpoints) = &report.outcome
+            && let Ok(mut origins) = self.authorize_origins.lock()
+        {
+            origins.insert(endpoints.authorize.origin().ascii_serialization());
         }
-        result
+        if let Some(ignored) = &report.ignored {
+            tracing::info!(payer = %payer.id, ignored, "SMART configuration not used; the pinned endpoints are");
+        }
+        let outcome = report.outcome.clone();
+        if let Ok(mut reports) = self.reports.lock() {
+            reports.insert(payer.id.clone(), report);
+        }
+        outcome
     }
 
     /// What went wrong the last time this payer's discovery was tried, if it did.
     pub fn problem(&self, payer_id: &str) -> Option<String> {
-        self.problems.lock().ok().and_then(|p| p.get(payer_id).cloned())
+        self.report(payer_id).and_then(|r| r.outcome.err()).map(|e| e.to_string())
     }
 
-    async fn find_endpoints(&self, payer: &Payer) -> Result<Endpoints, DiscoveryError> {
-        let configuration = match self.configuration(&payer.fhir_base).await {
-            Ok(configuration) => Some(configuration),
-            Err(error) if payer.authorize_url.is_some() && payer.token_url.is_some() => {
-                tracing::warn!(payer = %payer.id, %error, "no SMART configuration; using the pinned endpoints");
-                None
-            }
-            Err(error) => return Err(error),
-        };
-        if let Some(configuration) = &configuration
-            && !configuration.code_challenge_methods_supported.iter().any(|m| m == "S256")
-        {
-            return Err(DiscoveryError::NoS256);
-        }
-        let discovered = |field: Option<&String>, name: &'static str| -> Result<Url, DiscoveryError> {
-            let value = field.ok_or(DiscoveryError::Missing(name))?;
-            // Relative endpoints are resolved against the FHIR base (legacy servers).
-            base_with_slash(&payer.fhir_base).join(value).map_err(|_| DiscoveryError::BadUrl(name))
-        };
-        let authorize = match (&payer.authorize_url, &configuration) {
-            (Some(url), _) => url.clone(),
-            (None, Some(c)) => discovered(c.authorization_endpoint.as_ref(), "authorization_endpoint")?,
-            (None, None) => return Err(DiscoveryError::Missing("authorization_endpoint")),
-        };
-        let token = match (&payer.token_url, &configuration) {
-            (Some(url), _) => url.clone(),
-            (None, Some(c)) => discovered(c.token_endpoint.as_ref(), "token_endpoint")?,
-            (None, None) => return Err(DiscoveryError::Missing("token_endpoint")),
-        };
-        if let Ok(mut origins) = self.authorize_origins.lock() {
-            origins.insert(authorize.origin().ascii_serialization());
-        }
-        let scope = match &payer.scopes {
-            Some(scopes) => scopes.clone(),
-            None => scopes_for(configuration.as_ref().map(|c| c.capabilities.as_slice()).unwrap_or_default()),
-        };
-        Ok(Endpoints { authorize, token, scope })
+    /// The last discovery of this payer on this instance, if there was one.
+    pub fn report(&self, payer_id: &str) -> Option<DiscoveryReport> {
+        self.reports.lock().ok().and_then(|r| r.get(payer_id).cloned())
     }
 
     /// Origins of every authorization endpoint found so far.
@@ -158,6 +190,80 @@ impl Discovery {
     }
 }
 
+/// What Baton uses for `payer`, given what its FHIR base's SMART configuration said.
+pub fn decide(payer: &Payer, found: Result<SmartConfiguration, DiscoveryError>) -> DiscoveryReport {
+    let resolve = |value: &str| base_with_slash(&payer.fhir_base).join(value).ok();
+    let pinned = payer.authorize_url.is_some() && payer.token_url.is_some();
+    let summary = found
+        .as_ref()
+        .map(|c| Found {
+            authorization_endpoint: c.authorization_endpoint.clone(),
+            token_endpoint: c.token_endpoint.clone(),
+            grant_types: c.grant_types_supported.clone(),
+            s256: c.code_challenge_methods_supported.iter().any(|m| m == "S256"),
+        })
+        .map_err(Clone::clone);
+    let mut ignored = None;
+    let configuration = match found {
+        Ok(configuration) if pinned => {
+            let describes_pinned = configuration.authorization_endpoint.as_deref().and_then(resolve).as_ref()
+                == payer.authorize_url.as_ref();
+            if describes_pinned {
+                Some(configuration)
+            } else {
+                ignored = Some(match &configuration.authorization_endpoint {
+                    Some(other) => format!(
+                        "it describes another authorization server ({other}), not the pinned one; the pinned endpoints are used"
+                    ),
+                    None => "it names no authorization endpoint (a backend-services document); the pinned endpoints are used"
+                        .to_owned(),
+                });
+                None
+            }
+        }
+        Ok(configuration) => Some(configuration),
+        Err(error) if pinned => {
+            ignored = Some(format!("{error}; the pinned endpoints are used"));
+            None
+        }
+        Err(error) => return DiscoveryReport { found: summary, ignored, outcome: Err(error) },
+    };
+    let outcome = endpoints_from(payer, configuration.as_ref(), &resolve);
+    DiscoveryReport { found: summary, ignored, outcome }
+}
+
+fn endpoints_from(
+    payer: &Payer,
+    configuration: Option<&SmartConfiguration>,
+    resolve: &dyn Fn(&str) -> Option<Url>,
+) -> Result<Endpoints, DiscoveryError> {
+    if let Some(configuration) = configuration
+        && !configuration.code_challenge_methods_supported.iter().any(|m| m == "S256")
+    {
+        return Err(DiscoveryError::NoS256);
+    }
+    let discovered = |field: Option<&String>, name: &'static str| -> Result<Url, DiscoveryError> {
+        let value = field.ok_or(DiscoveryError::Missing(name))?;
+        // Relative endpoints are resolved against the FHIR base (legacy servers).
+        resolve(value).ok_or(DiscoveryError::BadUrl(name))
+    };
+    let authorize = match (&payer.authorize_url, configuration) {
+        (Some(url), _) => url.clone(),
+        (None, Some(c)) => discovered(c.authorization_endpoint.as_ref(), "authorization_endpoint")?,
+        (None, None) => return Err(DiscoveryError::Missing("authorization_endpoint")),
+    };
+    let token = match (&payer.token_url, configuration) {
+        (Some(url), _) => url.clone(),
+        (None, Some(c)) => discovered(c.token_endpoint.as_ref(), "token_endpoint")?,
+        (None, None) => return Err(DiscoveryError::Missing("token_endpoint")),
+    };
+    let scope = match &payer.scopes {
+        Some(scopes) => scopes.clone(),
+        None => scopes_for(configuration.map(|c| c.capabilities.as_slice()).unwrap_or_default()),
+    };
+    Ok(Endpoints { authorize, token, scope })
+}
+
 /// SMART v2 scopes when the plan offers them, else v1; always the context scopes.
 pub fn scopes_for(capabilities: &[String]) -> String {
     let data = if capabilities.iter().any(|c| c == "permission-v2") { "patient/*.rs" } else { "patient/*.read" };
@@ -186,6 +292,78 @@ mod tests {
             "launch/patient openid fhirUser offline_access patient/*.read"
         );
         assert!(scopes_for(&[]).ends_with("patient/*.read"));
+    }
+
+    fn payer(pinned: bool) -> Payer {
+        let url = |u: &str| Url::parse(u).unwrap();
+        Payer {
+            id: "third-party".into(),
+            name: "Third Party Health".into(),
+            aliases: vec![],
+            states: vec![],
+            logo_url: None,
+            fhir_base: url("https://fhir.third.example/r4"),
+            authorize_url: pinned.then(|| url("https://login.third.example/oauth/authorize")),
+            token_url: pinned.then(|| url("https://login.third.example/oauth/token")),
+            scopes: None,
+            credentials: baton_transfer::PayerCredentials {
+                client_id: "baton".into(),
+                auth: baton_transfer::ClientAuth::Secret("s".into()),
+                token_url: None,
+                name: "Third Party Health".into(),
+            },
+        }
+    }
+
+    /// A FHIR base that publishes a SMART configuration for backend services only.
+    fn backend_services_document() -> SmartConfiguration {
+        serde_json::from_value(serde_json::json!({
+            "token_endpoint": "https://fhir.third.example/auth/token",
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "capabilities": ["client-confidential-asymmetric", "permission-v2"]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pinned_endpoints_win_over_a_document_that_describes_another_server() {
+        let report = decide(&payer(true), Ok(backend_services_document()));
+        let used = report.outcome.expect("not vetoed");
+        assert_eq!(used.authorize.as_str(), "https://login.third.example/oauth/authorize");
+        assert_eq!(used.token.as_str(), "https://login.third.example/oauth/token");
+        assert!(used.scope.ends_with("patient/*.read"), "its capabilities are not the pinned server's: {}", used.scope);
+        assert!(report.ignored.unwrap().contains("pinned endpoints are used"));
+        let found = report.found.unwrap();
+        assert!(!found.s256 && found.grant_types == ["client_credentials"], "what it said is kept for staff");
+    }
+
+    #[test]
+    fn pinned_endpoints_work_without_discovery() {
+        let report = decide(&payer(true), Err(DiscoveryError::Unreachable("connection refused".into())));
+        assert!(report.outcome.is_ok());
+        assert!(report.ignored.unwrap().contains("connection refused"));
+    }
+
+    #[test]
+    fn a_document_that_describes_the_pinned_server_is_believed() {
+        let mut document = backend_services_document();
+        document.authorization_endpoint = Some("https://login.third.example/oauth/authorize".into());
+        let report = decide(&payer(true), Ok(document));
+        assert_eq!(report.outcome, Err(DiscoveryError::NoS256));
+        assert!(report.ignored.is_none());
+    }
+
+    #[test]
+    fn without_pins_the_document_decides() {
+        let mut document = backend_services_document();
+        document.authorization_endpoint = Some("https://fhir.third.example/auth/authorize".into());
+        assert_eq!(decide(&payer(false), Ok(document.clone())).outcome, Err(DiscoveryError::NoS256));
+        document.code_challenge_methods_supported = vec!["S256".into()];
+        let used = decide(&payer(false), Ok(document)).outcome.unwrap();
+        assert_eq!(used.token.as_str(), "https://fhir.third.example/auth/token");
+        let unreachable = decide(&payer(false), Err(DiscoveryError::Unreachable("timed out".into())));
+        assert!(unreachable.outcome.unwrap_err().is_unreachable());
     }
 
     #[test]

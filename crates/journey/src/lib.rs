@@ -15,6 +15,7 @@ pub mod consent;
 pub mod discovery;
 pub mod payers;
 pub mod pinned;
+mod views;
 
 use std::sync::Arc;
 
@@ -28,6 +29,9 @@ pub use authorization::{AuthorizationErrorCode, CallbackError, CallbackParams, G
 pub use discovery::{Discovery, DiscoveryError};
 pub use payers::{ConfiguredPayer, ConfiguredState, Directory, EntryState, Payer, Payers};
 pub use pinned::PinnedError;
+
+/// The audit action of an authorization the previous plan refused, or that could not reach it.
+pub const AUTHORIZATION_FAILED: &str = "authorization.failed";
 
 /// What went wrong, in terms the pages can put into words.
 #[derive(Debug, Error)]
@@ -110,6 +114,8 @@ pub struct Withdrawal {
     pub withdrawn: bool,
     /// Records deleted because the member asked.
     pub deleted: u64,
+    /// Records it brought that stayed, because another permission brought them too.
+    pub kept: u64,
 }
 
 impl Journey {
@@ -137,9 +143,59 @@ impl Journey {
         Ok((url, pending))
     }
 
+    /// [`Journey::start`] for `member`; when the plan cannot be used, why is written to the
+    /// audit log (staff see the plan's discovery on its card in the directory).
+    pub async fn start_for(
+        &self,
+        member: AccountId,
+        payer_id: &str,
+        include_sensitive: bool,
+        now: Timestamp,
+    ) -> Result<(Url, PendingAuthorization), JourneyError> {
+        let started = self.start(payer_id, include_sensitive, now).await;
+        if let Err(error @ JourneyError::Discovery(_)) = &started {
+            self.audit_failure(member, payer_id, error, now).await;
+        }
+        started
+    }
+
     /// The member came back from their previous plan: checks the state, redeems the code, then
-    /// records the consent, the link (tokens sealed) and queues the transfer.
+    /// records the consent, the link (tokens sealed) and queues the transfer. When the plan
+    /// refused or could not be reached, why is written to the audit log.
     pub async fn finish(
+        &self,
+        member: AccountId,
+        pending: Option<&PendingAuthorization>,
+        params: &CallbackParams,
+        now: Timestamp,
+    ) -> Result<Connected, JourneyError> {
+        let finished = self.finish_inner(member, pending, params, now).await;
+        if let (Err(error @ JourneyError::Callback(cause)), Some(pending)) = (&finished, pending)
+            && cause.is_the_plans()
+        {
+            self.audit_failure(member, &pending.payer_id, error, now).await;
+        }
+        finished
+    }
+
+    /// Writes a failed authorization to the audit log (best effort: the member's page says what
+    /// happened whether or not the log could be written).
+    async fn audit_failure(&self, member: AccountId, payer_id: &str, error: &JourneyError, now: Timestamp) {
+        let event = baton_store::NewAuditEvent {
+            at: now,
+            actor_account: Some(member),
+            actor: "member".into(),
+            action: AUTHORIZATION_FAILED.into(),
+            member_account: Some(member),
+            subject: format!("payer {payer_id}"),
+            detail: error.to_string(),
+        };
+        if let Err(audit_error) = self.store.record_audit(&event).await {
+            tracing::error!(%audit_error, %error, "cannot record a failed authorization");
+        }
+    }
+
+    async fn finish_inner(
         &self,
         member: AccountId,
         pending: Option<&PendingAuthorization>,
@@ -249,6 +305,8 @@ impl Journey {
                 resource: resource.to_string(),
                 withdrawn_at: None,
                 created_at: now.millis(),
+                records_deleted: None,
+                records_kept: None,
             })
             .await?;
         let seal = |token: &str| self.cipher.seal(token).map_err(|e| JourneyError::Failed(e.to_string()));
@@ -268,6 +326,7 @@ impl Journey {
             state: "active".into(),
             created_at: now.millis(),
             updated_at: now.millis(),
+            source_sensitive: granted.sensitive,
         };
         store.insert_link(&link).await?;
         let transfer_id = uuid::Uuid::new_v4().to_string();
@@ -277,7 +336,10 @@ impl Journey {
     }
 
     /// The member withdraws a consent: its links are revoked (tokens dropped), queued and
-    /// running transfers stop. With `delete_received`, what arrived under it is deleted too.
+    /// running transfers stop. With `delete_received`, what arrived under it and under no other
+    /// permission of theirs is deleted too (see [`Journey::withdrawal_preview`]), and the
+    /// consent keeps how many records went and stayed; each of its
+    /// transfers' timelines says how many of the records it brought went.
     pub async fn withdraw(
         &self,
         member: AccountId,
@@ -289,56 +351,46 @@ impl Journey {
         let consent = store.consent(consent_id).await?.filter(|c| c.member_account == member);
         let Some(consent) = consent else { return Err(JourneyError::UnknownConsent) };
         let withdrawn = store.withdraw_consent(&consent.id, now).await?;
-        let mut deleted = 0;
+        let mut outcome = Withdrawal { withdrawn, deleted: 0, kept: 0 };
         if delete_received {
-            let links: Vec<PayerLink> = store
-                .links_of(member)
-                .await?
-                .into_iter()
-                .filter(|l| l.consent_id.as_deref() == Some(consent.id.as_str()))
-                .collect();
-            for link in links {
-                let filter = TransferFilter {
-                    link_id: Some(link.id.clone()),
-                    member_account: Some(member),
-                    limit: 1000,
-                    ..TransferFilter::default()
-                };
-                for transfer in store.list_transfers(&filter).await? {
-                    let removed = self.delete_received(&transfer.id).await?;
-                    deleted += removed;
-                    store
-                        .add_transfer_event(
-                            &transfer.id,
-                            now,
-                            "deleted",
-                            &format!("{removed} records, at the member's request"),
-                        )
-                        .await?;
-                }
+            let records = store.delete_permission_records(member, &consent.id).await?;
+            for transfer in self.transfers_of_consent(member, &consent.id).await? {
+                let removed = records.deleted_by_transfer.get(&transfer.id).copied().unwrap_or(0);
+                store
+                    .add_transfer_event(
+                        &transfer.id,
+                        now,
+                        "deleted",
+                        &format!("{removed} records, at the member's request"),
+                    )
+                    .await?;
             }
+            store.set_consent_deletion(&consent.id, records.deleted, records.kept).await?;
+            outcome.deleted = records.deleted;
+            outcome.kept = records.kept;
         }
-        tracing::info!(member = member.0, consent = %consent.id, withdrawn, deleted, "consent withdrawn");
-        Ok(Withdrawal { withdrawn, deleted })
+        tracing::info!(member = member.0, consent = %consent.id, withdrawn, deleted = outcome.deleted, kept = outcome.kept, "consent withdrawn");
+        Ok(outcome)
     }
 
-    /// Deletes the records a transfer brought (and this plan's Provenance about them); this
-    /// plan's own directory entries stay.
-    async fn delete_received(&self, transfer_id: &str) -> Result<u64, JourneyError> {
-        let mut deleted = 0;
-        let mut after = 0;
-        loop {
-            let batch = self.store.resources_of_transfer(transfer_id, after, 500).await?;
-            let Some(last) = batch.last() else { break };
-            after = last.seq;
-            for resource in &batch {
-                let received = resource.source_system.is_some() || resource.resource_type == "Provenance";
-                if received && self.store.purge_resource(&resource.resource_type, &resource.id).await? {
-                    deleted += 1;
-                }
-            }
+    async fn transfers_of_consent(
+        &self,
+        member: AccountId,
+        consent_id: &str,
+    ) -> Result<Vec<baton_store::Transfer>, JourneyError> {
+        let mut transfers = vec![];
+        for link in
+            self.store.links_of(member).await?.into_iter().filter(|l| l.consent_id.as_deref() == Some(consent_id))
+        {
+            let filter = TransferFilter {
+                link_id: Some(link.id.clone()),
+                member_account: Some(member),
+                limit: 1000,
+                ..TransferFilter::default()
+            };
+            transfers.extend(self.store.list_transfers(&filter).await?);
         }
-        Ok(deleted)
+        Ok(transfers)
     }
 
     /// Where the consent form may send the member: the origins of every previous plan's

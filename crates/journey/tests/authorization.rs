@@ -18,6 +18,7 @@ use baton_journey::{
 };
 use baton_store::{NewAccount, ResourceWrite, Store, Timestamp, TransferPage};
 use baton_transfer::{ClientAuth, PayerCredentials, PayerDirectory, TokenCipher};
+use baton_vocab::SensitiveSharing;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use url::Url;
@@ -205,6 +206,46 @@ async fn a_plan_without_s256_is_refused() {
         let error = journey.start("riverbend", false, Timestamp::now()).await.unwrap_err();
         assert!(matches!(error, JourneyError::Discovery(DiscoveryError::NoS256)), "{error:?}");
         assert!(matches!(journey.start("nobody", false, Timestamp::now()).await, Err(JourneyError::UnknownPayer(_))));
+    })
+    .await;
+}
+
+/// Issue 16, item 1: the FHIR base describes another server (backend services: no S256, no
+/// authorization endpoint of the member-facing product). With both endpoints pinned the pins
+/// win; without pins the plan is "not set up", and the cause is in the audit log.
+#[tokio::test]
+async fn pinned_endpoints_are_not_vetoed_by_a_document_about_another_server() {
+    let old = old_plan().await;
+    old.shared.lock().unwrap().s256 = false;
+    baton_store::testing::on_sqlite(move |store| async move {
+        let mut pinned = payer(&old.base, ClientAuth::Secret("s3cret".into()));
+        pinned.authorize_url = Some(Url::parse("https://login.old-plan.example/member/authorize").unwrap());
+        pinned.token_url = Some(old.base.join("/fhir/token").unwrap());
+        let journey = journey(store.clone(), pinned);
+        let maria = member(&store).await;
+        let (url, _) = journey.start_for(maria, "riverbend", false, Timestamp::now()).await.unwrap();
+        assert_eq!(url.origin().ascii_serialization(), "https://login.old-plan.example");
+        let q = query(&url);
+        assert_eq!(q["code_challenge_method"], "S256", "PKCE S256 is sent whatever the document says");
+        let report = journey.discovery.report("riverbend").unwrap();
+        assert!(report.ignored.unwrap().contains("another authorization server"));
+        assert!(!report.found.unwrap().s256, "what it said is kept for staff");
+
+        let unpinned =
+            journey_with(store.clone(), vec![payer(&old.base, ClientAuth::Secret("s".into())).into()], BTreeMap::new());
+        let error = unpinned.start_for(maria, "riverbend", false, Timestamp::now()).await.unwrap_err();
+        assert!(matches!(&error, JourneyError::Discovery(cause) if !cause.is_unreachable()), "{error:?}");
+        let audit = store
+            .search_audit(&baton_store::AuditQuery {
+                action: Some(baton_journey::AUTHORIZATION_FAILED.into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(audit[0].member_account, Some(maria.0));
+        assert!(audit[0].detail.contains("S256"), "{}", audit[0].detail);
     })
     .await;
 }
@@ -444,9 +485,15 @@ async fn withdrawal_stops_the_transfer_and_can_delete_what_arrived() {
     .await;
 }
 
-/// What a transfer of `link` stores: `received` records from the previous plan and one of this
-/// plan's own (which deleting what arrived leaves).
+/// What a transfer stores, as the engine commits it (under the permission its link has):
+/// `received` records from the previous plan and one of this plan's own (which deleting what
+/// arrived leaves).
 async fn arrive(store: &Store, transfer: &str, member: baton_store::AccountId, received: usize) {
+    let ids: Vec<String> = (0..received).map(|n| format!("{transfer}-c{n}")).collect();
+    arrive_records(store, transfer, member, &ids).await;
+}
+
+async fn arrive_records(store: &Store, transfer: &str, member: baton_store::AccountId, ids: &[String]) {
     let now = Timestamp::now();
     let lease = Timestamp::from_millis(now.millis() + 60_000);
     let claimed = store.claim_transfer("w", lease, now).await.unwrap().unwrap();
@@ -466,9 +513,9 @@ async fn arrive(store: &Store, transfer: &str, member: baton_store::AccountId, r
         references: vec![],
         body: json!({"resourceType": resource_type, "id": id}),
     };
-    let mut resources: Vec<ResourceWrite> =
-        (0..received).map(|n| write("Condition", format!("{transfer}-c{n}"), true)).collect();
+    let mut resources: Vec<ResourceWrite> = ids.iter().map(|id| write("Condition", id.clone(), true)).collect();
     resources.push(write("Organization", format!("{transfer}-this-plan"), false));
+    let link = store.link(&claimed.link_id).await.unwrap().unwrap();
     let page = TransferPage {
         transfer_id: transfer.into(),
         owner: "w".into(),
@@ -477,6 +524,7 @@ async fn arrive(store: &Store, transfer: &str, member: baton_store::AccountId, r
         checkpoint: "{}".into(),
         progress: "{}".into(),
         pages_done: 1,
+        permission: link.consent_id,
         ..TransferPage::default()
     };
     store.commit_transfer_page(page).await.unwrap();
@@ -512,6 +560,81 @@ async fn deleting_what_arrived_removes_each_transfers_received_records_and_says_
             let deleted: Vec<&str> = events.iter().filter(|e| e.kind == "deleted").map(|e| e.detail.as_str()).collect();
             assert_eq!(deleted, [format!("{received} records, at the member's request")], "{transfer}");
         }
+    })
+    .await;
+}
+
+/// Issue 22, defect 2: what the previous plan said of sensitive information (Baton's own
+/// holder says it in the token response) is kept with the link; a plan that says nothing
+/// leaves it unknown, and the page says so rather than "nothing was left out".
+#[tokio::test]
+async fn what_the_previous_plan_said_of_sensitive_information_is_kept() {
+    let old = old_plan().await;
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
+        let maria = member(&store).await;
+        for (said, kept) in [
+            (Some("excluded"), Some(SensitiveSharing::Excluded)),
+            (Some("included"), Some(SensitiveSharing::Included)),
+            (None, None),
+            (Some("perhaps"), None),
+        ] {
+            let mut answer =
+                json!({"access_token": "a", "token_type": "Bearer", "scope": "patient/*.rs", "patient": "p"});
+            if let Some(said) = said {
+                answer["sensitive_data"] = json!(said);
+            }
+            old.shared.lock().unwrap().token_answer = Some(answer);
+            let connected = authorized(&journey, maria).await;
+            let link = store.link(&connected.link_id).await.unwrap().unwrap();
+            assert_eq!(link.source_sensitive, kept, "{said:?}");
+            let view = journey.member_transfer(maria, &connected.transfer_id).await.unwrap().unwrap();
+            assert_eq!(view.source_sensitive, kept);
+        }
+    })
+    .await;
+}
+
+/// Issue 22, defect 1: Maria brought her records three times; withdrawing the third permission
+/// with "delete what arrived" deleted everything, the first (still active) permission's records
+/// too, since a re-pull moves each record's `origin_transfer` to the latest transfer.
+#[tokio::test]
+async fn withdrawing_one_permission_never_deletes_what_another_permission_brought() {
+    let old = old_plan().await;
+    old.shared.lock().unwrap().token_answer =
+        Some(json!({"access_token": "a", "token_type": "Bearer", "scope": "patient/*.rs", "patient": "p"}));
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
+        let maria = member(&store).await;
+        let same: Vec<String> = (0..4).map(|n| format!("claim-{n}")).collect();
+        let mut permissions = vec![];
+        for round in 0..3 {
+            let connected = authorized(&journey, maria).await;
+            // Each pull brings the same four records; the third also brings one that is new.
+            let mut ids = same.clone();
+            if round == 2 {
+                ids.push("claim-new".into());
+            }
+            arrive_records(&store, &connected.transfer_id, maria, &ids).await;
+            permissions.push(connected);
+        }
+        let third = &permissions[2];
+        let preview = journey.withdrawal_preview(maria, &third.transfer_id).await.unwrap().unwrap();
+        assert_eq!((preview.deleted, preview.kept), (1, 4), "what the confirmation page says");
+        assert_eq!(preview.deleted_by_kind, [("conditions".to_owned(), 1)]);
+
+        let withdrawal = journey.withdraw(maria, &third.consent_id, true, Timestamp::now()).await.unwrap();
+        assert_eq!((withdrawal.deleted, withdrawal.kept), (preview.deleted, preview.kept), "as the preview said");
+        assert!(store.read_resource("Condition", "claim-new").await.unwrap().is_none());
+        for id in &same {
+            assert!(store.read_resource("Condition", id).await.unwrap().is_some(), "{id}: the first permission's");
+        }
+        let view = journey.member_transfer(maria, &third.transfer_id).await.unwrap().unwrap();
+        assert!(view.consent_withdrawn);
+        let deletion = view.deletion.expect("the page says what was deleted");
+        assert_eq!((deletion.deleted, deletion.kept), (1, 4));
+        let untouched = journey.member_transfer(maria, &permissions[0].transfer_id).await.unwrap().unwrap();
+        assert!(!untouched.consent_withdrawn && untouched.deletion.is_none());
     })
     .await;
 }

@@ -9,6 +9,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use baton_journey::{AuthorizationErrorCode, CallbackError, CallbackParams, JourneyError, PendingAuthorization};
 use baton_store::Timestamp;
+use baton_vocab::BringProblem;
 use tower_sessions::Session;
 
 pub async fn oauth_callback(
@@ -18,14 +19,14 @@ pub async fn oauth_callback(
 ) -> Response {
     let account = match app::ssr::account_in_session(&session, &services.accounts).await {
         Ok(Some(account)) => account,
-        Ok(None) => return Redirect::to("/member/bring?problem=session").into_response(),
-        Err(_) => return Redirect::to("/member/bring?problem=unavailable").into_response(),
+        Ok(None) => return Redirect::to(&format!("/member/bring?problem={}", BringProblem::Session)).into_response(),
+        Err(_) => return Redirect::to(&format!("/member/bring?problem={}", BringProblem::Unavailable)).into_response(),
     };
     let pending = match session.remove::<PendingAuthorization>(PENDING_AUTHORIZATION).await {
         Ok(pending) => pending,
         Err(error) => {
             tracing::error!(%error, "cannot read the pending authorization");
-            return Redirect::to("/member/bring?problem=unavailable").into_response();
+            return Redirect::to(&format!("/member/bring?problem={}", BringProblem::Unavailable)).into_response();
         }
     };
     let payer = pending.as_ref().map(|p| p.payer_id.clone()).unwrap_or_default();
@@ -33,7 +34,7 @@ pub async fn oauth_callback(
         Ok(connected) => Redirect::to(&format!("/member/transfers/{}", connected.transfer_id)).into_response(),
         Err(error) => {
             let problem = problem(&error);
-            tracing::warn!(account = account.id.0, %payer, problem, %error, "authorization not completed");
+            tracing::warn!(account = account.id.0, %payer, %problem, %error, "authorization not completed");
             let payer =
                 if payer.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') { payer } else { String::new() };
             Redirect::to(&format!("/member/bring?problem={problem}&payer={payer}")).into_response()
@@ -42,27 +43,29 @@ pub async fn oauth_callback(
 }
 
 /// The page's key for what went wrong.
-fn problem(error: &JourneyError) -> &'static str {
+fn problem(error: &JourneyError) -> BringProblem {
     match error {
-        JourneyError::Callback(CallbackError::NoPendingAuthorization | CallbackError::StateMismatch) => "state",
-        JourneyError::Callback(CallbackError::Expired) => "expired",
-        JourneyError::Callback(CallbackError::Refused { code: AuthorizationErrorCode::AccessDenied, .. }) => "denied",
+        JourneyError::Callback(CallbackError::NoPendingAuthorization | CallbackError::StateMismatch) => {
+            BringProblem::State
+        }
+        JourneyError::Callback(CallbackError::Expired) => BringProblem::Expired,
+        JourneyError::Callback(CallbackError::Refused { code: AuthorizationErrorCode::AccessDenied, .. }) => {
+            BringProblem::Denied
+        }
         JourneyError::Callback(CallbackError::Refused {
             code: AuthorizationErrorCode::ServerError | AuthorizationErrorCode::TemporarilyUnavailable,
             ..
-        }) => "unavailable",
-        JourneyError::Callback(CallbackError::Refused { .. }) => "refused",
-        JourneyError::Callback(CallbackError::NoCode | CallbackError::NoPatient | CallbackError::TokenRefused(_)) => {
-            "token"
+        }) => BringProblem::Unavailable,
+        JourneyError::Callback(CallbackError::Refused { .. } | CallbackError::TokenRefused(_)) => BringProblem::Refused,
+        JourneyError::Callback(CallbackError::NoCode | CallbackError::NoPatient) => BringProblem::Token,
+        JourneyError::Callback(CallbackError::TokenFailed(_)) => BringProblem::Unreachable,
+        JourneyError::UnknownPayer(_) | JourneyError::UnknownConsent => BringProblem::State,
+        JourneyError::NotOffered(_) => BringProblem::NotOffered,
+        JourneyError::WindowClosed { .. } => BringProblem::Closed,
+        JourneyError::Discovery(error) if error.is_unreachable() => BringProblem::Unreachable,
+        JourneyError::Discovery(_) => BringProblem::NotSetUp,
+        JourneyError::Failed(_) | JourneyError::Brands(_) | JourneyError::Pinned(_) | JourneyError::Store(_) => {
+            BringProblem::Unavailable
         }
-        JourneyError::Callback(CallbackError::TokenFailed(_)) => "unavailable",
-        JourneyError::UnknownPayer(_) | JourneyError::UnknownConsent => "state",
-        JourneyError::NotOffered(_) => "not_offered",
-        JourneyError::WindowClosed { .. } => "closed",
-        JourneyError::Discovery(_)
-        | JourneyError::Failed(_)
-        | JourneyError::Brands(_)
-        | JourneyError::Pinned(_)
-        | JourneyError::Store(_) => "unavailable",
     }
 }

@@ -6,12 +6,13 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use app::pages::{TransferView, member_transfer};
 use app::ssr::Services;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use baton_store::AccountId;
+use baton_vocab::views::TransferView;
 use tower_sessions::Session;
 
 /// How often the stream looks for a change.
@@ -23,8 +24,8 @@ pub async fn transfer_progress(State(services): State<Services>, session: Sessio
         Ok(None) => return StatusCode::UNAUTHORIZED.into_response(),
         Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
-    let member = account.id.0;
-    let first = match member_transfer(&services, member, &id).await {
+    let member = account.id;
+    let first = match services.journey.member_transfer(member, &id).await {
         Ok(Some(view)) => view,
         Ok(None) => return StatusCode::NOT_FOUND.into_response(),
         Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
@@ -39,7 +40,7 @@ pub async fn transfer_progress(State(services): State<Services>, session: Sessio
 
 struct Follow {
     services: Services,
-    member: i64,
+    member: AccountId,
     id: String,
     /// A view already loaded, to send before looking again.
     next: Option<TransferView>,
@@ -60,7 +61,7 @@ impl Follow {
                 Some(view) => view,
                 None => {
                     tokio::time::sleep(EVERY).await;
-                    match member_transfer(&self.services, self.member, &self.id).await {
+                    match self.services.journey.member_transfer(self.member, &self.id).await {
                         Ok(Some(view)) => view,
                         // Gone, or the store failed (logged): the stream ends, and the
                         // browser's EventSource connects again after a while.

@@ -6,6 +6,7 @@
 mod api_tokens;
 mod audit;
 mod dashboard;
+mod discovery;
 mod members;
 mod payers;
 mod records;

@@ -13,6 +13,7 @@ use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
 use super::StaffNav;
+use super::discovery::DiscoverySummary;
 use crate::components::outcome::outcome;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
@@ -38,8 +39,8 @@ pub struct DirectoryRow {
     pub authorize_url: Option<String>,
     pub token_url: Option<String>,
     pub scopes: Option<String>,
-    /// What discovery found the last time it ran (e.g. no S256).
-    pub problem: Option<String>,
+    /// What discovery found the last time it ran on this server, and what Baton uses.
+    pub discovery: Option<baton_vocab::views::DiscoveryView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,7 +87,7 @@ pub async fn load_directory() -> Result<DirectoryView, AppError> {
                 authorize_url: p.authorize_url.as_ref().map(ToString::to_string),
                 token_url: p.token_url.as_ref().map(ToString::to_string),
                 scopes: p.scopes.clone(),
-                problem: journey.discovery.problem(&p.id),
+                discovery: journey.discovery.report(&p.id).map(|r| r.view()),
             }
         })
         .collect();
@@ -100,7 +101,7 @@ pub async fn load_directory() -> Result<DirectoryView, AppError> {
             EntryState::Withdrawn => "withdrawn",
         };
         rows.push(DirectoryRow {
-            problem: journey.discovery.problem(&entry.id),
+            discovery: journey.discovery.report(&entry.id).map(|r| r.view()),
             id: entry.id,
             name: entry.name,
             fhir_base: entry.fhir_base,
@@ -413,10 +414,7 @@ fn payer_card(row: DirectoryRow, credentials: Vec<String>, admin: bool) -> AnyVi
     });
     let off_note = (row.state == "disabled")
         .then(|| view! { <p class="payer-note">{t!(i18n, console.payers_off_note)}</p> }.into_any());
-    let problem = row.problem.clone().map(|p| {
-        view! { <p class="alert payer-problem">{t!(i18n, console.payers_discovery_problem, problem = p.clone())}</p> }
-            .into_any()
-    });
+    let problem = row.discovery.clone().map(|discovery| view! { <DiscoverySummary discovery/> }.into_any());
     let registration = match (row.editable, admin) {
         (false, _) => None,
         (true, true) => Some(

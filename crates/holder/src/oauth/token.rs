@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use baton_fhir::smart::{Scope, Scopes};
 use baton_store::{CodeRedemption, OAuthClient, OAuthGrant, Timestamp, TokenKind};
+use baton_vocab::SensitiveSharing;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -176,6 +177,7 @@ async fn issue(holder: &Holder, grant: &OAuthGrant, scope: &str, now: Timestamp)
         "expires_in": ttl,
         "scope": scope,
         "patient": grant.patient_id,
+        "sensitive_data": sensitive_data(grant),
     });
     if Scopes::parse(&grant.scope).contains(&Scope::OfflineAccess) {
         let refresh = random_token();
@@ -194,6 +196,13 @@ async fn issue(holder: &Holder, grant: &OAuthGrant, scope: &str, now: Timestamp)
         response["refresh_token"] = Value::String(refresh);
     }
     Ok(response)
+}
+
+/// Whether the member let this app have their sensitive information: said in every token
+/// response and introspection (a Baton extension), so that the app can tell the member what
+/// this plan held back — an app cannot see what it was not given.
+fn sensitive_data(grant: &OAuthGrant) -> SensitiveSharing {
+    if grant.include_sensitive { SensitiveSharing::Included } else { SensitiveSharing::Excluded }
 }
 
 #[derive(Serialize)]
@@ -248,6 +257,7 @@ pub async fn introspect(State(holder): State<Holder>, headers: HeaderMap, body: 
                     "iat": token.issued_at / 1000,
                     "sub": grant.account_id.0.to_string(),
                     "patient": grant.patient_id,
+                    "sensitive_data": sensitive_data(&grant),
                     "iss": holder.urls.fhir_base,
                 })
             }

@@ -1,0 +1,180 @@
+//! What the member's pages show of their transfers and permissions (the read models of
+//! `baton_vocab::views`), built here so that the pages and the live progress stream only ask.
+
+use std::collections::BTreeMap;
+
+use baton_fhir::exchange::category_of;
+use baton_store::{AccountId, MemberConsent, PayerLink, PermissionRecords, Transfer};
+use baton_transfer::Progress;
+use baton_vocab::views::{CategoryCount, Day, Deletion, MEMBER_CATEGORIES, TransferView, WithdrawalPreview};
+use serde_json::Value;
+
+use crate::{Journey, JourneyError};
+
+impl Journey {
+    /// The member's transfer as their progress page shows it; `None` when it is not theirs
+    /// (another member's transfer does not exist, as far as this member can tell).
+    pub async fn member_transfer(&self, member: AccountId, id: &str) -> Result<Option<TransferView>, JourneyError> {
+        let Some((transfer, link, consent)) = self.members_transfer(member, id).await? else { return Ok(None) };
+        let payer_name = self.payer_name(&link.payer_id);
+        let progress = Progress::from_json(&transfer.progress);
+        Ok(Some(transfer_view(transfer, link, consent, payer_name, &progress)))
+    }
+
+    /// What withdrawing the permission a transfer ran under, and deleting what arrived, would
+    /// delete and keep; `None` when the transfer is not the member's or ran under no permission.
+    pub async fn withdrawal_preview(
+        &self,
+        member: AccountId,
+        transfer_id: &str,
+    ) -> Result<Option<WithdrawalPreview>, JourneyError> {
+        let Some((transfer, link, Some(consent))) = self.members_transfer(member, transfer_id).await? else {
+            return Ok(None);
+        };
+        let records = self.store.permission_records(member, &consent.id).await?;
+        Ok(Some(WithdrawalPreview {
+            transfer_id: transfer.id,
+            payer_name: self.payer_name(&link.payer_id),
+            deleted: records.deleted,
+            deleted_by_kind: by_kind(&records),
+            kept: records.kept,
+            withdrawn: consent.withdrawn_at.is_some(),
+            consent_id: consent.id,
+        }))
+    }
+
+    async fn members_transfer(
+        &self,
+        member: AccountId,
+        id: &str,
+    ) -> Result<Option<(Transfer, PayerLink, Option<MemberConsent>)>, JourneyError> {
+        let store = &self.store;
+        let Some(transfer) = store.transfer(id).await?.filter(|t| t.member_account == member) else {
+            return Ok(None);
+        };
+        let link = store
+            .link(&transfer.link_id)
+            .await?
+            .ok_or_else(|| JourneyError::Failed(format!("transfer {id} names a link that does not exist")))?;
+        let consent = match &link.consent_id {
+            Some(id) => store.consent(id).await?,
+            None => None,
+        };
+        Ok(Some((transfer, link, consent)))
+    }
+
+    fn payer_name(&self, payer_id: &str) -> String {
+        self.payers.known(payer_id).map_or_else(|| payer_id.to_owned(), |p| p.name)
+    }
+}
+
+/// Records per kind the member knows; both kinds of claim together (which is which is in the
+/// record, not its type).
+fn by_kind(records: &PermissionRecords) -> Vec<(String, u64)> {
+    let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+    for (resource_type, n) in &records.deleted_by_type {
+        let kind = match resource_type.as_str() {
+            "ExplanationOfBenefit" => "claims_and_prior_authorizations",
+            other => category_of(other, &Value::Null).key(),
+        };
+        *kinds.entry(kind).or_default() += n;
+    }
+    let order = |kind: &str| match kind {
+        "claims_and_prior_authorizations" => 0,
+        other => 1 + MEMBER_CATEGORIES.iter().position(|k| *k == other).unwrap_or(MEMBER_CATEGORIES.len()),
+    };
+    let mut kinds: Vec<(String, u64)> = kinds.into_iter().map(|(k, n)| (k.to_owned(), n)).collect();
+    kinds.sort_by_key(|(k, _)| order(k));
+    kinds
+}
+
+fn day(ms: i64) -> Option<Day> {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .map(|t| (t.year(), u8::from(t.month()), t.day()))
+}
+
+fn transfer_view(
+    transfer: Transfer,
+    link: PayerLink,
+    consent: Option<MemberConsent>,
+    payer_name: String,
+    progress: &Progress,
+) -> TransferView {
+    let count = |key: &str| {
+        let dates = progress.category_dates.get(key);
+        CategoryCount {
+            key: key.to_owned(),
+            count: progress.categories.get(key).copied().unwrap_or(0),
+            first: dates.and_then(|(first, _)| day(*first)),
+            last: dates.and_then(|(_, last)| day(*last)),
+        }
+    };
+    let mut categories: Vec<CategoryCount> = MEMBER_CATEGORIES.iter().map(|key| count(key)).collect();
+    for (key, n) in &progress.categories {
+        if *n > 0 && !MEMBER_CATEGORIES.contains(&key.as_str()) {
+            categories.push(count(key));
+        }
+    }
+    // "label:substance_use" and "classifier:substance_use" are one kind of care to the member.
+    let mut excluded = BTreeMap::<String, u64>::new();
+    for (reason, n) in &progress.excluded {
+        let kind = reason.rsplit(':').next().unwrap_or(reason);
+        *excluded.entry(kind.to_owned()).or_default() += n;
+    }
+    let deletion = consent.as_ref().and_then(|c| {
+        Some(Deletion {
+            deleted: u64::try_from(c.records_deleted?).unwrap_or(0),
+            kept: c.records_kept.and_then(|k| u64::try_from(k).ok()).unwrap_or(0),
+        })
+    });
+    TransferView {
+        active: Journey::is_active(&transfer.state),
+        id: transfer.id,
+        payer_id: link.payer_id,
+        payer_name,
+        state: transfer.state,
+        received: progress.received(),
+        stored: progress.stored(),
+        expected: progress.expected,
+        categories,
+        excluded_total: progress.excluded_total(),
+        excluded: excluded.into_iter().collect(),
+        not_permitted: progress.not_permitted.clone(),
+        rejected: progress.rejected,
+        consent_withdrawn: consent.as_ref().is_some_and(|c| c.withdrawn_at.is_some()),
+        consent_until: consent.as_ref().and_then(|c| day(c.period_end)),
+        consent_id: consent.map(|c| c.id),
+        include_sensitive: link.include_sensitive,
+        source_sensitive: link.source_sensitive,
+        deletion,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deleted_records_are_told_by_the_kinds_members_know() {
+        let records = PermissionRecords {
+            deleted: 9,
+            deleted_by_type: [
+                ("ExplanationOfBenefit".to_owned(), 4),
+                ("Encounter".to_owned(), 2),
+                ("Observation".to_owned(), 1),
+                ("DiagnosticReport".to_owned(), 1),
+                ("Practitioner".to_owned(), 1),
+            ]
+            .into(),
+            ..PermissionRecords::default()
+        };
+        let kinds = by_kind(&records);
+        let pair = |k: &str, n: u64| (k.to_owned(), n);
+        assert_eq!(
+            kinds,
+            [pair("claims_and_prior_authorizations", 4), pair("visits", 2), pair("labs", 2), pair("supporting", 1)]
+        );
+        assert_eq!(kinds.iter().map(|(_, n)| n).sum::<u64>(), records.deleted);
+    }
+}
