@@ -27,8 +27,13 @@ fn main() {
         Some("build") => site::build(&Ctx::new(&args[1..])).map(|_| ()),
         Some("run") => run(&Ctx::new(&args[1..])),
         Some("test") => test(&Ctx::new(&args[1..])),
+        Some("where") => {
+            let ctx = Ctx::new(&args[1..]);
+            println!("root={}\ntarget={}", ctx.root.display(), ctx.target.display());
+            Ok(())
+        }
         _ => {
-            eprintln!("usage: cargo xtask <build|run|test> [--release]");
+            eprintln!("usage: cargo xtask <build|run|test|where> [--release]");
             std::process::exit(2);
         }
     };
@@ -36,6 +41,31 @@ fn main() {
         eprintln!("\nxtask: {error:#}");
         std::process::exit(1);
     }
+}
+
+/// The checkout this xtask was run in — found at run time, never compiled in: clones share one
+/// build cache, and an xtask binary built in one clone may run in another.
+///
+/// `cargo run` (which `cargo xtask` is) sets `CARGO_MANIFEST_DIR` to the xtask package of the
+/// workspace it ran in; run some other way, `cargo locate-project --workspace` from the current
+/// directory says, else the current directory is taken.
+fn workspace_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from)
+        && let Some(root) = dir.parent()
+        && root.join("Cargo.toml").is_file()
+    {
+        return root.to_path_buf();
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let located = Command::new(cargo).args(["locate-project", "--workspace", "--message-format", "plain"]).output();
+    if let Ok(output) = located
+        && output.status.success()
+        && let Some(manifest) = String::from_utf8_lossy(&output.stdout).lines().next().map(PathBuf::from)
+        && let Some(root) = manifest.parent()
+    {
+        return root.to_path_buf();
+    }
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
 }
 
 /// Where things are, and how to build.
@@ -47,8 +77,7 @@ pub struct Ctx {
 
 impl Ctx {
     fn new(args: &[String]) -> Self {
-        let root =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf();
+        let root = workspace_root();
         let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
         let target = if target.is_absolute() { target } else { root.join(target) };
         Self { root, target, release: args.iter().any(|a| a == "--release") }
@@ -85,7 +114,7 @@ fn run(ctx: &Ctx) -> Result<()> {
 /// Packages that are not tested natively: the browser entry point (WebAssembly only) and
 /// this tool. Everything else in the workspace is, in one `cargo test` (never `--workspace`,
 /// which would also build `frontend` and unify `app`'s `ssr` and `hydrate` features).
-const NOT_NATIVE: &[&str] = &["frontend", "xtask"];
+const NOT_NATIVE: &[&str] = &["frontend"];
 
 fn native_packages(ctx: &Ctx) -> Result<Vec<String>> {
     let output = cargo(ctx).args(["metadata", "--no-deps", "--format-version", "1"]).output()?;
