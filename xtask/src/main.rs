@@ -111,8 +111,8 @@ fn run(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Packages that are not tested natively: the browser entry point (WebAssembly only) and
-/// this tool. Everything else in the workspace is, in one `cargo test` (never `--workspace`,
+/// Packages that are not tested natively: the browser entry point (WebAssembly only).
+/// Everything else in the workspace is, in one `cargo test` (never `--workspace`,
 /// which would also build `frontend` and unify `app`'s `ssr` and `hydrate` features).
 const NOT_NATIVE: &[&str] = &["frontend"];
 
