@@ -159,11 +159,16 @@ test('withdrawing asks before deleting, and the pages say what the old plan held
     `Withdraw your permission and delete your records from ${OLD_PLAN_NAME}?`,
   );
   const goes = Number(((await page.locator('#what-goes').textContent()) ?? '').replace(/[^0-9]/g, ''));
-  const keep = page.locator('#to-keep');
-  const stays = (await keep.count()) > 0 ? Number(((await keep.textContent()) ?? '').replace(/[^0-9]/g, '')) : 0;
+  const number = async (selector: string) => {
+    const found = page.locator(selector);
+    return (await found.count()) > 0 ? Number(((await found.textContent()) ?? '').replace(/[^0-9]/g, '')) : 0;
+  };
+  const stays = await number('#to-keep');
+  const shared = await number('#to-share');
   expect(goes).toBeGreaterThan(0);
-  // Whatever another permission also brought stays; the rest goes, and the two make up what arrived.
-  expect(goes + stays).toBe(arrived);
+  // What another permission of hers brought stays, and so do care providers other members'
+  // records name; the rest goes, and together they make up what arrived.
+  expect(goes + stays + shared).toBe(arrived);
   let perKind = 0;
   for (const cell of await page.locator('#to-delete td.num').allTextContents()) {
     perKind += Number(cell.replace(/[^0-9]/g, ''));

@@ -18,6 +18,8 @@ UPDATE fhir_resource SET permissions = COALESCE((
 WHERE origin_transfer IS NOT NULL;
 
 -- When a member withdrew a permission and asked for what arrived to be deleted: how many
--- records were deleted, and how many stayed because another permission brought them too.
+-- records were deleted, how many stayed because another permission of theirs brought them too,
+-- and how many directory entries stayed because other members' records name them.
 ALTER TABLE member_consent ADD COLUMN records_deleted BIGINT;
 ALTER TABLE member_consent ADD COLUMN records_kept BIGINT;
+ALTER TABLE member_consent ADD COLUMN records_shared BIGINT;

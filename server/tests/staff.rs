@@ -160,6 +160,7 @@ impl TestApp {
                 created_at: now.millis(),
                 records_deleted: None,
                 records_kept: None,
+                records_shared: None,
             })
             .await
             .unwrap();

@@ -102,7 +102,7 @@ fn LanguageSwitcher() -> impl IntoView {
         if search.is_empty() { path } else { format!("{path}?{search}") }
     };
     let link = move |locale: Locale| {
-        let next = percent_encoding::utf8_percent_encode(&here(), percent_encoding::NON_ALPHANUMERIC).to_string();
+        let next = crate::url::encode(&here());
         format!("/locale/{}?next={next}", locale.as_str())
     };
     let current = move |locale: Locale| (i18n.get_locale() == locale).then_some("true");

@@ -25,7 +25,7 @@ where
 fn SignInRedirect() -> impl IntoView {
     let location = use_location();
     let path = location.pathname.get_untracked();
-    let next = percent_encoding::utf8_percent_encode(&path, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let next = crate::url::encode(&path);
     view! { <Redirect path=format!("/sign-in?next={next}")/> }
 }
 

@@ -96,7 +96,7 @@ pub async fn load_consent_page(payer: String) -> Result<ConsentPageData, AppErro
 pub async fn start_authorization(payer: String, sensitive: Option<String>) -> Result<(), AppError> {
     let account = crate::ssr::require_member().await?;
     let services = crate::ssr::services()?;
-    let payer_path = percent_encoding::utf8_percent_encode(&payer, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let payer_path = crate::url::encode(&payer);
     let today = time::OffsetDateTime::now_utc().date();
     if let baton_journey::consent::Window::Closed { .. } =
         baton_journey::consent::Window::for_coverage(account.coverage_start, today)

@@ -41,7 +41,7 @@ pub async fn withdraw_consent(
     let account = crate::ssr::require_member().await?;
     let services = crate::ssr::services()?;
     let delete = delete.is_some_and(|d| d == "yes");
-    let path = percent_encoding::utf8_percent_encode(&transfer, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let path = crate::url::encode(&transfer);
     if delete && confirm.as_deref() != Some("yes") {
         leptos_axum::redirect(&format!("/member/transfers/{path}/withdraw"));
         return Ok(());
@@ -70,7 +70,7 @@ pub async fn retry_transfer(transfer: String) -> Result<(), AppError> {
         .retry_transfer(&transfer, "the member", baton_store::Timestamp::now())
         .await
         .map_err(crate::ssr::unavailable)?;
-    let path = percent_encoding::utf8_percent_encode(&transfer, percent_encoding::NON_ALPHANUMERIC);
+    let path = crate::url::encode(&transfer);
     leptos_axum::redirect(&format!("/member/transfers/{path}"));
     Ok(())
 }
@@ -122,7 +122,11 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
             <h2 id="transfer-status" class="transfer__status" data-state=view.state.clone()>{status}</h2>
             <progress class="transfer__bar" max="100" value=percent.map(|p| p.to_string())
                 aria-label=move || t_string!(i18n, transfer.progress_label).to_string()></progress>
-            <p class="transfer__total" aria-live="polite">{t!(i18n, transfer.stored, count = move || stored)}</p>
+            <p class="transfer__total" aria-live="polite">{if view.active {
+                t!(i18n, transfer.stored, count = move || stored).into_any()
+            } else {
+                t!(i18n, transfer.stored_done, count = move || stored).into_any()
+            }}</p>
             {view.active.then(|| view! {
                 <p class="field__hint">{t!(i18n, transfer.leave_and_return)}</p>
                 <noscript><p><a href="">{t!(i18n, transfer.refresh)}</a></p></noscript>
@@ -179,10 +183,11 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
                 <div class="alert" id="withdrawn" role="status">
                     <p>{t!(i18n, transfer.withdrawn)}</p>
                     {view.deletion.map(|d| {
-                        let (deleted, kept) = (d.deleted, d.kept);
+                        let (deleted, kept, shared) = (d.deleted, d.kept, d.shared);
                         view! {
                             <p id="deleted">{t!(i18n, transfer.deleted, count = move || deleted)}</p>
                             {(kept > 0).then(|| view! { <p id="kept">{t!(i18n, transfer.kept, count = move || kept)}</p> })}
+                            {(shared > 0).then(|| view! { <p id="shared">{t!(i18n, transfer.shared, count = move || shared)}</p> })}
                         }
                     })}
                 </div>
@@ -284,7 +289,7 @@ fn follow(id: &str, live: RwSignal<Option<TransferView>>) {
     use wasm_bindgen::JsCast;
     use wasm_bindgen::closure::Closure;
 
-    let path = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC);
+    let path = crate::url::encode(id);
     let Ok(source) = web_sys::EventSource::new(&format!("/member/transfers/{path}/live")) else { return };
     let this = source.clone();
     let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {

@@ -30,7 +30,7 @@ pub async fn accept_invitation(token: String, password: String, confirm: String)
     use baton_enrollment::InvitationError;
     let services = crate::ssr::services()?;
     let back = |problem: &str| {
-        let token = percent_encoding::utf8_percent_encode(&token, percent_encoding::NON_ALPHANUMERIC);
+        let token = crate::url::encode(&token);
         leptos_axum::redirect(&format!("/welcome?token={token}&problem={problem}"));
         Ok(())
     };

@@ -52,7 +52,7 @@ fn Confirm(preview: WithdrawalPreview) -> impl IntoView {
         }
         .into_any();
     }
-    let (deleted, kept) = (preview.deleted, preview.kept);
+    let (deleted, kept, shared) = (preview.deleted, preview.kept, preview.shared);
     view! {
         <h1>{t!(i18n, withdraw.heading, old = old.clone())}</h1>
         <section class="card" aria-labelledby="what-goes">
@@ -74,6 +74,7 @@ fn Confirm(preview: WithdrawalPreview) -> impl IntoView {
                 </table>
             })}
             {(kept > 0).then(|| view! { <p id="to-keep">{t!(i18n, withdraw.what_stays, count = move || kept)}</p> })}
+            {(shared > 0).then(|| view! { <p id="to-share">{t!(i18n, withdraw.what_is_shared, count = move || shared)}</p> })}
             <p>{t!(i18n, withdraw.also_stops, old = old.clone())}</p>
             <p><strong>{t!(i18n, withdraw.cannot_undo)}</strong></p>
             <form method="post" action=WithdrawConsent::url() class="form">

@@ -114,8 +114,10 @@ pub struct Withdrawal {
     pub withdrawn: bool,
     /// Records deleted because the member asked.
     pub deleted: u64,
-    /// Records it brought that stayed, because another permission brought them too.
+    /// Records it brought that stayed, because another permission of the member's brought them too.
     pub kept: u64,
+    /// Directory entries that stayed because other members' records name them.
+    pub shared: u64,
 }
 
 impl Journey {
@@ -307,6 +309,7 @@ impl Journey {
                 created_at: now.millis(),
                 records_deleted: None,
                 records_kept: None,
+                records_shared: None,
             })
             .await?;
         let seal = |token: &str| self.cipher.seal(token).map_err(|e| JourneyError::Failed(e.to_string()));
@@ -351,7 +354,7 @@ impl Journey {
         let consent = store.consent(consent_id).await?.filter(|c| c.member_account == member);
         let Some(consent) = consent else { return Err(JourneyError::UnknownConsent) };
         let withdrawn = store.withdraw_consent(&consent.id, now).await?;
-        let mut outcome = Withdrawal { withdrawn, deleted: 0, kept: 0 };
+        let mut outcome = Withdrawal { withdrawn, ..Withdrawal::default() };
         if delete_received {
             let records = store.delete_permission_records(member, &consent.id).await?;
             for transfer in self.transfers_of_consent(member, &consent.id).await? {
@@ -365,9 +368,10 @@ impl Journey {
                     )
                     .await?;
             }
-            store.set_consent_deletion(&consent.id, records.deleted, records.kept).await?;
+            store.set_consent_deletion(&consent.id, &records).await?;
             outcome.deleted = records.deleted;
             outcome.kept = records.kept;
+            outcome.shared = records.shared;
         }
         tracing::info!(member = member.0, consent = %consent.id, withdrawn, deleted = outcome.deleted, kept = outcome.kept, "consent withdrawn");
         Ok(outcome)

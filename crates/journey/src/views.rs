@@ -38,6 +38,7 @@ impl Journey {
             deleted: records.deleted,
             deleted_by_kind: by_kind(&records),
             kept: records.kept,
+            shared: records.shared,
             withdrawn: consent.withdrawn_at.is_some(),
             consent_id: consent.id,
         }))
@@ -126,6 +127,7 @@ fn transfer_view(
         Some(Deletion {
             deleted: u64::try_from(c.records_deleted?).unwrap_or(0),
             kept: c.records_kept.and_then(|k| u64::try_from(k).ok()).unwrap_or(0),
+            shared: c.records_shared.and_then(|k| u64::try_from(k).ok()).unwrap_or(0),
         })
     });
     TransferView {

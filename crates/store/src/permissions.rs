@@ -7,7 +7,7 @@
 //! permission holds any more. This plan's own records (the member's Patient, the Organizations
 //! naming the two plans) are never deleted; its custodian Provenance of a transfer is.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::sql::{Arg, SqlBuilder, bind_args};
 use crate::{AccountId, Store, StoreError, on_pool};
@@ -21,8 +21,12 @@ pub struct PermissionRecords {
     pub deleted_by_type: BTreeMap<String, u64>,
     /// Per transfer that last wrote them.
     pub deleted_by_transfer: BTreeMap<String, u64>,
-    /// Records it brought that stay, because another permission brought them too.
+    /// Records it brought that stay, because another permission of the same member brought
+    /// them too.
     pub kept: u64,
+    /// Directory entries it brought (care providers, organizations: no member's own) that stay
+    /// because other members' records name them too.
+    pub shared: u64,
 }
 
 /// One record that names the permission.
@@ -70,6 +74,14 @@ fn candidates(member: AccountId, permission: &str, after_seq: i64) -> SqlBuilder
 }
 
 impl Store {
+    /// The member's permissions (consent ids), withdrawn or not.
+    async fn member_permissions(&self, member: AccountId) -> Result<HashSet<String>, StoreError> {
+        let ids: Vec<String> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT id FROM member_consent WHERE member_account = $1").bind(member.0).fetch_all(pool).await?
+        });
+        Ok(ids.into_iter().collect())
+    }
+
     /// What [`Store::delete_permission_records`] would delete and keep, without changing
     /// anything (for the member to confirm).
     pub async fn permission_records(
@@ -77,6 +89,7 @@ impl Store {
         member: AccountId,
         permission: &str,
     ) -> Result<PermissionRecords, StoreError> {
+        let own = self.member_permissions(member).await?;
         let mut outcome = PermissionRecords::default();
         let mut after = 0;
         loop {
@@ -85,7 +98,7 @@ impl Store {
             let Some(last) = batch.last() else { break };
             after = last.seq;
             for candidate in &batch {
-                tally(&mut outcome, candidate, permission);
+                tally(&mut outcome, candidate, permission, &own);
             }
         }
         Ok(outcome)
@@ -99,6 +112,7 @@ impl Store {
         member: AccountId,
         permission: &str,
     ) -> Result<PermissionRecords, StoreError> {
+        let own = self.member_permissions(member).await?;
         let mut outcome = PermissionRecords::default();
         let mut after = 0;
         loop {
@@ -126,7 +140,7 @@ impl Store {
                             .execute(&mut *tx)
                             .await?;
                     }
-                    tally(&mut outcome, candidate, permission);
+                    tally(&mut outcome, candidate, permission, &own);
                 }
                 tx.commit().await?;
             });
@@ -138,17 +152,20 @@ impl Store {
 
 /// Counts what the member knows as records: what came from another plan (this plan's own
 /// Provenance of a transfer goes with them, uncounted, as the transfer's counts leave it out).
-fn tally(outcome: &mut PermissionRecords, candidate: &Candidate, permission: &str) {
+fn tally(outcome: &mut PermissionRecords, candidate: &Candidate, permission: &str, own: &HashSet<String>) {
     if candidate.source_system.is_none() {
         return;
     }
-    if candidate.remaining(permission).is_empty() {
+    let remaining = candidate.remaining(permission);
+    if remaining.is_empty() {
         outcome.deleted += 1;
         *outcome.deleted_by_type.entry(candidate.resource_type.clone()).or_default() += 1;
         if let Some(transfer) = &candidate.origin_transfer {
             *outcome.deleted_by_transfer.entry(transfer.clone()).or_default() += 1;
         }
-    } else {
+    } else if remaining.split(' ').any(|p| own.contains(p)) {
         outcome.kept += 1;
+    } else {
+        outcome.shared += 1;
     }
 }

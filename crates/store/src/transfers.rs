@@ -34,6 +34,8 @@ pub struct MemberConsent {
     /// kept because another permission brought them too.
     pub records_deleted: Option<i64>,
     pub records_kept: Option<i64>,
+    /// Directory entries that stayed because other members' records name them.
+    pub records_shared: Option<i64>,
 }
 
 impl MemberConsent {
@@ -112,7 +114,7 @@ const LINK_COLUMNS: &str = "id, member_account, payer_id, consent_id, fhir_base,
 /// Targets per statement of [`Store::dangling_references_to`] (two parameters each).
 const DANGLING_TARGETS_PER_QUERY: usize = 250;
 const CONSENT_COLUMNS: &str = "id, member_account, payer_id, policy, period_start, period_end, given_at, channel, resource, \
-     withdrawn_at, created_at, records_deleted, records_kept";
+     withdrawn_at, created_at, records_deleted, records_kept, records_shared";
 
 /// One request made to a previous plan (for the audit; the URL never carries a token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -332,7 +334,7 @@ pub struct TransferTimes {
 impl Store {
     pub async fn insert_consent(&self, consent: &MemberConsent) -> Result<(), StoreError> {
         on_pool!(self, pool => {
-            sqlx::query(&format!("INSERT INTO member_consent ({CONSENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"))
+            sqlx::query(&format!("INSERT INTO member_consent ({CONSENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"))
                 .bind(&consent.id)
                 .bind(consent.member_account.0)
                 .bind(&consent.payer_id)
@@ -346,6 +348,7 @@ impl Store {
                 .bind(consent.created_at)
                 .bind(consent.records_deleted)
                 .bind(consent.records_kept)
+                .bind(consent.records_shared)
                 .execute(pool)
                 .await?;
         });
@@ -394,11 +397,13 @@ impl Store {
     }
 
     /// Records what deleting a withdrawn consent's records did.
-    pub async fn set_consent_deletion(&self, id: &str, deleted: u64, kept: u64) -> Result<(), StoreError> {
+    pub async fn set_consent_deletion(&self, id: &str, records: &crate::PermissionRecords) -> Result<(), StoreError> {
+        let n = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         on_pool!(self, pool => {
-            sqlx::query("UPDATE member_consent SET records_deleted = $1, records_kept = $2 WHERE id = $3")
-                .bind(i64::try_from(deleted).unwrap_or(i64::MAX))
-                .bind(i64::try_from(kept).unwrap_or(i64::MAX))
+            sqlx::query("UPDATE member_consent SET records_deleted = $1, records_kept = $2, records_shared = $3 WHERE id = $4")
+                .bind(n(records.deleted))
+                .bind(n(records.kept))
+                .bind(n(records.shared))
                 .bind(id)
                 .execute(pool)
                 .await?;

@@ -23,6 +23,7 @@ on_both!(
     a_provenance_of_such_a_provenance_becomes_sensitive_too,
     received_provenance_in_a_transfer_page_follows_the_rule,
     a_record_brought_under_two_permissions_stays_until_both_delete_it,
+    a_care_provider_other_members_records_name_stays_and_is_told_apart,
     this_plans_own_records_are_never_deleted_with_a_permission,
     targets_a_transfer_named_are_noted_with_their_source_ids,
     an_instance_secret_is_made_once,
@@ -147,6 +148,7 @@ async fn member_with_link(store: &Store, consent: &str) -> (AccountId, PayerLink
             created_at: now,
             records_deleted: None,
             records_kept: None,
+            records_shared: None,
         })
         .await
         .unwrap();
@@ -244,6 +246,45 @@ async fn a_record_brought_under_two_permissions_stays_until_both_delete_it(store
     assert_eq!((rest.deleted, rest.kept), (2, 0));
     assert!(store.read_resource("Condition", "a").await.unwrap().is_none());
     assert!(store.read_resource("Practitioner", "dr").await.unwrap().is_none());
+}
+
+async fn a_care_provider_other_members_records_name_stays_and_is_told_apart(store: Store) {
+    let (maria, maria_link) = member_with_link(&store, "c-maria").await;
+    let james = store
+        .insert_account(&NewAccount { username: "james".into(), roles: "member".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let now = Timestamp::now().millis();
+    let james_consent = MemberConsent {
+        id: "c-james".into(),
+        member_account: james,
+        payer_id: "riverbend".into(),
+        policy: "sensitive".into(),
+        period_start: now,
+        period_end: now + 86_400_000,
+        given_at: now,
+        channel: "web".into(),
+        resource: "{}".into(),
+        withdrawn_at: None,
+        created_at: now,
+        records_deleted: None,
+        records_kept: None,
+        records_shared: None,
+    };
+    store.insert_consent(&james_consent).await.unwrap();
+    let james_link = PayerLink {
+        id: "link-james".into(),
+        member_account: james,
+        consent_id: Some("c-james".into()),
+        ..maria_link.clone()
+    };
+    store.insert_link(&james_link).await.unwrap();
+    bring(&store, &maria_link, "t1", vec![of(maria, condition("maria-a", false)), practitioner("dr")]).await;
+    bring(&store, &james_link, "t2", vec![of(james, condition("james-a", false)), practitioner("dr")]).await;
+    let done = store.delete_permission_records(maria, "c-maria").await.unwrap();
+    assert_eq!((done.deleted, done.kept, done.shared), (1, 0, 1), "the practitioner is James's too, not Maria's twice");
+    assert!(store.read_resource("Practitioner", "dr").await.unwrap().is_some());
+    assert!(store.read_resource("Condition", "james-a").await.unwrap().is_some());
 }
 
 async fn this_plans_own_records_are_never_deleted_with_a_permission(store: Store) {

@@ -44,6 +44,7 @@ async fn member_with_link(store: &Store) -> (AccountId, PayerLink) {
         created_at: now,
         records_deleted: None,
         records_kept: None,
+        records_shared: None,
     };
     store.insert_consent(&consent).await.unwrap();
     let link = PayerLink {

@@ -200,6 +200,7 @@ pub async fn enroll(
             created_at: now.millis(),
             records_deleted: None,
             records_kept: None,
+            records_shared: None,
         })
         .await?;
     let link = PayerLink {

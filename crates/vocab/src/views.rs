@@ -102,6 +102,8 @@ pub struct Deletion {
     pub deleted: u64,
     /// Records that stayed, because another permission of the member's brought them too.
     pub kept: u64,
+    /// Care providers and other directory entries that stayed: other members' records name them.
+    pub shared: u64,
 }
 
 /// What withdrawing a permission and deleting what arrived would do, for the member to confirm.
@@ -114,8 +116,10 @@ pub struct WithdrawalPreview {
     /// and `claims_and_prior_authorizations` for both kinds of claim together).
     pub deleted: u64,
     pub deleted_by_kind: Vec<(String, u64)>,
-    /// Records that would stay, because another permission brought them too.
+    /// Records that would stay, because another permission of the member's brought them too.
     pub kept: u64,
+    /// Care providers and other directory entries that would stay: other members' records name them.
+    pub shared: u64,
     /// Already withdrawn: nothing to confirm.
     pub withdrawn: bool,
 }

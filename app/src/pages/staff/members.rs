@@ -134,12 +134,7 @@ pub fn MembersPage() -> impl IntoView {
     }
 }
 
-/// Percent-encodes a path segment or query value (RFC 3986 unreserved characters stay).
-pub(crate) fn encode(text: &str) -> String {
-    const SET: &percent_encoding::AsciiSet =
-        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-    percent_encoding::utf8_percent_encode(text, SET).to_string()
-}
+pub(crate) use crate::url::encode;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsentRow {
