@@ -25,6 +25,8 @@ pub struct Services {
     pub enrollment: baton_enrollment::Enrollment,
     /// Records staff views and actions.
     pub auditor: baton_staff::Auditor,
+    /// The staff console's read models and actions.
+    pub console: baton_staff::Console,
     /// This plan's FHIR base URL.
     pub local_base: String,
 }
@@ -111,13 +113,22 @@ pub fn actor(account: &Account) -> baton_staff::Actor {
 /// Records what `account` saw or did. A view whose record cannot be written is not shown.
 pub async fn audit(
     account: &Account,
-    action: &str,
+    action: baton_staff::audit::Action,
     member: Option<baton_accounts::AccountId>,
     subject: &str,
     detail: &str,
 ) -> Result<(), AppError> {
     let services = services()?;
     services.auditor.record(&actor(account), action, member, subject, detail).await.map_err(unavailable)
+}
+
+/// The staff console's error as the pages' (failures are logged, not shown).
+pub fn console_error(error: baton_staff::ConsoleError) -> AppError {
+    match error {
+        baton_staff::ConsoleError::NotFound => fail(AppError::NotFound),
+        baton_staff::ConsoleError::Invalid(field) => fail(AppError::Invalid { field: field.into() }),
+        other => unavailable(other),
+    }
 }
 
 /// Logs a store failure and answers with the plain "unavailable".

@@ -388,7 +388,7 @@ async fn pull(args: ChildArgs) -> anyhow::Result<Figures> {
     config.history_years = 10;
     config.concurrency = 1;
     let engine = Engine::new(store.clone(), cipher, config, Arc::new(Credentials(authorization.token_url.clone())));
-    store.enqueue_transfer("bench", &enrollment.link, "full", None, Timestamp::now()).await?;
+    store.enqueue_transfer("bench", &enrollment.link, baton_vocab::TransferKind::Full, None, Timestamp::now()).await?;
 
     let started = Instant::now();
     let (_, end) = engine.run_once().await?.context("the transfer was not claimable")?;

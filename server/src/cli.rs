@@ -49,9 +49,9 @@ pub enum Command {
 pub enum TransfersCommand {
     /// List transfers, newest first.
     List {
-        /// Only these states (queued, running, completed, failed, cancelled, needs_reauthorization).
+        /// Only these states (repeatable; see `baton_vocab::TransferState`).
         #[arg(long)]
-        state: Vec<String>,
+        state: Vec<baton_vocab::TransferState>,
         /// Only this member (account id).
         #[arg(long)]
         member: Option<i64>,

@@ -27,7 +27,8 @@ pub const DEMO_CLIENT_ID: &str = "cedar-valley-baton";
 pub struct DemoAccount {
     pub username: &'static str,
     pub display_name: &'static str,
-    pub kind: &'static str,
+    /// The role the banner names it by.
+    pub kind: Role,
 }
 
 struct DemoMember {
@@ -244,11 +245,11 @@ pub async fn seed(services: &Services) -> anyhow::Result<Vec<DemoAccount>> {
             })
             .await;
         already_there_is_fine(created)?;
-        accounts.push(DemoAccount { username: member.username, display_name: member.display_name, kind: "member" });
+        accounts.push(DemoAccount { username: member.username, display_name: member.display_name, kind: Role::Member });
     }
     let staff = [
-        ("sam", "Sam Rivera", Roles::of([Role::Staff]), "staff"),
-        ("alex", "Alex Chen", Roles::of([Role::Staff, Role::Privacy, Role::Admin]), "admin"),
+        ("sam", "Sam Rivera", Roles::of([Role::Staff]), Role::Staff),
+        ("alex", "Alex Chen", Roles::of([Role::Staff, Role::Privacy, Role::Admin]), Role::Admin),
     ];
     for (username, display_name, roles, kind) in staff {
         let created = services
@@ -310,7 +311,7 @@ pub async fn seed_old_plan(app: &Application) -> anyhow::Result<Vec<DemoAccount>
                 "james.wilson" => "James Wilson",
                 _ => "Ana López",
             },
-            kind: "member",
+            kind: Role::Member,
         });
     }
     Ok(accounts)
@@ -336,14 +337,14 @@ pub fn print_banner(
     println!("  New plan:  {} — {}", new_plan.services().plan_name, new_plan.public_url());
     println!("  Sign-ins (password for all: {DEMO_PASSWORD}):");
     for account in accounts {
-        println!("    {:<7} {:<14} {}", account.kind, account.username, account.display_name);
+        println!("    {:<7} {:<14} {}", account.kind.as_str(), account.username, account.display_name);
     }
     println!();
     println!("  Demo old plan:  {} — {}", old_plan.services().plan_name, old_plan.public_url());
     println!("  FHIR base:      {}", old_plan.holder().urls.fhir_base);
     println!("  Member sign-ins there (password for all: {DEMO_PASSWORD}):");
     for account in old_accounts {
-        println!("    {:<7} {:<14} {}", account.kind, account.username, account.display_name);
+        println!("    {:<7} {:<14} {}", account.kind.as_str(), account.username, account.display_name);
     }
     println!();
     println!("  Stop with Ctrl-C.");

@@ -121,11 +121,13 @@ impl Application {
             local_base: engine.config.local_base.clone(),
             plan_name: config.plan.name.clone(),
         };
+        let journey = journey(&config, &engine, payers, &public_url)?;
         let services = Services {
             accounts: accounts.clone(),
             store: store.clone(),
             plan_name: config.plan.name.clone(),
-            journey: journey(&config, &engine, payers, &public_url)?,
+            console: baton_staff::Console::new(store.clone(), journey.clone(), enrollment.clone()),
+            journey,
             enrollment,
             auditor: baton_staff::Auditor::new(store.clone()),
             local_base: engine.config.local_base.clone(),

@@ -4,6 +4,7 @@
 //! callback, and the transfer runs. Then: no token the previous plan issued appears in any
 //! response body, header or cookie the new plan sent, nor in any log line it wrote.
 
+use baton_vocab::TransferState;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -251,15 +252,15 @@ async fn a_member_authorizes_and_no_token_ever_leaves_the_server() {
 
     // The transfer runs to the end; the progress page shows it.
     let store = &world.services.store;
-    let mut state = String::new();
+    let mut state = TransferState::Queued;
     for _ in 0..300 {
         state = store.transfer(&transfer_id).await.unwrap().unwrap().state;
-        if baton_store::transfer_state::FINISHED.contains(&state.as_str()) {
+        if state.is_finished() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(state, "completed");
+    assert_eq!(state, TransferState::Completed);
     let (status, _, html) = me.get(&progress, &mut seen).await;
     assert_eq!(status, 200);
     assert!(html.contains("Done. Your records are here."), "{html}");

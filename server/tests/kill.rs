@@ -82,7 +82,7 @@ async fn killed_and_resumed(dir: tempfile::TempDir, database_url: String) {
     let cipher = TokenCipher::new(&KEY);
     let me =
         enroll(&store, &previous.member, &previous.authorization, true, |t| cipher.seal(t).unwrap()).await.unwrap();
-    store.enqueue_transfer("t1", &me.link, "full", None, Timestamp::now()).await.unwrap();
+    store.enqueue_transfer("t1", &me.link, baton_vocab::TransferKind::Full, None, Timestamp::now()).await.unwrap();
 
     let config = dir.path().join("baton.toml");
     let mut file = std::fs::File::create(&config).unwrap();
@@ -112,7 +112,7 @@ async fn killed_and_resumed(dir: tempfile::TempDir, database_url: String) {
             break t;
         }
         assert!(
-            t.state == "queued" || t.state == "running",
+            t.state == baton_vocab::TransferState::Queued || t.state == baton_vocab::TransferState::Running,
             "{t:?}\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
@@ -124,7 +124,7 @@ async fn killed_and_resumed(dir: tempfile::TempDir, database_url: String) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let after_kill = store.transfer("t1").await.unwrap().unwrap();
-    assert_eq!(after_kill.state, "running", "the dead worker still holds it: {after_kill:?}");
+    assert_eq!(after_kill.state, baton_vocab::TransferState::Running, "the dead worker still holds it: {after_kill:?}");
     assert!(after_kill.pages_done < 240, "killed mid-transfer, not at the end ({} pages)", at_kill.pages_done);
 
     // Second worker: waits out the dead one's lease, resumes, completes.
@@ -132,14 +132,19 @@ async fn killed_and_resumed(dir: tempfile::TempDir, database_url: String) {
     let deadline = Instant::now() + Duration::from_secs(240);
     let done = loop {
         let t = store.transfer("t1").await.unwrap().unwrap();
-        if t.state != "running" && t.state != "queued" {
+        if t.state != baton_vocab::TransferState::Running && t.state != baton_vocab::TransferState::Queued {
             break t;
         }
         assert!(Instant::now() < deadline, "not resumed:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     worker.kill();
-    assert_eq!(done.state, "completed", "{done:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert_eq!(
+        done.state,
+        baton_vocab::TransferState::Completed,
+        "{done:?}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     assert_eq!(done.attempts, 2, "claimed twice: once by each worker");
     assert!(done.pages_done >= 240, "all pages: {}", done.pages_done);
 
@@ -187,7 +192,7 @@ async fn killed_and_resumed(dir: tempfile::TempDir, database_url: String) {
         .await
         .unwrap()
         .into_iter()
-        .filter(|e| e.kind == "claimed")
+        .filter(|e| e.kind == baton_vocab::EventKind::Claimed)
         .map(|e| e.detail)
         .collect();
     assert_eq!(claims.len(), 2, "{claims:?}");

@@ -150,11 +150,11 @@ impl TestApp {
                 id: format!("c-{id}"),
                 member_account: member,
                 payer_id: "riverbend".into(),
-                policy: "regular".into(),
+                policy: baton_vocab::ConsentPolicy::Regular,
                 period_start: now.millis(),
                 period_end: now.millis() + 86_400_000,
                 given_at: now.millis(),
-                channel: "web".into(),
+                channel: baton_vocab::ConsentChannel::Web,
                 resource: json!({"resourceType": "Consent", "status": "active"}).to_string(),
                 withdrawn_at: None,
                 created_at: now.millis(),
@@ -177,13 +177,13 @@ impl TestApp {
             access_expires_at: None,
             refresh_token: None,
             id_token: None,
-            state: "active".into(),
+            state: baton_vocab::LinkState::Active,
             created_at: now.millis(),
             updated_at: now.millis(),
             source_sensitive: None,
         };
         store.insert_link(&link).await.unwrap();
-        store.enqueue_transfer(&id, &link, "full", None, now).await.unwrap();
+        store.enqueue_transfer(&id, &link, baton_vocab::TransferKind::Full, None, now).await.unwrap();
         if state == "failed" {
             // As the engine leaves a transfer whose previous plan never answered.
             let db = store.db();
@@ -312,7 +312,7 @@ async fn every_staff_route_checks_the_role_on_the_server() {
     assert_eq!(app.call("member/transfer", &[("id", transfer.as_str())], Some(&ana)).await, StatusCode::NOT_FOUND);
     // Nothing was changed by the refused calls.
     let stored = app.services.store.transfer(&transfer).await.unwrap().unwrap();
-    assert_eq!(stored.state, "queued");
+    assert_eq!(stored.state, baton_vocab::TransferState::Queued);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,9 +335,9 @@ async fn views_and_actions_are_audited_and_exported() {
     assert!(status.is_redirection(), "{status}");
     assert_eq!(location.as_deref(), Some(format!("/staff/transfers/{failed}").as_str()));
     let transfer = app.services.store.transfer(&failed).await.unwrap().unwrap();
-    assert_eq!(transfer.state, "queued", "retried");
+    assert_eq!(transfer.state, baton_vocab::TransferState::Queued, "retried");
     let events = app.services.store.transfer_events(&failed).await.unwrap();
-    assert!(events.iter().any(|e| e.kind == "retry" && e.detail == "staff sam"), "{events:?}");
+    assert!(events.iter().any(|e| e.kind == baton_vocab::EventKind::Retry && e.detail == "staff sam"), "{events:?}");
     let retried = app.audit("transfer.retry").await;
     assert_eq!((retried.len(), retried[0].detail.as_str()), (1, "done"));
 
@@ -345,7 +345,10 @@ async fn views_and_actions_are_audited_and_exported() {
     let (_, body, _) = app.get(&format!("/staff/transfers/{failed}?confirm=cancel"), Some(&sam)).await;
     assert!(body.contains("confirm-cancel-button"));
     app.post("staff/transfer/cancel", &[("id", failed.as_str())], Some(&sam)).await;
-    assert_eq!(app.services.store.transfer(&failed).await.unwrap().unwrap().state, "cancelled");
+    assert_eq!(
+        app.services.store.transfer(&failed).await.unwrap().unwrap().state,
+        baton_vocab::TransferState::Cancelled
+    );
     assert_eq!(app.audit("transfer.cancel").await.len(), 1);
     // A second cancel is refused, and that is recorded as such.
     let (_, location) = app.post("staff/transfer/cancel", &[("id", failed.as_str())], Some(&sam)).await;
@@ -906,7 +909,7 @@ async fn a_members_transfer_progress_streams_to_them_alone_until_it_ends() {
     let store = &app.services.store;
     let now = Timestamp::now();
     store.claim_transfer("w", Timestamp::from_millis(now.millis() + 60_000), now).await.unwrap().unwrap();
-    store.finish_transfer(&id, "w", "completed", None, Timestamp::now()).await.unwrap();
+    store.finish_transfer(&id, "w", baton_vocab::TransferState::Completed, None, Timestamp::now()).await.unwrap();
     let mut seen = vec![first];
     while let Some(view) = next_event(&mut response, &mut buffer).await {
         seen.push(view);

@@ -3,7 +3,7 @@
 //! when it does not), then what arrived, with dates, and what did not and why. From here the member
 //! can withdraw the permission (and ask for what arrived to be deleted).
 
-use baton_vocab::SensitiveSharing;
+use baton_vocab::{SensitiveSharing, TransferState};
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
@@ -119,7 +119,7 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
         // Refreshes the page without JavaScript while the transfer runs.
         {view.active.then(|| view! { <noscript><meta http-equiv="refresh" content="3"/></noscript> })}
         <section class="card transfer" aria-labelledby="transfer-status">
-            <h2 id="transfer-status" class="transfer__status" data-state=view.state.clone()>{status}</h2>
+            <h2 id="transfer-status" class="transfer__status" data-state=view.state.as_str()>{status}</h2>
             <progress class="transfer__bar" max="100" value=percent.map(|p| p.to_string())
                 aria-label=move || t_string!(i18n, transfer.progress_label).to_string()></progress>
             <p class="transfer__total" aria-live="polite">{if view.active {
@@ -165,13 +165,13 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
             <NotReceived view=not_received/>
         </section>
 
-        {(view.state == "failed").then(|| view! {
+        {(view.state == TransferState::Failed).then(|| view! {
             <form method="post" action=RetryTransfer::url() class="inline-form">
                 <input type="hidden" name="transfer" value=view.id.clone()/>
                 <button type="submit" class="button">{t!(i18n, transfer.retry)}</button>
             </form>
         })}
-        {(view.state == "needs_reauthorization").then(|| {
+        {(view.state == TransferState::NeedsReauthorization).then(|| {
             let old = old.clone();
             view! {
                 <p><A href=format!("/member/bring/{}", view.payer_id) attr:class="button">{t!(i18n, transfer.sign_in_again, old = old.clone())}</A></p>
@@ -272,13 +272,13 @@ fn NotReceived(view: TransferView) -> impl IntoView {
 fn status_message(view: &TransferView) -> AnyView {
     let i18n = use_i18n();
     let old = view.payer_name.clone();
-    match view.state.as_str() {
-        "queued" => t!(i18n, transfer.state_queued).into_any(),
-        "running" => t!(i18n, transfer.state_running, old = old.clone()).into_any(),
-        "completed" => t!(i18n, transfer.state_completed).into_any(),
-        "needs_reauthorization" => t!(i18n, transfer.state_reauthorize, old = old.clone()).into_any(),
-        "cancelled" => t!(i18n, transfer.state_cancelled).into_any(),
-        _ => t!(i18n, transfer.state_failed).into_any(),
+    match view.state {
+        TransferState::Queued => t!(i18n, transfer.state_queued).into_any(),
+        TransferState::Running => t!(i18n, transfer.state_running, old = old.clone()).into_any(),
+        TransferState::Completed => t!(i18n, transfer.state_completed).into_any(),
+        TransferState::NeedsReauthorization => t!(i18n, transfer.state_reauthorize, old = old.clone()).into_any(),
+        TransferState::Cancelled => t!(i18n, transfer.state_cancelled).into_any(),
+        TransferState::Failed => t!(i18n, transfer.state_failed).into_any(),
     }
 }
 

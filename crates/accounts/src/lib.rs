@@ -8,13 +8,13 @@
 
 mod account;
 pub mod password;
-mod roles;
 mod sign_in;
 mod username;
 
-pub use account::{Account, AccountError, Accounts, NewMember, NewStaff};
+pub use account::{AccountError, Accounts, NewMember, NewStaff};
+pub use baton_store::Account;
+pub use baton_vocab::{Role, Roles};
 pub use password::{NewPassword, PasswordError};
-pub use roles::{Role, Roles};
 pub use sign_in::{SignInError, ThrottlePolicy};
 pub use username::{Username, UsernameError};
 

@@ -11,7 +11,8 @@ use baton_store::Timestamp;
 use thiserror::Error;
 use time::Duration;
 
-use crate::account::{Account, AccountError, Accounts};
+use crate::Account;
+use crate::account::{AccountError, Accounts};
 use crate::password;
 
 /// Limits on failed sign-ins.
@@ -85,7 +86,7 @@ impl Accounts {
         match account {
             Some(row) if verified => {
                 self.store.clear_sign_in_failures(&account_key).await?;
-                Ok(Account::try_from(row)?)
+                Ok(row)
             }
             _ => {
                 let mut keys = vec![account_key.as_str()];

@@ -168,7 +168,7 @@ async fn invited_member_without_password_cannot_sign_in(store: Store) {
         })
         .await
         .unwrap();
-    assert!(!invited.has_password);
+    assert!(!invited.has_password());
     let now = Timestamp::now();
     assert!(matches!(accounts.sign_in("newbie", "", ip("10.0.0.1"), now).await, Err(SignInError::InvalidCredentials)));
     accounts.set_password(invited.id, NewPassword::parse("my new password").unwrap()).await.unwrap();

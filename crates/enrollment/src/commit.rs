@@ -10,6 +10,11 @@ use serde_json::{Value, json};
 use crate::invitation::Invitations;
 use crate::roster::{Preview, RosterEntry};
 
+/// The id of the Coverage enrollment writes for a member.
+fn coverage_id(member: AccountId) -> String {
+    format!("coverage-{}", member.0)
+}
+
 /// What happened to one member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -81,8 +86,8 @@ impl Enrollment {
                         account.id,
                         &MemberDetails {
                             display_name: entry.display_name(),
-                            birth_date: entry.birth_date_text(),
-                            coverage_start: entry.coverage_start_text(),
+                            birth_date: entry.birth_date,
+                            coverage_start: entry.coverage_start,
                         },
                     )
                     .await?;
@@ -120,7 +125,7 @@ impl Enrollment {
             }
         };
         let patient_id = account.patient_id.clone().unwrap_or_else(|| format!("member-{}", account.id.0));
-        let coverage_id = format!("coverage-{}", account.id.0);
+        let coverage_id = coverage_id(account.id);
         let patient = self.patient(entry, &patient_id);
         let coverage = self.coverage(entry, &coverage_id, &patient_id);
         for resource in [patient, coverage] {
@@ -169,6 +174,17 @@ impl Enrollment {
         Ok(true)
     }
 
+    /// The plan a member is enrolled in, as the Coverage enrollment wrote for them says.
+    pub async fn plan_name_of(&self, member: &baton_store::Account) -> Result<Option<String>, StoreError> {
+        if member.patient_id.is_none() {
+            return Ok(None);
+        }
+        let coverage = self.store.read_resource("Coverage", &coverage_id(member.id)).await?;
+        Ok(coverage
+            .and_then(|c| serde_json::from_str::<Value>(&c.body).ok())
+            .and_then(|c| c.pointer("/class/0/name").and_then(Value::as_str).map(str::to_owned)))
+    }
+
     fn member_id_system(&self) -> String {
         format!("{}/member-id", self.local_base.trim_end_matches('/'))
     }
@@ -186,7 +202,7 @@ impl Enrollment {
             }],
             "name": [{"use": "official", "family": entry.family_name, "given": [entry.given_name], "text": entry.display_name()}],
             "gender": entry.gender.as_str(),
-            "birthDate": entry.birth_date_text()
+            "birthDate": baton_vocab::day::format(entry.birth_date)
         });
         if let Some(email) = &entry.email {
             patient["telecom"] = json!([{"system": "email", "value": email}]);
@@ -204,7 +220,7 @@ impl Enrollment {
             "beneficiary": {"reference": format!("Patient/{patient_id}")},
             "subscriber": {"reference": format!("Patient/{patient_id}")},
             "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/subscriber-relationship", "code": "self"}]},
-            "period": {"start": entry.coverage_start_text()},
+            "period": {"start": baton_vocab::day::format(entry.coverage_start)},
             "payor": [{"display": self.plan_name}],
             "class": [{
                 "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]},

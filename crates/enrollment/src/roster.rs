@@ -6,9 +6,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 use time::Date;
-use time::macros::format_description;
-
-const DATE: &[time::format_description::BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day]");
 
 /// Rosters larger than this are refused whole (a plan splits them).
 pub const MAX_ROWS: usize = 50_000;
@@ -94,18 +91,6 @@ impl RosterEntry {
     pub fn display_name(&self) -> String {
         format!("{} {}", self.given_name, self.family_name)
     }
-
-    pub fn birth_date_text(&self) -> String {
-        format_date(self.birth_date)
-    }
-
-    pub fn coverage_start_text(&self) -> String {
-        format_date(self.coverage_start)
-    }
-}
-
-pub fn format_date(date: Date) -> String {
-    date.format(DATE).unwrap_or_default()
 }
 
 /// One row of the roster: where it is, and either the entry or what is wrong with it.
@@ -348,7 +333,7 @@ fn parse_date(text: &str, what: &str) -> Result<Date, String> {
     if text.is_empty() {
         return Err(format!("{what} is missing"));
     }
-    Date::parse(text, DATE).map_err(|_| format!("{what} {text:?} is not a date like 1980-04-23"))
+    baton_vocab::day::parse(text).ok_or_else(|| format!("{what} {text:?} is not a date like 1980-04-23"))
 }
 
 pub fn is_member_id(text: &str) -> bool {
@@ -522,7 +507,7 @@ mod tests {
         assert_eq!(rosa.display_name(), "Rosa Diaz");
         assert_eq!(rosa.gender, Gender::Female);
         assert_eq!(rosa.email.as_deref(), Some("rosa@example.org"));
-        assert_eq!(rosa.coverage_start_text(), "2026-01-01");
+        assert_eq!(baton_vocab::day::format(rosa.coverage_start), "2026-01-01");
         assert_eq!(preview.rows[1].number, 3);
         assert_eq!(preview.rows[1].entry.as_ref().unwrap().email, None);
     }

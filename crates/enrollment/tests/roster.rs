@@ -45,7 +45,7 @@ async fn good_file_then_reimport_then_change(store: Store) {
     assert_eq!(rosa.display_name, "Rosa Diaz");
     assert_eq!(rosa.username, "np-1001");
     assert_eq!(rosa.password_hash, None, "the member sets their own password");
-    assert_eq!(rosa.coverage_start.as_deref(), Some("2026-01-01"));
+    assert_eq!(rosa.coverage_start.map(baton_vocab::day::format).as_deref(), Some("2026-01-01"));
     let patient_id = rosa.patient_id.clone().expect("linked to a Patient");
     let patient = body(store.read_resource("Patient", &patient_id).await.unwrap());
     assert_eq!(patient["birthDate"], "1980-04-23");
@@ -85,7 +85,7 @@ async fn good_file_then_reimport_then_change(store: Store) {
     let again = enrollment.commit(&preview, staff, now).await.unwrap();
     assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 2), "{again:#?}");
     assert_eq!(store.read_resource("Patient", &patient_id).await.unwrap().unwrap().version_id, versions);
-    assert_eq!(store.count_accounts_with_role("member").await.unwrap(), 2);
+    assert_eq!(store.count_accounts_with_role(baton_vocab::Role::Member).await.unwrap(), 2);
 
     // A corrected row updates that member only.
     let changed = ROSTER.replace("Tom,Nguyen,1975-11-02", "Tom,Nguyen-Reyes,1975-11-02");

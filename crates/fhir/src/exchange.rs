@@ -46,83 +46,26 @@ pub fn is_compartment_type(resource_type: &str) -> bool {
 pub const PDEX_PRIOR_AUTHORIZATION: &str =
     "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-priorauthorization";
 
-/// How a member thinks of a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Category {
-    Claims,
-    PriorAuthorizations,
-    Coverage,
-    Conditions,
-    Medications,
-    Visits,
-    Labs,
-    Immunizations,
-    Procedures,
-    Allergies,
-    Documents,
-    CarePlans,
-    /// Directory entries, Provenance, the Patient itself: not counted as "records".
-    Supporting,
-}
+/// How a member thinks of a record (the vocabulary's; what falls in which is decided here).
+pub use baton_vocab::Category;
 
-impl Category {
-    pub const RECORDS: [Category; 12] = [
-        Category::Claims,
-        Category::PriorAuthorizations,
-        Category::Coverage,
-        Category::Conditions,
-        Category::Medications,
-        Category::Visits,
-        Category::Labs,
-        Category::Immunizations,
-        Category::Procedures,
-        Category::Allergies,
-        Category::Documents,
-        Category::CarePlans,
-    ];
-
-    /// Stable machine name (used in stored counts and locale keys).
-    pub fn key(self) -> &'static str {
-        match self {
-            Category::Claims => "claims",
-            Category::PriorAuthorizations => "prior_authorizations",
-            Category::Coverage => "coverage",
-            Category::Conditions => "conditions",
-            Category::Medications => "medications",
-            Category::Visits => "visits",
-            Category::Labs => "labs",
-            Category::Immunizations => "immunizations",
-            Category::Procedures => "procedures",
-            Category::Allergies => "allergies",
-            Category::Documents => "documents",
-            Category::CarePlans => "care_plans",
-            Category::Supporting => "supporting",
-        }
-    }
-
-    pub fn from_key(key: &str) -> Option<Self> {
-        Self::RECORDS.into_iter().chain([Category::Supporting]).find(|c| c.key() == key)
-    }
-
-    /// The resource types whose records fall in this category — the inverse of
-    /// [`category_of`], kept beside it (an ExplanationOfBenefit is a claim or a prior
-    /// authorization, by its content).
-    pub fn resource_types(self) -> &'static [&'static str] {
-        match self {
-            Category::Claims | Category::PriorAuthorizations => &["ExplanationOfBenefit"],
-            Category::Coverage => &["Coverage"],
-            Category::Conditions => &["Condition"],
-            Category::Medications => &["MedicationRequest", "MedicationDispense"],
-            Category::Visits => &["Encounter"],
-            Category::Labs => &["Observation", "DiagnosticReport"],
-            Category::Immunizations => &["Immunization"],
-            Category::Procedures => &["Procedure", "Device"],
-            Category::Allergies => &["AllergyIntolerance"],
-            Category::Documents => &["DocumentReference"],
-            Category::CarePlans => &["CarePlan", "CareTeam", "Goal"],
-            // Everything else; the common ones.
-            Category::Supporting => &["Provenance", "Organization", "Practitioner", "Location", "Patient"],
-        }
+/// The resource types whose records fall in `category` — the inverse of [`category_of`], kept
+/// beside it (an ExplanationOfBenefit is a claim or a prior authorization, by its content).
+pub fn resource_types(category: Category) -> &'static [&'static str] {
+    match category {
+        Category::Claims | Category::PriorAuthorizations => &["ExplanationOfBenefit"],
+        Category::Coverage => &["Coverage"],
+        Category::Conditions => &["Condition"],
+        Category::Medications => &["MedicationRequest", "MedicationDispense"],
+        Category::Visits => &["Encounter"],
+        Category::Labs => &["Observation", "DiagnosticReport"],
+        Category::Immunizations => &["Immunization"],
+        Category::Procedures => &["Procedure", "Device"],
+        Category::Allergies => &["AllergyIntolerance"],
+        Category::Documents => &["DocumentReference"],
+        Category::CarePlans => &["CarePlan", "CareTeam", "Goal"],
+        // Everything else; the common ones.
+        Category::Supporting => &["Provenance", "Organization", "Practitioner", "Location", "Patient"],
     }
 }
 
@@ -163,7 +106,7 @@ mod tests {
     #[test]
     fn resource_types_are_the_inverse_of_category_of() {
         for category in Category::RECORDS.into_iter().chain([Category::Supporting]) {
-            for t in category.resource_types() {
+            for t in resource_types(category) {
                 let resource = if category == Category::PriorAuthorizations {
                     json!({"use": "preauthorization"})
                 } else {
@@ -176,7 +119,7 @@ mod tests {
         for t in EXCHANGE_TYPES {
             let category = category_of(t, &json!({}));
             if category != Category::Supporting {
-                assert!(category.resource_types().contains(t), "{t} is missing from {category:?}");
+                assert!(resource_types(category).contains(t), "{t} is missing from {category:?}");
             }
         }
     }

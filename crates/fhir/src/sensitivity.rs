@@ -33,30 +33,8 @@ use serde_json::Value;
 
 use crate::walk;
 
-/// What kind of sensitive information.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    BehavioralHealth,
-    SubstanceUse,
-    Hiv,
-    SexualHealth,
-    Violence,
-    /// Labelled restricted (`R`, `V`, `SPI`) without saying why.
-    Restricted,
-}
-
-impl Kind {
-    pub fn key(self) -> &'static str {
-        match self {
-            Kind::BehavioralHealth => "behavioral_health",
-            Kind::SubstanceUse => "substance_use",
-            Kind::Hiv => "hiv",
-            Kind::SexualHealth => "sexual_health",
-            Kind::Violence => "violence",
-            Kind::Restricted => "restricted",
-        }
-    }
-}
+/// What kind of sensitive information (the vocabulary's `SensitiveKind`).
+pub use baton_vocab::SensitiveKind as Kind;
 
 /// How a resource was found sensitive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

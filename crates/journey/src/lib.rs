@@ -19,7 +19,7 @@ mod views;
 
 use std::sync::Arc;
 
-use baton_store::{AccountId, MemberConsent, PayerLink, Store, StoreError, Timestamp, TransferFilter, transfer_state};
+use baton_store::{AccountId, MemberConsent, PayerLink, Store, StoreError, Timestamp, TransferFilter};
 use baton_transfer::TokenCipher;
 use thiserror::Error;
 use time::{Date, OffsetDateTime};
@@ -299,11 +299,11 @@ impl Journey {
                 id: consent_id.clone(),
                 member_account: member,
                 payer_id: payer.id.clone(),
-                policy: if pending.include_sensitive { "sensitive".into() } else { "regular".into() },
+                policy: baton_vocab::ConsentPolicy::of(pending.include_sensitive),
                 period_start: pending.consent_given_at,
                 period_end: end_ms,
                 given_at: pending.consent_given_at,
-                channel: "web".into(),
+                channel: baton_vocab::ConsentChannel::Web,
                 resource: resource.to_string(),
                 withdrawn_at: None,
                 created_at: now.millis(),
@@ -326,14 +326,14 @@ impl Journey {
             access_expires_at: granted.expires_in_ms.map(|ms| now.millis() + ms),
             refresh_token: granted.refresh_token.as_deref().map(seal).transpose()?,
             id_token: granted.id_token.as_deref().map(seal).transpose()?,
-            state: "active".into(),
+            state: baton_vocab::LinkState::Active,
             created_at: now.millis(),
             updated_at: now.millis(),
             source_sensitive: granted.sensitive,
         };
         store.insert_link(&link).await?;
         let transfer_id = uuid::Uuid::new_v4().to_string();
-        store.enqueue_transfer(&transfer_id, &link, "initial", None, now).await?;
+        store.enqueue_transfer(&transfer_id, &link, baton_vocab::TransferKind::Initial, None, now).await?;
         tracing::info!(member = member.0, payer = %payer.id, transfer = %transfer_id, scope = %granted.scope, "previous plan linked");
         Ok(Connected { consent_id, link_id: link.id, transfer_id })
     }
@@ -363,7 +363,7 @@ impl Journey {
                     .add_transfer_event(
                         &transfer.id,
                         now,
-                        "deleted",
+                        baton_vocab::EventKind::Deleted,
                         &format!("{removed} records, at the member's request"),
                     )
                     .await?;
@@ -578,11 +578,6 @@ impl Journey {
         let payer = self.payers.known(id)?;
         self.discovery.endpoints(&payer).await.err().map(|e| e.to_string())
     }
-
-    /// Whether the transfer is one that can still change (the progress page keeps refreshing).
-    pub fn is_active(state: &str) -> bool {
-        !transfer_state::FINISHED.contains(&state)
-    }
 }
 
 /// The words the member agrees to (kept with the consent, for audit).
@@ -600,17 +595,12 @@ pub fn consent_statement(old_plan: &str, new_plan: &str, include_sensitive: bool
 }
 
 fn consent_until(account: &baton_store::Account, now: Timestamp) -> Result<Date, JourneyError> {
-    let coverage_start = account.coverage_start.as_deref().and_then(parse_date);
-    match consent::Window::for_coverage(coverage_start, now_date(now)) {
+    match consent::Window::for_coverage(account.coverage_start, now_date(now)) {
         consent::Window::Open { until } => Ok(until),
         consent::Window::Closed { ended } => Err(JourneyError::WindowClosed { ended }),
     }
 }
 
 fn now_date(now: Timestamp) -> Date {
-    OffsetDateTime::from_unix_timestamp(now.millis() / 1000).map_or(OffsetDateTime::now_utc().date(), |t| t.date())
-}
-
-fn parse_date(text: &str) -> Option<Date> {
-    Date::parse(text, &time::format_description::well_known::Iso8601::DATE).ok()
+    baton_vocab::day::of_millis(now.millis())
 }

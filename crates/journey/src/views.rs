@@ -4,14 +4,49 @@
 use std::collections::BTreeMap;
 
 use baton_fhir::exchange::category_of;
-use baton_store::{AccountId, MemberConsent, PayerLink, PermissionRecords, Transfer};
+use baton_store::{Account, AccountId, MemberConsent, PayerLink, PermissionRecords, Transfer, TransferFilter};
 use baton_transfer::Progress;
-use baton_vocab::views::{CategoryCount, Day, Deletion, MEMBER_CATEGORIES, TransferView, WithdrawalPreview};
+use baton_vocab::LinkState;
+use baton_vocab::views::{
+    CategoryCount, Day, Deletion, LinkSummary, MEMBER_CATEGORIES, MemberHome, TransferView, WithdrawalPreview,
+};
 use serde_json::Value;
 
 use crate::{Journey, JourneyError};
 
 impl Journey {
+    /// The member home: who they are, and each previous plan they linked with its latest
+    /// transfer (newest first).
+    pub async fn member_home(&self, account: &Account) -> Result<MemberHome, JourneyError> {
+        let store = &self.store;
+        let mut links = store.links_of(account.id).await?;
+        links.sort_by_key(|l| std::cmp::Reverse(l.created_at));
+        let mut summaries = Vec::with_capacity(links.len());
+        for link in links {
+            let filter = TransferFilter {
+                link_id: Some(link.id.clone()),
+                member_account: Some(account.id),
+                limit: 1,
+                ..TransferFilter::default()
+            };
+            let latest = store.list_transfers(&filter).await?.into_iter().next();
+            summaries.push(LinkSummary {
+                payer_name: self.payer_name(&link.payer_id),
+                payer_id: link.payer_id,
+                stored: latest.as_ref().map_or(0, |t| Progress::from_json(&t.progress).stored()),
+                state: latest.as_ref().map(|t| t.state),
+                transfer_id: latest.map(|t| t.id),
+                withdrawn: link.state == LinkState::Revoked,
+            });
+        }
+        Ok(MemberHome {
+            display_name: account.display_name.clone(),
+            member_id: account.member_id.clone(),
+            coverage_start: account.coverage_start.map(|d| (d.year(), u8::from(d.month()), d.day())),
+            links: summaries,
+        })
+    }
+
     /// The member's transfer as their progress page shows it; `None` when it is not theirs
     /// (another member's transfer does not exist, as far as this member can tell).
     pub async fn member_transfer(&self, member: AccountId, id: &str) -> Result<Option<TransferView>, JourneyError> {
@@ -131,7 +166,7 @@ fn transfer_view(
         })
     });
     TransferView {
-        active: Journey::is_active(&transfer.state),
+        active: transfer.state.is_active(),
         id: transfer.id,
         payer_id: link.payer_id,
         payer_name,

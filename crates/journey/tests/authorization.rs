@@ -141,11 +141,11 @@ async fn member(store: &Store) -> baton_store::AccountId {
         .insert_account(&NewAccount {
             username: "maria".into(),
             display_name: "Maria Garcia".into(),
-            roles: "member".into(),
+            roles: baton_vocab::Roles::of([baton_vocab::Role::Member]),
             member_id: Some("CVH-1".into()),
-            birth_date: Some("1984-03-12".into()),
+            birth_date: Some(baton_vocab::day::parse("1984-03-12").expect("a date")),
             // The time to bring records runs until 90 days after coverage starts.
-            coverage_start: Some(time::OffsetDateTime::now_utc().date().to_string()),
+            coverage_start: Some(time::OffsetDateTime::now_utc().date()),
             ..NewAccount::default()
         })
         .await
@@ -283,7 +283,7 @@ async fn the_code_is_redeemed_form_encoded_with_the_verifier_and_basic_auth() {
 
         // Consent, link and transfer are recorded; the tokens are sealed, never in clear.
         let consent = store.consent(&connected.consent_id).await.unwrap().unwrap();
-        assert_eq!(consent.policy, "sensitive");
+        assert_eq!(consent.policy, baton_vocab::ConsentPolicy::Sensitive);
         let resource: Value = serde_json::from_str(&consent.resource).unwrap();
         assert_eq!(resource["resourceType"], "Consent");
         assert!(resource["policy"][0]["uri"].as_str().unwrap().ends_with("#sensitive"));
@@ -304,7 +304,7 @@ async fn the_code_is_redeemed_form_encoded_with_the_verifier_and_basic_auth() {
         assert_eq!(cipher.open(link.access_token.as_deref().unwrap()).unwrap(), "access-abc");
         assert_eq!(cipher.open(link.refresh_token.as_deref().unwrap()).unwrap(), "refresh-xyz");
         let transfer = store.transfer(&connected.transfer_id).await.unwrap().unwrap();
-        assert_eq!(transfer.state, "queued");
+        assert_eq!(transfer.state, baton_vocab::TransferState::Queued);
         assert_eq!(transfer.link_id, link.id);
     })
     .await;
@@ -387,10 +387,10 @@ async fn after_90_days_of_coverage_no_permission_is_taken_and_no_token_asked_for
             .insert_account(&NewAccount {
                 username: "late".into(),
                 display_name: "Late Joiner".into(),
-                roles: "member".into(),
+                roles: baton_vocab::Roles::of([baton_vocab::Role::Member]),
                 member_id: Some("CVH-2".into()),
-                birth_date: Some("1970-01-01".into()),
-                coverage_start: Some(started.to_string()),
+                birth_date: Some(baton_vocab::day::parse("1970-01-01").expect("a date")),
+                coverage_start: Some(started),
                 ..NewAccount::default()
             })
             .await
@@ -464,7 +464,11 @@ async fn withdrawal_stops_the_transfer_and_can_delete_what_arrived() {
         let connected = authorized(&journey, maria).await;
         // Someone else cannot withdraw it.
         let other = store
-            .insert_account(&NewAccount { username: "james".into(), roles: "member".into(), ..NewAccount::default() })
+            .insert_account(&NewAccount {
+                username: "james".into(),
+                roles: baton_vocab::Roles::of([baton_vocab::Role::Member]),
+                ..NewAccount::default()
+            })
             .await
             .unwrap();
         assert!(matches!(
@@ -474,7 +478,7 @@ async fn withdrawal_stops_the_transfer_and_can_delete_what_arrived() {
         let withdrawal = journey.withdraw(maria, &connected.consent_id, true, Timestamp::now()).await.unwrap();
         assert!(withdrawal.withdrawn);
         let transfer = store.transfer(&connected.transfer_id).await.unwrap().unwrap();
-        assert_eq!(transfer.state, "cancelled");
+        assert_eq!(transfer.state, baton_vocab::TransferState::Cancelled);
         let link = store.link(&connected.link_id).await.unwrap().unwrap();
         assert!(link.access_token.is_none() && link.refresh_token.is_none());
         let consent = store.consent(&connected.consent_id).await.unwrap().unwrap();
@@ -528,7 +532,7 @@ async fn arrive_records(store: &Store, transfer: &str, member: baton_store::Acco
         ..TransferPage::default()
     };
     store.commit_transfer_page(page).await.unwrap();
-    store.finish_transfer(transfer, "w", "completed", None, Timestamp::now()).await.unwrap();
+    store.finish_transfer(transfer, "w", baton_vocab::TransferState::Completed, None, Timestamp::now()).await.unwrap();
 }
 
 #[tokio::test]
@@ -543,7 +547,7 @@ async fn deleting_what_arrived_removes_each_transfers_received_records_and_says_
         let first = connected.transfer_id.clone();
         arrive(&store, &first, maria, 3).await;
         let link = store.link(&connected.link_id).await.unwrap().unwrap();
-        store.enqueue_transfer("second", &link, "full", None, Timestamp::now()).await.unwrap();
+        store.enqueue_transfer("second", &link, baton_vocab::TransferKind::Full, None, Timestamp::now()).await.unwrap();
         arrive(&store, "second", maria, 2).await;
 
         let withdrawal = journey.withdraw(maria, &connected.consent_id, true, Timestamp::now()).await.unwrap();
@@ -557,7 +561,11 @@ async fn deleting_what_arrived_removes_each_transfers_received_records_and_says_
             let own = format!("{transfer}-this-plan");
             assert!(store.read_resource("Organization", &own).await.unwrap().is_some(), "{own} kept");
             let events = store.transfer_events(transfer).await.unwrap();
-            let deleted: Vec<&str> = events.iter().filter(|e| e.kind == "deleted").map(|e| e.detail.as_str()).collect();
+            let deleted: Vec<&str> = events
+                .iter()
+                .filter(|e| e.kind == baton_vocab::EventKind::Deleted)
+                .map(|e| e.detail.as_str())
+                .collect();
             assert_eq!(deleted, [format!("{received} records, at the member's request")], "{transfer}");
         }
     })

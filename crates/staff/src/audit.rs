@@ -20,34 +20,8 @@ impl Actor {
     }
 }
 
-/// Actions, as stored (stable: admins search by them).
-pub mod action {
-    pub const DASHBOARD_VIEW: &str = "dashboard.view";
-    pub const MEMBER_SEARCH: &str = "member.search";
-    pub const MEMBER_VIEW: &str = "member.view";
-    pub const INVITATION_CREATE: &str = "invitation.create";
-    pub const ROSTER_UPLOAD: &str = "roster.upload";
-    pub const ROSTER_VIEW: &str = "roster.view";
-    pub const ROSTER_COMMIT: &str = "roster.commit";
-    pub const TRANSFER_LIST: &str = "transfer.list";
-    pub const TRANSFER_VIEW: &str = "transfer.view";
-    pub const TRANSFER_RETRY: &str = "transfer.retry";
-    pub const TRANSFER_CANCEL: &str = "transfer.cancel";
-    pub const RECORDS_VIEW: &str = "records.view";
-    pub const RECORD_VIEW: &str = "record.view";
-    pub const RECORD_REVEAL: &str = "record.reveal";
-    pub const AUDIT_SEARCH: &str = "audit.search";
-    pub const AUDIT_EXPORT: &str = "audit.export";
-    pub const API_TOKEN_CREATE: &str = "api_token.create";
-    pub const API_TOKEN_REVOKE: &str = "api_token.revoke";
-    pub const API_READ: &str = "api.read";
-    pub const PAYERS_LOAD: &str = "payers.load";
-    pub const PAYERS_REGISTER: &str = "payers.register";
-    /// An admin switched a configured payer on or off, or back to configuration.
-    pub const PAYERS_ENABLE: &str = "payers.enable";
-    /// An admin pinned a brands entry's endpoints or scope override.
-    pub const PAYERS_ENDPOINTS: &str = "payers.endpoints";
-}
+/// Actions, as stored (stable: admins search by them): the vocabulary's.
+pub use baton_vocab::AuditAction as Action;
 
 /// Writes audit records. A view whose record cannot be written must not be shown: callers
 /// treat an error here as a failure of the view itself.
@@ -64,7 +38,7 @@ impl Auditor {
     pub async fn record(
         &self,
         actor: &Actor,
-        action: &str,
+        action: Action,
         member: Option<AccountId>,
         subject: &str,
         detail: &str,
@@ -74,7 +48,7 @@ impl Auditor {
                 at: Timestamp::now(),
                 actor_account: actor.account,
                 actor: actor.name.clone(),
-                action: action.to_owned(),
+                action: action.to_string(),
                 member_account: member,
                 subject: subject.to_owned(),
                 detail: detail.to_owned(),

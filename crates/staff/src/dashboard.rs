@@ -1,6 +1,7 @@
 //! Figures for the transfers dashboard.
 
 use baton_store::TransferTimes;
+use baton_vocab::TransferState;
 use serde::{Deserialize, Serialize};
 use time::{Date, Duration, OffsetDateTime};
 
@@ -31,10 +32,10 @@ pub fn per_day(times: &[TransferTimes], today: Date, days: u16) -> Vec<DayCounts
             counts[i].started += 1;
         }
         if let Some(i) = t.finished_at.and_then(slot) {
-            match t.state.as_str() {
-                "completed" => counts[i].completed += 1,
-                "failed" | "needs_reauthorization" => counts[i].failed += 1,
-                _ => {}
+            match t.state {
+                TransferState::Completed => counts[i].completed += 1,
+                TransferState::Failed | TransferState::NeedsReauthorization => counts[i].failed += 1,
+                TransferState::Queued | TransferState::Running | TransferState::Cancelled => {}
             }
         }
     }
@@ -63,10 +64,22 @@ mod tests {
         let today = date!(2026 - 11 - 25);
         let yesterday = date!(2026 - 11 - 24);
         let times = vec![
-            TransferTimes { created_at: ms(yesterday, 23), finished_at: Some(ms(today, 1)), state: "completed".into() },
-            TransferTimes { created_at: ms(today, 9), finished_at: Some(ms(today, 10)), state: "failed".into() },
-            TransferTimes { created_at: ms(today, 11), finished_at: None, state: "running".into() },
-            TransferTimes { created_at: ms(date!(2026 - 10 - 01), 1), finished_at: None, state: "queued".into() },
+            TransferTimes {
+                created_at: ms(yesterday, 23),
+                finished_at: Some(ms(today, 1)),
+                state: baton_vocab::TransferState::Completed,
+            },
+            TransferTimes {
+                created_at: ms(today, 9),
+                finished_at: Some(ms(today, 10)),
+                state: baton_vocab::TransferState::Failed,
+            },
+            TransferTimes { created_at: ms(today, 11), finished_at: None, state: baton_vocab::TransferState::Running },
+            TransferTimes {
+                created_at: ms(date!(2026 - 10 - 01), 1),
+                finished_at: None,
+                state: baton_vocab::TransferState::Queued,
+            },
         ];
         let days = per_day(&times, today, 7);
         assert_eq!(days.len(), 7);

@@ -3,7 +3,9 @@
 //! ([`records`]). The `app` crate's staff pages call these and only render.
 
 pub mod audit;
+mod console;
 pub mod dashboard;
 pub mod records;
 
 pub use audit::{Actor, Auditor};
+pub use console::{Console, ConsoleError, TransferQuery};

@@ -8,59 +8,21 @@ use std::collections::HashMap;
 
 use baton_fhir::exchange::{Category, category_of};
 use baton_store::{AccountId, ResourceQuery, Store, StoreError, StoredResource};
-use serde::{Deserialize, Serialize};
+use baton_vocab::views::staff::{RecordItem, RecordSource};
 use serde_json::Value;
 
 /// Items listed per kind of record (a member with more sees the newest first and a count).
 pub const LIMIT: u32 = 500;
 
 /// The kinds staff browse, in the order shown.
-pub const KINDS: [Category; 10] = [
-    Category::Claims,
-    Category::PriorAuthorizations,
-    Category::Conditions,
-    Category::Medications,
-    Category::Visits,
-    Category::Labs,
-    Category::Immunizations,
-    Category::Procedures,
-    Category::Documents,
-    Category::Coverage,
-];
+pub const KINDS: [Category; 10] = Category::STAFF_ORDER;
 
-/// Where a record came from: a received Provenance pointing at it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Source {
-    pub provenance_id: String,
-    pub recorded: Option<String>,
-    pub activity: Option<String>,
-    /// The agents' names (who made, sent or received it).
-    pub agents: Vec<String>,
-}
-
-/// One record as listed. `hidden` items carry only their type, id and kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Item {
-    pub resource_type: String,
-    pub id: String,
-    pub sensitive: bool,
-    pub hidden: bool,
-    pub title: Option<String>,
-    /// `YYYY-MM-DD` of the record's date (service date, onset…), when it has one.
-    pub date: Option<String>,
-    /// The plan it came from (its FHIR base) and its id there; `None` for this plan's own.
-    pub source_system: Option<String>,
-    pub source_id: Option<String>,
-    pub sources: Vec<Source>,
-}
-
-/// One kind of record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A member's records of one kind, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kind {
-    pub key: String,
     pub total: u64,
-    /// Newest first, at most [`LIMIT`].
-    pub items: Vec<Item>,
+    /// Newest first, at most [`LIMIT`]; the plan each came from as its FHIR base.
+    pub items: Vec<RecordItem>,
 }
 
 /// Lists the member's records of `category`. `revealed(type, id)` says which sensitive ones
@@ -73,7 +35,7 @@ pub async fn of_member(
     revealed: impl Fn(&str, &str) -> bool,
 ) -> Result<Kind, StoreError> {
     let query = ResourceQuery {
-        resource_types: category.resource_types().iter().map(|t| (*t).to_owned()).collect(),
+        resource_types: baton_fhir::exchange::resource_types(category).iter().map(|t| (*t).to_owned()).collect(),
         member_account: Some(member),
         limit: 10_000,
         ..Default::default()
@@ -116,26 +78,25 @@ pub async fn of_member(
         .filter(|(_, r, _)| !r.sensitive || revealed(&r.resource_type, &r.id))
         .map(|(_, r, _)| (r.resource_type.clone(), r.id.clone()))
         .collect();
-    let sources = provenance_of(store, &visible).await?;
+    let sources = provenance_of(store, &visible, &revealed).await?;
     let items = dated
         .into_iter()
         .map(|(date, resource, body)| {
             let hidden = resource.sensitive && !revealed(&resource.resource_type, &resource.id);
             let key = format!("{}/{}", resource.resource_type, resource.id);
             if hidden {
-                return Item {
+                return RecordItem {
                     resource_type: resource.resource_type,
                     id: resource.id,
                     sensitive: true,
                     hidden: true,
                     title: None,
                     date: None,
-                    source_system: None,
-                    source_id: None,
+                    from: None,
                     sources: vec![],
                 };
             }
-            Item {
+            RecordItem {
                 title: Some(baton_records::summary::title(&body)),
                 date: date.map(baton_fhir::datetime::format_date),
                 sources: sources.get(&key).cloned().unwrap_or_default(),
@@ -143,20 +104,21 @@ pub async fn of_member(
                 id: resource.id,
                 sensitive: resource.sensitive,
                 hidden: false,
-                source_system: resource.source_system,
-                source_id: resource.source_id,
+                from: resource.source_system,
             }
         })
         .collect();
-    Ok(Kind { key: category.key().to_owned(), total, items })
+    Ok(Kind { total, items })
 }
 
-/// Received Provenance by the `Type/id` each one targets.
+/// Provenance by the `Type/id` each one targets; a sensitive Provenance (it names a sensitive
+/// record too) only when revealed — its agents and date would say who cared for what.
 async fn provenance_of(
     store: &Store,
     targets: &[(String, String)],
-) -> Result<HashMap<String, Vec<Source>>, StoreError> {
-    let mut by_target: HashMap<String, Vec<Source>> = HashMap::new();
+    revealed: &impl Fn(&str, &str) -> bool,
+) -> Result<HashMap<String, Vec<RecordSource>>, StoreError> {
+    let mut by_target: HashMap<String, Vec<RecordSource>> = HashMap::new();
     for chunk in targets.chunks(200) {
         let page = store
             .search_resources(&ResourceQuery {
@@ -168,8 +130,11 @@ async fn provenance_of(
             })
             .await?;
         for provenance in page.resources {
+            if provenance.sensitive && !revealed(&provenance.resource_type, &provenance.id) {
+                continue;
+            }
             let Ok(body) = serde_json::from_str::<Value>(&provenance.body) else { continue };
-            let source = Source {
+            let source = RecordSource {
                 provenance_id: provenance.id.clone(),
                 recorded: body.get("recorded").and_then(Value::as_str).map(|r| r.chars().take(10).collect()),
                 activity: body
@@ -194,7 +159,7 @@ async fn provenance_of(
                     let entry = by_target.entry(reference.to_owned()).or_default();
                     // Each transfer adds its custodian Provenance: the same agents on the same
                     // day say nothing new.
-                    let same = |s: &Source| {
+                    let same = |s: &RecordSource| {
                         s.provenance_id == source.provenance_id
                             || (s.agents == source.agents && s.recorded == source.recorded)
                     };

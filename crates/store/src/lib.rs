@@ -39,7 +39,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use accounts::{Account, AccountId, NewAccount};
 pub use api_tokens::ApiToken;
 pub use audit::{AuditEvent, AuditQuery, NewAuditEvent};
-pub use error::StoreError;
+pub use error::{StoreError, Unique};
 pub use invitations::Invitation;
 pub use oauth::{CodeRedemption, NewCode, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, TokenKind};
 pub use payer_entries::{BrandSource, EntriesApplied, PayerEnabledOverride, PayerEntry, PinnedEndpoints};
@@ -49,8 +49,7 @@ pub use roster::{MemberDetails, MemberQuery, RosterImport};
 pub use timestamp::Timestamp;
 pub use transfers::{
     CommitError, MemberConsent, PayerLink, PreparedTransferPage, Transfer, TransferEvent, TransferFilter, TransferPage,
-    TransferRejection, TransferRequest, TransferRow, TransferSort, TransferTarget, TransferTimes, TransferredResource,
-    state as transfer_state,
+    TransferRejection, TransferRequest, TransferRow, TransferTarget, TransferTimes, TransferredResource,
 };
 
 /// The two database backends Baton runs on.

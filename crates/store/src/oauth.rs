@@ -69,42 +69,19 @@ pub enum CodeRedemption {
     Unknown,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
-    Access,
-    Refresh,
-}
-
-impl TokenKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenKind::Access => "access",
-            TokenKind::Refresh => "refresh",
-        }
-    }
-}
+pub use baton_vocab::TokenKind;
 
 /// A token (its hash) with its grant.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct OAuthToken {
     pub token_hash: String,
     pub grant_id: String,
-    pub kind: String,
+    pub kind: TokenKind,
     pub scope: String,
     pub issued_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub revoked_at: Option<i64>,
-}
-
-impl OAuthToken {
-    pub fn kind(&self) -> Option<TokenKind> {
-        match self.kind.as_str() {
-            "access" => Some(TokenKind::Access),
-            "refresh" => Some(TokenKind::Refresh),
-            _ => None,
-        }
-    }
 }
 
 const GRANT_COLUMNS: &str =

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::AccountRow;
 use crate::audit::like_pattern;
 use crate::sql::{Arg, SqlBuilder, bind_args};
 use crate::{Account, AccountId, Store, StoreError, Timestamp, on_pool};
@@ -26,8 +27,8 @@ pub struct RosterImport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberDetails {
     pub display_name: String,
-    pub birth_date: String,
-    pub coverage_start: String,
+    pub birth_date: time::Date,
+    pub coverage_start: time::Date,
 }
 
 /// Finding members: every given field narrows the search.
@@ -36,7 +37,7 @@ pub struct MemberQuery {
     /// Part of the name, or the member id (exact, any case).
     pub text: Option<String>,
     /// `YYYY-MM-DD`.
-    pub birth_date: Option<String>,
+    pub birth_date: Option<time::Date>,
     pub limit: u32,
     pub offset: u32,
 }
@@ -99,8 +100,8 @@ impl Store {
                  OR coverage_start IS NULL OR coverage_start <> $3)",
             )
             .bind(&details.display_name)
-            .bind(&details.birth_date)
-            .bind(&details.coverage_start)
+            .bind(baton_vocab::day::format(details.birth_date))
+            .bind(baton_vocab::day::format(details.coverage_start))
             .bind(id.0)
             .execute(pool)
             .await?
@@ -121,26 +122,36 @@ impl Store {
                 .arg(Arg::Text(text.to_lowercase()))
                 .push(")");
         }
-        if let Some(birth_date) = query.birth_date.as_deref().filter(|d| !d.is_empty()) {
-            sql.push(" AND birth_date = ").arg(Arg::Text(birth_date.to_owned()));
+        if let Some(birth_date) = query.birth_date {
+            sql.push(" AND birth_date = ").arg(Arg::Text(baton_vocab::day::format(birth_date)));
         }
         sql.push(" ORDER BY display_name, id LIMIT ")
             .arg(Arg::I64(i64::from(query.limit.clamp(1, 500))))
             .push(" OFFSET ")
             .arg(Arg::I64(i64::from(query.offset)));
-        Ok(on_pool!(self, pool => bind_args!(sqlx::query_as, sql).fetch_all(pool).await?))
+        let rows: Vec<AccountRow> = on_pool!(self, pool => bind_args!(sqlx::query_as, sql).fetch_all(pool).await?);
+        rows.into_iter().map(Account::try_from).collect()
     }
 
     /// Members whose coverage started on or before `started_by` (`YYYY-MM-DD`) and who have
     /// given no consent to bring records from a previous plan.
-    pub async fn members_without_consent(&self, started_by: &str, limit: u32) -> Result<Vec<Account>, StoreError> {
+    pub async fn members_without_consent(
+        &self,
+        started_by: time::Date,
+        limit: u32,
+    ) -> Result<Vec<Account>, StoreError> {
         let sql = format!(
             "SELECT {ACCOUNT_COLUMNS} FROM account a WHERE member_id IS NOT NULL AND coverage_start IS NOT NULL \
              AND coverage_start <= $1 AND NOT EXISTS (SELECT 1 FROM member_consent c WHERE c.member_account = a.id) \
              ORDER BY coverage_start, display_name LIMIT $2"
         );
-        Ok(on_pool!(self, pool => {
-            sqlx::query_as(&sql).bind(started_by).bind(i64::from(limit.clamp(1, 1000))).fetch_all(pool).await?
-        }))
+        let rows: Vec<AccountRow> = on_pool!(self, pool => {
+            sqlx::query_as(&sql)
+                .bind(baton_vocab::day::format(started_by))
+                .bind(i64::from(limit.clamp(1, 1000)))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(Account::try_from).collect()
     }
 }

@@ -22,7 +22,11 @@ on_both!(
 
 async fn setup(store: &Store) -> OAuthGrant {
     let account = store
-        .insert_account(&NewAccount { username: "maria".into(), roles: "member".into(), ..Default::default() })
+        .insert_account(&NewAccount {
+            username: "maria".into(),
+            roles: baton_vocab::Roles::of([baton_vocab::Role::Member]),
+            ..Default::default()
+        })
         .await
         .unwrap();
     store.put_oauth_client(&client("new-plan")).await.unwrap();
@@ -97,7 +101,7 @@ async fn tokens_and_grant_revocation(store: Store) {
     store.insert_oauth_token("a1", &grant.id, TokenKind::Access, "patient/*.rs", now, later).await.unwrap();
     store.insert_oauth_token("r1", &grant.id, TokenKind::Refresh, "patient/*.rs", now, later).await.unwrap();
     let (token, found) = store.oauth_token("a1").await.unwrap().unwrap();
-    assert_eq!(token.kind(), Some(TokenKind::Access));
+    assert_eq!(token.kind, TokenKind::Access);
     assert_eq!(token.expires_at, later.millis());
     assert_eq!(token.revoked_at, None);
     assert_eq!(found.patient_id, "p1");

@@ -128,7 +128,11 @@ async fn member_with_link(store: &Store, consent: &str) -> (AccountId, PayerLink
     let member = match store.account_by_username("maria").await.unwrap() {
         Some(account) => account.id,
         None => store
-            .insert_account(&NewAccount { username: "maria".into(), roles: "member".into(), ..Default::default() })
+            .insert_account(&NewAccount {
+                username: "maria".into(),
+                roles: baton_vocab::Roles::of([baton_vocab::Role::Member]),
+                ..Default::default()
+            })
             .await
             .unwrap(),
     };
@@ -138,11 +142,11 @@ async fn member_with_link(store: &Store, consent: &str) -> (AccountId, PayerLink
             id: consent.into(),
             member_account: member,
             payer_id: "riverbend".into(),
-            policy: "sensitive".into(),
+            policy: baton_vocab::ConsentPolicy::Sensitive,
             period_start: now,
             period_end: now + 86_400_000,
             given_at: now,
-            channel: "web".into(),
+            channel: baton_vocab::ConsentChannel::Web,
             resource: "{}".into(),
             withdrawn_at: None,
             created_at: now,
@@ -165,7 +169,7 @@ async fn member_with_link(store: &Store, consent: &str) -> (AccountId, PayerLink
         access_expires_at: None,
         refresh_token: None,
         id_token: None,
-        state: "active".into(),
+        state: baton_vocab::LinkState::Active,
         created_at: now,
         updated_at: now,
         source_sensitive: None,
@@ -179,7 +183,7 @@ fn later() -> Timestamp {
 }
 
 async fn transfer(store: &Store, link: &PayerLink, id: &str) {
-    store.enqueue_transfer(id, link, "full", None, Timestamp::now()).await.unwrap();
+    store.enqueue_transfer(id, link, baton_vocab::TransferKind::Full, None, Timestamp::now()).await.unwrap();
     let claimed = store.claim_transfer("w", later(), Timestamp::now()).await.unwrap().unwrap();
     assert_eq!(claimed.id, id);
 }
@@ -199,7 +203,12 @@ async fn bring(store: &Store, link: &PayerLink, transfer_id: &str, resources: Ve
         ..Default::default()
     };
     store.commit_transfer_page(page).await.unwrap();
-    assert!(store.finish_transfer(transfer_id, "w", "completed", None, Timestamp::now()).await.unwrap());
+    assert!(
+        store
+            .finish_transfer(transfer_id, "w", baton_vocab::TransferState::Completed, None, Timestamp::now())
+            .await
+            .unwrap()
+    );
 }
 
 fn of(member: AccountId, mut write: ResourceWrite) -> ResourceWrite {
@@ -251,7 +260,11 @@ async fn a_record_brought_under_two_permissions_stays_until_both_delete_it(store
 async fn a_care_provider_other_members_records_name_stays_and_is_told_apart(store: Store) {
     let (maria, maria_link) = member_with_link(&store, "c-maria").await;
     let james = store
-        .insert_account(&NewAccount { username: "james".into(), roles: "member".into(), ..Default::default() })
+        .insert_account(&NewAccount {
+            username: "james".into(),
+            roles: baton_vocab::Roles::of([baton_vocab::Role::Member]),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let now = Timestamp::now().millis();
@@ -259,11 +272,11 @@ async fn a_care_provider_other_members_records_name_stays_and_is_told_apart(stor
         id: "c-james".into(),
         member_account: james,
         payer_id: "riverbend".into(),
-        policy: "sensitive".into(),
+        policy: baton_vocab::ConsentPolicy::Sensitive,
         period_start: now,
         period_end: now + 86_400_000,
         given_at: now,
-        channel: "web".into(),
+        channel: baton_vocab::ConsentChannel::Web,
         resource: "{}".into(),
         withdrawn_at: None,
         created_at: now,
@@ -334,7 +347,7 @@ async fn targets_a_transfer_named_are_noted_with_their_source_ids(store: Store) 
     let found = store.transfer_target_sources("t1", &asked).await.unwrap();
     assert_eq!(found, [(asked[0].clone(), "dr2".to_owned())].into());
     assert!(store.transfer_target_sources("t2", &asked).await.unwrap().is_empty(), "per transfer");
-    store.finish_transfer("t1", "w", "completed", None, Timestamp::now()).await.unwrap();
+    store.finish_transfer("t1", "w", baton_vocab::TransferState::Completed, None, Timestamp::now()).await.unwrap();
     assert!(store.transfer_target_sources("t1", &asked).await.unwrap().is_empty(), "gone once it completed");
 }
 

@@ -33,10 +33,14 @@ async fn account(store: &Store, username: &str, name: &str, member_id: Option<&s
         .insert_account(&NewAccount {
             username: username.into(),
             display_name: name.into(),
-            roles: if member_id.is_some() { "member".into() } else { "staff".into() },
+            roles: if member_id.is_some() {
+                baton_vocab::Roles::of([baton_vocab::Role::Member])
+            } else {
+                baton_vocab::Roles::of([baton_vocab::Role::Staff])
+            },
             member_id: member_id.map(str::to_owned),
-            birth_date: Some(birth.into()),
-            coverage_start: Some("2026-01-01".into()),
+            birth_date: Some(baton_vocab::day::parse(birth).expect("a date")),
+            coverage_start: Some(baton_vocab::day::parse("2026-01-01").expect("a date")),
             ..Default::default()
         })
         .await
@@ -89,7 +93,7 @@ async fn members_are_found_by_name_id_and_birth_date(store: Store) {
     let rosalind = account(&store, "np-2", "Rosalind Park", Some("NP-2"), "1990-01-01").await;
     let find = |text: Option<&str>, birth: Option<&str>| MemberQuery {
         text: text.map(str::to_owned),
-        birth_date: birth.map(str::to_owned),
+        birth_date: birth.map(|b| baton_vocab::day::parse(b).expect("a date")),
         limit: 50,
         offset: 0,
     };
@@ -99,9 +103,15 @@ async fn members_are_found_by_name_id_and_birth_date(store: Store) {
     assert_eq!(ids(store.search_members(&find(Some("ROSA"), Some("1980-04-23"))).await.unwrap()), vec![rosa]);
     assert_eq!(ids(store.search_members(&find(None, None)).await.unwrap()).len(), 2, "staff are not members");
     assert!(store.search_members(&find(Some("sam"), None)).await.unwrap().is_empty());
-    let late = store.members_without_consent("2026-01-01", 10).await.unwrap();
+    let late = store.members_without_consent(baton_vocab::day::parse("2026-01-01").expect("a date"), 10).await.unwrap();
     assert_eq!(late.len(), 2);
-    assert!(store.members_without_consent("2025-12-31", 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .members_without_consent(baton_vocab::day::parse("2025-12-31").expect("a date"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn api_tokens_are_revocable(store: Store) {

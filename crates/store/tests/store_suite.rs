@@ -3,9 +3,11 @@
 use baton_store::testing::{on_postgres, on_sqlite};
 use baton_store::{
     AccountId, IndexedIdentifier, IndexedReference, NewAccount, ResourceQuery, ResourceWrite, Store, StoreError,
-    Timestamp,
+    Timestamp, Unique,
 };
+use baton_vocab::{Role, Roles};
 use serde_json::{Value, json};
+use time::macros::date;
 
 /// Declares each `async fn case(store: Store)` as a test on both backends.
 macro_rules! store_suite {
@@ -44,10 +46,10 @@ fn member(username: &str, member_id: &str) -> NewAccount {
         username: username.into(),
         display_name: format!("{username} display"),
         password_hash: Some("$argon2id$stub".into()),
-        roles: "member".into(),
+        roles: baton_vocab::Roles::of([baton_vocab::Role::Member]),
         member_id: Some(member_id.into()),
-        birth_date: Some("1980-02-03".into()),
-        coverage_start: Some("2026-01-01".into()),
+        birth_date: Some(date!(1980 - 02 - 03)),
+        coverage_start: Some(date!(2026 - 01 - 01)),
         patient_id: None,
     }
 }
@@ -82,7 +84,7 @@ async fn accounts_round_trip(store: Store) {
     assert_eq!(by_name.id, id);
     assert_eq!(by_name.display_name, "maria display");
     assert_eq!(by_name.member_id.as_deref(), Some("M-100"));
-    assert_eq!(by_name.birth_date.as_deref(), Some("1980-02-03"));
+    assert_eq!(by_name.birth_date, Some(date!(1980 - 02 - 03)));
     assert!(by_name.created_at > 0);
     assert_eq!(store.account_by_id(id).await.unwrap(), Some(by_name.clone()));
     assert_eq!(store.account_by_member_id("M-100").await.unwrap(), Some(by_name));
@@ -96,22 +98,23 @@ async fn accounts_round_trip(store: Store) {
 async fn accounts_are_counted_by_role(store: Store) {
     store.insert_account(&member("maria", "M-1")).await.unwrap();
     store.insert_account(&member("james", "M-2")).await.unwrap();
-    let staff = NewAccount { username: "sam".into(), roles: "staff admin".into(), ..Default::default() };
+    let staff =
+        NewAccount { username: "sam".into(), roles: Roles::of([Role::Staff, Role::Admin]), ..Default::default() };
     store.insert_account(&staff).await.unwrap();
-    let memberish = NewAccount { username: "mem".into(), roles: "membership-admin".into(), ..Default::default() };
-    store.insert_account(&memberish).await.unwrap(); // a word containing a role name is not that role
-    assert_eq!(store.count_accounts_with_role("member").await.unwrap(), 2);
-    assert_eq!(store.count_accounts_with_role("admin").await.unwrap(), 1);
-    assert_eq!(store.count_accounts_with_role("staff").await.unwrap(), 1);
-    assert_eq!(store.count_accounts_with_role("privacy").await.unwrap(), 0);
+    let privacy = NewAccount { username: "pia".into(), roles: Roles::of([Role::Privacy]), ..Default::default() };
+    store.insert_account(&privacy).await.unwrap();
+    assert_eq!(store.count_accounts_with_role(baton_vocab::Role::Member).await.unwrap(), 2);
+    assert_eq!(store.count_accounts_with_role(baton_vocab::Role::Admin).await.unwrap(), 1);
+    assert_eq!(store.count_accounts_with_role(baton_vocab::Role::Staff).await.unwrap(), 1);
+    assert_eq!(store.count_accounts_with_role(baton_vocab::Role::Privacy).await.unwrap(), 1);
 }
 
 async fn duplicate_username_is_a_conflict(store: Store) {
     store.insert_account(&member("maria", "M-1")).await.unwrap();
     let err = store.insert_account(&member("maria", "M-2")).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(matches!(err, StoreError::Conflict(Unique::AccountUsername)), "{err:?}");
     let err = store.insert_account(&member("other", "M-1")).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "member id is unique too: {err:?}");
+    assert!(matches!(err, StoreError::Conflict(Unique::AccountMemberId)), "member id is unique too: {err:?}");
     assert_eq!(store.count_accounts().await.unwrap(), 1);
 }
 

@@ -3,8 +3,9 @@
 use baton_store::testing::{on_postgres, on_sqlite};
 use baton_store::{
     AccountId, CommitError, MemberConsent, NewAccount, PayerLink, ResourceQuery, ResourceWrite, Store, StoreError,
-    Timestamp, TransferPage, TransferRequest, transfer_state,
+    Timestamp, TransferPage, TransferRequest,
 };
+use baton_vocab::{EventKind, TransferState};
 use serde_json::json;
 
 macro_rules! on_both {
@@ -26,7 +27,11 @@ on_both!(
 
 async fn member_with_link(store: &Store) -> (AccountId, PayerLink) {
     let member = store
-        .insert_account(&NewAccount { username: "maria".into(), roles: "member".into(), ..Default::default() })
+        .insert_account(&NewAccount {
+            username: "maria".into(),
+            roles: baton_vocab::Roles::of([baton_vocab::Role::Member]),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let now = Timestamp::now().millis();
@@ -34,11 +39,11 @@ async fn member_with_link(store: &Store) -> (AccountId, PayerLink) {
         id: "consent-1".into(),
         member_account: member,
         payer_id: "riverbend".into(),
-        policy: "regular".into(),
+        policy: baton_vocab::ConsentPolicy::Regular,
         period_start: now - 1000,
         period_end: now + 86_400_000,
         given_at: now,
-        channel: "web".into(),
+        channel: baton_vocab::ConsentChannel::Web,
         resource: "{}".into(),
         withdrawn_at: None,
         created_at: now,
@@ -60,7 +65,7 @@ async fn member_with_link(store: &Store) -> (AccountId, PayerLink) {
         access_expires_at: Some(now + 3_600_000),
         refresh_token: Some("sealed-refresh".into()),
         id_token: None,
-        state: "active".into(),
+        state: baton_vocab::LinkState::Active,
         created_at: now,
         updated_at: now,
         source_sensitive: None,
@@ -75,11 +80,11 @@ fn later(seconds: i64) -> Timestamp {
 
 async fn a_queued_transfer_is_claimed_once(store: Store) {
     let (_, link) = member_with_link(&store).await;
-    store.enqueue_transfer("t1", &link, "full", None, Timestamp::now()).await.unwrap();
+    store.enqueue_transfer("t1", &link, baton_vocab::TransferKind::Full, None, Timestamp::now()).await.unwrap();
     let now = Timestamp::now();
     let claimed = store.claim_transfer("worker-a", later(30), now).await.unwrap().expect("claimed");
     assert_eq!(claimed.id, "t1");
-    assert_eq!(claimed.state, transfer_state::RUNNING);
+    assert_eq!(claimed.state, baton_vocab::TransferState::Running);
     assert_eq!(claimed.lease_owner.as_deref(), Some("worker-a"));
     assert_eq!(claimed.attempts, 1);
     assert!(store.claim_transfer("worker-b", later(30), now).await.unwrap().is_none(), "leased: not claimable");
@@ -89,7 +94,7 @@ async fn a_queued_transfer_is_claimed_once(store: Store) {
 
 async fn an_expired_lease_is_taken_over_and_the_old_worker_cannot_commit(store: Store) {
     let (_, link) = member_with_link(&store).await;
-    store.enqueue_transfer("t1", &link, "full", None, Timestamp::now()).await.unwrap();
+    store.enqueue_transfer("t1", &link, baton_vocab::TransferKind::Full, None, Timestamp::now()).await.unwrap();
     let now = Timestamp::now();
     store.claim_transfer("dead-worker", now.plus(time::Duration::seconds(-1)), now).await.unwrap().unwrap();
     // The lease already ran out: another worker takes the job over.
@@ -107,7 +112,12 @@ async fn an_expired_lease_is_taken_over_and_the_old_worker_cannot_commit(store: 
     };
     assert!(matches!(store.commit_transfer_page(page).await, Err(CommitError::LeaseLost)));
     assert_eq!(store.transfer("t1").await.unwrap().unwrap().pages_done, 0, "nothing of the stale page counted");
-    assert!(!store.finish_transfer("t1", "dead-worker", "completed", None, Timestamp::now()).await.unwrap());
+    assert!(
+        !store
+            .finish_transfer("t1", "dead-worker", baton_vocab::TransferState::Completed, None, Timestamp::now())
+            .await
+            .unwrap()
+    );
 }
 
 fn received(id: &str) -> ResourceWrite {
@@ -130,7 +140,7 @@ fn received(id: &str) -> ResourceWrite {
 
 async fn pages_commit_resources_checkpoint_and_audit_together(store: Store) {
     let (member, link) = member_with_link(&store).await;
-    store.enqueue_transfer("t1", &link, "full", None, Timestamp::now()).await.unwrap();
+    store.enqueue_transfer("t1", &link, baton_vocab::TransferKind::Full, None, Timestamp::now()).await.unwrap();
     store.claim_transfer("w", later(30), Timestamp::now()).await.unwrap().unwrap();
     let page = TransferPage {
         transfer_id: "t1".into(),
@@ -150,7 +160,7 @@ async fn pages_commit_resources_checkpoint_and_audit_together(store: Store) {
             bytes: 2048,
             error: None,
         }],
-        events: vec![("page".into(), "Condition 1".into())],
+        events: vec![(baton_vocab::EventKind::Warning, "Condition 1".into())],
         permission: link.consent_id.clone(),
         targets: vec![],
     };
@@ -161,16 +171,18 @@ async fn pages_commit_resources_checkpoint_and_audit_together(store: Store) {
     assert_eq!(transfer.checkpoint, "{\"next\":\"page-2\"}");
     assert_eq!(store.transfer_requests("t1").await.unwrap()[0].status, Some(200));
     assert_eq!(store.transfer_rejections("t1").await.unwrap()[0].reason, "missing id");
-    assert!(store.transfer_events("t1").await.unwrap().iter().any(|e| e.kind == "page"));
+    assert!(store.transfer_events("t1").await.unwrap().iter().any(|e| e.kind == baton_vocab::EventKind::Warning));
     let of_transfer = store.resources_of_transfer("t1", 0, 10).await.unwrap();
     assert_eq!(of_transfer.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["c1", "c2"]);
     assert!(of_transfer[0].seq < of_transfer[1].seq);
     let counts = store.transfer_type_counts("t1", "https://old.example/fhir").await.unwrap();
     assert_eq!(counts, [("Condition".to_owned(), 2)]);
     assert!(store.transfer_type_counts("t1", "https://elsewhere.example/fhir").await.unwrap().is_empty());
-    assert!(store.finish_transfer("t1", "w", transfer_state::COMPLETED, None, Timestamp::now()).await.unwrap());
+    assert!(
+        store.finish_transfer("t1", "w", baton_vocab::TransferState::Completed, None, Timestamp::now()).await.unwrap()
+    );
     let done = store.transfer("t1").await.unwrap().unwrap();
-    assert_eq!(done.state, "completed");
+    assert_eq!(done.state, baton_vocab::TransferState::Completed);
     assert!(done.finished_at.is_some() && done.lease_owner.is_none());
     let query = ResourceQuery { patient_id: Some("p-new".into()), limit: 10, ..Default::default() };
     assert_eq!(store.count_resources(&query).await.unwrap(), 2);
@@ -179,7 +191,7 @@ async fn pages_commit_resources_checkpoint_and_audit_together(store: Store) {
 
 async fn a_page_in_flight_moves_the_checkpoint_only_after_the_one_before(store: Store) {
     let (_, link) = member_with_link(&store).await;
-    store.enqueue_transfer("t1", &link, "full", None, Timestamp::now()).await.unwrap();
+    store.enqueue_transfer("t1", &link, baton_vocab::TransferKind::Full, None, Timestamp::now()).await.unwrap();
     store.claim_transfer("w", later(30), Timestamp::now()).await.unwrap().unwrap();
     let page = |n: usize, ids: &[&str]| TransferPage {
         transfer_id: "t1".into(),
@@ -219,7 +231,7 @@ async fn a_page_in_flight_moves_the_checkpoint_only_after_the_one_before(store: 
 
 async fn pages_gathered_into_one_commit_leave_what_page_by_page_commits_would(store: Store) {
     let (_, link) = member_with_link(&store).await;
-    store.enqueue_transfer("t1", &link, "full", None, Timestamp::now()).await.unwrap();
+    store.enqueue_transfer("t1", &link, baton_vocab::TransferKind::Full, None, Timestamp::now()).await.unwrap();
     store.claim_transfer("w", later(30), Timestamp::now()).await.unwrap().unwrap();
     let request = |url: &str| TransferRequest {
         at: Timestamp::now().millis(),
@@ -240,7 +252,7 @@ async fn pages_gathered_into_one_commit_leave_what_page_by_page_commits_would(st
         pages_done: 1,
         rejected: vec![(format!("entry {n}"), "missing id".into())],
         requests: vec![request(&format!("https://old.example/fhir/page-{n}"))],
-        events: vec![("page".into(), format!("page {n}"))],
+        events: vec![(baton_vocab::EventKind::Fetched, format!("page {n}"))],
         permission: link.consent_id.clone(),
         targets: vec![],
     };
@@ -275,33 +287,39 @@ async fn pages_gathered_into_one_commit_leave_what_page_by_page_commits_would(st
 
 async fn retry_and_cancel(store: Store) {
     let (_, link) = member_with_link(&store).await;
-    store.enqueue_transfer("t1", &link, "full", None, Timestamp::now()).await.unwrap();
+    store.enqueue_transfer("t1", &link, baton_vocab::TransferKind::Full, None, Timestamp::now()).await.unwrap();
     store.claim_transfer("w", later(30), Timestamp::now()).await.unwrap().unwrap();
     store
-        .finish_transfer("t1", "w", transfer_state::FAILED, Some("the previous plan kept failing"), Timestamp::now())
+        .finish_transfer(
+            "t1",
+            "w",
+            baton_vocab::TransferState::Failed,
+            Some("the previous plan kept failing"),
+            Timestamp::now(),
+        )
         .await
         .unwrap();
     assert!(!store.cancel_transfer("t1", "staff sam", Timestamp::now()).await.unwrap(), "finished: nothing to cancel");
     assert!(store.retry_transfer("t1", "staff sam", Timestamp::now()).await.unwrap());
     let queued = store.transfer("t1").await.unwrap().unwrap();
-    assert_eq!((queued.state.as_str(), queued.error.as_deref()), ("queued", None));
+    assert_eq!((queued.state, queued.error.as_deref()), (TransferState::Queued, None));
     assert!(store.cancel_transfer("t1", "staff sam", Timestamp::now()).await.unwrap());
     assert!(store.claim_transfer("w", later(30), Timestamp::now()).await.unwrap().is_none());
-    let events: Vec<String> = store.transfer_events("t1").await.unwrap().into_iter().map(|e| e.kind).collect();
-    for kind in ["queued", "claimed", "failed", "retry", "cancelled"] {
-        assert!(events.iter().any(|e| e == kind), "{kind} in {events:?}");
+    let events: Vec<EventKind> = store.transfer_events("t1").await.unwrap().into_iter().map(|e| e.kind).collect();
+    for kind in [EventKind::Queued, EventKind::Claimed, EventKind::Failed, EventKind::Retry, EventKind::Cancelled] {
+        assert!(events.contains(&kind), "{kind} in {events:?}");
     }
 }
 
 async fn withdrawing_consent_stops_transfers_and_forgets_tokens(store: Store) {
     let (_, link) = member_with_link(&store).await;
-    store.enqueue_transfer("t1", &link, "full", None, Timestamp::now()).await.unwrap();
+    store.enqueue_transfer("t1", &link, baton_vocab::TransferKind::Full, None, Timestamp::now()).await.unwrap();
     store.claim_transfer("w", later(30), Timestamp::now()).await.unwrap().unwrap();
     assert!(store.withdraw_consent("consent-1", Timestamp::now()).await.unwrap());
     let transfer = store.transfer("t1").await.unwrap().unwrap();
-    assert_eq!(transfer.state, "cancelled");
+    assert_eq!(transfer.state, baton_vocab::TransferState::Cancelled);
     let link = store.link("link-1").await.unwrap().unwrap();
-    assert_eq!(link.state, "revoked");
+    assert_eq!(link.state, baton_vocab::LinkState::Revoked);
     assert!(link.access_token.is_none() && link.refresh_token.is_none(), "tokens are forgotten");
     assert!(!store.consent("consent-1").await.unwrap().unwrap().in_force(Timestamp::now()));
     let page =

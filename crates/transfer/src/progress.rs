@@ -2,12 +2,15 @@
 
 use std::collections::BTreeMap;
 
+use baton_vocab::Phase;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Progress {
-    /// The phase: plan, fetch, resolve, finish, done.
-    pub phase: String,
+    /// Progress written before phases were typed said `""` for a transfer not yet planned.
+    #[serde(deserialize_with = "phase_or_plan")]
+    pub phase: Phase,
     /// How many resources the previous plan said it has (Bundle totals), when it said.
     pub expected: Option<u64>,
     /// Per resource type.
@@ -62,4 +65,9 @@ impl Progress {
     pub fn from_json(text: &str) -> Self {
         serde_json::from_str(text).unwrap_or_default()
     }
+}
+
+fn phase_or_plan<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Phase, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    Ok(text.parse().unwrap_or_default())
 }

@@ -30,7 +30,7 @@ async fn a_full_pull_stores_everything_once_with_every_reference_local() {
     let w = world(Setup { page_size: 40, ..Setup::default() }, None).await;
     assert_eq!(w.transfer("t1").await, JobEnd::Completed);
     let transfer = w.store.transfer("t1").await.unwrap().unwrap();
-    assert_eq!(transfer.state, "completed");
+    assert_eq!(transfer.state, baton_vocab::TransferState::Completed);
     let p = progress(&w, "t1").await;
     assert!(p.pages >= 3, "{} pages", p.pages);
 
@@ -152,7 +152,10 @@ async fn an_incremental_pull_asks_only_for_what_changed() {
     let w = world(Setup::default(), None).await;
     assert_eq!(w.transfer("t1").await, JobEnd::Completed);
     let since = Timestamp::now();
-    w.store.enqueue_transfer("t2", &w.link, "incremental", Some(since), Timestamp::now()).await.unwrap();
+    w.store
+        .enqueue_transfer("t2", &w.link, baton_vocab::TransferKind::Incremental, Some(since), Timestamp::now())
+        .await
+        .unwrap();
     let (_, end) = w.engine.run_once().await.unwrap().unwrap();
     assert_eq!(end, JobEnd::Completed);
     assert!(
@@ -290,55 +293,6 @@ async fn too_many_requests_waits_the_retry_after() {
     assert!(requests.iter().any(|r| r.status == Some(429)));
 }
 
-/// Log lines written while the test's subscriber is the thread's default.
-#[derive(Clone, Default)]
-struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-// One thread runs the job and everything else: while the job waits out a Retry-After, the
-// thread runs another task. That task's events must not be labelled as the transfer's.
-#[tokio::test(flavor = "current_thread")]
-async fn the_transfer_span_labels_the_transfer_and_nothing_else_on_its_thread() {
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
-
-    let w = world(Setup::default(), None).await;
-    w.script.add("$everything", Fault::Status(429, Some(1)), 1);
-    let elsewhere = tokio::spawn(async {
-        loop {
-            tracing::info!("meanwhile, elsewhere");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    });
-    assert_eq!(w.transfer("t1").await, JobEnd::Completed);
-    elsewhere.abort();
-
-    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
-    let other: Vec<&str> = text.lines().filter(|l| l.contains("meanwhile, elsewhere")).collect();
-    assert!(other.len() >= 10, "the other task ran while the job waited: {other:?}");
-    let labelled: Vec<&&str> = other.iter().filter(|l| l.contains("transfer{")).collect();
-    assert!(labelled.is_empty(), "another task's events carry the transfer's span: {labelled:?}");
-    assert!(
-        text.lines().any(|l| l.contains("transfer{id=t1") && l.contains("retrying")),
-        "the job's own retry is labelled with its transfer:\n{text}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_are_retried() {
     let w = world(Setup::default(), None).await;
@@ -360,7 +314,7 @@ async fn a_page_that_keeps_coming_back_cut_off_fails_the_transfer_clearly() {
     let JobEnd::Failed(why) = end else { panic!("{end:?}") };
     assert!(why.contains("kept failing") && why.contains("cut off"), "{why}");
     let transfer = w.store.transfer("t1").await.unwrap().unwrap();
-    assert_eq!(transfer.state, "failed");
+    assert_eq!(transfer.state, baton_vocab::TransferState::Failed);
     assert!(transfer.error.unwrap().contains("cut off"));
     assert_eq!(transfer.pages_done, 1, "the first page is kept; the transfer can be retried from there");
     // A malformed page (not JSON) likewise.
@@ -378,7 +332,7 @@ async fn a_next_link_to_another_server_is_not_followed() {
     let requests = w.store.transfer_requests("t1").await.unwrap();
     assert!(requests.iter().all(|r| !r.url.contains("elsewhere.example")));
     let events = w.store.transfer_events("t1").await.unwrap();
-    assert!(events.iter().any(|e| e.kind == "warning" && e.detail.contains("another server")));
+    assert!(events.iter().any(|e| e.kind == baton_vocab::EventKind::Warning && e.detail.contains("another server")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,10 +358,10 @@ async fn a_refused_refresh_asks_the_member_to_authorize_again() {
     w.script.add("$everything", Fault::Status(401, None), 0);
     let end = w.transfer("t1").await;
     assert!(matches!(end, JobEnd::NeedsReauthorization(_)), "{end:?}");
-    assert_eq!(w.store.transfer("t1").await.unwrap().unwrap().state, "needs_reauthorization");
+    assert_eq!(w.store.transfer("t1").await.unwrap().unwrap().state, baton_vocab::TransferState::NeedsReauthorization);
     // The refresh token was spent by the first refresh; a second 401 means the access is gone.
     let link = w.store.link("link-1").await.unwrap().unwrap();
-    assert!(link.state == "needs_reauthorization" || link.state == "active");
+    assert!(link.state == baton_vocab::LinkState::NeedsReauthorization || link.state == baton_vocab::LinkState::Active);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,7 +392,7 @@ async fn bad_entries_are_rejected_with_reasons_and_unknown_elements_kept() {
 async fn withdrawn_consent_stops_the_pull() {
     let w = world(Setup::default(), None).await;
     w.store.withdraw_consent("consent-1", Timestamp::now()).await.unwrap();
-    w.store.enqueue_transfer("t1", &w.link, "full", None, Timestamp::now()).await.unwrap();
+    w.store.enqueue_transfer("t1", &w.link, baton_vocab::TransferKind::Full, None, Timestamp::now()).await.unwrap();
     let (_, end) = w.engine.run_once().await.unwrap().unwrap();
     assert!(matches!(end, JobEnd::Cancelled(_)), "{end:?}");
     assert!(w.stored().await.iter().all(|r| r["resourceType"] == "Patient" || r.is_null()));

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use baton_accounts::{Account, Role, Roles};
 use baton_enrollment::Format;
-use baton_staff::audit::action;
+use baton_staff::audit::Action;
 use baton_store::{RosterImport, Timestamp};
 use tower_sessions::Session;
 
@@ -95,7 +95,7 @@ pub async fn upload_roster(State(services): State<Services>, session: Session, m
     let subject = format!("roster {}", import.id);
     let detail = format!("{} bytes, {}", import.content.len(), import.format);
     if let Err(error) =
-        services.auditor.record(&app::ssr::actor(&staff), action::ROSTER_UPLOAD, None, &subject, &detail).await
+        services.auditor.record(&app::ssr::actor(&staff), Action::RosterUpload, None, &subject, &detail).await
     {
         return unavailable(error);
     }
@@ -120,10 +120,8 @@ pub async fn export_audit(
         Err(error) => return unavailable(error),
     };
     let detail = format!("{} events", events.len());
-    if let Err(error) = services
-        .auditor
-        .record(&app::ssr::actor(&admin), action::AUDIT_EXPORT, None, &filters.describe(), &detail)
-        .await
+    if let Err(error) =
+        services.auditor.record(&app::ssr::actor(&admin), Action::AuditExport, None, &filters.describe(), &detail).await
     {
         return unavailable(error);
     }
@@ -170,7 +168,7 @@ pub async fn upload_brands(State(services): State<Services>, session: Session, m
     };
     if let Err(error) = services
         .auditor
-        .record(&app::ssr::actor(&staff), action::PAYERS_LOAD, None, &format!("file:{name}"), &detail)
+        .record(&app::ssr::actor(&staff), Action::PayersLoad, None, &format!("file:{name}"), &detail)
         .await
     {
         return unavailable(error);

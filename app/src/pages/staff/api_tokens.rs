@@ -52,9 +52,9 @@ pub async fn load_api_tokens() -> Result<TokensView, AppError> {
                 id: t.id,
                 name: t.name,
                 include_sensitive: t.include_sensitive,
-                created_at: super::utc(t.created_at),
-                last_used_at: t.last_used_at.map(super::utc),
-                revoked_at: t.revoked_at.map(super::utc),
+                created_at: baton_vocab::day::utc(t.created_at),
+                last_used_at: t.last_used_at.map(baton_vocab::day::utc),
+                revoked_at: t.revoked_at.map(baton_vocab::day::utc),
             })
             .collect(),
     })
@@ -96,7 +96,7 @@ pub async fn create_api_token(name: String, sensitive: Option<String>) -> Result
         .map_err(crate::ssr::unavailable)?;
     crate::ssr::audit(
         &admin,
-        baton_staff::audit::action::API_TOKEN_CREATE,
+        baton_staff::audit::Action::ApiTokenCreate,
         None,
         &format!("api token {id} \"{name}\""),
         if include_sensitive { "includes sensitive records" } else { "" },
@@ -119,7 +119,7 @@ pub async fn revoke_api_token(id: String) -> Result<(), AppError> {
         .map_err(crate::ssr::unavailable)?;
     crate::ssr::audit(
         &admin,
-        baton_staff::audit::action::API_TOKEN_REVOKE,
+        baton_staff::audit::Action::ApiTokenRevoke,
         None,
         &format!("api token {id}"),
         if revoked { "done" } else { "already revoked or unknown" },

@@ -48,7 +48,9 @@ impl AuditFilters {
     pub fn query(&self) -> Result<baton_store::AuditQuery, String> {
         let day = |text: &str, field: &str| match text.trim() {
             "" => Ok(None),
-            t => super::day_start(t).map(Some).ok_or_else(|| field.to_owned()),
+            t => baton_vocab::day::parse(t)
+                .map(|d| Some(baton_store::Timestamp::from_millis(baton_vocab::day::start_millis(d))))
+                .ok_or_else(|| field.to_owned()),
         };
         let member = match self.member.trim() {
             "" => None,
@@ -77,14 +79,14 @@ pub async fn search_audit(filters: AuditFilters, page: u32) -> Result<AuditView,
     query.limit = PAGE + 1;
     query.offset = page.saturating_mul(PAGE);
     let events = services.store.search_audit(&query).await.map_err(crate::ssr::unavailable)?;
-    crate::ssr::audit(&admin, baton_staff::audit::action::AUDIT_SEARCH, None, &filters.describe(), "").await?;
+    crate::ssr::audit(&admin, baton_staff::audit::Action::AuditSearch, None, &filters.describe(), "").await?;
     Ok(AuditView {
         more: events.len() > PAGE as usize,
         rows: events
             .into_iter()
             .take(PAGE as usize)
             .map(|e| AuditRow {
-                at: super::utc(e.at),
+                at: baton_vocab::day::utc(e.at),
                 actor: e.actor,
                 action: e.action,
                 member: e.member_account,

@@ -4,95 +4,20 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
-use serde::{Deserialize, Serialize};
 
 use super::{StaffNav, state_label};
 use crate::components::outcome::outcome;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DayBar {
-    /// `YYYY-MM-DD`.
-    pub day: String,
-    pub started: u32,
-    pub completed: u32,
-    pub failed: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LateMember {
-    pub account: i64,
-    pub name: String,
-    pub member_id: String,
-    pub coverage_start: String,
-}
-
-/// What the staff home shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StaffHomeData {
-    pub display_name: String,
-    pub admin: bool,
-    pub members: u64,
-    pub states: Vec<(String, u64)>,
-    pub days: Vec<DayBar>,
-    pub late: Vec<LateMember>,
-}
-
-/// Days shown in the chart.
-#[cfg(feature = "ssr")]
-pub const CHART_DAYS: u16 = 30;
+pub use baton_vocab::views::staff::{DayBar, StaffHome as StaffHomeData};
 
 #[server(endpoint = "staff/home")]
 pub async fn load_staff_home() -> Result<StaffHomeData, AppError> {
-    use crate::ssr::unavailable;
-    let account = crate::ssr::require_staff().await?;
+    let staff = crate::ssr::require_staff().await?;
     let services = crate::ssr::services()?;
-    let store = &services.store;
-    let members = store.count_accounts_with_role("member").await.map_err(unavailable)?;
-    let states = store.transfer_state_counts().await.map_err(unavailable)?;
     let today = time::OffsetDateTime::now_utc().date();
-    let first = today - time::Duration::days(i64::from(CHART_DAYS) - 1);
-    let since = super::day_start(&baton_enrollment::roster::format_date(first)).unwrap_or_default();
-    let times = store.transfer_times_since(since).await.map_err(unavailable)?;
-    let days = baton_staff::dashboard::per_day(&times, today, CHART_DAYS)
-        .into_iter()
-        .map(|d| DayBar {
-            day: baton_enrollment::roster::format_date(d.day),
-            started: d.started,
-            completed: d.completed,
-            failed: d.failed,
-        })
-        .collect();
-    let deadline = baton_staff::dashboard::opt_in_deadline_passed_for(today);
-    let late = store
-        .members_without_consent(&baton_enrollment::roster::format_date(deadline), 50)
-        .await
-        .map_err(unavailable)?
-        .into_iter()
-        .map(|a| LateMember {
-            account: a.id.0,
-            name: a.display_name,
-            member_id: a.member_id.unwrap_or_default(),
-            coverage_start: a.coverage_start.unwrap_or_default(),
-        })
-        .collect::<Vec<_>>();
-    crate::ssr::audit(
-        &account,
-        baton_staff::audit::action::DASHBOARD_VIEW,
-        None,
-        "",
-        &format!("{} late members listed", late.len()),
-    )
-    .await?;
-    Ok(StaffHomeData {
-        display_name: account.display_name,
-        admin: account.roles.has(baton_accounts::Role::Admin),
-        members,
-        states,
-        days,
-        late,
-    })
+    services.console.home(&staff, today).await.map_err(crate::ssr::console_error)
 }
 
 #[component]
@@ -121,9 +46,9 @@ pub fn StaffHome() -> impl IntoView {
                         </div>
                         {home.states.into_iter().map(|(state, n)| {
                             let href = format!("/staff/transfers?state={state}");
-                            let label = state_label(&state);
+                            let label = state_label(state);
                             view! {
-                                <div class="stat" data-state=state>
+                                <div class="stat" data-state=state.as_str()>
                                     <dt><A href=href>{label}</A></dt>
                                     <dd>{n}</dd>
                                 </div>

@@ -6,74 +6,21 @@ use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
-use serde::{Deserialize, Serialize};
+
+use baton_vocab::{ConsentPolicy, LinkState};
 
 use super::{StaffNav, state_label};
 use crate::components::outcome::outcome;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberRow {
-    pub account: i64,
-    pub name: String,
-    pub member_id: String,
-    pub birth_date: String,
-    pub coverage_start: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberSearch {
-    pub admin: bool,
-    pub rows: Vec<MemberRow>,
-    pub more: bool,
-}
-
-#[cfg(feature = "ssr")]
-const PAGE: u32 = 50;
+pub use baton_vocab::views::staff::{MemberDetail as MemberData, MemberSearch};
 
 #[server(endpoint = "staff/members")]
 pub async fn search_members(q: String, birth: String, page: u32) -> Result<MemberSearch, AppError> {
-    let account = crate::ssr::require_staff().await?;
+    let staff = crate::ssr::require_staff().await?;
     let services = crate::ssr::services()?;
-    let birth = birth.trim().to_owned();
-    if !birth.is_empty() && super::day_start(&birth).is_none() {
-        return Err(crate::ssr::fail(AppError::Invalid { field: "birth".into() }));
-    }
-    let found = services
-        .store
-        .search_members(&baton_store::MemberQuery {
-            text: Some(q.clone()),
-            birth_date: Some(birth.clone()),
-            limit: PAGE + 1,
-            offset: page.saturating_mul(PAGE),
-        })
-        .await
-        .map_err(crate::ssr::unavailable)?;
-    crate::ssr::audit(
-        &account,
-        baton_staff::audit::action::MEMBER_SEARCH,
-        None,
-        &format!("q={q} birth={birth}"),
-        &format!("{} found", found.len().min(PAGE as usize)),
-    )
-    .await?;
-    let more = found.len() > PAGE as usize;
-    Ok(MemberSearch {
-        admin: account.roles.has(baton_accounts::Role::Admin),
-        more,
-        rows: found
-            .into_iter()
-            .take(PAGE as usize)
-            .map(|a| MemberRow {
-                account: a.id.0,
-                name: a.display_name,
-                member_id: a.member_id.unwrap_or_default(),
-                birth_date: a.birth_date.unwrap_or_default(),
-                coverage_start: a.coverage_start.unwrap_or_default(),
-            })
-            .collect(),
-    })
+    services.console.search_members(&staff, &q, &birth, page).await.map_err(crate::ssr::console_error)
 }
 
 #[component]
@@ -136,153 +83,11 @@ pub fn MembersPage() -> impl IntoView {
 
 pub(crate) use crate::url::encode;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConsentRow {
-    pub id: String,
-    pub payer: String,
-    /// regular (sensitive excluded) | sensitive (included)
-    pub policy: String,
-    pub given_at: String,
-    pub until: String,
-    pub withdrawn_at: Option<String>,
-    pub json: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LinkRow {
-    pub payer: String,
-    pub state: String,
-    pub created_at: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransferLine {
-    pub id: String,
-    pub payer: String,
-    pub state: String,
-    pub created_at: String,
-    pub stored: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberData {
-    pub admin: bool,
-    pub account: i64,
-    pub name: String,
-    pub username: String,
-    pub member_id: String,
-    pub birth_date: String,
-    pub coverage_start: String,
-    pub plan: Option<String>,
-    pub has_password: bool,
-    pub invitation_link: Option<String>,
-    pub invitation_expires: Option<String>,
-    pub consents: Vec<ConsentRow>,
-    pub links: Vec<LinkRow>,
-    pub transfers: Vec<TransferLine>,
-    pub received: u64,
-}
-
-#[cfg(feature = "ssr")]
-pub(crate) async fn member_account(id: &str) -> Result<baton_store::Account, AppError> {
-    let services = crate::ssr::services()?;
-    let id: i64 = id.parse().map_err(|_| crate::ssr::fail(AppError::NotFound))?;
-    match services.store.account_by_id(baton_store::AccountId(id)).await.map_err(crate::ssr::unavailable)? {
-        Some(account) if account.member_id.is_some() => Ok(account),
-        _ => Err(crate::ssr::fail(AppError::NotFound)),
-    }
-}
-
 #[server(endpoint = "staff/member")]
 pub async fn load_member(id: String) -> Result<MemberData, AppError> {
-    use crate::ssr::unavailable;
     let staff = crate::ssr::require_staff().await?;
     let services = crate::ssr::services()?;
-    let store = &services.store;
-    let member = member_account(&id).await?;
-    let payer_name = |id: &str| services.journey.payers.known(id).map_or_else(|| id.to_owned(), |p| p.name.clone());
-    let now = baton_store::Timestamp::now();
-    let invitation = services.enrollment.invitations.status(member.id, now).await.map_err(unavailable)?;
-    let consents = store
-        .consents_of(member.id)
-        .await
-        .map_err(unavailable)?
-        .into_iter()
-        .map(|c| ConsentRow {
-            payer: payer_name(&c.payer_id),
-            policy: c.policy,
-            given_at: super::utc(c.given_at),
-            until: super::utc(c.period_end),
-            withdrawn_at: c.withdrawn_at.map(super::utc),
-            json: serde_json::from_str::<serde_json::Value>(&c.resource)
-                .ok()
-                .and_then(|v| serde_json::to_string_pretty(&v).ok())
-                .unwrap_or(c.resource),
-            id: c.id,
-        })
-        .collect();
-    let links = store
-        .links_of(member.id)
-        .await
-        .map_err(unavailable)?
-        .into_iter()
-        .map(|l| LinkRow { payer: payer_name(&l.payer_id), state: l.state, created_at: super::utc(l.created_at) })
-        .collect();
-    let transfers = store
-        .list_transfer_rows(&baton_store::TransferFilter {
-            member_account: Some(member.id),
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .map_err(unavailable)?
-        .into_iter()
-        .map(|row| TransferLine {
-            payer: payer_name(&row.payer_id),
-            state: row.transfer.state,
-            created_at: super::utc(row.transfer.created_at),
-            stored: row.transfer.resources_stored,
-            id: row.transfer.id,
-        })
-        .collect();
-    let received = store
-        .count_resources(&baton_store::ResourceQuery { member_account: Some(member.id), ..Default::default() })
-        .await
-        .map_err(unavailable)?;
-    let plan = match &member.patient_id {
-        Some(_) => store
-            .read_resource("Coverage", &format!("coverage-{}", member.id.0))
-            .await
-            .map_err(unavailable)?
-            .and_then(|c| serde_json::from_str::<serde_json::Value>(&c.body).ok())
-            .and_then(|c| c.pointer("/class/0/name").and_then(|v| v.as_str()).map(str::to_owned)),
-        None => None,
-    };
-    crate::ssr::audit(
-        &staff,
-        baton_staff::audit::action::MEMBER_VIEW,
-        Some(member.id),
-        &format!("member {}", member.id.0),
-        "",
-    )
-    .await?;
-    Ok(MemberData {
-        admin: staff.roles.has(baton_accounts::Role::Admin),
-        account: member.id.0,
-        name: member.display_name,
-        username: member.username,
-        member_id: member.member_id.unwrap_or_default(),
-        birth_date: member.birth_date.unwrap_or_default(),
-        coverage_start: member.coverage_start.unwrap_or_default(),
-        plan,
-        has_password: member.password_hash.is_some(),
-        invitation_link: invitation.as_ref().and_then(|i| i.link.clone()),
-        invitation_expires: invitation.as_ref().filter(|i| i.link.is_some()).map(|i| super::utc(i.expires_at)),
-        consents,
-        links,
-        transfers,
-        received,
-    })
+    services.console.member_detail(&staff, &id).await.map_err(crate::ssr::console_error)
 }
 
 /// A new invitation link for a member (earlier links stop working).
@@ -290,22 +95,8 @@ pub async fn load_member(id: String) -> Result<MemberData, AppError> {
 pub async fn issue_invitation(member: String) -> Result<(), AppError> {
     let staff = crate::ssr::require_staff().await?;
     let services = crate::ssr::services()?;
-    let account = member_account(&member).await?;
-    services
-        .enrollment
-        .invitations
-        .issue(account.id, Some(staff.id), baton_store::Timestamp::now())
-        .await
-        .map_err(crate::ssr::unavailable)?;
-    crate::ssr::audit(
-        &staff,
-        baton_staff::audit::action::INVITATION_CREATE,
-        Some(account.id),
-        &format!("member {}", account.id.0),
-        "",
-    )
-    .await?;
-    leptos_axum::redirect(&format!("/staff/members/{}", account.id.0));
+    let account = services.console.issue_invitation(&staff, &member).await.map_err(crate::ssr::console_error)?;
+    leptos_axum::redirect(&format!("/staff/members/{account}"));
     Ok(())
 }
 
@@ -380,7 +171,7 @@ fn MemberDetails(m: MemberData) -> impl IntoView {
                         <tr>
                             <td><A href=format!("/staff/transfers/{}", tr.id)>{tr.created_at}</A></td>
                             <td>{tr.payer}</td>
-                            <td>{state_label(&tr.state)}</td>
+                            <td>{state_label(tr.state)}</td>
                             <td class="num">{tr.stored}</td>
                         </tr>
                     }).collect_view()}</tbody>
@@ -393,7 +184,7 @@ fn MemberDetails(m: MemberData) -> impl IntoView {
                 view! { <p>{t!(i18n, console.no_links)}</p> }.into_any()
             } else {
                 view! { <ul>{m.links.into_iter().map(|l| view! {
-                    <li>{l.payer}" — "{l.state}" ("{l.created_at}")"</li>
+                    <li>{l.payer}" — "{link_state_label(l.state)}" ("{l.created_at}")"</li>
                 }).collect_view()}</ul> }.into_any()
             }}
         </section>
@@ -408,10 +199,9 @@ fn MemberDetails(m: MemberData) -> impl IntoView {
                         <article class="card consent" data-consent=c.id.clone()>
                             <h3>{c.payer.clone()}</h3>
                             <p>
-                                {if c.policy == "sensitive" {
-                                    t!(i18n, console.policy_sensitive).into_any()
-                                } else {
-                                    t!(i18n, console.policy_regular).into_any()
+                                {match c.policy {
+                                    ConsentPolicy::Sensitive => t!(i18n, console.policy_sensitive).into_any(),
+                                    ConsentPolicy::Regular => t!(i18n, console.policy_regular).into_any(),
                                 }}
                                 " · "{t!(i18n, console.given_at, at = c.given_at.clone())}
                                 " · "{t!(i18n, console.until, at = c.until.clone())}
@@ -426,5 +216,16 @@ fn MemberDetails(m: MemberData) -> impl IntoView {
                 }).collect_view().into_any()
             }}
         </section>
+    }
+}
+
+/// The words for a link's state.
+fn link_state_label(state: LinkState) -> AnyView {
+    let i18n = use_i18n();
+    match state {
+        LinkState::Pending => t!(i18n, console.link_pending).into_any(),
+        LinkState::Active => t!(i18n, console.link_active).into_any(),
+        LinkState::NeedsReauthorization => t!(i18n, console.link_needs_reauthorization).into_any(),
+        LinkState::Revoked => t!(i18n, console.link_revoked).into_any(),
     }
 }

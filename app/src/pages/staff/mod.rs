@@ -13,6 +13,7 @@ mod records;
 mod roster;
 mod transfers;
 
+use baton_vocab::TransferState;
 use leptos::prelude::*;
 use leptos_router::components::A;
 
@@ -48,36 +49,15 @@ pub fn StaffNav(#[prop(optional)] admin: bool) -> impl IntoView {
     }
 }
 
-/// `2026-11-25 14:03 UTC` for milliseconds since the epoch (staff pages show UTC times).
-#[cfg(feature = "ssr")]
-pub(crate) fn utc(millis: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
-        .ok()
-        .map(|t| {
-            format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
-        })
-        .unwrap_or_default()
-}
-
-/// `YYYY-MM-DD` → milliseconds at the start of that UTC day.
-#[cfg(feature = "ssr")]
-pub(crate) fn day_start(text: &str) -> Option<baton_store::Timestamp> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    let date = time::Date::parse(text.trim(), format).ok()?;
-    let nanos = date.midnight().assume_utc().unix_timestamp_nanos();
-    Some(baton_store::Timestamp::from_millis((nanos / 1_000_000) as i64))
-}
-
 /// The words for a transfer state.
-pub fn state_label(state: &str) -> AnyView {
+pub fn state_label(state: TransferState) -> AnyView {
     let i18n = use_i18n();
     match state {
-        "queued" => t!(i18n, console.state_queued).into_any(),
-        "running" => t!(i18n, console.state_running).into_any(),
-        "completed" => t!(i18n, console.state_completed).into_any(),
-        "failed" => t!(i18n, console.state_failed).into_any(),
-        "cancelled" => t!(i18n, console.state_cancelled).into_any(),
-        "needs_reauthorization" => t!(i18n, console.state_needs_reauthorization).into_any(),
-        other => other.to_owned().into_any(),
+        TransferState::Queued => t!(i18n, console.state_queued).into_any(),
+        TransferState::Running => t!(i18n, console.state_running).into_any(),
+        TransferState::Completed => t!(i18n, console.state_completed).into_any(),
+        TransferState::Failed => t!(i18n, console.state_failed).into_any(),
+        TransferState::Cancelled => t!(i18n, console.state_cancelled).into_any(),
+        TransferState::NeedsReauthorization => t!(i18n, console.state_needs_reauthorization).into_any(),
     }
 }

@@ -128,8 +128,8 @@ pub async fn load_directory() -> Result<DirectoryView, AppError> {
         .map(|s| SourceRow {
             refreshable: s.url.starts_with("http"),
             url: s.url,
-            checked_at: super::utc(s.checked_at),
-            changed_at: super::utc(s.changed_at),
+            checked_at: baton_vocab::day::utc(s.checked_at),
+            changed_at: baton_vocab::day::utc(s.changed_at),
             status: s.status,
         })
         .collect();
@@ -156,7 +156,7 @@ pub async fn load_brands(url: String) -> Result<(), AppError> {
         Ok(import) => format!("{} plans, {} new", import.entries, import.added),
         Err(error) => format!("failed: {error}"),
     };
-    crate::ssr::audit(&staff, baton_staff::audit::action::PAYERS_LOAD, None, parsed.as_str(), &detail).await?;
+    crate::ssr::audit(&staff, baton_staff::audit::Action::PayersLoad, None, parsed.as_str(), &detail).await?;
     leptos_axum::redirect(if result.is_ok() { "/staff/payers" } else { "/staff/payers?problem=load" });
     Ok(())
 }
@@ -192,7 +192,7 @@ pub async fn register_payer(
     }
     crate::ssr::audit(
         &staff,
-        baton_staff::audit::action::PAYERS_REGISTER,
+        baton_staff::audit::Action::PayersRegister,
         None,
         &format!("payer {id}"),
         &format!("client_id={} credential={} enabled={enabled}", client_id.unwrap_or("-"), credential.unwrap_or("-")),
@@ -229,7 +229,7 @@ pub async fn set_payer_enabled(id: String, enabled: String) -> Result<(), AppErr
     let on_off = |on: bool| if on { "on" } else { "off" };
     crate::ssr::audit(
         &admin,
-        baton_staff::audit::action::PAYERS_ENABLE,
+        baton_staff::audit::Action::PayersEnable,
         None,
         &format!("payer {id}"),
         &format!(
@@ -271,7 +271,7 @@ pub async fn pin_payer_endpoints(
     let shown = |value: &str| if value.trim().is_empty() { "-".to_owned() } else { value.trim().to_owned() };
     crate::ssr::audit(
         &admin,
-        baton_staff::audit::action::PAYERS_ENDPOINTS,
+        baton_staff::audit::Action::PayersEndpoints,
         None,
         &format!("payer {id}"),
         &format!("authorize_url={} token_url={} scopes={}", shown(&authorize_url), shown(&token_url), shown(&scopes)),

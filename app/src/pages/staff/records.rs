@@ -3,12 +3,12 @@
 //! sanitized narrative. Sensitive records stay hidden until a `privacy` staff member reveals
 //! them, which is recorded; the server sends nothing of a hidden record.
 
+use baton_vocab::Category;
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
-use serde::{Deserialize, Serialize};
 
 use super::StaffNav;
 use super::members::encode;
@@ -21,50 +21,7 @@ use crate::pages::transfer::category_label;
 #[cfg(feature = "ssr")]
 const REVEALED: &str = "baton.revealed";
 
-/// Kinds of record listed, in order (keys of `baton_fhir::exchange::Category`).
-const KINDS: [&str; 10] = [
-    "claims",
-    "prior_authorizations",
-    "conditions",
-    "medications",
-    "visits",
-    "labs",
-    "immunizations",
-    "procedures",
-    "documents",
-    "coverage",
-];
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceView {
-    pub provenance_id: String,
-    pub recorded: Option<String>,
-    pub activity: Option<String>,
-    pub agents: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ItemView {
-    pub resource_type: String,
-    pub id: String,
-    pub sensitive: bool,
-    pub hidden: bool,
-    pub title: Option<String>,
-    pub date: Option<String>,
-    pub from: Option<String>,
-    pub sources: Vec<SourceView>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordsView {
-    pub admin: bool,
-    pub privacy: bool,
-    pub member: i64,
-    pub member_name: String,
-    pub kind: String,
-    pub total: u64,
-    pub items: Vec<ItemView>,
-}
+pub use baton_vocab::views::staff::{MemberRecords as RecordsView, RecordDetail as RecordView};
 
 #[cfg(feature = "ssr")]
 async fn revealed() -> Result<std::collections::HashSet<String>, AppError> {
@@ -82,67 +39,12 @@ async fn revealed() -> Result<std::collections::HashSet<String>, AppError> {
 pub async fn load_member_records(member: String, kind: String) -> Result<RecordsView, AppError> {
     let staff = crate::ssr::require_staff().await?;
     let services = crate::ssr::services()?;
-    let account = super::members::member_account(&member).await?;
-    let kind = if kind.is_empty() { "claims".to_owned() } else { kind };
-    let category = baton_fhir::exchange::Category::from_key(&kind)
-        .filter(|c| KINDS.contains(&c.key()))
-        .ok_or_else(|| crate::ssr::fail(AppError::Invalid { field: "kind".into() }))?;
-    let privacy = staff.roles.has(baton_accounts::Role::Privacy);
-    let shown = if privacy { revealed().await? } else { Default::default() };
-    let listed =
-        baton_staff::records::of_member(&services.store, account.id, category, &services.local_base, |t, id| {
-            shown.contains(&format!("{t}/{id}"))
-        })
+    let shown = revealed().await?;
+    services
+        .console
+        .member_records(&staff, &member, &kind, |t, id| shown.contains(&format!("{t}/{id}")))
         .await
-        .map_err(crate::ssr::unavailable)?;
-    let payer_of = |system: &str| {
-        services
-            .journey
-            .payers
-            .all()
-            .iter()
-            .find(|p| p.fhir_base.as_str().trim_end_matches('/') == system.trim_end_matches('/'))
-            .map_or_else(|| system.to_owned(), |p| p.name.clone())
-    };
-    crate::ssr::audit(
-        &staff,
-        baton_staff::audit::action::RECORDS_VIEW,
-        Some(account.id),
-        &format!("member {} {kind}", account.id.0),
-        &format!("{} listed", listed.items.len()),
-    )
-    .await?;
-    Ok(RecordsView {
-        admin: staff.roles.has(baton_accounts::Role::Admin),
-        privacy,
-        member: account.id.0,
-        member_name: account.display_name,
-        kind,
-        total: listed.total,
-        items: listed
-            .items
-            .into_iter()
-            .map(|i| ItemView {
-                from: i.source_system.as_deref().map(payer_of),
-                resource_type: i.resource_type,
-                id: i.id,
-                sensitive: i.sensitive,
-                hidden: i.hidden,
-                title: i.title,
-                date: i.date,
-                sources: i
-                    .sources
-                    .into_iter()
-                    .map(|s| SourceView {
-                        provenance_id: s.provenance_id,
-                        recorded: s.recorded,
-                        activity: s.activity,
-                        agents: s.agents,
-                    })
-                    .collect(),
-            })
-            .collect(),
-    })
+        .map_err(crate::ssr::console_error)
 }
 
 #[component]
@@ -167,18 +69,18 @@ fn Records(v: RecordsView) -> impl IntoView {
     let member = v.member;
     let total = v.total;
     let shown = v.items.len() as u64;
-    let current = v.kind.clone();
+    let current = v.kind;
     view! {
         <StaffNav admin=v.admin/>
         <h1>{t!(i18n, console.records_heading, name = v.member_name.clone())}</h1>
         <p><A href=format!("/staff/members/{member}")>{t!(i18n, console.back_to_member)}</A></p>
         <nav aria-label=move || t_string!(i18n, console.kinds_label) class="tabs">
-            <ul>{KINDS.into_iter().map(|k| {
+            <ul>{Category::STAFF_ORDER.into_iter().map(|k| {
                 let here = k == current;
-                view! { <li><a href=format!("/staff/members/{member}/records?kind={k}") aria-current=here.then_some("page")>{category_label(k)}</a></li> }
+                view! { <li><a href=format!("/staff/members/{member}/records?kind={k}") aria-current=here.then_some("page")>{category_label(k.as_str())}</a></li> }
             }).collect_view()}</ul>
         </nav>
-        <h2>{category_label(&v.kind)}" "<span class="count">{format!("({total})")}</span></h2>
+        <h2>{category_label(v.kind.as_str())}" "<span class="count">{format!("({total})")}</span></h2>
         {(shown < total).then(|| view! { <p class="field__hint">{t!(i18n, console.records_limited, shown = move || shown, total = move || total)}</p> })}
         {if v.items.is_empty() {
             view! { <p id="no-records">{t!(i18n, console.no_records)}</p> }.into_any()
@@ -224,93 +126,21 @@ fn Records(v: RecordsView) -> impl IntoView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordView {
-    pub admin: bool,
-    pub privacy: bool,
-    pub resource_type: String,
-    pub id: String,
-    pub member: Option<i64>,
-    pub sensitive: bool,
-    pub hidden: bool,
-    pub title: Option<String>,
-    /// Sanitized XHTML (see `baton_records::narrative`).
-    pub narrative: Option<String>,
-    pub json: Option<String>,
-    pub from: Option<String>,
-    pub source_id: Option<String>,
-    pub security: Vec<String>,
-}
-
 #[server(endpoint = "staff/record")]
 pub async fn load_record(resource_type: String, id: String) -> Result<RecordView, AppError> {
     let staff = crate::ssr::require_staff().await?;
     let services = crate::ssr::services()?;
-    let not_found = || crate::ssr::fail(AppError::NotFound);
-    if !baton_fhir::is_resource_type_name(&resource_type) || !baton_fhir::is_valid_id(&id) {
-        return Err(not_found());
-    }
-    let stored = services
-        .store
-        .read_resource(&resource_type, &id)
-        .await
-        .map_err(crate::ssr::unavailable)?
-        .filter(|r| r.deleted_at.is_none())
-        .ok_or_else(not_found)?;
-    let privacy = staff.roles.has(baton_accounts::Role::Privacy);
-    let key = format!("{resource_type}/{id}");
-    let hidden = stored.sensitive && !(privacy && revealed().await?.contains(&key));
-    let member = stored.member_account.map(baton_store::AccountId);
-    crate::ssr::audit(
-        &staff,
-        baton_staff::audit::action::RECORD_VIEW,
-        member,
-        &key,
-        if hidden { "sensitive: hidden" } else { "" },
-    )
-    .await?;
-    let body: Option<serde_json::Value> = if hidden { None } else { serde_json::from_str(&stored.body).ok() };
-    Ok(RecordView {
-        admin: staff.roles.has(baton_accounts::Role::Admin),
-        privacy,
-        title: body.as_ref().map(baton_records::summary::title),
-        narrative: body.as_ref().and_then(baton_records::narrative::of_resource),
-        json: body.as_ref().and_then(|b| serde_json::to_string_pretty(b).ok()),
-        from: if hidden { None } else { stored.source_system.clone() },
-        source_id: if hidden { None } else { stored.source_id.clone() },
-        security: if hidden { vec![] } else { stored.security_labels().map(str::to_owned).collect() },
-        member: stored.member_account,
-        sensitive: stored.sensitive,
-        hidden,
-        resource_type,
-        id,
-    })
+    let revealed = revealed().await?.contains(&format!("{resource_type}/{id}"));
+    services.console.record(&staff, &resource_type, &id, revealed).await.map_err(crate::ssr::console_error)
 }
 
 /// A privacy officer reveals one sensitive record for the rest of their session (recorded).
 #[server(endpoint = "staff/record/reveal")]
 pub async fn reveal_record(resource_type: String, id: String, reason: String) -> Result<(), AppError> {
-    let staff = crate::ssr::require(|roles| roles.has(baton_accounts::Role::Privacy)).await?;
+    let staff = crate::ssr::require(|roles| roles.has(baton_vocab::Role::Privacy)).await?;
     let services = crate::ssr::services()?;
-    let reason = reason.trim().to_owned();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(crate::ssr::fail(AppError::Invalid { field: "reason".into() }));
-    }
-    let stored = services
-        .store
-        .read_resource(&resource_type, &id)
-        .await
-        .map_err(crate::ssr::unavailable)?
-        .ok_or_else(|| crate::ssr::fail(AppError::NotFound))?;
+    services.console.reveal(&staff, &resource_type, &id, &reason).await.map_err(crate::ssr::console_error)?;
     let key = format!("{resource_type}/{id}");
-    crate::ssr::audit(
-        &staff,
-        baton_staff::audit::action::RECORD_REVEAL,
-        stored.member_account.map(baton_store::AccountId),
-        &key,
-        &reason,
-    )
-    .await?;
     let session = crate::ssr::session().await?;
     let mut shown = session.get::<Vec<String>>(REVEALED).await.map_err(crate::ssr::session_error)?.unwrap_or_default();
     if !shown.contains(&key) {

@@ -104,7 +104,7 @@ pub async fn load_roster_import(id: String) -> Result<RosterImportView, AppError
         }
         None => (None, None),
     };
-    crate::ssr::audit(&staff, baton_staff::audit::action::ROSTER_VIEW, None, &format!("roster {id}"), "").await?;
+    crate::ssr::audit(&staff, baton_staff::audit::Action::RosterView, None, &format!("roster {id}"), "").await?;
     Ok(RosterImportView {
         admin: staff.roles.has(baton_accounts::Role::Admin),
         id: import.id,
@@ -117,15 +117,19 @@ pub async fn load_roster_import(id: String) -> Result<RosterImportView, AppError
                 number: row.number,
                 member_id: row.member_id.unwrap_or_default(),
                 name: row.entry.as_ref().map(|e| e.display_name()).unwrap_or_default(),
-                birth_date: row.entry.as_ref().map(|e| e.birth_date_text()).unwrap_or_default(),
-                coverage_start: row.entry.as_ref().map(|e| e.coverage_start_text()).unwrap_or_default(),
+                birth_date: row.entry.as_ref().map(|e| baton_vocab::day::format(e.birth_date)).unwrap_or_default(),
+                coverage_start: row
+                    .entry
+                    .as_ref()
+                    .map(|e| baton_vocab::day::format(e.coverage_start))
+                    .unwrap_or_default(),
                 plan: row.entry.as_ref().map(|e| e.plan.clone()).unwrap_or_default(),
                 errors: row.errors,
             })
             .collect(),
         valid,
         invalid,
-        committed_at: import.committed_at.map(super::utc),
+        committed_at: import.committed_at.map(baton_vocab::day::utc),
         report,
         counts,
     })
@@ -153,7 +157,7 @@ pub async fn commit_roster(id: String) -> Result<(), AppError> {
         store.finish_roster_import(&id, &json, now).await.map_err(crate::ssr::unavailable)?;
         crate::ssr::audit(
             &staff,
-            baton_staff::audit::action::ROSTER_COMMIT,
+            baton_staff::audit::Action::RosterCommit,
             None,
             &format!("roster {id}"),
             &format!(

@@ -7,37 +7,16 @@ use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
-use serde::{Deserialize, Serialize};
 
 use super::members::encode;
+use baton_vocab::{EventKind, TransferSort, TransferState};
+
 use super::{StaffNav, state_label};
 use crate::components::outcome::outcome;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListedTransfer {
-    pub id: String,
-    pub member: i64,
-    pub member_name: String,
-    pub payer: String,
-    pub state: String,
-    pub created_at: String,
-    pub finished_at: Option<String>,
-    pub stored: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransferList {
-    pub admin: bool,
-    pub payers: Vec<(String, String)>,
-    pub rows: Vec<ListedTransfer>,
-    pub more: bool,
-}
-
-#[cfg(feature = "ssr")]
-const PAGE: u32 = 50;
-const STATES: [&str; 6] = ["queued", "running", "completed", "failed", "cancelled", "needs_reauthorization"];
+pub use baton_vocab::views::staff::{StaffTransfer as StaffTransferView, TransferList};
 
 #[server(endpoint = "staff/transfers")]
 pub async fn list_transfers(
@@ -48,69 +27,10 @@ pub async fn list_transfers(
     sort: String,
     page: u32,
 ) -> Result<TransferList, AppError> {
-    use baton_store::{TransferFilter, TransferSort};
     let staff = crate::ssr::require_staff().await?;
     let services = crate::ssr::services()?;
-    let invalid = |field: &str| crate::ssr::fail(AppError::Invalid { field: field.into() });
-    if !state.is_empty() && !STATES.contains(&state.as_str()) {
-        return Err(invalid("state"));
-    }
-    let day = |text: &str, field: &str| match text.trim() {
-        "" => Ok(None),
-        t => super::day_start(t).map(Some).ok_or_else(|| invalid(field)),
-    };
-    let created_from = day(&from, "from")?;
-    // "to" is inclusive: up to the end of that day.
-    let created_before = day(&to, "to")?.map(|t| t.plus(time::Duration::days(1)));
-    let sort = match sort.as_str() {
-        "" | "newest" => TransferSort::NewestFirst,
-        "oldest" => TransferSort::OldestFirst,
-        "finished" => TransferSort::RecentlyFinished,
-        "received" => TransferSort::MostReceived,
-        _ => return Err(invalid("sort")),
-    };
-    let payer_name = |id: &str| services.journey.payers.known(id).map_or_else(|| id.to_owned(), |p| p.name.clone());
-    let rows = services
-        .store
-        .list_transfer_rows(&TransferFilter {
-            states: if state.is_empty() { vec![] } else { vec![state.clone()] },
-            payer_id: Some(payer.clone()).filter(|p| !p.is_empty()),
-            created_from,
-            created_before,
-            sort,
-            limit: PAGE + 1,
-            offset: page.saturating_mul(PAGE),
-            ..Default::default()
-        })
-        .await
-        .map_err(crate::ssr::unavailable)?;
-    crate::ssr::audit(
-        &staff,
-        baton_staff::audit::action::TRANSFER_LIST,
-        None,
-        &format!("state={state} payer={payer} from={from} to={to}"),
-        "",
-    )
-    .await?;
-    Ok(TransferList {
-        admin: staff.roles.has(baton_accounts::Role::Admin),
-        payers: services.journey.payers.all_known().iter().map(|p| (p.id.clone(), p.name.clone())).collect(),
-        more: rows.len() > PAGE as usize,
-        rows: rows
-            .into_iter()
-            .take(PAGE as usize)
-            .map(|row| ListedTransfer {
-                payer: payer_name(&row.payer_id),
-                member: row.transfer.member_account.0,
-                member_name: row.member_name,
-                state: row.transfer.state,
-                created_at: super::utc(row.transfer.created_at),
-                finished_at: row.transfer.finished_at.map(super::utc),
-                stored: row.transfer.resources_stored,
-                id: row.transfer.id,
-            })
-            .collect(),
-    })
+    let query = baton_staff::TransferQuery { state, payer, from, to, sort, page };
+    services.console.transfers(&staff, &query).await.map_err(crate::ssr::console_error)
 }
 
 #[component]
@@ -143,8 +63,8 @@ pub fn TransfersPage() -> impl IntoView {
                             <label for="f-state">{t!(i18n, console.state)}</label>
                             <select id="f-state" name="state">
                                 <option value="">{t!(i18n, console.any)}</option>
-                                {STATES.into_iter().map(|s| view! {
-                                    <option value=s selected=selected_state == s>{state_label(s)}</option>
+                                {TransferState::ALL.into_iter().map(|s| view! {
+                                    <option value=s.as_str() selected=selected_state == s.as_str()>{state_label(s)}</option>
                                 }).collect_view()}
                             </select>
                         </div>
@@ -169,10 +89,11 @@ pub fn TransfersPage() -> impl IntoView {
                         <div class="field">
                             <label for="f-sort">{t!(i18n, console.sort)}</label>
                             <select id="f-sort" name="sort">
-                                <option value="newest" selected=selected_sort.is_empty() || selected_sort == "newest">{t!(i18n, console.sort_newest)}</option>
-                                <option value="oldest" selected=selected_sort == "oldest">{t!(i18n, console.sort_oldest)}</option>
-                                <option value="finished" selected=selected_sort == "finished">{t!(i18n, console.sort_finished)}</option>
-                                <option value="received" selected=selected_sort == "received">{t!(i18n, console.sort_received)}</option>
+                                {TransferSort::ALL.into_iter().map(|sort| {
+                                    let selected = selected_sort == sort.as_str()
+                                        || (selected_sort.is_empty() && sort == TransferSort::default());
+                                    view! { <option value=sort.as_str() selected=selected>{sort_label(sort)}</option> }
+                                }).collect_view()}
                             </select>
                         </div>
                         <button type="submit" class="button">{t!(i18n, console.filter)}</button>
@@ -191,11 +112,11 @@ pub fn TransfersPage() -> impl IntoView {
                                     <th scope="col" class="num">{t!(i18n, console.stored)}</th>
                                 </tr></thead>
                                 <tbody>{list.rows.into_iter().map(|r| view! {
-                                    <tr data-state=r.state.clone()>
+                                    <tr data-state=r.state.as_str()>
                                         <td><A href=format!("/staff/transfers/{}", r.id)>{r.created_at}</A></td>
                                         <td><A href=format!("/staff/members/{}", r.member)>{r.member_name}</A></td>
                                         <td>{r.payer}</td>
-                                        <td>{state_label(&r.state)}</td>
+                                        <td>{state_label(r.state)}</td>
                                         <td>{r.finished_at.unwrap_or_default()}</td>
                                         <td class="num">{r.stored}</td>
                                     </tr>
@@ -210,126 +131,11 @@ pub fn TransfersPage() -> impl IntoView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequestRow {
-    pub at: String,
-    pub method: String,
-    pub url: String,
-    pub status: Option<i32>,
-    pub duration_ms: i64,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TypeRow {
-    pub resource_type: String,
-    pub received: u64,
-    pub stored: u64,
-    pub excluded: u64,
-    pub rejected: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StaffTransferView {
-    pub admin: bool,
-    pub id: String,
-    pub member: i64,
-    pub member_name: String,
-    pub payer: String,
-    pub state: String,
-    pub kind: String,
-    pub attempts: i32,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub error: Option<String>,
-    pub include_sensitive: bool,
-    pub events: Vec<(String, String, String)>,
-    pub requests: Vec<RequestRow>,
-    pub types: Vec<TypeRow>,
-    pub excluded: Vec<(String, u64)>,
-    pub rejections: Vec<(String, String, String)>,
-    pub not_permitted: Vec<String>,
-}
-
 #[server(endpoint = "staff/transfer")]
 pub async fn load_staff_transfer(id: String) -> Result<StaffTransferView, AppError> {
-    use crate::ssr::unavailable;
     let staff = crate::ssr::require_staff().await?;
     let services = crate::ssr::services()?;
-    let store = &services.store;
-    let transfer =
-        store.transfer(&id).await.map_err(unavailable)?.ok_or_else(|| crate::ssr::fail(AppError::NotFound))?;
-    let link = store.link(&transfer.link_id).await.map_err(unavailable)?.ok_or(AppError::Unavailable)?;
-    let member = store.account_by_id(transfer.member_account).await.map_err(unavailable)?;
-    let progress = baton_transfer::Progress::from_json(&transfer.progress);
-    let events = store
-        .transfer_events(&id)
-        .await
-        .map_err(unavailable)?
-        .into_iter()
-        .map(|e| (super::utc(e.at), e.kind, e.detail))
-        .collect();
-    let requests = store
-        .transfer_requests(&id)
-        .await
-        .map_err(unavailable)?
-        .into_iter()
-        .map(|r| RequestRow {
-            at: super::utc(r.at),
-            method: r.method,
-            url: r.url,
-            status: r.status,
-            duration_ms: r.duration_ms,
-            error: r.error,
-        })
-        .collect();
-    let rejections = store
-        .transfer_rejections(&id)
-        .await
-        .map_err(unavailable)?
-        .into_iter()
-        .map(|r| (super::utc(r.at), r.source, r.reason))
-        .collect();
-    crate::ssr::audit(
-        &staff,
-        baton_staff::audit::action::TRANSFER_VIEW,
-        Some(transfer.member_account),
-        &format!("transfer {id}"),
-        "",
-    )
-    .await?;
-    Ok(StaffTransferView {
-        admin: staff.roles.has(baton_accounts::Role::Admin),
-        member: transfer.member_account.0,
-        member_name: member.map(|m| m.display_name).unwrap_or_default(),
-        payer: services.journey.payers.known(&link.payer_id).map_or_else(|| link.payer_id.clone(), |p| p.name.clone()),
-        state: transfer.state,
-        kind: transfer.kind,
-        attempts: transfer.attempts,
-        created_at: super::utc(transfer.created_at),
-        started_at: transfer.started_at.map(super::utc),
-        finished_at: transfer.finished_at.map(super::utc),
-        error: transfer.error,
-        include_sensitive: link.include_sensitive,
-        events,
-        requests,
-        types: progress
-            .types
-            .iter()
-            .map(|(t, c)| TypeRow {
-                resource_type: t.clone(),
-                received: c.received,
-                stored: c.stored,
-                excluded: c.excluded,
-                rejected: c.rejected,
-            })
-            .collect(),
-        excluded: progress.excluded.clone().into_iter().collect(),
-        rejections,
-        not_permitted: progress.not_permitted.clone(),
-        id,
-    })
+    services.console.transfer(&staff, &id).await.map_err(crate::ssr::console_error)
 }
 
 /// Staff action: a failed, cancelled or stuck-on-reauthorization transfer runs again.
@@ -346,23 +152,9 @@ pub async fn staff_cancel_transfer(id: String) -> Result<(), AppError> {
 
 #[cfg(feature = "ssr")]
 async fn transfer_action(id: String, cancel: bool) -> Result<(), AppError> {
-    use baton_staff::audit::action;
     let staff = crate::ssr::require_staff().await?;
     let services = crate::ssr::services()?;
-    let store = &services.store;
-    let transfer = store
-        .transfer(&id)
-        .await
-        .map_err(crate::ssr::unavailable)?
-        .ok_or_else(|| crate::ssr::fail(AppError::NotFound))?;
-    let by = format!("staff {}", staff.username.as_str());
-    let now = baton_store::Timestamp::now();
-    let changed =
-        if cancel { store.cancel_transfer(&id, &by, now).await } else { store.retry_transfer(&id, &by, now).await }
-            .map_err(crate::ssr::unavailable)?;
-    let what = if cancel { action::TRANSFER_CANCEL } else { action::TRANSFER_RETRY };
-    let detail = if changed { "done" } else { "refused: not in a state that allows it" };
-    crate::ssr::audit(&staff, what, Some(transfer.member_account), &format!("transfer {id}"), detail).await?;
+    let changed = services.console.transfer_action(&staff, &id, cancel).await.map_err(crate::ssr::console_error)?;
     let problem = if changed { "" } else { "?problem=state" };
     leptos_axum::redirect(&format!("/staff/transfers/{}{problem}", encode(&id)));
     Ok(())
@@ -388,15 +180,15 @@ fn TransferDetails(v: StaffTransferView) -> impl IntoView {
     let query = use_query_map();
     let confirming = query.read_untracked().get("confirm").is_some_and(|c| c == "cancel");
     let refused = query.read_untracked().get("problem").is_some();
-    let can_retry = matches!(v.state.as_str(), "failed" | "cancelled" | "needs_reauthorization");
-    let can_cancel = matches!(v.state.as_str(), "queued" | "running");
+    let can_retry = TransferState::RETRYABLE.contains(&v.state);
+    let can_cancel = TransferState::UNFINISHED.contains(&v.state);
     let id = v.id.clone();
     view! {
         <StaffNav admin=v.admin/>
         <h1>{t!(i18n, console.transfer_heading, name = v.member_name.clone(), old = v.payer.clone())}</h1>
         {refused.then(|| view! { <p class="alert" role="alert">{t!(i18n, console.action_refused)}</p> })}
         <dl class="facts">
-            <div><dt>{t!(i18n, console.state)}</dt><dd id="transfer-state" data-state=v.state.clone()>{state_label(&v.state)}</dd></div>
+            <div><dt>{t!(i18n, console.state)}</dt><dd id="transfer-state" data-state=v.state.as_str()>{state_label(v.state)}</dd></div>
             <div><dt>{t!(i18n, console.member_name)}</dt><dd><A href=format!("/staff/members/{}", v.member)>{v.member_name.clone()}</A></dd></div>
             <div><dt>{t!(i18n, console.started)}</dt><dd>{v.created_at.clone()}</dd></div>
             <div><dt>{t!(i18n, console.finished)}</dt><dd>{v.finished_at.clone().unwrap_or_else(|| "–".into())}</dd></div>
@@ -452,14 +244,15 @@ fn TransferDetails(v: StaffTransferView) -> impl IntoView {
         </section>
         <section aria-labelledby="timeline-title">
             <h2 id="timeline-title">{t!(i18n, console.timeline_title)}</h2>
-            <ol class="timeline" id="timeline">{v.events.into_iter().map(|(at, kind, detail)| view! {
-                <li><time>{at}</time>" — "<strong>{kind}</strong>{(!detail.is_empty()).then(|| format!(": {detail}"))}</li>
+            <ol class="timeline" id="timeline">{v.events.into_iter().map(|e| view! {
+                <li data-kind=e.kind.as_str()><time>{e.at}</time>" — "<strong>{event_label(e.kind)}</strong>
+                    {(!e.detail.is_empty()).then(|| format!(": {}", e.detail))}</li>
             }).collect_view()}</ol>
         </section>
         {(!v.rejections.is_empty()).then(|| view! {
             <section aria-labelledby="rejections-title">
                 <h2 id="rejections-title">{t!(i18n, console.rejections_title)}</h2>
-                <ul>{v.rejections.into_iter().map(|(at, source, reason)| view! { <li>{at}" — "{source}": "{reason}</li> }).collect_view()}</ul>
+                <ul>{v.rejections.into_iter().map(|r| view! { <li>{r.at}" — "{r.source}": "{r.reason}</li> }).collect_view()}</ul>
             </section>
         })}
         <section aria-labelledby="requests-title">
@@ -483,5 +276,39 @@ fn TransferDetails(v: StaffTransferView) -> impl IntoView {
                 </table>
             </div>
         </section>
+    }
+}
+
+/// The words for a list order.
+fn sort_label(sort: TransferSort) -> AnyView {
+    let i18n = use_i18n();
+    match sort {
+        TransferSort::NewestFirst => t!(i18n, console.sort_newest).into_any(),
+        TransferSort::OldestFirst => t!(i18n, console.sort_oldest).into_any(),
+        TransferSort::RecentlyFinished => t!(i18n, console.sort_finished).into_any(),
+        TransferSort::MostReceived => t!(i18n, console.sort_received).into_any(),
+    }
+}
+
+/// The words for what a transfer's timeline records.
+fn event_label(kind: EventKind) -> AnyView {
+    let i18n = use_i18n();
+    match kind {
+        EventKind::Queued => t!(i18n, console.event_queued).into_any(),
+        EventKind::Claimed => t!(i18n, console.event_claimed).into_any(),
+        EventKind::Planned => t!(i18n, console.event_planned).into_any(),
+        EventKind::Fetched => t!(i18n, console.event_fetched).into_any(),
+        EventKind::Resolved => t!(i18n, console.event_resolved).into_any(),
+        EventKind::Finished => t!(i18n, console.event_finished).into_any(),
+        EventKind::Warning => t!(i18n, console.event_warning).into_any(),
+        EventKind::NotPermitted => t!(i18n, console.event_not_permitted).into_any(),
+        EventKind::NotSupported => t!(i18n, console.event_not_supported).into_any(),
+        EventKind::Paused => t!(i18n, console.event_paused).into_any(),
+        EventKind::Retry => t!(i18n, console.event_retry).into_any(),
+        EventKind::Deleted => t!(i18n, console.event_deleted).into_any(),
+        EventKind::Completed => t!(i18n, console.state_completed).into_any(),
+        EventKind::Failed => t!(i18n, console.state_failed).into_any(),
+        EventKind::Cancelled => t!(i18n, console.state_cancelled).into_any(),
+        EventKind::NeedsReauthorization => t!(i18n, console.state_needs_reauthorization).into_any(),
     }
 }

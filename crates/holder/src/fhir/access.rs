@@ -48,7 +48,7 @@ impl FromRequestParts<Holder> for Access {
         }
         let invalid = || FhirError::unauthorized("the access token is not valid, has expired or was revoked");
         let (token, grant) = holder.store.oauth_token(&token_hash(token)).await?.ok_or_else(invalid)?;
-        let live = token.kind() == Some(TokenKind::Access)
+        let live = token.kind == TokenKind::Access
             && token.revoked_at.is_none()
             && grant.revoked_at.is_none()
             && token.expires_at > Timestamp::now().millis();

@@ -125,7 +125,7 @@ async fn refresh(holder: &Holder, client: &OAuthClient, params: &HashMap<String,
     let Some((token, grant)) = holder.store.oauth_token(&hash).await.map_err(OAuthError::server)? else {
         return Err(OAuthError::invalid_grant("the refresh token is not valid"));
     };
-    if token.kind() != Some(TokenKind::Refresh) || grant.client_id != client.client_id {
+    if token.kind != TokenKind::Refresh || grant.client_id != client.client_id {
         return Err(OAuthError::invalid_grant("the refresh token is not valid"));
     }
     if grant.revoked_at.is_some() || token.revoked_at.is_some() {
@@ -246,13 +246,13 @@ pub async fn introspect(State(holder): State<Holder>, headers: HeaderMap, body: 
                     && token.revoked_at.is_none()
                     && grant.revoked_at.is_none()
                     && token.expires_at > now.millis()
-                    && !(token.kind() == Some(TokenKind::Refresh) && token.used_at.is_some()) =>
+                    && !(token.kind == TokenKind::Refresh && token.used_at.is_some()) =>
             {
                 json!({
                     "active": true,
                     "scope": token.scope,
                     "client_id": grant.client_id,
-                    "token_type": if token.kind() == Some(TokenKind::Access) { "Bearer" } else { "refresh_token" },
+                    "token_type": if token.kind == TokenKind::Access { "Bearer" } else { "refresh_token" },
                     "exp": token.expires_at / 1000,
                     "iat": token.issued_at / 1000,
                     "sub": grant.account_id.0.to_string(),
@@ -283,9 +283,9 @@ pub async fn revoke(State(holder): State<Holder>, headers: HeaderMap, body: Byte
         if let Some((token, grant)) = holder.store.oauth_token(&hash).await.map_err(OAuthError::server)?
             && grant.client_id == client.client_id
         {
-            match token.kind() {
-                Some(TokenKind::Refresh) => holder.store.revoke_oauth_grant(&grant.id, now).await,
-                _ => holder.store.revoke_oauth_token(&hash, now).await,
+            match token.kind {
+                TokenKind::Refresh => holder.store.revoke_oauth_grant(&grant.id, now).await,
+                TokenKind::Access => holder.store.revoke_oauth_token(&hash, now).await,
             }
             .map_err(OAuthError::server)?;
         }

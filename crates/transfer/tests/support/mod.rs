@@ -218,7 +218,10 @@ pub async fn world(setup: Setup, store: Option<Store>) -> World {
 impl World {
     /// Queues a transfer and runs the engine until it ends.
     pub async fn transfer(&self, id: &str) -> baton_transfer::JobEnd {
-        self.store.enqueue_transfer(id, &self.link, "full", None, Timestamp::now()).await.unwrap();
+        self.store
+            .enqueue_transfer(id, &self.link, baton_vocab::TransferKind::Full, None, Timestamp::now())
+            .await
+            .unwrap();
         loop {
             match self.engine.run_once().await.unwrap() {
                 Some((ran, end)) if ran == id => return end,

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod staff;
+
 /// A previous plan's SMART discovery as staff see it on the plan's card: what its
 /// `.well-known/smart-configuration` said, whether Baton used it, and what Baton uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,8 +73,7 @@ pub struct TransferView {
     pub id: String,
     pub payer_id: String,
     pub payer_name: String,
-    /// queued, running, completed, failed, cancelled, needs_reauthorization.
-    pub state: String,
+    pub state: crate::TransferState,
     pub active: bool,
     pub received: u64,
     pub stored: u64,
@@ -121,5 +122,28 @@ pub struct WithdrawalPreview {
     /// Care providers and other directory entries that would stay: other members' records name them.
     pub shared: u64,
     /// Already withdrawn: nothing to confirm.
+    pub withdrawn: bool,
+}
+
+/// What the member home shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberHome {
+    pub display_name: String,
+    pub member_id: Option<String>,
+    pub coverage_start: Option<Day>,
+    /// Each previous plan the member linked, newest first.
+    pub links: Vec<LinkSummary>,
+}
+
+/// A previous-plan link and how its latest transfer stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkSummary {
+    pub payer_id: String,
+    pub payer_name: String,
+    /// The latest transfer, when there is one.
+    pub transfer_id: Option<String>,
+    pub state: Option<crate::TransferState>,
+    /// Records that arrived with it (the progress page's count).
+    pub stored: u64,
     pub withdrawn: bool,
 }

@@ -1,0 +1,144 @@
+//! Finding members, and everything about one.
+
+use baton_store::{Account, MemberQuery, ResourceQuery, Timestamp, TransferFilter};
+use baton_transfer::Progress;
+use baton_vocab::day;
+use baton_vocab::views::staff::{ConsentRow, LinkRow, MemberDetail, MemberRow, MemberSearch, TransferLine};
+
+use super::{Console, ConsoleError, is_admin};
+use crate::audit::Action;
+
+/// Members per page of a search.
+const PAGE: u32 = 50;
+
+impl Console {
+    /// Members whose name, member id or username matches `text`, born on `birth` (`YYYY-MM-DD`,
+    /// or empty), page `page` of 50.
+    pub async fn search_members(
+        &self,
+        staff: &Account,
+        text: &str,
+        birth: &str,
+        page: u32,
+    ) -> Result<MemberSearch, ConsoleError> {
+        let birth = birth.trim();
+        let birth_date = match birth {
+            "" => None,
+            b => Some(day::parse(b).ok_or(ConsoleError::Invalid("birth"))?),
+        };
+        let found = self
+            .store
+            .search_members(&MemberQuery {
+                text: Some(text.to_owned()),
+                birth_date,
+                limit: PAGE + 1,
+                offset: page.saturating_mul(PAGE),
+            })
+            .await?;
+        let shown = found.len().min(PAGE as usize);
+        self.audit(staff, Action::MemberSearch, None, &format!("q={text} birth={birth}"), &format!("{shown} found"))
+            .await?;
+        Ok(MemberSearch {
+            admin: is_admin(staff),
+            more: found.len() > PAGE as usize,
+            rows: found.into_iter().take(PAGE as usize).map(member_row).collect(),
+        })
+    }
+
+    /// One member: coverage, consents (with their HRex Consent), links, transfers, what this
+    /// plan holds, and their invitation.
+    pub async fn member_detail(&self, staff: &Account, id: &str) -> Result<MemberDetail, ConsoleError> {
+        let store = &self.store;
+        let member = self.member(id).await?;
+        let invitation = self
+            .enrollment
+            .invitations
+            .status(member.id, Timestamp::now())
+            .await
+            .map_err(|e| ConsoleError::Failed(e.to_string()))?;
+        let consents = store
+            .consents_of(member.id)
+            .await?
+            .into_iter()
+            .map(|c| ConsentRow {
+                payer: self.payer_name(&c.payer_id),
+                policy: c.policy,
+                given_at: day::utc(c.given_at),
+                until: day::utc(c.period_end),
+                withdrawn_at: c.withdrawn_at.map(day::utc),
+                json: serde_json::from_str::<serde_json::Value>(&c.resource)
+                    .ok()
+                    .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                    .unwrap_or(c.resource),
+                id: c.id,
+            })
+            .collect();
+        let links = store
+            .links_of(member.id)
+            .await?
+            .into_iter()
+            .map(|l| LinkRow {
+                payer: self.payer_name(&l.payer_id),
+                state: l.state,
+                created_at: day::utc(l.created_at),
+            })
+            .collect();
+        let filter = TransferFilter { member_account: Some(member.id), limit: 100, ..TransferFilter::default() };
+        let transfers = store
+            .list_transfer_rows(&filter)
+            .await?
+            .into_iter()
+            .map(|row| TransferLine {
+                payer: self.payer_name(&row.payer_id),
+                state: row.transfer.state,
+                created_at: day::utc(row.transfer.created_at),
+                stored: Progress::from_json(&row.transfer.progress).stored(),
+                id: row.transfer.id,
+            })
+            .collect();
+        let received = store
+            .count_resources(&ResourceQuery { member_account: Some(member.id), ..ResourceQuery::default() })
+            .await?;
+        let plan = self.enrollment.plan_name_of(&member).await.map_err(ConsoleError::Store)?;
+        self.audit(staff, Action::MemberView, Some(member.id), &format!("member {}", member.id.0), "").await?;
+        Ok(MemberDetail {
+            admin: is_admin(staff),
+            account: member.id.0,
+            has_password: member.has_password(),
+            name: member.display_name,
+            username: member.username,
+            member_id: member.member_id.unwrap_or_default(),
+            birth_date: member.birth_date.map(day::format).unwrap_or_default(),
+            coverage_start: member.coverage_start.map(day::format).unwrap_or_default(),
+            plan,
+            invitation_link: invitation.as_ref().and_then(|i| i.link.clone()),
+            invitation_expires: invitation.as_ref().filter(|i| i.link.is_some()).map(|i| day::utc(i.expires_at)),
+            consents,
+            links,
+            transfers,
+            received,
+        })
+    }
+
+    /// A new invitation link for a member (earlier links stop working); the member's account id.
+    pub async fn issue_invitation(&self, staff: &Account, member: &str) -> Result<i64, ConsoleError> {
+        let account = self.member(member).await?;
+        self.enrollment
+            .invitations
+            .issue(account.id, Some(staff.id), Timestamp::now())
+            .await
+            .map_err(|e| ConsoleError::Failed(e.to_string()))?;
+        self.audit(staff, Action::InvitationCreate, Some(account.id), &format!("member {}", account.id.0), "").await?;
+        Ok(account.id.0)
+    }
+}
+
+fn member_row(a: Account) -> MemberRow {
+    MemberRow {
+        account: a.id.0,
+        name: a.display_name,
+        member_id: a.member_id.unwrap_or_default(),
+        birth_date: a.birth_date.map(day::format).unwrap_or_default(),
+        coverage_start: a.coverage_start.map(day::format).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,37 @@
+//! What the audit log records (stable spellings: admins search by them).
+
+use crate::vocabulary;
+
+vocabulary! {
+    /// An audited view or action.
+    pub enum AuditAction {
+        DashboardView = "dashboard.view",
+        MemberSearch = "member.search",
+        MemberView = "member.view",
+        InvitationCreate = "invitation.create",
+        RosterUpload = "roster.upload",
+        RosterView = "roster.view",
+        RosterCommit = "roster.commit",
+        TransferList = "transfer.list",
+        TransferView = "transfer.view",
+        TransferRetry = "transfer.retry",
+        TransferCancel = "transfer.cancel",
+        RecordsView = "records.view",
+        RecordView = "record.view",
+        RecordReveal = "record.reveal",
+        AuditSearch = "audit.search",
+        AuditExport = "audit.export",
+        ApiTokenCreate = "api_token.create",
+        ApiTokenRevoke = "api_token.revoke",
+        /// A use of the plan's own FHIR API with an API token.
+        ApiRead = "api.read",
+        PayersLoad = "payers.load",
+        PayersRegister = "payers.register",
+        /// An admin switched a configured payer on or off, or back to configuration.
+        PayersEnable = "payers.enable",
+        /// An admin pinned a brands entry's endpoints or scope override.
+        PayersEndpoints = "payers.endpoints",
+        /// A member's authorization that the previous plan refused, or that could not reach it.
+        AuthorizationFailed = "authorization.failed",
+    }
+}

@@ -1,0 +1,79 @@
+//! A member's permission (consent) and their authorization at a previous plan.
+
+use crate::vocabulary;
+
+vocabulary! {
+    /// The HRex Consent policy a member chose.
+    pub enum ConsentPolicy {
+        /// Sensitive information left out (`#regular`).
+        Regular = "regular",
+        /// Everything, sensitive information included (`#sensitive`).
+        Sensitive = "sensitive",
+    }
+}
+
+impl ConsentPolicy {
+    pub fn of(include_sensitive: bool) -> Self {
+        if include_sensitive { ConsentPolicy::Sensitive } else { ConsentPolicy::Regular }
+    }
+
+    pub fn includes_sensitive(self) -> bool {
+        self == ConsentPolicy::Sensitive
+    }
+
+    /// The policy URI in an HRex Consent (the IG writes them as page anchors).
+    pub fn uri(self) -> &'static str {
+        match self {
+            ConsentPolicy::Regular => {
+                "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular"
+            }
+            ConsentPolicy::Sensitive => {
+                "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#sensitive"
+            }
+        }
+    }
+}
+
+vocabulary! {
+    /// How a member gave a permission.
+    pub enum ConsentChannel {
+        /// On this plan's website.
+        Web = "web",
+        /// Recorded by staff from a phone call.
+        Phone = "phone",
+        /// Recorded by staff from a paper form.
+        Paper = "paper",
+        /// With the enrollment roster.
+        Enrollment = "enrollment",
+    }
+}
+
+vocabulary! {
+    /// A member's authorization at a previous plan.
+    pub enum LinkState {
+        Pending = "pending",
+        Active = "active",
+        /// The previous plan refused its refresh token: the member signs in there again.
+        NeedsReauthorization = "needs_reauthorization",
+        /// Withdrawn: its tokens are gone.
+        Revoked = "revoked",
+    }
+}
+
+vocabulary! {
+    /// What a previous plan said about sensitive information when it granted access.
+    pub enum SensitiveSharing {
+        /// Its grant leaves sensitive information out (the member said so there).
+        Excluded = "excluded",
+        /// Its grant includes it.
+        Included = "included",
+    }
+}
+
+vocabulary! {
+    /// A token Baton's authorization server issued.
+    pub enum TokenKind {
+        Access = "access",
+        Refresh = "refresh",
+    }
+}
