@@ -36,6 +36,9 @@ pub struct Endpoints {
 pub enum DiscoveryError {
     #[error("the plan's SMART configuration could not be read: {0}")]
     Unreachable(String),
+    /// The plan answered, with a client error: it publishes no SMART configuration there.
+    #[error("the plan publishes no SMART configuration: {0}")]
+    NotPublished(String),
     #[error("the plan's SMART configuration is not valid JSON: {0}")]
     Invalid(String),
     #[error("the plan does not offer PKCE with S256, which this plan requires")]
@@ -177,8 +180,13 @@ impl Discovery {
             .send()
             .await
             .map_err(|e| DiscoveryError::Unreachable(e.without_url().to_string()))?;
-        if !response.status().is_success() {
-            return Err(DiscoveryError::Unreachable(format!("{url} answered {}", response.status())));
+        let status = response.status();
+        if !status.is_success() {
+            let said = format!("{url} answered {status}");
+            // A timeout or "too many requests" may pass; a missing document will not.
+            let passes = status.is_server_error()
+                || matches!(status, reqwest::StatusCode::REQUEST_TIMEOUT | reqwest::StatusCode::TOO_MANY_REQUESTS);
+            return Err(if passes { DiscoveryError::Unreachable(said) } else { DiscoveryError::NotPublished(said) });
         }
         let body = response.bytes().await.map_err(|e| DiscoveryError::Unreachable(e.without_url().to_string()))?;
         let configuration: SmartConfiguration =
@@ -209,6 +217,13 @@ pub fn decide(payer: &Payer, found: Result<SmartConfiguration, DiscoveryError>) 
             let describes_pinned = configuration.authorization_endpoint.as_deref().and_then(resolve).as_ref()
                 == payer.authorize_url.as_ref();
             if describes_pinned {
+                if !configuration.code_challenge_methods_supported.iter().any(|m| m == "S256") {
+                    // Pinned by this plan's staff: Baton sends S256 all the same.
+                    ignored = Some(
+                        "it does not list S256 among its code challenge methods; the pinned endpoints are used, with S256"
+                            .to_owned(),
+                    );
+                }
                 Some(configuration)
             } else {
                 ignored = Some(match &configuration.authorization_endpoint {
@@ -237,7 +252,9 @@ fn endpoints_from(
     configuration: Option<&SmartConfiguration>,
     resolve: &dyn Fn(&str) -> Option<Url>,
 ) -> Result<Endpoints, DiscoveryError> {
+    let pinned = payer.authorize_url.is_some() && payer.token_url.is_some();
     if let Some(configuration) = configuration
+        && !pinned
         && !configuration.code_challenge_methods_supported.iter().any(|m| m == "S256")
     {
         return Err(DiscoveryError::NoS256);
@@ -346,12 +363,22 @@ mod tests {
     }
 
     #[test]
-    fn a_document_that_describes_the_pinned_server_is_believed() {
+    fn a_document_that_describes_the_pinned_server_is_believed_but_cannot_veto_it() {
         let mut document = backend_services_document();
         document.authorization_endpoint = Some("https://login.third.example/oauth/authorize".into());
-        let report = decide(&payer(true), Ok(document));
-        assert_eq!(report.outcome, Err(DiscoveryError::NoS256));
-        assert!(report.ignored.is_none());
+        document.capabilities.push("permission-v2".into());
+        let report = decide(&payer(true), Ok(document.clone()));
+        let used = report.outcome.expect("pinned endpoints are not vetoed for want of S256");
+        assert!(used.scope.ends_with("patient/*.rs"), "its capabilities are the pinned server's: {}", used.scope);
+        assert!(report.ignored.unwrap().contains("S256"), "staff are told");
+        document.code_challenge_methods_supported = vec!["S256".into()];
+        assert!(decide(&payer(true), Ok(document)).ignored.is_none());
+    }
+
+    #[test]
+    fn a_plan_without_a_smart_configuration_is_not_set_up_rather_than_unreachable() {
+        let missing = decide(&payer(false), Err(DiscoveryError::NotPublished("answered 404 Not Found".into())));
+        assert!(!missing.outcome.unwrap_err().is_unreachable());
     }
 
     #[test]

@@ -246,6 +246,17 @@ async fn pinned_endpoints_are_not_vetoed_by_a_document_about_another_server() {
         assert_eq!(audit.len(), 1);
         assert_eq!(audit[0].member_account, Some(maria.0));
         assert!(audit[0].detail.contains("S256"), "{}", audit[0].detail);
+
+        // A FHIR base that publishes no SMART configuration at all (404) is "not set up" too:
+        // trying again later will not help.
+        let mut nowhere = payer(&old.base, ClientAuth::Secret("s".into()));
+        nowhere.fhir_base = old.base.join("/no-fhir-here/").unwrap();
+        let unpublished = journey_with(store.clone(), vec![nowhere.into()], BTreeMap::new());
+        let error = unpublished.start_for(maria, "riverbend", false, Timestamp::now()).await.unwrap_err();
+        assert!(
+            matches!(&error, JourneyError::Discovery(cause @ DiscoveryError::NotPublished(said)) if !cause.is_unreachable() && said.contains("404")),
+            "{error:?}"
+        );
     })
     .await;
 }
