@@ -114,6 +114,7 @@ impl Application {
         let payers = payers::from_config(&config)?;
         payers.reload(&store).await.context("reading the payer directory")?;
         let engine = engine_with(&config, &store, &secrets, payers.clone());
+        engine.upgrade_stored_records().await.context("upgrading stored records")?;
         let enrollment = baton_enrollment::Enrollment {
             store: store.clone(),
             accounts: accounts.clone(),

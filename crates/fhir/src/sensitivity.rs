@@ -66,6 +66,13 @@ impl Reason {
     pub fn key(self) -> String {
         format!("{}:{}", self.source.key(), self.kind.key())
     }
+
+    /// The reason a [`Reason::key`] names.
+    pub fn from_key(key: &str) -> Option<Self> {
+        let (source, kind) = key.split_once(':')?;
+        let source = [Source::Label, Source::Classifier].into_iter().find(|s| s.key() == source)?;
+        Some(Self { source, kind: kind.parse().ok()? })
+    }
 }
 
 const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
@@ -456,5 +463,18 @@ mod tests {
         });
         assert!(assess(&condition).is_empty());
         assert_eq!(Reason { source: Source::Label, kind: Kind::Hiv }.key(), "label:hiv");
+    }
+
+    #[test]
+    fn a_reason_reads_back_from_its_key() {
+        for source in [Source::Label, Source::Classifier] {
+            for kind in Kind::ALL {
+                let reason = Reason { source, kind };
+                assert_eq!(Reason::from_key(&reason.key()), Some(reason));
+            }
+        }
+        for bad in ["", "label", "label:", "guess:hiv", "label:flu"] {
+            assert_eq!(Reason::from_key(bad), None, "{bad}");
+        }
     }
 }

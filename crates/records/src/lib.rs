@@ -81,7 +81,8 @@ pub fn prepare(
 }
 
 /// Stores prepared resources in one transaction. A Provenance without a compartment of its
-/// own takes its targets' (in this batch or already stored); one naming a sensitive record is
+/// own takes its targets' (in this batch or already stored); what stays outside every
+/// compartment is a directory entry, no member's; a Provenance naming a sensitive record is
 /// stored sensitive — the store's rule on every write path ([`Store::put_resources`]).
 pub async fn put(store: &Store, batch: Vec<Prepared>) -> Result<Vec<StoredResource>, StoreError> {
     let compartments: std::collections::HashMap<(String, String), String> = batch
@@ -104,6 +105,11 @@ pub async fn put(store: &Store, batch: Vec<Prepared>) -> Result<Vec<StoredResour
                     break;
                 }
             }
+        }
+        // Outside every patient compartment is a directory entry (the plan, a care provider):
+        // shared by every member whose records name it, so no one member's.
+        if write.patient_id.is_none() {
+            write.member_account = None;
         }
         writes.push(write);
     }

@@ -40,6 +40,7 @@ pub use accounts::{Account, AccountId, NewAccount};
 pub use api_tokens::ApiToken;
 pub use audit::{AuditEvent, AuditQuery, NewAuditEvent};
 pub use error::{StoreError, Unique};
+pub use instance::{ReceivedRecord, Rename};
 pub use invitations::Invitation;
 pub use oauth::{CodeRedemption, NewCode, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, TokenKind};
 pub use payer_entries::{BrandSource, EntriesApplied, PayerEnabledOverride, PayerEntry, PinnedEndpoints};

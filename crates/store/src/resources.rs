@@ -140,8 +140,16 @@ impl Store {
         let batch = prepare_writes(writes, now)?;
         on_pool!(@db self.write_db(), pool => {
             let mut tx = pool.begin().await?;
-            let mut stored = (*tx).write_resources(batch, now, WriteOrigin::default()).await?;
-            (*tx).mark_sensitive_provenance(&mut stored).await?;
+            let written = (*tx).write_resources(batch, now, WriteOrigin::default()).await?;
+            if let Some(refused) = written.refused.first() {
+                tx.rollback().await?;
+                return Err(StoreError::Invalid(format!(
+                    "{}/{} belongs to another member: it cannot be written as this one's",
+                    refused.resource_type, refused.id
+                )));
+            }
+            let mut stored = written.stored;
+            (*tx).mark_sensitive_provenance(&mut stored, false).await?;
             tx.commit().await?;
             self.written();
             Ok(stored)
@@ -310,6 +318,8 @@ fn push_filters(sql: &mut SqlBuilder, query: &ResourceQuery, snapshot_seq: i64) 
         if query.exclude_sensitive {
             sql.push(" AND s.sensitive = ").arg(Arg::Bool(false));
         }
-        sql.push(")");
+        // This plan's own Provenance of a transfer lists what arrived, directory entries that
+        // only sensitive care names included: it does not make them the member's.
+        sql.push(" AND NOT (s.resource_type = 'Provenance' AND s.source_system IS NULL AND s.origin_transfer IS NOT NULL))");
     }
 }

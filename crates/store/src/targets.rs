@@ -24,7 +24,7 @@ impl Store {
             sql.rows(chunk.iter().map(|(t, i)| vec![Arg::Text(t.clone()), Arg::Text(i.clone())]));
             sql.push(
                 ") SELECT x.target_type, x.target_id, x.source_id FROM k JOIN transfer_target x \
-                 ON x.target_type = k.t AND x.target_id = k.i WHERE x.transfer_id = ",
+                 ON x.target_type = k.t AND x.target_id = k.i WHERE x.withheld IS NULL AND x.transfer_id = ",
             )
             .arg(Arg::Text(transfer_id.to_owned()));
             let rows: Vec<(String, String, String)> =
@@ -32,5 +32,17 @@ impl Store {
             found.extend(rows.into_iter().map(|(t, i, source)| ((t, i), source)));
         }
         Ok(found)
+    }
+
+    /// The records the transfer left out as sensitive, with why: `(type, id here, reason key)`.
+    pub async fn transfer_withheld(&self, transfer_id: &str) -> Result<Vec<(String, String, String)>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as(
+            "SELECT target_type, target_id, withheld FROM transfer_target \
+             WHERE transfer_id = $1 AND withheld IS NOT NULL ORDER BY target_type, target_id",
+        )
+        .bind(transfer_id)
+        .fetch_all(pool)
+        .await?);
+        Ok(rows)
     }
 }

@@ -64,6 +64,15 @@ pub(crate) fn prepare_writes(writes: Vec<ResourceWrite>, now: Timestamp) -> Resu
         .collect()
 }
 
+/// What a batch wrote, and what it refused.
+#[derive(Debug)]
+pub(crate) struct Written {
+    /// As stored, in the order given.
+    pub stored: Vec<StoredResource>,
+    /// Writes of a record that belongs to another member here: not written.
+    pub refused: Vec<ResourceWrite>,
+}
+
 /// Where a batch of writes comes from, when a transfer brought it.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct WriteOrigin<'a> {
@@ -81,7 +90,7 @@ pub(crate) trait WriteResources {
         batch: Vec<PreparedWrite>,
         now: Timestamp,
         origin: WriteOrigin<'a>,
-    ) -> impl Future<Output = Result<Vec<StoredResource>, StoreError>> + Send + 'a;
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send + 'a;
 
     /// The one rule of sensitive Provenance, on every write path: a Provenance that names a
     /// sensitive record as its target is sensitive too — it would say who recorded what, and
@@ -89,9 +98,13 @@ pub(crate) trait WriteResources {
     /// directions (a Provenance written after its target, a target written after a
     /// Provenance naming it) and onwards (a Provenance of such a Provenance); the flags of
     /// `stored` are brought up to date.
+    ///
+    /// `custodian_checked`: the batch is a transfer page, whose own Provenance of what arrived
+    /// (no source) the engine already split by sensitivity.
     fn mark_sensitive_provenance<'a>(
         &'a mut self,
         stored: &'a mut [StoredResource],
+        custodian_checked: bool,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
 }
 
@@ -100,8 +113,13 @@ pub(crate) trait WriteResources {
 /// written that name a sensitive target, then the Provenance naming anything that became or
 /// was written sensitive, until a round marks nothing (or, against a cycle of Provenance,
 /// after [`ProvenanceRule::ROUNDS`]).
-#[derive(Default)]
+///
+/// On PostgreSQL a row another transaction holds is skipped (`SKIP LOCKED`): two page commits
+/// of one transfer run at once, and the later one may have written a Provenance the earlier
+/// one would mark while waiting for the earlier one to commit — waiting for its lock would be
+/// a cycle. The later one checks what it wrote itself, after the earlier one committed.
 struct ProvenanceRule {
+    dialect: Dialect,
     marked: std::collections::HashSet<(String, String)>,
     rounds: usize,
 }
@@ -110,15 +128,25 @@ impl ProvenanceRule {
     const ROUNDS: usize = 8;
     const CHUNK: usize = 400;
 
-    /// The first round: this batch's Provenance checked against their targets, and the
-    /// Provenance naming this batch's sensitive records.
-    fn first(&mut self, stored: &[StoredResource]) -> Vec<SqlBuilder> {
-        let provenance: Vec<i64> =
-            stored.iter().filter(|r| r.resource_type == "Provenance" && !r.sensitive).map(|r| r.seq).collect();
+    fn new(dialect: Dialect) -> Self {
+        Self { dialect, marked: Default::default(), rounds: 0 }
+    }
+
+    /// The first round: this batch's Provenance checked against their targets (this plan's own
+    /// Provenance of a transfer page names only that page's records, each already known), and
+    /// the Provenance naming this batch's sensitive records.
+    fn first(&mut self, stored: &[StoredResource], custodian_checked: bool) -> Vec<SqlBuilder> {
+        let provenance: Vec<i64> = stored
+            .iter()
+            .filter(|r| r.resource_type == "Provenance" && !r.sensitive)
+            .filter(|r| !(custodian_checked && r.source_system.is_none()))
+            .map(|r| r.seq)
+            .collect();
         let sensitive: Vec<(String, String)> =
             stored.iter().filter(|r| r.sensitive).map(|r| (r.resource_type.clone(), r.id.clone())).collect();
-        let mut statements: Vec<SqlBuilder> = provenance.chunks(Self::CHUNK).map(with_sensitive_target).collect();
-        statements.extend(sensitive.chunks(Self::CHUNK).map(naming));
+        let mut statements: Vec<SqlBuilder> =
+            provenance.chunks(Self::CHUNK).map(|seqs| with_sensitive_target(seqs, self.dialect)).collect();
+        statements.extend(sensitive.chunks(Self::CHUNK).map(|targets| naming(targets, self.dialect)));
         statements
     }
 
@@ -129,7 +157,7 @@ impl ProvenanceRule {
         if self.rounds >= Self::ROUNDS {
             return vec![];
         }
-        new.chunks(Self::CHUNK).map(naming).collect()
+        new.chunks(Self::CHUNK).map(|targets| naming(targets, self.dialect)).collect()
     }
 
     fn apply(self, stored: &mut [StoredResource]) {
@@ -141,9 +169,20 @@ impl ProvenanceRule {
     }
 }
 
+/// Rows a statement of the rule may change: on PostgreSQL, not those another transaction holds.
+fn unlocked(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => " FOR UPDATE OF r SKIP LOCKED",
+        Dialect::Sqlite => "",
+    }
+}
+
 /// Marks those of `seqs` (Provenance) that name a live sensitive target.
-fn with_sensitive_target(seqs: &[i64]) -> SqlBuilder {
-    let mut sql = SqlBuilder::new("UPDATE fhir_resource SET sensitive = TRUE WHERE sensitive = FALSE AND seq IN (");
+fn with_sensitive_target(seqs: &[i64], dialect: Dialect) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(
+        "UPDATE fhir_resource SET sensitive = TRUE WHERE seq IN (SELECT r.seq FROM fhir_resource r \
+         WHERE r.sensitive = FALSE AND r.seq IN (",
+    );
     for (i, seq) in seqs.iter().enumerate() {
         if i > 0 {
             sql.push(", ");
@@ -153,31 +192,35 @@ fn with_sensitive_target(seqs: &[i64]) -> SqlBuilder {
     sql.push(
         ") AND EXISTS (SELECT 1 FROM fhir_reference f JOIN fhir_resource t \
          ON t.resource_type = f.target_type AND t.id = f.target_id \
-         WHERE f.resource_seq = fhir_resource.seq AND f.path = 'target' AND t.sensitive = TRUE \
-         AND t.deleted_at IS NULL) RETURNING resource_type, id",
-    );
+         WHERE f.resource_seq = r.seq AND f.path = 'target' AND t.sensitive = TRUE AND t.deleted_at IS NULL)",
+    )
+    .push(unlocked(dialect))
+    .push(") RETURNING resource_type, id");
     sql
 }
 
 /// Marks the live Provenance that name one of `targets`.
-fn naming(targets: &[(String, String)]) -> SqlBuilder {
+fn naming(targets: &[(String, String)], dialect: Dialect) -> SqlBuilder {
     let mut sql = SqlBuilder::new("WITH k (t, i) AS (VALUES ");
     sql.rows(targets.iter().map(|(t, i)| vec![Arg::Text(t.clone()), Arg::Text(i.clone())]));
     sql.push(
-        ") UPDATE fhir_resource SET sensitive = TRUE WHERE resource_type = 'Provenance' AND sensitive = FALSE \
-         AND deleted_at IS NULL AND seq IN (SELECT f.resource_seq FROM k JOIN fhir_reference f \
-         ON f.target_type = k.t AND f.target_id = k.i WHERE f.path = 'target') RETURNING resource_type, id",
-    );
+        ") UPDATE fhir_resource SET sensitive = TRUE WHERE seq IN (SELECT r.seq FROM fhir_resource r \
+         WHERE r.resource_type = 'Provenance' AND r.sensitive = FALSE AND r.deleted_at IS NULL \
+         AND r.seq IN (SELECT f.resource_seq FROM k JOIN fhir_reference f \
+         ON f.target_type = k.t AND f.target_id = k.i WHERE f.path = 'target')",
+    )
+    .push(unlocked(dialect))
+    .push(") RETURNING resource_type, id");
     sql
 }
 
 /// Runs the rule's rounds on one connection of `$dialect`.
 macro_rules! run_provenance_rule {
-    ($conn:expr, $dialect:expr, $stored:expr) => {{
+    ($conn:expr, $dialect:expr, $stored:expr, $custodian_checked:expr) => {{
         const DIALECT: Dialect = $dialect;
         let stored: &mut [StoredResource] = $stored;
-        let mut rule = ProvenanceRule::default();
-        let mut statements = rule.first(stored);
+        let mut rule = ProvenanceRule::new(DIALECT);
+        let mut statements = rule.first(stored, $custodian_checked);
         while !statements.is_empty() {
             let mut marked = vec![];
             for statement in &statements {
@@ -218,7 +261,9 @@ macro_rules! resource_insert {
 }
 const RESOURCE_INSERT: &str = resource_insert!();
 const RESOURCE_COLUMNS: usize = 15;
-/// The optimistic insert: rows that exist already are left for the upsert. The conflict target
+/// The optimistic insert: rows that exist already are left for the upsert, which never moves a
+/// record from one member to another (a previous plan naming another member's record gets it
+/// refused, see [`Written::refused`]). The conflict target
 /// is named so that only that key is probed before each insert: `seq` is generated, and a
 /// resource's source key (`fhir_resource_source`) fixes its id, so no other key can clash
 /// alone (if one did, the insert fails rather than skip the row).
@@ -233,6 +278,7 @@ const ON_CONFLICT_UPDATE: &str = " ON CONFLICT (resource_type, id) DO UPDATE SET
          OR (' ' || fhir_resource.permissions || ' ') LIKE ('% ' || excluded.permissions || ' %') \
          THEN fhir_resource.permissions WHEN fhir_resource.permissions = '' THEN excluded.permissions \
          ELSE fhir_resource.permissions || ' ' || excluded.permissions END \
+     WHERE fhir_resource.member_account IS NOT DISTINCT FROM excluded.member_account \
      RETURNING resource_type, id, seq";
 const INDEX_TABLES: [&str; 2] = ["fhir_identifier", "fhir_reference"];
 
@@ -303,8 +349,12 @@ type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::Sqlite
 type SqliteQueryAs<'q, O> = sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>;
 
 impl WriteResources for SqliteConnection {
-    async fn mark_sensitive_provenance<'a>(&'a mut self, stored: &'a mut [StoredResource]) -> Result<(), StoreError> {
-        run_provenance_rule!(self, Dialect::Sqlite, stored)
+    async fn mark_sensitive_provenance<'a>(
+        &'a mut self,
+        stored: &'a mut [StoredResource],
+        custodian_checked: bool,
+    ) -> Result<(), StoreError> {
+        run_provenance_rule!(self, Dialect::Sqlite, stored, custodian_checked)
     }
 
     async fn write_resources<'a>(
@@ -312,7 +362,7 @@ impl WriteResources for SqliteConnection {
         mut batch: Vec<PreparedWrite>,
         now: Timestamp,
         origin: WriteOrigin<'a>,
-    ) -> Result<Vec<StoredResource>, StoreError> {
+    ) -> Result<Written, StoreError> {
         let conn = self;
         // 1. New rows, as version 1.
         let mut seqs = Seqs::default();
@@ -364,7 +414,8 @@ impl WriteResources for SqliteConnection {
                     seqs.insert(resource_type, id, seq);
                 }
             }
-            let replaced: Vec<i64> = updates.iter().filter_map(|p| p.existing_seq).collect();
+            let replaced: Vec<i64> =
+                updates.iter().filter(|p| seqs.get(&p.write).is_some()).filter_map(|p| p.existing_seq).collect();
             for table in INDEX_TABLES {
                 for chunk in sqlite_chunks(&replaced) {
                     // One "row" of n placeholders: `IN (?, ?, …)`.
@@ -377,6 +428,7 @@ impl WriteResources for SqliteConnection {
                 }
             }
         }
+        let refused = take_refused(&mut batch, &seqs);
         // 3. Index rows.
         let mut identifiers: Vec<(i64, &str, &str)> = vec![];
         let mut references: Vec<(i64, &str, &str, &str)> = vec![];
@@ -404,7 +456,7 @@ impl WriteResources for SqliteConnection {
             query.execute(&mut *conn).await?;
         }
         drop((identifiers, references));
-        stored(batch, &seqs, now)
+        Ok(Written { stored: stored(batch, &seqs, now)?, refused })
     }
 }
 
@@ -479,8 +531,12 @@ async fn pg_insert_resources(
 }
 
 impl WriteResources for PgConnection {
-    async fn mark_sensitive_provenance<'a>(&'a mut self, stored: &'a mut [StoredResource]) -> Result<(), StoreError> {
-        run_provenance_rule!(self, Dialect::Postgres, stored)
+    async fn mark_sensitive_provenance<'a>(
+        &'a mut self,
+        stored: &'a mut [StoredResource],
+        custodian_checked: bool,
+    ) -> Result<(), StoreError> {
+        run_provenance_rule!(self, Dialect::Postgres, stored, custodian_checked)
     }
 
     async fn write_resources<'a>(
@@ -488,7 +544,7 @@ impl WriteResources for PgConnection {
         mut batch: Vec<PreparedWrite>,
         now: Timestamp,
         origin: WriteOrigin<'a>,
-    ) -> Result<Vec<StoredResource>, StoreError> {
+    ) -> Result<Written, StoreError> {
         let conn = self;
         // 1. New rows, as version 1.
         let mut seqs = Seqs::default();
@@ -520,7 +576,8 @@ impl WriteResources for PgConnection {
             }
             let updates: Vec<&PreparedWrite> = existing.iter().map(|&i| &batch[i]).collect();
             pg_insert_resources(&mut *conn, &updates, now, origin, ON_CONFLICT_UPDATE, &mut seqs).await?;
-            let replaced: Vec<i64> = updates.iter().filter_map(|p| p.existing_seq).collect();
+            let replaced: Vec<i64> =
+                updates.iter().filter(|p| seqs.get(&p.write).is_some()).filter_map(|p| p.existing_seq).collect();
             if !replaced.is_empty() {
                 for table in INDEX_TABLES {
                     sqlx::query(&format!("DELETE FROM {table} WHERE resource_seq = ANY($1::bigint[])"))
@@ -530,6 +587,7 @@ impl WriteResources for PgConnection {
                 }
             }
         }
+        let refused = take_refused(&mut batch, &seqs);
         // 3. Index rows.
         let mut identifiers: (Vec<i64>, Vec<&str>, Vec<&str>) = Default::default();
         let mut references: (Vec<i64>, Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
@@ -571,8 +629,16 @@ impl WriteResources for PgConnection {
             .await?;
         }
         drop((identifiers, references));
-        stored(batch, &seqs, now)
+        Ok(Written { stored: stored(batch, &seqs, now)?, refused })
     }
+}
+
+/// Takes out of `batch` the writes that got no row (the upsert refused them).
+fn take_refused(batch: &mut Vec<PreparedWrite>, seqs: &Seqs) -> Vec<ResourceWrite> {
+    let (kept, refused): (Vec<PreparedWrite>, Vec<PreparedWrite>) =
+        std::mem::take(batch).into_iter().partition(|p| seqs.get(&p.write).is_some());
+    *batch = kept;
+    refused.into_iter().map(|p| p.write).collect()
 }
 
 /// A write that found its row already there: the next version, its body serialised again.

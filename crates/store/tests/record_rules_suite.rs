@@ -1,7 +1,8 @@
 //! Rules every write path keeps, on SQLite and PostgreSQL: a Provenance of a sensitive record is
 //! sensitive; a record belongs to every permission that brought it, and deleting one
 //! permission's records deletes only what no other permission brought; what a transfer names
-//! and has not written is noted with its id at the previous plan; instance secrets are made once.
+//! and has not written is noted with its id at the previous plan; a record is never written
+//! over another member's; instance secrets are made once.
 
 use baton_store::testing::{on_postgres, on_sqlite};
 use baton_store::{
@@ -26,7 +27,11 @@ on_both!(
     a_care_provider_other_members_records_name_stays_and_is_told_apart,
     this_plans_own_records_are_never_deleted_with_a_permission,
     targets_a_transfer_named_are_noted_with_their_source_ids,
+    a_record_left_out_is_noted_apart_and_never_asked_for,
     an_instance_secret_is_made_once,
+    another_members_record_is_never_overwritten,
+    two_deletions_at_once_delete_each_record_once,
+    renamed_records_are_renamed_wherever_they_are_named,
 );
 
 const SOURCE: &str = "https://old.example/fhir";
@@ -331,6 +336,7 @@ async fn targets_a_transfer_named_are_noted_with_their_source_ids(store: Store) 
         target_type: "Practitioner".into(),
         target_id: format!("local-{id}"),
         source_id: id.into(),
+        withheld: None,
     };
     let page = TransferPage {
         transfer_id: "t1".into(),
@@ -355,4 +361,131 @@ async fn an_instance_secret_is_made_once(store: Store) {
     assert_eq!(store.instance_secret("record-ids", "first").await.unwrap(), "first");
     assert_eq!(store.instance_secret("record-ids", "second").await.unwrap(), "first");
     assert_eq!(store.instance_secret("other", "second").await.unwrap(), "second");
+}
+
+async fn a_record_left_out_is_noted_apart_and_never_asked_for(store: Store) {
+    let (member, link) = member_with_link(&store, "c-1").await;
+    transfer(&store, &link, "t1").await;
+    let named = TransferTarget {
+        target_type: "Condition".into(),
+        target_id: "local-hiv".into(),
+        source_id: "hiv-1".into(),
+        withheld: None,
+    };
+    let page = |n: i64, targets: Vec<TransferTarget>| TransferPage {
+        transfer_id: "t1".into(),
+        owner: "w".into(),
+        lease_until: later(),
+        checkpoint: format!("{{\"page\":{n}}}"),
+        progress: "{}".into(),
+        targets,
+        ..Default::default()
+    };
+    // Named on one page, found sensitive and left out on the next, named again on a third.
+    store.commit_transfer_page(page(1, vec![named.clone()])).await.unwrap();
+    let left_out = TransferTarget::withheld("Condition", "local-hiv", "label:hiv".into());
+    store.commit_transfer_page(page(2, vec![left_out])).await.unwrap();
+    store.commit_transfer_page(page(3, vec![named])).await.unwrap();
+    let asked = [("Condition".to_owned(), "local-hiv".to_owned())];
+    assert!(store.transfer_target_sources("t1", &asked).await.unwrap().is_empty(), "never fetched");
+    assert_eq!(
+        store.transfer_withheld("t1").await.unwrap(),
+        [("Condition".to_owned(), "local-hiv".to_owned(), "label:hiv".to_owned())]
+    );
+    store.delete_permission_records(member, "c-1").await.unwrap();
+    assert!(store.transfer_withheld("t1").await.unwrap().is_empty(), "gone with the permission's records");
+}
+
+async fn another_members_record_is_never_overwritten(store: Store) {
+    let (maria, link) = member_with_link(&store, "c-maria").await;
+    let james = store
+        .insert_account(&NewAccount {
+            username: "james".into(),
+            roles: baton_vocab::Roles::of([baton_vocab::Role::Member]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut theirs = of(james, condition("x", false));
+    theirs.body = json!({"resourceType": "Condition", "id": "x", "code": {"text": "James's"}});
+    store.put_resources(vec![theirs]).await.unwrap();
+    // A previous plan sends Maria a record with the same id here.
+    let mut planted = of(maria, condition("x", false));
+    planted.body = json!({"resourceType": "Condition", "id": "x", "code": {"text": "Planted"}});
+    bring(&store, &link, "t1", vec![planted.clone(), of(maria, condition("mine", false))]).await;
+    let kept = store.read_resource("Condition", "x").await.unwrap().unwrap();
+    assert_eq!(kept.member_account, Some(james.0));
+    assert!(kept.body.contains("James's") && !kept.body.contains("Planted"));
+    assert!(store.read_resource("Condition", "mine").await.unwrap().is_some(), "the rest of the page is kept");
+    let rejected = store.transfer_rejections("t1").await.unwrap();
+    assert!(
+        rejected.iter().any(|r| r.source == "Condition/src-x" && r.reason.contains("another member")),
+        "{rejected:?}"
+    );
+    let error = store.put_resources(vec![planted]).await.unwrap_err();
+    assert!(error.to_string().contains("another member"), "{error}");
+    assert!(store.read_resource("Condition", "x").await.unwrap().unwrap().body.contains("James's"));
+}
+
+async fn two_deletions_at_once_delete_each_record_once(store: Store) {
+    let (member, link) = member_with_link(&store, "c-1").await;
+    let records: Vec<ResourceWrite> = (0..30).map(|i| of(member, condition(&format!("r{i}"), false))).collect();
+    bring(&store, &link, "t1", records).await;
+    let (a, b) = tokio::join!(
+        store.delete_permission_records(member, "c-1"),
+        store.delete_permission_records(member, "c-1")
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.deleted + b.deleted, 30, "each record counted once: {a:?} {b:?}");
+    assert_eq!(store.permission_records(member, "c-1").await.unwrap().deleted, 0);
+}
+
+async fn renamed_records_are_renamed_wherever_they_are_named(store: Store) {
+    let (member, link) = member_with_link(&store, "c-1").await;
+    let mut referrer = of(member, provenance("p1", &[("Condition", "old-a")]));
+    referrer.body = json!({"resourceType": "Provenance", "id": "p1", "target": [{"reference": "Condition/old-a"}],
+        "agent": [{"who": {"reference": "Practitioner/dr", "display": "Condition/old-a"}}]});
+    bring(&store, &link, "t1", vec![of(member, condition("old-a", false)), referrer]).await;
+    transfer(&store, &link, "t2").await;
+    let target = TransferTarget {
+        target_type: "Condition".into(),
+        target_id: "old-a".into(),
+        source_id: "src-old-a".into(),
+        withheld: None,
+    };
+    let page = TransferPage {
+        transfer_id: "t2".into(),
+        owner: "w".into(),
+        lease_until: later(),
+        checkpoint: "{}".into(),
+        progress: "{}".into(),
+        targets: vec![target],
+        ..Default::default()
+    };
+    store.commit_transfer_page(page).await.unwrap();
+
+    let rename = baton_store::Rename { resource_type: "Condition".into(), from: "old-a".into(), to: "new-a".into() };
+    store.rename_records(&[rename.clone()]).await.unwrap();
+    assert!(store.read_resource("Condition", "old-a").await.unwrap().is_none());
+    let renamed = store.read_resource("Condition", "new-a").await.unwrap().expect("under its new id");
+    assert!(renamed.body.contains("\"id\":\"new-a\""), "{}", renamed.body);
+    let p1: serde_json::Value =
+        serde_json::from_str(&store.read_resource("Provenance", "p1").await.unwrap().unwrap().body).unwrap();
+    assert_eq!(p1["target"][0]["reference"], "Condition/new-a");
+    assert_eq!(p1["agent"][0]["who"]["display"], "Condition/old-a", "only references change");
+    let referrers = store
+        .search_resources(&baton_store::ResourceQuery {
+            resource_types: vec!["Provenance".into()],
+            references_to: vec![("Condition".into(), "new-a".into())],
+            reference_path: Some("target".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(referrers.resources.len(), 1, "the index follows");
+    let asked = [("Condition".to_owned(), "new-a".to_owned())];
+    assert_eq!(store.transfer_target_sources("t2", &asked).await.unwrap().len(), 1, "and what transfers noted");
+    store.rename_records(&[rename]).await.unwrap();
+    assert!(store.read_resource("Condition", "new-a").await.unwrap().is_some(), "twice is once");
 }

@@ -205,9 +205,19 @@ pub fn ingest(ctx: &Context, mut resource: Value) -> (String, Ingested) {
     let origin = Origin { system: ctx.source_base.clone(), id: source_id };
     match prepare(resource, &ctx.local_base, member, Some(origin)) {
         Ok(mut prepared) => {
-            if resource_type == "Patient" || (member.is_some() && prepared.write.patient_id.is_none()) {
-                // The member's previous-plan Patient, and a record of theirs that names no
-                // patient (or only one that was withheld), belong in their compartment here.
+            if resource_type != "Patient"
+                && member.is_some()
+                && ctx.source_patient.is_some()
+                && prepared.write.patient_id.as_deref().is_some_and(|p| p != ctx.own_patient)
+            {
+                // The member's token reached a record about someone else: it is not theirs to
+                // bring, and must not land in their record here (nor in anyone else's).
+                return (key, Ingested::Rejected("it is about another patient than the member".into()));
+            }
+            if member.is_some() || resource_type == "Patient" {
+                // The member's previous-plan Patient, and every record of theirs (one that
+                // names no patient, or only one that was withheld, too), belong in their
+                // compartment here.
                 prepared.write.patient_id = Some(ctx.own_patient.clone());
             }
             (key, Ingested::Store(Box::new(Received { prepared, foreign_references, named })))
@@ -419,5 +429,20 @@ mod tests {
             "filed under the transfer's member"
         );
         assert!(received.prepared.write.references.iter().all(|r| r.target_id != "member-8"));
+    }
+
+    #[test]
+    fn a_record_about_another_patient_is_refused() {
+        let c = ctx(true);
+        // The previous plan's member p-other: a record of theirs is not this member's to bring.
+        let condition = json!({"resourceType": "Condition", "id": "c-other", "subject": {"reference": "Patient/p-other"}});
+        match ingest(&c, condition).1 {
+            Ingested::Rejected(reason) => assert!(reason.contains("another patient"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // One that names no patient at all is the member's, filed under them.
+        let observation = json!({"resourceType": "Observation", "id": "o-none", "status": "final",
+            "code": {"text": "x"}});
+        assert_eq!(stored(&c, observation).write.patient_id.as_deref(), Some("member-7"));
     }
 }

@@ -18,6 +18,7 @@ pub mod named;
 pub mod plan;
 pub mod progress;
 pub mod sealed;
+pub mod upgrade;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -147,6 +147,50 @@ async fn running_again_updates_in_place_and_never_duplicates() {
     assert_eq!(condition["meta"]["versionId"], "2");
 }
 
+/// Records received before record ids were opaque (`<source>-heldout-hiv`) get their opaque id
+/// at the next start, everywhere they are named; a new pull then updates them in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_received_before_ids_were_opaque_are_renamed_once_and_pulled_again_in_place() {
+    let w = world(Setup::default(), None).await;
+    assert_eq!(w.transfer("t1").await, JobEnd::Completed);
+    let before = w.stored().await;
+    // As an earlier Baton stored them: `<source prefix>-<id there>`.
+    let received = w.store.received_records(0, 100_000).await.unwrap();
+    let legacy: Vec<baton_store::Rename> = received
+        .iter()
+        .map(|r| baton_store::Rename {
+            resource_type: r.resource_type.clone(),
+            from: r.id.clone(),
+            to: format!("{}-{}", baton_transfer::ingest::source_prefix(&r.source_system), r.source_id),
+        })
+        .collect();
+    w.store.rename_records(&legacy).await.unwrap();
+    let sample = &legacy[legacy.len() / 2];
+    let old = w.store.read_resource(&sample.resource_type, &sample.to).await.unwrap().expect("stored as of old");
+    assert!(old.body.contains(&format!("\"id\":\"{}\"", sample.to)));
+
+    assert_eq!(w.engine.upgrade_stored_records().await.unwrap(), legacy.len() as u64);
+    assert_eq!(w.engine.upgrade_stored_records().await.unwrap(), 0, "once");
+    let after = w.stored().await;
+    let ids = |rs: &[Value]| -> HashSet<String> {
+        rs.iter().map(|r| format!("{}/{}", r["resourceType"], r["id"])).collect()
+    };
+    assert_eq!(ids(&before), ids(&after), "every record has its opaque id again");
+    assert_eq!(before, after, "and every reference to it says so");
+    assert!(w.store.dangling_references(w.member, 10).await.unwrap().is_empty());
+    assert!(w.store.read_resource(&sample.resource_type, &sample.to).await.unwrap().is_none());
+
+    assert_eq!(w.transfer("t2").await, JobEnd::Completed, "a new pull meets no record under an old id");
+    let again = w.stored().await;
+    let received = |rs: &[Value]| -> HashSet<String> {
+        rs.iter()
+            .filter(|r| !r["id"].as_str().unwrap().starts_with("transfer-"))
+            .map(|r| format!("{}/{}", r["resourceType"], r["id"]))
+            .collect()
+    };
+    assert_eq!(received(&before), received(&again), "updated in place, nothing twice");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incremental_pull_asks_only_for_what_changed() {
     let w = world(Setup::default(), None).await;
@@ -239,6 +283,64 @@ async fn provenance_of_sensitive_records_is_sensitive_and_this_plans_own_never_l
     }
     assert!(received > 0, "the previous plan's own Provenance of sensitive care arrived sensitive");
     assert!(custodians > 0, "this plan's Provenance of sensitive records is one of their own");
+}
+
+/// A Provenance that comes before the record it names (a server sorting by type) is left out
+/// with that record when the member left sensitive records out: counted, never kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provenance_ahead_of_a_record_left_out_is_left_out_with_it() {
+    let w = world(Setup { include_sensitive: false, page_size: 40, ..Setup::default() }, None).await;
+    w.script.add("", Fault::ProvenanceFirst, 0);
+    assert_eq!(w.transfer("t1").await, JobEnd::Completed);
+    let p = progress(&w, "t1").await;
+    let provenance = p.types.get("Provenance").cloned().unwrap_or_default();
+    assert!(provenance.excluded > 0, "{provenance:?}");
+    assert_eq!(provenance.received, provenance.stored + provenance.excluded + provenance.rejected, "{provenance:?}");
+    let stored = w.stored().await;
+    assert!(stored.iter().all(|r| !sensitivity::is_sensitive(r)), "nothing sensitive stored");
+    for r in stored.iter().filter(|r| r["resourceType"] == "Provenance") {
+        assert!(!r["target"].to_string().contains("masked"), "kept with a target masked: {r}");
+    }
+    assert_eq!(p.excluded.values().sum::<u64>(), p.excluded_total());
+}
+
+/// A transfer stopped halfway and retried ends as one that never stopped: the same records,
+/// the same counts of what was left out (nothing fetched or counted twice), and a Provenance
+/// arriving after the stop that names a record left out before it is left out too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_transfer_ends_as_one_that_never_stopped() {
+    let setup = || Setup { include_sensitive: false, page_size: 40, hide_everything: true, ..Setup::default() };
+    let whole = world(setup(), None).await;
+    whole.script.add("", Fault::NoRevinclude, 0);
+    assert_eq!(whole.transfer("t1").await, JobEnd::Completed);
+
+    let resumed = world(setup(), None).await;
+    resumed.script.add("/Provenance?", Fault::Truncate, 0);
+    resumed.script.add("", Fault::NoRevinclude, 0);
+    assert!(matches!(resumed.transfer("t1").await, JobEnd::Failed(_)));
+    let halfway = progress(&resumed, "t1").await;
+    assert!(halfway.excluded_total() > 0, "something was left out before it stopped");
+    assert_eq!(halfway.types.get("Provenance").map(|c| c.received), None, "no Provenance came before it stopped");
+    resumed.script.clear();
+    resumed.script.add("", Fault::NoRevinclude, 0);
+    assert!(resumed.store.retry_transfer("t1", "test", Timestamp::now()).await.unwrap());
+    let end = loop {
+        match resumed.engine.run_once().await.unwrap() {
+            Some((id, end)) if id == "t1" => break end,
+            Some(_) => continue,
+            None => panic!("the transfer was not claimable"),
+        }
+    };
+    assert_eq!(end, JobEnd::Completed);
+
+    let (a, b) = (progress(&whole, "t1").await, progress(&resumed, "t1").await);
+    assert!(a.types["Provenance"].excluded > 0, "{:?}", a.types["Provenance"]);
+    assert_eq!(a.excluded, b.excluded, "left out, by reason");
+    for (t, counts) in &a.types {
+        let other = b.types.get(t).cloned().unwrap_or_default();
+        assert_eq!((counts.stored, counts.excluded), (other.stored, other.excluded), "{t}");
+    }
+    assert_eq!(by_type(&whole.stored().await), by_type(&resumed.stored().await));
 }
 
 /// Issue 19, item 2: a previous plan cannot file a record under another member of this plan
@@ -382,7 +484,11 @@ async fn bad_entries_are_rejected_with_reasons_and_unknown_elements_kept() {
     let rejected = w.store.transfer_rejections("t1").await.unwrap();
     assert!(rejected.iter().any(|r| r.reason.contains("no valid id")), "{rejected:?}");
     assert!(rejected.iter().any(|r| r.source == "Binary/b1" && r.reason.contains("not a type")));
-    assert_eq!(progress(&w, "t1").await.rejected, 2);
+    assert!(
+        rejected.iter().any(|r| r.source == "Condition/someone-else-1" && r.reason.contains("another patient")),
+        "a record about someone else is not the member's to bring: {rejected:?}"
+    );
+    assert_eq!(progress(&w, "t1").await.rejected, 3);
     let stored = w.stored().await;
     let fine = stored.iter().find(|r| r["unknownElement"]["kept"] == true).expect("unknown elements are kept");
     assert_eq!(fine["resourceType"], "Condition");

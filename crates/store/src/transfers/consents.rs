@@ -112,11 +112,16 @@ impl Store {
         Ok(withdrawn > 0)
     }
 
-    /// Records what deleting a withdrawn consent's records did.
+    /// Records what deleting a withdrawn consent's records did (kept and shared: what stays now).
     pub async fn set_consent_deletion(&self, id: &str, records: &crate::PermissionRecords) -> Result<(), StoreError> {
         let n = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         on_pool!(self, pool => {
-            sqlx::query("UPDATE member_consent SET records_deleted = $1, records_kept = $2, records_shared = $3 WHERE id = $4")
+            // Added up: deleting again (a second click, or finishing a deletion that stopped
+            // halfway) adds what that call deleted, never forgets what the first did.
+            sqlx::query(
+                "UPDATE member_consent SET records_deleted = COALESCE(records_deleted, 0) + $1, \
+                 records_kept = $2, records_shared = $3 WHERE id = $4",
+            )
                 .bind(n(records.deleted))
                 .bind(n(records.kept))
                 .bind(n(records.shared))

@@ -30,12 +30,28 @@ pub struct TransferPage {
     pub targets: Vec<TransferTarget>,
 }
 
-/// A record a transfer's records refer to, by its id here and at the previous plan.
+/// A record a transfer's records refer to, by its id here and at the previous plan; or one it
+/// left out as sensitive ([`TransferTarget::withheld`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransferTarget {
     pub target_type: String,
     pub target_id: String,
+    /// Empty for a withheld record: it is never fetched.
     pub source_id: String,
+    /// Why the transfer left it out (a sensitivity reason's key), when it did.
+    pub withheld: Option<String>,
+}
+
+impl TransferTarget {
+    /// A record left out because it is sensitive and the member said so.
+    pub fn withheld(target_type: &str, target_id: &str, reason: String) -> Self {
+        Self {
+            target_type: target_type.to_owned(),
+            target_id: target_id.to_owned(),
+            source_id: String::new(),
+            withheld: Some(reason),
+        }
+    }
 }
 
 /// A [`TransferPage`] whose resources are versioned (as new) and serialised, ready for one
@@ -174,9 +190,20 @@ impl Store {
                 sqlx::query("SET LOCAL lock_timeout = '60s'").execute(&mut *tx).await?;
             }
             let origin = WriteOrigin { transfer: Some(page.transfer_id.as_str()), permission: page.permission.as_deref() };
-            let mut stored = (*tx).write_resources(batch, now, origin).await?;
+            let written = (*tx).write_resources(batch, now, origin).await?;
+            let mut stored = written.stored;
             let id = page.transfer_id.as_str();
-            for rows in page.rejected.chunks(500) {
+            // A previous plan named another member's record here: refused, and said why.
+            let refused: Vec<(String, String)> = written
+                .refused
+                .iter()
+                .map(|w| {
+                    let source = format!("{}/{}", w.resource_type, w.source_id.as_deref().unwrap_or(&w.id));
+                    (source, "it is another member's record here; a previous plan cannot change it".to_owned())
+                })
+                .collect();
+            let stored_count = stored_count - refused.len() as i64;
+            for rows in page.rejected.chunks(500).chain(refused.chunks(500)) {
                 let mut insert = SqlBuilder::new("INSERT INTO transfer_rejected (transfer_id, at, source, reason) VALUES ");
                 insert.rows(rows.iter().map(|(source, reason)| {
                     vec![Arg::Text(id.to_owned()), Arg::I64(now.millis()), Arg::Text(source.clone()), Arg::Text(reason.clone())]
@@ -201,9 +228,10 @@ impl Store {
                 }));
                 bind_args!(sqlx::query, insert).execute(&mut *tx).await?;
             }
-            for rows in page.targets.chunks(500) {
+            let targets = distinct_targets(&page.targets);
+            for rows in targets.chunks(500) {
                 let mut insert = SqlBuilder::new(
-                    "INSERT INTO transfer_target (transfer_id, target_type, target_id, source_id) VALUES ",
+                    "INSERT INTO transfer_target (transfer_id, target_type, target_id, source_id, withheld) VALUES ",
                 );
                 insert.rows(rows.iter().map(|t| {
                     vec![
@@ -211,9 +239,16 @@ impl Store {
                         Arg::Text(t.target_type.clone()),
                         Arg::Text(t.target_id.clone()),
                         Arg::Text(t.source_id.clone()),
+                        Arg::OptText(t.withheld.clone()),
                     ]
                 }));
-                insert.push(" ON CONFLICT DO NOTHING");
+                // Once left out, a record stays so for the transfer (its id there is no longer needed).
+                insert.push(
+                    " ON CONFLICT (transfer_id, target_type, target_id) DO UPDATE SET \
+                     withheld = COALESCE(transfer_target.withheld, excluded.withheld), \
+                     source_id = CASE WHEN COALESCE(transfer_target.withheld, excluded.withheld) IS NULL \
+                     THEN transfer_target.source_id ELSE '' END",
+                );
                 bind_args!(sqlx::query, insert).execute(&mut *tx).await?;
             }
             for rows in page.events.chunks(500) {
@@ -233,7 +268,7 @@ impl Store {
             }
             // After the page before committed, so that a Provenance it wrote is seen here when
             // this page brings the sensitive record it names (and the other way round).
-            (*tx).mark_sensitive_provenance(&mut stored).await?;
+            (*tx).mark_sensitive_provenance(&mut stored, true).await?;
             // Last, so that the transfer's row is locked only while this transaction commits.
             let held = sqlx::query(
                 "UPDATE transfer SET checkpoint = $1, progress = $2, resources_stored = resources_stored + $3, \
@@ -261,4 +296,17 @@ impl Store {
             Ok(stored)
         })
     }
+}
+
+/// One row per target (one statement may not touch a row twice); a record left out anywhere on
+/// the page stays left out.
+fn distinct_targets(targets: &[TransferTarget]) -> Vec<TransferTarget> {
+    let mut by_key: std::collections::BTreeMap<(&str, &str), TransferTarget> = std::collections::BTreeMap::new();
+    for target in targets {
+        let entry = by_key.entry((&target.target_type, &target.target_id)).or_insert_with(|| target.clone());
+        if entry.withheld.is_none() && target.withheld.is_some() {
+            *entry = target.clone();
+        }
+    }
+    by_key.into_values().collect()
 }

@@ -159,8 +159,8 @@ impl Store {
                     .bind(error.unwrap_or(""))
                     .execute(&mut *tx)
                     .await?;
-                if final_state == TransferState::Completed {
-                    // Only a run that did not finish may still need them (a retry resumes it).
+                if matches!(final_state, TransferState::Completed | TransferState::Cancelled) {
+                    // Only a run that may be retried still needs them (a retry resumes it).
                     sqlx::query("DELETE FROM transfer_target WHERE transfer_id = $1").bind(id).execute(&mut *tx).await?;
                 }
             }

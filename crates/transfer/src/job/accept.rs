@@ -3,7 +3,7 @@
 use baton_fhir::exchange::{category_of, is_exchange_type};
 use baton_fhir::sensitivity;
 use baton_records::Prepared;
-use baton_store::ResourceWrite;
+use baton_store::{ResourceWrite, TransferTarget};
 use baton_vocab::EventKind;
 use serde_json::{Value, json};
 
@@ -63,7 +63,7 @@ impl Job<'_> {
                 } else if let Some(reason) = self.sensitive_target(&prepared.write) {
                     // A Provenance of a sensitive record says who recorded what about it.
                     if !self.ctx.include_sensitive {
-                        self.exclude(&resource_type, local, &[reason]);
+                        self.exclude(&resource_type, &prepared.write.id, &[reason]);
                         return Ok(());
                     }
                     prepared.write.sensitive = true;
@@ -76,10 +76,7 @@ impl Job<'_> {
                 }
                 resources.push(prepared.write);
             }
-            Ingested::Excluded { reasons, local_id } => {
-                let local = crate::named::key(&resource_type, &local_id);
-                self.exclude(&resource_type, local, &reasons);
-            }
+            Ingested::Excluded { reasons, local_id } => self.exclude(&resource_type, &local_id, &reasons),
             Ingested::Rejected(reason) => {
                 self.progress.types.entry(resource_type.clone()).or_default().rejected += 1;
                 self.progress.rejected += 1;
@@ -89,15 +86,32 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// Counts a record left out because it is sensitive and the member said so: once, under
-    /// its most specific reason (a kind of care before a bare "restricted").
-    pub(super) fn exclude(&mut self, resource_type: &str, local: u128, reasons: &[sensitivity::Reason]) {
-        self.progress.types.entry(resource_type.to_owned()).or_default().excluded += 1;
+    /// Counts a record left out because it is sensitive and the member said so: once (however
+    /// often it comes), under its most specific reason (a kind of care before a bare
+    /// "restricted"); noted with the page, so that a resumed run knows it too.
+    pub(super) fn exclude(&mut self, resource_type: &str, local_id: &str, reasons: &[sensitivity::Reason]) {
         let primary = reasons.iter().find(|r| r.kind != sensitivity::Kind::Restricted).or(reasons.first());
-        if let Some(primary) = primary {
-            *self.progress.excluded.entry(primary.key()).or_default() += 1;
-            self.sensitive.insert(local, *primary);
+        let Some(primary) = primary else { return };
+        let local = crate::named::key(resource_type, local_id);
+        if self.sensitive.insert(local, *primary).is_some() {
+            return;
         }
+        self.progress.types.entry(resource_type.to_owned()).or_default().excluded += 1;
+        *self.progress.excluded.entry(primary.key()).or_default() += 1;
+        self.page_withheld.push(TransferTarget::withheld(resource_type, local_id, primary.key()));
+    }
+
+    /// Takes back a record counted as stored and not written after all: a Provenance found to
+    /// name a record left out (later in its page), left out with it.
+    pub(super) fn retract(&mut self, write: &ResourceWrite, reason: sensitivity::Reason) {
+        if let Some(counts) = self.progress.types.get_mut(&write.resource_type) {
+            counts.stored = counts.stored.saturating_sub(1);
+        }
+        let category = category_of(&write.resource_type, &write.body).key().to_owned();
+        if let Some(n) = self.progress.categories.get_mut(&category) {
+            *n = n.saturating_sub(1);
+        }
+        self.exclude(&write.resource_type, &write.id, &[reason]);
     }
 
     /// For a Provenance: why one of its targets is sensitive, when this run found one so.

@@ -153,6 +153,7 @@ impl Job<'_> {
     /// without a tracker.
     pub(super) fn track(&mut self, resources: &[ResourceWrite]) -> Vec<TransferTarget> {
         let sources = std::mem::take(&mut self.page_sources);
+        let withheld = std::mem::take(&mut self.page_withheld);
         let unwritten = match &mut self.named {
             Some(named) => named.track(resources),
             None => {
@@ -174,8 +175,9 @@ impl Job<'_> {
             .into_iter()
             .filter_map(|(target_type, target_id)| {
                 let source_id = sources.get(&crate::named::key(&target_type, &target_id))?.clone();
-                Some(TransferTarget { target_type, target_id, source_id })
+                Some(TransferTarget { target_type, target_id, source_id, withheld: None })
             })
+            .chain(withheld)
             .collect()
     }
 

@@ -49,17 +49,27 @@ impl Job<'_> {
     /// listing them beside the others would show a reader who may not see them that they
     /// exist (and a received Provenance naming a sensitive record found later in the batch is
     /// marked sensitive first).
+    ///
+    /// Where the member left sensitive records out, such a received Provenance is left out
+    /// with them, and counted so.
     pub(super) fn add_custodian_provenance(&mut self, resources: &mut Vec<ResourceWrite>) -> Result<(), JobEnd> {
         let source = self.ctx.source_base.clone();
-        for write in resources.iter_mut() {
-            if !write.sensitive
-                && write.source_system.as_deref() == Some(source.as_str())
-                && let Some(reason) = self.sensitive_target(write)
-            {
-                write.sensitive = true;
-                self.sensitive.insert(crate::named::key(&write.resource_type, &write.id), reason);
+        let mut kept = Vec::with_capacity(resources.len());
+        for mut write in std::mem::take(resources) {
+            let reason = (!write.sensitive && write.source_system.as_deref() == Some(source.as_str()))
+                .then(|| self.sensitive_target(&write))
+                .flatten();
+            match reason {
+                Some(reason) if !self.ctx.include_sensitive => self.retract(&write, reason),
+                Some(reason) => {
+                    write.sensitive = true;
+                    self.sensitive.insert(crate::named::key(&write.resource_type, &write.id), reason);
+                    kept.push(write);
+                }
+                None => kept.push(write),
             }
         }
+        *resources = kept;
         let mut parts: [Vec<(String, String)>; 2] = [vec![], vec![]];
         for write in resources.iter().filter(|w| w.source_system.as_deref() == Some(source.as_str())) {
             parts[usize::from(write.sensitive)].push((write.resource_type.clone(), write.id.clone()));

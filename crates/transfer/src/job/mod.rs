@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use baton_fhir::sensitivity;
-use baton_store::{PayerLink, PreparedTransferPage, Timestamp, Transfer};
+use baton_store::{PayerLink, PreparedTransferPage, Timestamp, Transfer, TransferTarget};
 use baton_vocab::{ConsentPolicy, LinkState, TransferState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -120,6 +120,8 @@ struct Job<'a> {
     /// The previous plan's id of each record the page being ingested names, by key: noted
     /// with the page for those it has not written ([`TransferTarget`]).
     page_sources: std::collections::HashMap<u128, String>,
+    /// The records the page being ingested left out as sensitive: noted with it.
+    page_withheld: Vec<TransferTarget>,
 }
 
 /// Why a step stopped the job.
@@ -215,6 +217,16 @@ impl<'a> Job<'a> {
         let progress = Progress::from_json(&transfer.progress);
         let credentials = engine.payers.credentials(&link.payer_id);
         let named = matches!(checkpoint, Checkpoint::Plan).then(NamedTargets::default);
+        // What earlier runs left out: a Provenance naming one of them is left out too.
+        let sensitive = store
+            .transfer_withheld(&transfer.id)
+            .await
+            .map_err(|e| failed("reading what the transfer left out", &e))?
+            .into_iter()
+            .filter_map(|(t, id, reason)| {
+                Some((crate::named::key(&t, &id), sensitivity::Reason::from_key(&reason)?))
+            })
+            .collect();
         Ok(Job {
             engine,
             transfer,
@@ -232,8 +244,9 @@ impl<'a> Job<'a> {
             gathering: None,
             committing: VecDeque::new(),
             handoff: None,
-            sensitive: std::collections::HashMap::new(),
+            sensitive,
             page_sources: std::collections::HashMap::new(),
+            page_withheld: vec![],
         })
     }
 

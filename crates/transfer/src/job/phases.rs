@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use baton_fhir::exchange::{Category, category_of, is_exchange_type};
 use baton_fhir::reference::Reference;
+use baton_fhir::sensitivity;
 use baton_fhir::smart::Scopes;
 use baton_store::Timestamp;
 use serde_json::Value;
@@ -162,7 +163,9 @@ impl Job<'_> {
         let mut seen = HashSet::new();
         for (_, _, target_type, target_id) in dangling {
             let key = (target_type, target_id);
-            if is_exchange_type(&key.0) && !self.attempted.contains(&key) && seen.insert(key.clone()) {
+            // A record left out as sensitive is not fetched again.
+            let withheld = self.sensitive.contains_key(&crate::named::key(&key.0, &key.1)) && !self.ctx.include_sensitive;
+            if is_exchange_type(&key.0) && !withheld && !self.attempted.contains(&key) && seen.insert(key.clone()) {
                 candidates.push(key);
             }
         }
@@ -246,6 +249,12 @@ impl Job<'_> {
         }
         let mut resources = vec![];
         for ((referrer_type, referrer_id), missing) in by_referrer {
+            if let Some(reason) = self.withheld_among(&referrer_type, &missing) {
+                // A Provenance of a record left out as sensitive (that came before it) goes too.
+                store.purge_resource(&referrer_type, &referrer_id).await.map_err(|e| JobEnd::Failed(e.to_string()))?;
+                self.exclude(&referrer_type, &referrer_id, &[reason]);
+                continue;
+            }
             let Some(stored) =
                 store.read_resource(&referrer_type, &referrer_id).await.map_err(|e| JobEnd::Failed(e.to_string()))?
             else {
@@ -278,6 +287,18 @@ impl Job<'_> {
             format!("{} stored, {} withheld", self.progress.stored(), self.progress.excluded_total()),
         )];
         self.commit(resources, vec![], &Audit::default(), events, 0).await
+    }
+
+    /// For a received Provenance, when the member left sensitive records out: why one of the
+    /// `missing` records it names (`Type/id`) was left out, if one was.
+    fn withheld_among(&self, referrer_type: &str, missing: &HashSet<String>) -> Option<sensitivity::Reason> {
+        if referrer_type != "Provenance" || self.ctx.include_sensitive {
+            return None;
+        }
+        missing.iter().find_map(|m| {
+            let (t, id) = m.split_once('/')?;
+            self.sensitive.get(&crate::named::key(t, id)).copied()
+        })
     }
 
     /// Stored counts from the store itself: a resource that came more than once (a Provenance

@@ -35,7 +35,8 @@ pub enum Fault {
     Garbage,
     /// Forward, then point the `next` link at another server.
     ForeignNext,
-    /// Forward, then add an entry whose resource has no id, and one of another type.
+    /// Forward, then add an entry whose resource has no id, one of another type, one about
+    /// another patient, and one with an element FHIR R4 does not define.
     BadEntries,
     /// Forward, then add the same Condition to a page of results (as a resource two searches
     /// both find would come).
@@ -43,6 +44,12 @@ pub enum Fault {
     /// Forward, then add a Condition that names another member of the new plan on the new
     /// plan's own base, and a record on a third server (a hostile or careless previous plan).
     Hostile,
+    /// Forward, then put a page's Provenance before the records they name (as a server that
+    /// sorts by type would).
+    ProvenanceFirst,
+    /// Forward, then drop the Provenance a search of another type brought along (a server
+    /// without `_revinclude`: Provenance come only with their own search, last).
+    NoRevinclude,
 }
 
 /// A fault for requests whose path and query contain `pattern`, `times` times (0: always).
@@ -63,6 +70,11 @@ pub struct Script {
 impl Script {
     pub fn add(&self, pattern: &str, fault: Fault, times: usize) {
         self.rules.lock().unwrap().push((Rule { pattern: pattern.into(), fault, times }, 0));
+    }
+
+    /// Forgets every rule (the previous plan recovers).
+    pub fn clear(&self) {
+        self.rules.lock().unwrap().clear();
     }
 
     fn fault_for(&self, target: &str) -> Option<Fault> {
@@ -329,7 +341,9 @@ async fn forward(
                 entries.push(serde_json::json!({"resource": {"resourceType": "Condition", "subject": {"reference": "Patient/x"}}}));
                 entries.push(serde_json::json!({"resource": {"resourceType": "Binary", "id": "b1"}}));
                 entries.push(serde_json::json!({"resource": {"resourceType": "Condition", "id": "fine-1",
-                    "subject": {"reference": "Patient/whoever"}, "unknownElement": {"kept": true}}}));
+                    "code": {"text": "Sprained ankle"}, "unknownElement": {"kept": true}}}));
+                entries.push(serde_json::json!({"resource": {"resourceType": "Condition", "id": "someone-else-1",
+                    "subject": {"reference": "Patient/whoever"}, "code": {"text": "Not theirs"}}}));
             }
             text = bundle.to_string();
         }
@@ -349,6 +363,20 @@ async fn forward(
             if let Some(entries) = bundle["entry"].as_array_mut().filter(|_| searchset) {
                 entries.push(serde_json::json!({"resource": {"resourceType": "Condition", "id": "shared-1",
                     "code": {"text": "Found on every page"}}}));
+            }
+            text = bundle.to_string();
+        }
+        Some(Fault::NoRevinclude) if status.is_success() && !target.contains("/Provenance") => {
+            let mut bundle: Value = serde_json::from_str(&text).unwrap();
+            if let Some(entries) = bundle["entry"].as_array_mut() {
+                entries.retain(|e| e["resource"]["resourceType"] != "Provenance");
+            }
+            text = bundle.to_string();
+        }
+        Some(Fault::ProvenanceFirst) if status.is_success() => {
+            let mut bundle: Value = serde_json::from_str(&text).unwrap();
+            if let Some(entries) = bundle["entry"].as_array_mut() {
+                entries.sort_by_key(|e| e["resource"]["resourceType"] != "Provenance");
             }
             text = bundle.to_string();
         }
