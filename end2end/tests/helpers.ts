@@ -149,7 +149,7 @@ export async function approveAtOldPlan(page: Page, username: string, choice: Cho
     return;
   }
   await page
-    .getByLabel(choice === 'include' ? 'Share everything, including sensitive information' : 'Do not share sensitive information')
+    .getByLabel(choice === 'include' ? 'Yes. Share sensitive information too.' : 'No. Leave out sensitive information.')
     .check();
   await page.getByRole('button', { name: 'Allow', exact: true }).click();
 }

@@ -45,9 +45,9 @@ test('a member signs in at the old plan, sees the sensitive choice, denies, then
 
   await expect(page.getByRole('heading', { level: 1 })).toHaveText('Share your records with Cedar Valley Health (Baton)?');
   await expect(page.getByText('You are signed in as Maria Garcia')).toBeVisible();
-  const sensitive = page.getByRole('group', { name: 'Sensitive information' });
-  await expect(sensitive.getByLabel('Share everything, including sensitive information')).not.toBeChecked();
-  await expect(sensitive.getByLabel('Do not share sensitive information')).not.toBeChecked();
+  const sensitive = page.getByRole('group', { name: 'Should we share sensitive information?' });
+  await expect(sensitive.getByLabel('Yes. Share sensitive information too.')).not.toBeChecked();
+  await expect(sensitive.getByLabel('No. Leave out sensitive information.')).not.toBeChecked();
   await expectAccessible(page);
   await page.getByRole('button', { name: 'Do not allow' }).click();
 
@@ -58,7 +58,7 @@ test('a member signs in at the old plan, sees the sensitive choice, denies, then
   // The member changes their mind: already signed in, straight to the consent screen.
   await page.goto(authorizeUrl('second-try'));
   await expect(page.getByRole('heading', { level: 1 })).toHaveText('Share your records with Cedar Valley Health (Baton)?');
-  await page.getByLabel('Do not share sensitive information').check();
+  await page.getByLabel('No. Leave out sensitive information.').check();
   await page.getByRole('button', { name: 'Allow', exact: true }).click();
   await expect.poll(() => callback()?.searchParams.get('state')).toBe('second-try');
   expect(callback()?.searchParams.get('code')).toMatch(/^[A-Za-z0-9_-]{43}$/);
@@ -77,7 +77,7 @@ test('the old plan refuses to approve without the sensitive choice, and works wi
   await expect(page.getByRole('heading', { level: 1 })).toHaveText('Share your records with Cedar Valley Health (Baton)?');
   expect(page.url()).toContain('/oauth/authorize');
   // With a choice, Allow goes back to the app with a code.
-  await page.getByLabel('Share everything, including sensitive information').check();
+  await page.getByLabel('Yes. Share sensitive information too.').check();
   const [request] = await Promise.all([
     page.waitForRequest((r) => r.url().startsWith(CALLBACK)),
     page.getByRole('button', { name: 'Allow', exact: true }).click(),

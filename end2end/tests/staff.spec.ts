@@ -73,7 +73,7 @@ test('staff import a roster, find a member, retry a failed transfer and open a r
   await expect(page.locator('#requests')).toContainText('http://127.0.0.1:9/fhir/metadata');
   await settle(page);
   await page.getByRole('button', { name: 'Retry' }).click();
-  await expect(page.locator('#timeline')).toContainText('retry: staff sam');
+  await expect(page.locator('#timeline')).toContainText('Tried again: staff sam');
   await expect(page.locator('#transfer-state')).not.toHaveAttribute('data-state', 'failed', { timeout: 2_000 }).catch(() => {
     // The worker may already have tried again and failed: the timeline above shows the retry.
   });

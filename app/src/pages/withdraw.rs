@@ -44,7 +44,8 @@ fn Confirm(preview: WithdrawalPreview) -> impl IntoView {
     let i18n = use_i18n();
     let old = preview.payer_name.clone();
     let back = format!("/member/transfers/{}", preview.transfer_id);
-    if preview.withdrawn {
+    // Withdrawn, and nothing left to delete (a deletion that stopped halfway offers the rest).
+    if preview.withdrawn && preview.deleted == 0 {
         return view! {
             <h1>{t!(i18n, withdraw.title)}</h1>
             <p class="alert" role="status">{t!(i18n, transfer.withdrawn)}</p>

@@ -130,7 +130,7 @@ holder_test!(approving_without_the_sensitive_choice_is_refused, |t| {
     let csp = consent.headers()["content-security-policy"].to_str().unwrap().to_owned();
     assert!(csp.contains("form-action 'self' https://new-plan.example"), "{csp}");
     let html = consent.text().await.unwrap();
-    assert!(html.contains("Sensitive information") && html.contains("name=\"sensitive\" value=\"include\""));
+    assert!(html.contains("Should we share sensitive information?") && html.contains("name=\"sensitive\" value=\"include\""));
     assert!(!html.contains("checked"), "no pre-selected answer");
     let refused = browser
         .post(format!("{}oauth/authorize/decision", t.base))

@@ -368,7 +368,10 @@ impl Journey {
                     )
                     .await?;
             }
-            store.set_consent_deletion(&consent.id, &records).await?;
+            // A second call (a second click) finds nothing left: what the first did stays said.
+            if records != baton_store::PermissionRecords::default() || consent.records_deleted.is_none() {
+                store.set_consent_deletion(&consent.id, &records).await?;
+            }
             outcome.deleted = records.deleted;
             outcome.kept = records.kept;
             outcome.shared = records.shared;
