@@ -834,11 +834,11 @@ async fn a_brands_entry_without_discovery_uses_its_pinned_endpoints_and_scopes()
     }));
     let shared = old.shared.clone();
     baton_store::testing::on_sqlite(move |store| async move {
-        // Nothing answers discovery under this base: the pinned endpoints are the only way.
+        // Nothing is published under this base (404): not set up, until endpoints are pinned.
         let fhir_base = format!("{}/elsewhere/fhir", old.base.origin().ascii_serialization());
         let (journey, id) = registered_brands_entry(&store, &fhir_base).await;
         let error = journey.start(&id, false, Timestamp::now()).await.unwrap_err();
-        assert!(matches!(error, JourneyError::Discovery(DiscoveryError::Unreachable(_))), "{error:?}");
+        assert!(matches!(error, JourneyError::Discovery(DiscoveryError::NotPublished(_))), "{error:?}");
 
         let token_url = format!("{}/token", old.base);
         let scopes = "launch/patient openid  patient/ExplanationOfBenefit.read";

@@ -228,6 +228,24 @@ impl Store {
                 }));
                 bind_args!(sqlx::query, insert).execute(&mut *tx).await?;
             }
+            for rows in page.events.chunks(500) {
+                let mut insert = SqlBuilder::new("INSERT INTO transfer_event (transfer_id, at, kind, detail) VALUES ");
+                insert.rows(rows.iter().map(|(kind, detail)| {
+                    vec![Arg::Text(id.to_owned()), Arg::I64(now.millis()), Arg::Text(kind.to_string()), Arg::Text(detail.clone())]
+                }));
+                bind_args!(sqlx::query, insert).execute(&mut *tx).await?;
+            }
+            let committed = match previous_committed {
+                Some(committed) => committed,
+                None => previous.as_mut().await,
+            };
+            if !committed {
+                tx.rollback().await?;
+                return Err(CommitError::PreviousPageFailed);
+            }
+            // After the page before committed: pages in flight name the same records (a resumed
+            // run notes every target again), and an upsert locks the row it meets — written
+            // before, a later page could hold a row the earlier one waits for.
             let targets = distinct_targets(&page.targets);
             for rows in targets.chunks(500) {
                 let mut insert = SqlBuilder::new(
@@ -250,21 +268,6 @@ impl Store {
                      THEN transfer_target.source_id ELSE '' END",
                 );
                 bind_args!(sqlx::query, insert).execute(&mut *tx).await?;
-            }
-            for rows in page.events.chunks(500) {
-                let mut insert = SqlBuilder::new("INSERT INTO transfer_event (transfer_id, at, kind, detail) VALUES ");
-                insert.rows(rows.iter().map(|(kind, detail)| {
-                    vec![Arg::Text(id.to_owned()), Arg::I64(now.millis()), Arg::Text(kind.to_string()), Arg::Text(detail.clone())]
-                }));
-                bind_args!(sqlx::query, insert).execute(&mut *tx).await?;
-            }
-            let committed = match previous_committed {
-                Some(committed) => committed,
-                None => previous.as_mut().await,
-            };
-            if !committed {
-                tx.rollback().await?;
-                return Err(CommitError::PreviousPageFailed);
             }
             // After the page before committed, so that a Provenance it wrote is seen here when
             // this page brings the sensitive record it names (and the other way round).
