@@ -9,6 +9,7 @@
 //! The README's commands (`scripts/run.sh`, `scripts/test.sh`) call this with
 //! `CARGO_TARGET_DIR` defaulting to `~/.cache/baton/target`, so fresh clones reuse builds.
 
+mod migrations;
 mod postgres;
 mod site;
 mod util;
@@ -138,7 +139,11 @@ fn native_packages(ctx: &Ctx) -> Result<Vec<String>> {
 
 fn test(ctx: &Ctx) -> Result<()> {
     let started = Instant::now();
-    let mut steps = Steps::new(4);
+    let mut steps = Steps::new(5);
+
+    steps.next("migrations in step on both backends");
+    let migrations = migrations::check(&ctx.root)?;
+    println!("    {migrations} migrations, each on SQLite and PostgreSQL");
 
     steps.next("build the site (server, WebAssembly, CSS)");
     site::build(ctx)?;

@@ -368,7 +368,7 @@ impl WriteResources for SqliteConnection {
         let mut seqs = Seqs::default();
         for chunk in sqlite_chunks(&batch) {
             let sql = NEW_RESOURCES.text(chunk.len());
-            let mut query: SqliteQueryAs<(String, String, i64)> = sqlx::query_as(&sql);
+            let mut query: SqliteQueryAs<'_, (String, String, i64)> = sqlx::query_as(&sql);
             for p in chunk {
                 query = bind_resource_sqlite(query, p, now, origin);
             }
@@ -390,7 +390,7 @@ impl WriteResources for SqliteConnection {
                     ") SELECT r.resource_type, r.id, r.version_id, r.seq FROM k \
                      JOIN fhir_resource r ON r.resource_type = k.t AND r.id = k.i",
                 );
-                let mut query: SqliteQueryAs<(String, String, i64, i64)> = sqlx::query_as(&sql);
+                let mut query: SqliteQueryAs<'_, (String, String, i64, i64)> = sqlx::query_as(&sql);
                 for w in chunk {
                     query = query.bind(w.resource_type.as_str()).bind(w.id.as_str());
                 }
@@ -406,7 +406,7 @@ impl WriteResources for SqliteConnection {
             let updates: Vec<&PreparedWrite> = existing.iter().map(|&i| &batch[i]).collect();
             for chunk in sqlite_chunks(&updates) {
                 let sql = UPSERT_RESOURCES.text(chunk.len());
-                let mut query: SqliteQueryAs<(String, String, i64)> = sqlx::query_as(&sql);
+                let mut query: SqliteQueryAs<'_, (String, String, i64)> = sqlx::query_as(&sql);
                 for p in chunk {
                     query = bind_resource_sqlite(query, p, now, origin);
                 }
@@ -420,7 +420,7 @@ impl WriteResources for SqliteConnection {
                 for chunk in sqlite_chunks(&replaced) {
                     // One "row" of n placeholders: `IN (?, ?, …)`.
                     let sql = sqlite_values(&format!("DELETE FROM {table} WHERE resource_seq IN "), chunk.len(), 1, "");
-                    let mut query: SqliteQuery = sqlx::query(&sql);
+                    let mut query: SqliteQuery<'_> = sqlx::query(&sql);
                     for seq in chunk {
                         query = query.bind(*seq);
                     }
@@ -441,7 +441,7 @@ impl WriteResources for SqliteConnection {
         }
         for chunk in sqlite_chunks(&identifiers) {
             let sql = NEW_IDENTIFIERS.text(chunk.len());
-            let mut query: SqliteQuery = sqlx::query(&sql);
+            let mut query: SqliteQuery<'_> = sqlx::query(&sql);
             for (seq, system, value) in chunk {
                 query = query.bind(*seq).bind(*system).bind(*value);
             }
@@ -449,7 +449,7 @@ impl WriteResources for SqliteConnection {
         }
         for chunk in sqlite_chunks(&references) {
             let sql = NEW_REFERENCES.text(chunk.len());
-            let mut query: SqliteQuery = sqlx::query(&sql);
+            let mut query: SqliteQuery<'_> = sqlx::query(&sql);
             for (seq, path, target_type, target_id) in chunk {
                 query = query.bind(*seq).bind(*path).bind(*target_type).bind(*target_id);
             }
