@@ -1,4 +1,4 @@
-//! The command line: `baton serve | migrate | demo | demo-data | transfers | bench`.
+//! The command line: `baton serve | migrate | demo | demo-data | transfers`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,9 +40,6 @@ pub enum Command {
     /// Inspect and steer transfers, or run transfer workers.
     #[command(subcommand)]
     Transfers(TransfersCommand),
-    /// Benchmarks (build with --release): `baton bench ingest`.
-    #[command(subcommand)]
-    Bench(crate::bench::BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,7 +108,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo => run_demo(config).await,
         Command::DemoData(args) => demo_data(config, args).await,
         Command::Transfers(command) => transfers(config, command).await,
-        Command::Bench(command) => crate::bench::run(command).await,
     }
 }
 

@@ -297,7 +297,7 @@ impl Config {
             None => {}
         }
         Ok(figment
-            // `BATON_CONFIG` names the file; `BATON_BENCH_*` belong to `baton bench`.
+            // `BATON_CONFIG` names the file; `BATON_BENCH_*` belong to `baton-bench`.
             .merge(Env::prefixed("BATON_").split("__").ignore(&["config", "bench_log", "bench_postgres"]))
             .merge(Env::raw().only(&["database_url"])))
     }

@@ -3,7 +3,6 @@
 //! `main.rs` only parses the command line; everything else lives here so that integration
 //! tests can start a real server on a free port ([`startup::Application`]).
 
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -7,8 +7,8 @@ use server::cli::{Cli, run};
 /// library linked in. A transfer allocates and frees a JSON tree, a serialised body and
 /// SQLite's copy of it per resource, across the runtime's threads and SQLite's: glibc's
 /// allocator spent a quarter of the CPU of a large transfer there (consolidating free chunks,
-/// and on arena locks), and a 100,000-resource pull runs about 30 % faster with jemalloc (the
-/// benchmark in the README). Its decay settings are in `.cargo/config.toml`.
+/// and on arena locks), and a 100,000-resource pull runs about 30 % faster with jemalloc
+/// (measured with `baton-bench ingest`, see docs/PERFORMANCE.md). Its decay settings are in `.cargo/config.toml`.
 #[cfg(all(target_os = "linux", not(target_env = "musl")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

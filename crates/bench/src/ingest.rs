@@ -1,16 +1,16 @@
-//! `baton bench ingest`: how fast, and in how much memory, the transfer engine pulls one big
+//! `baton-bench ingest`: how fast, and in how much memory, the transfer engine pulls one big
 //! member from a previous plan into SQLite and PostgreSQL — next to the raw limit, the same
 //! bytes parsed with serde_json and inserted in one batched transaction.
 //!
 //! Every measured part runs in its own process, so each peak RSS is its own:
 //!
-//! - `bench holder` serves the previous plan (a Baton data holder on SQLite holding one synthetic
+//! - `baton-bench holder` serves the previous plan (a Baton data holder on SQLite holding one synthetic
 //!   member) and prints what the member's authorization would have told the new plan;
-//! - `bench pull` is the new plan: a fresh database, the member enrolled, one transfer run by
+//! - `baton-bench pull` is the new plan: a fresh database, the member enrolled, one transfer run by
 //!   the engine exactly as the server runs it;
-//! - `bench raw` fetches the same pages first (not timed), then parses and inserts them.
+//! - `baton-bench raw` fetches the same pages first (not timed), then parses and inserts them.
 //!
-//! The orchestrator (`bench ingest`) starts them with this same executable and prints a table.
+//! The orchestrator (`baton-bench ingest`) starts them with this same executable and prints a table.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -146,7 +146,7 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     anyhow::ensure!(!args.sizes.is_empty() && args.sizes.iter().all(|&n| n > 0), "--sizes needs sizes above zero");
     if cfg!(debug_assertions) {
         eprintln!(
-            "baton bench: this is a debug build; figures mean little. Use `cargo run --release -p server -- bench ingest`."
+            "baton-bench: this is a debug build; figures mean little. Use `cargo run --release -p server -- bench ingest`."
         );
     }
     let postgres = match args.sqlite_only {
@@ -161,7 +161,7 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                     Some(url)
                 }
                 Err(error) => {
-                    eprintln!("baton bench: no PostgreSQL at {} ({error}); SQLite only", baton_store::redact_url(&url));
+                    eprintln!("baton-bench: no PostgreSQL at {} ({error}); SQLite only", baton_store::redact_url(&url));
                     None
                 }
             }
@@ -172,19 +172,19 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let mut rows: Vec<(usize, &'static str, Figures, Figures)> = vec![];
 
     for &size in &args.sizes {
-        eprintln!("baton bench: generating a previous plan with a member of {size} resources…");
+        eprintln!("baton-bench: generating a previous plan with a member of {size} resources…");
         let dir = work.path().join(format!("holder-{size}"));
         let (holder, authorization) = Holder::start(&exe, &dir, size, args.ids)?;
-        eprintln!("baton bench: {} resources served at {}", authorization.resources, authorization.fhir_base);
+        eprintln!("baton-bench: {} resources served at {}", authorization.resources, authorization.fhir_base);
         let json = serde_json::to_string(&authorization)?;
         let mut backends: Vec<(&'static str, Backend)> = vec![("SQLite", Backend::Sqlite(work.path().to_owned()))];
         if let Some(url) = &postgres {
             backends.push(("PostgreSQL", Backend::Postgres(url.clone())));
         }
         for (name, backend) in &backends {
-            eprintln!("baton bench: {size} → {name}: pulling…");
+            eprintln!("baton-bench: {size} → {name}: pulling…");
             let pulled = backend.with_database(|url| child(&exe, "pull", url, &json, args.page_size)).await?;
-            eprintln!("baton bench: {size} → {name}: raw limit…");
+            eprintln!("baton-bench: {size} → {name}: raw limit…");
             let raw = backend.with_database(|url| child(&exe, "raw", url, &json, args.page_size)).await?;
             anyhow::ensure!(
                 pulled.resources == raw.resources,
@@ -272,23 +272,23 @@ fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
     Ok(url.to_string())
 }
 
-/// Runs `baton bench <what>` and reads the figures it prints.
+/// Runs `baton-bench <what>` and reads the figures it prints.
 fn child(exe: &Path, what: &str, database_url: &str, authorization: &str, page_size: u32) -> anyhow::Result<Figures> {
     let output = Command::new(exe)
-        .args(["bench", what, "--database-url", database_url, "--authorization", authorization])
+        .args([what, "--database-url", database_url, "--authorization", authorization])
         .args(["--page-size", &page_size.to_string()])
         .env("RUST_LOG", std::env::var("BATON_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
         .env_remove("DATABASE_URL")
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
-        .with_context(|| format!("running baton bench {what}"))?;
+        .with_context(|| format!("running baton-bench {what}"))?;
     if !output.status.success() {
-        bail!("baton bench {what} failed ({})", output.status);
+        bail!("baton-bench {what} failed ({})", output.status);
     }
     let text = String::from_utf8_lossy(&output.stdout);
     let line = text.lines().last().unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("baton bench {what} printed {text:?}"))
+    serde_json::from_str(line).with_context(|| format!("baton-bench {what} printed {text:?}"))
 }
 
 /// The previous plan's process; stopped when dropped.
@@ -297,7 +297,7 @@ struct Holder(Child);
 impl Holder {
     fn start(exe: &Path, dir: &Path, resources: usize, ids: Ids) -> anyhow::Result<(Holder, Authorization)> {
         let mut child = Command::new(exe)
-            .args(["bench", "holder", "--dir"])
+            .args(["holder", "--dir"])
             .arg(dir)
             .args(["--resources", &resources.to_string(), "--ids", ids.name()])
             .env("RUST_LOG", std::env::var("BATON_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
@@ -306,7 +306,7 @@ impl Holder {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .context("starting baton bench holder")?;
+            .context("starting baton-bench holder")?;
         let stdout = child.stdout.take().context("the holder's output")?;
         let holder = Holder(child);
         let mut line = String::new();

@@ -1,0 +1,47 @@
+//! `baton-bench`: benchmarks kept out of the product binary. Build it with `--release`:
+//!
+//! ```text
+//! cargo build --release -p baton-bench && <target>/release/baton-bench ingest
+//! ```
+//!
+//! It uses the allocator the `baton` binary uses, so memory figures compare.
+
+mod ingest;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The `baton` binary's allocator (see `server/src/main.rs`).
+#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[derive(Debug, Parser)]
+#[command(name = "baton-bench", about = "Baton's benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: ingest::BenchCommand,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("baton-bench: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ingest::run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("baton-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
