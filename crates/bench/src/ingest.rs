@@ -146,7 +146,7 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     anyhow::ensure!(!args.sizes.is_empty() && args.sizes.iter().all(|&n| n > 0), "--sizes needs sizes above zero");
     if cfg!(debug_assertions) {
         eprintln!(
-            "baton-bench: this is a debug build; figures mean little. Use `cargo run --release -p server -- bench ingest`."
+            "baton-bench: this is a debug build; figures mean little. Use `cargo run --release -p baton-bench -- ingest`."
         );
     }
     let postgres = match args.sqlite_only {

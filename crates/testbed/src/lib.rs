@@ -1,4 +1,4 @@
-//! Two plans wired together without a browser, for tests and `baton bench`:
+//! Two plans wired together without a browser, for tests and the `baton-bench` benchmarks:
 //!
 //! - [`previous_plan`]: a data holder (the member's previous plan) holding one synthetic
 //!   member's record, with the new plan registered as a client and tokens issued to it as if
