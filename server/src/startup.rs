@@ -15,7 +15,7 @@ use baton_store::{ConnectOptions, Db, Store};
 use baton_transfer::{Engine, TokenCipher};
 use leptos::config::LeptosOptions;
 use leptos::prelude::{provide_context, use_context};
-use leptos_axum::{LeptosRoutes, file_and_error_handler_with_context, generate_route_list};
+use leptos_axum::{AxumRouteListing, LeptosRoutes, file_and_error_handler_with_context, generate_route_list};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -150,7 +150,7 @@ impl Application {
             .build();
         let state = AppState { leptos_options: leptos_options.clone(), services: services.clone() };
 
-        let routes = generate_route_list(app::App);
+        let routes = routes();
         let context = {
             let services = services.clone();
             move || {
@@ -277,6 +277,17 @@ impl Application {
         tracing::info!("stopped");
         result
     }
+}
+
+/// The app's routes, listed once per process.
+///
+/// Listing them renders the app with resource loading switched off by a process-wide flag
+/// (`leptos_server`'s `SuppressResourceLoad`): a page that starts its first resource meanwhile —
+/// in any app of the process — waits for good (leptos-rs/leptos#4773). `baton demo` builds two
+/// apps in one process, the second while the first serves; so does every test binary.
+fn routes() -> Vec<AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<AxumRouteListing>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(app::App)).clone()
 }
 
 /// Adds the session layer, backed by the same database as everything else.

@@ -12,39 +12,24 @@ use server::config::Config;
 use server::startup::Application;
 use time::macros::date;
 
-const PASSWORD: &str = "a long test password";
-
-/// One test app at a time in this process. Run side by side (each test on its own tokio
-/// runtime), about one run in three left a page render pending for good — no thread blocked,
-/// a wake-up lost between runtimes — which the `baton` process (one runtime) never does. See
-/// the issue note; until that is understood the apps here take turns.
-static ONE_APP_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::support::PASSWORD;
 
 struct TestApp {
-    _turn: tokio::sync::MutexGuard<'static, ()>,
     base: String,
     services: app::ssr::Services,
     maria: AccountId,
     _dir: tempfile::TempDir,
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
+use crate::support::client;
 
 async fn spawn() -> TestApp {
     spawn_with(|_| {}).await
 }
 
 async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-    let turn = ONE_APP_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config =
-        Config { listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.path().to_owned(), ..Config::default() };
+    let mut config = crate::support::config(dir.path());
     // Transfers here are made by hand and must stay as they are.
     config.transfer.workers = false;
     configure(&mut config);
@@ -79,7 +64,7 @@ async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
             .unwrap();
     }
     tokio::spawn(app.run_until_stopped());
-    TestApp { _turn: turn, base, services, maria, _dir: dir }
+    TestApp { base, services, maria, _dir: dir }
 }
 
 impl TestApp {

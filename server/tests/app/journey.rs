@@ -18,12 +18,12 @@ use server::startup::Application;
 use time::macros::date;
 use url::Url;
 
-const PASSWORD: &str = "a long test password";
+use crate::support::PASSWORD;
 /// The redirect URI the testbed registers for the new plan.
 const NEW_PLAN_PUBLIC: &str = "https://new-plan.example/";
 
 /// Every log line of this test process.
-fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
+pub(crate) fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOGS.get_or_init(|| {
         let logs = Arc::new(Mutex::new(Vec::new()));
@@ -131,12 +131,7 @@ fn hidden_request(html: &str) -> String {
     html[start..end].replace("&#x2B;", "+").replace("&#x2F;", "/").replace("&#x3D;", "=").replace("&amp;", "&")
 }
 
-/// One test app at a time in this process (see `server/tests/staff.rs`): side by side on
-/// separate runtimes, a page render was occasionally left pending for good.
-static ONE_APP_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 struct World {
-    _turn: tokio::sync::MutexGuard<'static, ()>,
     new_plan: String,
     old_plan: String,
     services: app::ssr::Services,
@@ -145,7 +140,6 @@ struct World {
 }
 
 async fn world() -> World {
-    let turn = ONE_APP_AT_A_TIME.lock().await;
     captured_logs();
     // The previous plan: a data holder with one synthetic member, on its own port.
     let old_dir = tempfile::tempdir().unwrap();
@@ -167,11 +161,9 @@ async fn world() -> World {
     // The new plan, registered at the previous plan as the testbed's client.
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_owned(),
         public_url: Some(Url::parse(NEW_PLAN_PUBLIC).unwrap()),
         cookie_secure: Some(false),
-        ..Config::default()
+        ..crate::support::config(dir.path())
     };
     config.transfer.history_years = 10;
     // The demo's directory entry for its old plan, pointed at this holder and its client.
@@ -198,7 +190,7 @@ async fn world() -> World {
         .await
         .unwrap();
     tokio::spawn(app.run_until_stopped());
-    World { _turn: turn, new_plan, old_plan, services, token_key: secrets.token_key, _dirs: vec![old_dir, dir] }
+    World { new_plan, old_plan, services, token_key: secrets.token_key, _dirs: vec![old_dir, dir] }
 }
 
 /// Signs the member in at the new plan, consents, and follows the redirect to the previous
@@ -237,7 +229,7 @@ async fn consent_and_approve(world: &World, me: &mut Browser, seen: &mut Seen) -
     back
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_authorizes_and_no_token_ever_leaves_the_server() {
     let world = world().await;
     let mut me = Browser::new(&world.new_plan);
@@ -297,7 +289,7 @@ async fn a_member_authorizes_and_no_token_ever_leaves_the_server() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_state_makes_no_link() {
     let world = world().await;
     let mut me = Browser::new(&world.new_plan);

@@ -4,28 +4,20 @@ use baton_accounts::{NewMember, NewPassword, NewStaff, Role, Roles, Username};
 use baton_store::Db;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
-use server::config::Config;
 use server::startup::Application;
 use time::macros::date;
 
-const PASSWORD: &str = "a long test password";
-
-/// One test app at a time in this process (see `server/tests/staff.rs`): side by side on
-/// separate runtimes, a page render was occasionally left pending for good.
-static ONE_APP_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::support::PASSWORD;
 
 struct TestApp {
-    _turn: tokio::sync::MutexGuard<'static, ()>,
     base: String,
     app_services: app::ssr::Services,
     _dir: tempfile::TempDir,
 }
 
 async fn spawn() -> TestApp {
-    let turn = ONE_APP_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let config =
-        Config { listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.path().to_owned(), ..Config::default() };
+    let config = crate::support::config(dir.path());
     let app = Application::build(config).await.expect("build the app");
     let base = format!("http://127.0.0.1:{}", app.port());
     let services = app.services().clone();
@@ -53,17 +45,10 @@ async fn spawn() -> TestApp {
         .await
         .unwrap();
     tokio::spawn(app.run_until_stopped());
-    TestApp { _turn: turn, base, app_services: services, _dir: dir }
+    TestApp { base, app_services: services, _dir: dir }
 }
 
-fn client() -> reqwest::Client {
-    // A hung request fails the test with a timeout instead of hanging the suite.
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
+use crate::support::client;
 
 fn session_cookie(response: &reqwest::Response) -> Option<String> {
     response

@@ -94,7 +94,7 @@ async fn killed_and_resumed(dir: tempfile::TempDir, database_url: String) {
         data = dir.path().display(),
         key = base64::engine::general_purpose::STANDARD.encode(KEY),
         session = base64::engine::general_purpose::STANDARD.encode([7u8; 64]),
-        id_token_key = baton_holder::SigningKey::generate_pem().unwrap(),
+        id_token_key = crate::support::id_token_key(),
         payer = baton_testbed::PAYER_ID,
         client = baton_testbed::CLIENT_ID,
         secret = baton_testbed::CLIENT_SECRET,

@@ -1,0 +1,35 @@
+//! What every test here shares: a configuration with fixed keys, a client.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use server::config::Config;
+
+pub const PASSWORD: &str = "a long test password";
+
+/// One RSA key for every app of the process: generating one per app took most of a debug
+/// build's start-up.
+pub fn id_token_key() -> &'static str {
+    static PEM: OnceLock<String> = OnceLock::new();
+    PEM.get_or_init(|| baton_holder::SigningKey::generate_pem().expect("an RSA key"))
+}
+
+/// An app on a free port with its data under `dir`, and fixed keys.
+pub fn config(dir: &Path) -> Config {
+    let mut config = Config { listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.to_owned(), ..Config::default() };
+    let base64 = base64::engine::general_purpose::STANDARD;
+    config.secrets.session_key = Some(base64.encode([7u8; 64]));
+    config.secrets.token_key = Some(base64.encode([9u8; 32]));
+    config.secrets.id_token_key = Some(id_token_key().to_owned());
+    config
+}
+
+/// A client that follows no redirects; a hung request fails its test instead of the suite.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
