@@ -3,7 +3,6 @@
 use std::net::IpAddr;
 
 use baton_accounts::{Account, AccountId, Accounts, Roles};
-use baton_store::Store;
 use leptos::prelude::*;
 use tower_sessions::Session;
 
@@ -15,7 +14,6 @@ pub const SESSION_ACCOUNT: &str = baton_accounts::SESSION_ACCOUNT_KEY;
 /// What server functions work with, provided as context by the server.
 #[derive(Clone)]
 pub struct Services {
-    pub store: Store,
     pub accounts: Accounts,
     /// This plan's display name.
     pub plan_name: String,
@@ -23,8 +21,6 @@ pub struct Services {
     pub journey: baton_journey::Journey,
     /// The roster and invitations.
     pub enrollment: baton_enrollment::Enrollment,
-    /// Records staff views and actions.
-    pub auditor: baton_staff::Auditor,
     /// The staff console's read models and actions.
     pub console: baton_staff::Console,
     /// This plan's FHIR base URL.
@@ -105,28 +101,12 @@ pub async fn require_admin() -> Result<Account, AppError> {
     require(|roles| roles.has(baton_accounts::Role::Admin)).await
 }
 
-/// The audit trail's name for `account`.
-pub fn actor(account: &Account) -> baton_staff::Actor {
-    baton_staff::Actor::account(account.id, account.username.as_str(), &account.display_name)
-}
-
-/// Records what `account` saw or did. A view whose record cannot be written is not shown.
-pub async fn audit(
-    account: &Account,
-    action: baton_staff::audit::Action,
-    member: Option<baton_accounts::AccountId>,
-    subject: &str,
-    detail: &str,
-) -> Result<(), AppError> {
-    let services = services()?;
-    services.auditor.record(&actor(account), action, member, subject, detail).await.map_err(unavailable)
-}
-
 /// The staff console's error as the pages' (failures are logged, not shown).
 pub fn console_error(error: baton_staff::ConsoleError) -> AppError {
     match error {
         baton_staff::ConsoleError::NotFound => fail(AppError::NotFound),
         baton_staff::ConsoleError::Invalid(field) => fail(AppError::Invalid { field: field.into() }),
+        baton_staff::ConsoleError::Forbidden => fail(AppError::Forbidden),
         other => unavailable(other),
     }
 }

@@ -236,7 +236,7 @@ async fn run_demo(mut config: Config) -> anyhow::Result<()> {
     let new_plan = Application::build(config).await?;
     let old_plan = Application::build(old_plan_config).await.context("starting the demo old plan")?;
     let accounts = demo::seed(new_plan.services()).await.context("seeding demo accounts")?;
-    demo::seed_offline_history(new_plan.services()).await?;
+    demo::seed_offline_history(&new_plan).await?;
     let old_accounts = demo::seed_old_plan(&old_plan).await.context("seeding the demo old plan")?;
     demo::print_banner(&new_plan, &accounts, &old_plan, &old_accounts);
     let (a, b) = tokio::join!(new_plan.run_until_stopped(), old_plan.run_until_stopped());

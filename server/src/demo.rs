@@ -181,10 +181,11 @@ pub fn offline_plan_payer() -> crate::config::PayerConfig {
 
 /// Lee authorized Lakeshore before it went offline (seeded once): the worker tries to pull
 /// their records, cannot reach it, and fails the transfer with the reason.
-pub async fn seed_offline_history(services: &Services) -> anyhow::Result<()> {
+pub async fn seed_offline_history(app: &Application) -> anyhow::Result<()> {
+    let services = app.services();
     let Some(lee) = services.accounts.by_username(&Username::parse("lee")?).await? else { return Ok(()) };
     let id = AccountId(lee.id.0);
-    if services.store.links_of(id).await?.iter().any(|l| l.payer_id == OFFLINE_PLAN_ID) {
+    if app.store().links_of(id).await?.iter().any(|l| l.payer_id == OFFLINE_PLAN_ID) {
         return Ok(());
     }
     let granted = baton_journey::Granted {
@@ -270,6 +271,7 @@ pub async fn seed(services: &Services) -> anyhow::Result<Vec<DemoAccount>> {
 /// Creates the demo old plan's members with their synthetic records, when missing.
 pub async fn seed_old_plan(app: &Application) -> anyhow::Result<Vec<DemoAccount>> {
     let services = app.services();
+    let store = app.store();
     let fhir_base = app.holder().urls.fhir_base.clone();
     let payer = Payer {
         organization_id: "riverbend-health-plan".into(),
@@ -297,11 +299,11 @@ pub async fn seed_old_plan(app: &Application) -> anyhow::Result<Vec<DemoAccount>
             }
             Err(error) => return Err(error.into()),
         };
-        if services.store.read_resource("Patient", &member.patient_id).await?.is_none() {
-            services.store.set_account_patient(account.id, &member.patient_id).await?;
+        if store.read_resource("Patient", &member.patient_id).await?.is_none() {
+            store.set_account_patient(account.id, &member.patient_id).await?;
             let record = baton_synth::record(&member, &Options::new(payer.clone()));
             let report =
-                baton_records::load(&services.store, record, &fhir_base, Some(AccountId(account.id.0))).await?;
+                baton_records::load(store, record, &fhir_base, Some(AccountId(account.id.0))).await?;
             tracing::info!(member = %display_name, stored = report.stored, "demo old plan: records loaded");
         }
         accounts.push(DemoAccount {

@@ -36,6 +36,8 @@ use baton_journey::{Directory, Discovery, Journey};
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub services: Services,
+    /// For the health check.
+    pub store: Store,
 }
 
 /// A built, bound, not yet running Baton.
@@ -43,6 +45,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     services: Services,
+    store: Store,
     holder: Holder,
     engine: Engine,
     run_workers: bool,
@@ -125,12 +128,10 @@ impl Application {
         let journey = journey(&config, &engine, payers, &public_url)?;
         let services = Services {
             accounts: accounts.clone(),
-            store: store.clone(),
             plan_name: config.plan.name.clone(),
             console: baton_staff::Console::new(store.clone(), journey.clone(), enrollment.clone()),
             journey,
             enrollment,
-            auditor: baton_staff::Auditor::new(store.clone()),
             local_base: engine.config.local_base.clone(),
         };
         let holder = Holder::new(
@@ -148,7 +149,7 @@ impl Application {
             .site_pkg_dir("pkg")
             .site_addr(local_addr)
             .build();
-        let state = AppState { leptos_options: leptos_options.clone(), services: services.clone() };
+        let state = AppState { leptos_options: leptos_options.clone(), services: services.clone(), store: store.clone() };
 
         let routes = routes();
         let context = {
@@ -223,6 +224,7 @@ impl Application {
             listener,
             router,
             services,
+            store,
             holder,
             engine,
             run_workers: config.transfer.workers,
@@ -243,6 +245,10 @@ impl Application {
         &self.services
     }
 
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The data-holder side (its FHIR base, registered clients…).
     pub fn holder(&self) -> &Holder {
         &self.holder
@@ -255,7 +261,7 @@ impl Application {
     /// Serves (and runs transfer workers) until SIGTERM or Ctrl-C, then finishes in-flight
     /// requests, lets the workers stop, and closes the store.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let store = self.services.store.clone();
+        let store = self.store.clone();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = self.run_workers.then(|| tokio::spawn(self.engine.clone().run(stopped)));
         let journey = self.services.journey.clone();

@@ -19,9 +19,5 @@ pub use staff::{
 };
 pub use welcome::WelcomePage;
 
-/// The audit filters, shared with the server's CSV export.
-pub mod staff_audit {
-    pub use super::staff::AuditFilters;
-}
 pub use transfer::{TransferPage, TransferView};
 pub use withdraw::WithdrawPage;

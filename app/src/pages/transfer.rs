@@ -61,15 +61,10 @@ pub async fn withdraw_consent(
 pub async fn retry_transfer(transfer: String) -> Result<(), AppError> {
     let account = crate::ssr::require_member().await?;
     let services = crate::ssr::services()?;
-    let store = &services.store;
-    let owned = store.transfer(&transfer).await.map_err(crate::ssr::unavailable)?;
-    if owned.is_none_or(|t| t.member_account.0 != account.id.0) {
+    let theirs = services.journey.retry_member_transfer(account.id, &transfer).await.map_err(crate::ssr::unavailable)?;
+    if !theirs {
         return Err(crate::ssr::fail(AppError::NotFound));
     }
-    store
-        .retry_transfer(&transfer, "the member", baton_store::Timestamp::now())
-        .await
-        .map_err(crate::ssr::unavailable)?;
     let path = crate::url::encode(&transfer);
     leptos_axum::redirect(&format!("/member/transfers/{path}"));
     Ok(())

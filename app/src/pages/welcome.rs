@@ -15,13 +15,7 @@ use crate::i18n::{t, t_string, use_i18n};
 pub async fn check_invitation(token: String) -> Result<Option<String>, AppError> {
     let services = crate::ssr::services()?;
     let now = baton_store::Timestamp::now();
-    match services.enrollment.invitations.check(&token, now).await {
-        Ok(account) => {
-            Ok(services.store.account_by_id(account).await.map_err(crate::ssr::unavailable)?.map(|a| a.display_name))
-        }
-        Err(baton_enrollment::InvitationError::NotValid) => Ok(None),
-        Err(error) => Err(crate::ssr::unavailable(error)),
-    }
+    services.enrollment.invitations.invited_name(&token, now).await.map_err(crate::ssr::unavailable)
 }
 
 /// Sets the password from the invitation and signs the member in.

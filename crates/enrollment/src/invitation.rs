@@ -113,6 +113,15 @@ impl Invitations {
         }
     }
 
+    /// The invited member's name while the link still works; `None` for a link that does not.
+    pub async fn invited_name(&self, token: &str, now: Timestamp) -> Result<Option<String>, InvitationError> {
+        match self.check(token, now).await {
+            Ok(account) => Ok(self.store.account_by_id(account).await?.map(|a| a.display_name)),
+            Err(InvitationError::NotValid) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Sets the password and uses the invitation up, at once.
     pub async fn accept(
         &self,

@@ -132,19 +132,9 @@ impl std::fmt::Debug for Directory {
     }
 }
 
-/// Why a brands entry is not offered to members yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryState {
-    Offered,
-    Disabled,
-    NoRegistration,
-    UnknownCredential,
-    /// A configured payer has the same id or FHIR base (configuration wins, whether that payer
-    /// is switched on or off).
-    Shadowed,
-    /// Its brands file no longer lists it.
-    Withdrawn,
-}
+/// Whether members can pick a brands entry, and if not, why (the vocabulary's
+/// [`PayerState`](baton_vocab::views::console::PayerState)).
+pub use baton_vocab::views::console::PayerState as EntryState;
 
 impl Directory {
     /// `configured`: every `[[payers]]` entry, switched on or off in configuration.

@@ -56,6 +56,17 @@ impl Journey {
         Ok(Some(transfer_view(transfer, link, consent, payer_name, &progress)))
     }
 
+    /// The member asks for their failed transfer to be tried again; `false` when it is not
+    /// theirs (or does not exist). One that is not failed stays as it is.
+    pub async fn retry_member_transfer(&self, member: AccountId, id: &str) -> Result<bool, JourneyError> {
+        let store = &self.store;
+        if store.transfer(id).await?.is_none_or(|t| t.member_account != member) {
+            return Ok(false);
+        }
+        store.retry_transfer(id, "the member", baton_store::Timestamp::now()).await?;
+        Ok(true)
+    }
+
     /// What withdrawing the permission a transfer ran under, and deleting what arrived, would
     /// delete and keep; `None` when the transfer is not the member's or ran under no permission.
     pub async fn withdrawal_preview(

@@ -2,15 +2,13 @@
 //! (`POST /staff/roster`, multipart, so that a file can be sent without JavaScript) and the
 //! audit log export (`GET /staff/audit.csv`). Both check the role on the server.
 
-use app::pages::staff_audit::AuditFilters;
 use app::ssr::Services;
 use axum::extract::{Multipart, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use baton_accounts::{Account, Role, Roles};
-use baton_enrollment::Format;
-use baton_staff::audit::Action;
-use baton_store::{RosterImport, Timestamp};
+use baton_staff::{BrandsLoad, ConsoleError};
+use baton_vocab::views::console::AuditFilters;
 use tower_sessions::Session;
 
 /// The largest roster upload accepted (about 100,000 CSV lines).
@@ -78,28 +76,10 @@ pub async fn upload_roster(State(services): State<Services>, session: Session, m
         None if !text.trim().is_empty() => (String::new(), text),
         None => return back("empty"),
     };
-    let file_name: String = file_name.chars().filter(|c| !c.is_control()).take(200).collect();
-    let import = RosterImport {
-        id: uuid::Uuid::new_v4().to_string(),
-        format: Format::detect(&content).as_str().to_owned(),
-        file_name,
-        content,
-        created_by: staff.id.0,
-        created_at: Timestamp::now().millis(),
-        committed_at: None,
-        report: None,
-    };
-    if let Err(error) = services.store.insert_roster_import(&import).await {
-        return unavailable(error);
+    match services.console.upload_roster(&staff, &file_name, content).await {
+        Ok(id) => Redirect::to(&format!("/staff/roster/{id}")).into_response(),
+        Err(error) => unavailable(error),
     }
-    let subject = format!("roster {}", import.id);
-    let detail = format!("{} bytes, {}", import.content.len(), import.format);
-    if let Err(error) =
-        services.auditor.record(&app::ssr::actor(&staff), Action::RosterUpload, None, &subject, &detail).await
-    {
-        return unavailable(error);
-    }
-    Redirect::to(&format!("/staff/roster/{}", import.id)).into_response()
 }
 
 pub async fn export_audit(
@@ -111,21 +91,14 @@ pub async fn export_audit(
         Ok(account) => account,
         Err(response) => return response,
     };
-    let query = match filters.query() {
-        Ok(query) => query,
-        Err(field) => return (StatusCode::BAD_REQUEST, format!("The filter {field} is not valid.")).into_response(),
-    };
-    let events = match services.store.search_audit(&query).await {
-        Ok(events) => events,
+    let csv = match services.console.export_audit(&admin, &filters).await {
+        Ok(csv) => csv,
+        Err(ConsoleError::Invalid(field)) => {
+            return (StatusCode::BAD_REQUEST, format!("The filter {field} is not valid.")).into_response();
+        }
         Err(error) => return unavailable(error),
     };
-    let detail = format!("{} events", events.len());
-    if let Err(error) =
-        services.auditor.record(&app::ssr::actor(&admin), Action::AuditExport, None, &filters.describe(), &detail).await
-    {
-        return unavailable(error);
-    }
-    let mut response = baton_staff::audit::to_csv(&events).into_response();
+    let mut response = csv.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
     headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"baton-audit.csv\""));
@@ -159,25 +132,10 @@ pub async fn upload_brands(State(services): State<Services>, session: Session, m
         }
     }
     let Some((name, bytes)) = file else { return back("empty") };
-    let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
     let Ok(text) = String::from_utf8(bytes) else { return back("load") };
-    let result = services.journey.import_brands_file(&name, &text, Timestamp::now()).await;
-    let detail = match &result {
-        Ok(import) => format!("{} plans, {} new", import.entries, import.added),
-        Err(error) => format!("failed: {error}"),
-    };
-    if let Err(error) = services
-        .auditor
-        .record(&app::ssr::actor(&staff), Action::PayersLoad, None, &format!("file:{name}"), &detail)
-        .await
-    {
-        return unavailable(error);
-    }
-    match result {
-        Ok(_) => Redirect::to("/staff/payers").into_response(),
-        Err(error) => {
-            tracing::warn!(%error, "brands file refused");
-            back("load")
-        }
+    match services.console.load_brands_file(&staff, &name, &text).await {
+        Ok(BrandsLoad::Loaded) => Redirect::to("/staff/payers").into_response(),
+        Ok(BrandsLoad::Refused) => back("load"),
+        Err(error) => unavailable(error),
     }
 }

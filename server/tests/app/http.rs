@@ -11,7 +11,7 @@ use crate::support::PASSWORD;
 
 struct TestApp {
     base: String,
-    app_services: app::ssr::Services,
+    store: baton_store::Store,
     _dir: tempfile::TempDir,
 }
 
@@ -21,6 +21,7 @@ async fn spawn() -> TestApp {
     let app = Application::build(config).await.expect("build the app");
     let base = format!("http://127.0.0.1:{}", app.port());
     let services = app.services().clone();
+    let store = app.store().clone();
     services
         .accounts
         .create_member(NewMember {
@@ -45,7 +46,7 @@ async fn spawn() -> TestApp {
         .await
         .unwrap();
     tokio::spawn(app.run_until_stopped());
-    TestApp { base, app_services: services, _dir: dir }
+    TestApp { base, store, _dir: dir }
 }
 
 use crate::support::client;
@@ -85,7 +86,7 @@ impl TestApp {
     }
 
     async fn session_rows(&self) -> i64 {
-        match self.app_services.store.db() {
+        match self.store.db() {
             Db::Sqlite(pool) => {
                 sqlx::query_scalar("SELECT COUNT(*) FROM tower_sessions").fetch_one(pool).await.unwrap()
             }

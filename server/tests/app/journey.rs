@@ -134,7 +134,7 @@ fn hidden_request(html: &str) -> String {
 struct World {
     new_plan: String,
     old_plan: String,
-    services: app::ssr::Services,
+    store: baton_store::Store,
     token_key: [u8; 32],
     _dirs: Vec<tempfile::TempDir>,
 }
@@ -175,8 +175,8 @@ async fn world() -> World {
     let secrets = server::secrets::Secrets::load(&config).unwrap();
     let app = Application::build(config).await.expect("build the app");
     let new_plan = format!("http://127.0.0.1:{}", app.port());
-    let services = app.services().clone();
-    services
+    let store = app.store().clone();
+    app.services()
         .accounts
         .create_member(NewMember {
             username: Username::parse("maria").unwrap(),
@@ -190,7 +190,7 @@ async fn world() -> World {
         .await
         .unwrap();
     tokio::spawn(app.run_until_stopped());
-    World { new_plan, old_plan, services, token_key: secrets.token_key, _dirs: vec![old_dir, dir] }
+    World { new_plan, old_plan, store, token_key: secrets.token_key, _dirs: vec![old_dir, dir] }
 }
 
 /// Signs the member in at the new plan, consents, and follows the redirect to the previous
@@ -243,7 +243,7 @@ async fn a_member_authorizes_and_no_token_ever_leaves_the_server() {
     let transfer_id = progress.trim_start_matches("/member/transfers/").to_owned();
 
     // The transfer runs to the end; the progress page shows it.
-    let store = &world.services.store;
+    let store = &world.store;
     let mut state = TransferState::Queued;
     for _ in 0..300 {
         state = store.transfer(&transfer_id).await.unwrap().unwrap().state;
@@ -303,6 +303,6 @@ async fn a_tampered_state_makes_no_link() {
     tampered.query_pairs_mut().clear().extend_pairs(pairs);
     let (_, location, _) = me.get(&format!("{}?{}", tampered.path(), tampered.query().unwrap()), &mut seen).await;
     assert_eq!(location.as_deref(), Some("/member/bring?problem=state&payer=riverbend"));
-    let maria = world.services.store.account_by_username("maria").await.unwrap().unwrap();
-    assert!(world.services.store.links_of(maria.id).await.unwrap().is_empty());
+    let maria = world.store.account_by_username("maria").await.unwrap().unwrap();
+    assert!(world.store.links_of(maria.id).await.unwrap().is_empty());
 }

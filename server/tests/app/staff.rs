@@ -17,6 +17,7 @@ use crate::support::PASSWORD;
 struct TestApp {
     base: String,
     services: app::ssr::Services,
+    store: baton_store::Store,
     maria: AccountId,
     _dir: tempfile::TempDir,
 }
@@ -36,6 +37,7 @@ async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let app = Application::build(config).await.expect("build the app");
     let base = format!("http://127.0.0.1:{}", app.port());
     let services = app.services().clone();
+    let store = app.store().clone();
     let member = |username: &str, name: &str, id: &str| NewMember {
         username: Username::parse(username).unwrap(),
         display_name: name.into(),
@@ -64,7 +66,7 @@ async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
             .unwrap();
     }
     tokio::spawn(app.run_until_stopped());
-    TestApp { base, services, maria, _dir: dir }
+    TestApp { base, services, store, maria, _dir: dir }
 }
 
 impl TestApp {
@@ -127,7 +129,7 @@ impl TestApp {
 
     /// A consent, a link and a transfer for `member`, as the journey would leave them.
     async fn transfer_for(&self, member: AccountId, state: &str) -> String {
-        let store = &self.services.store;
+        let store = &self.store;
         let now = Timestamp::now();
         let id = uuid::Uuid::new_v4().to_string();
         store
@@ -183,8 +185,7 @@ impl TestApp {
     }
 
     async fn audit(&self, action: &str) -> Vec<baton_store::AuditEvent> {
-        self.services
-            .store
+        self.store
             .search_audit(&AuditQuery { action: Some(action.into()), ..Default::default() })
             .await
             .unwrap()
@@ -296,7 +297,7 @@ async fn every_staff_route_checks_the_role_on_the_server() {
     assert_eq!(app.call("member/retry", &[("transfer", transfer.as_str())], Some(&ana)).await, StatusCode::NOT_FOUND);
     assert_eq!(app.call("member/transfer", &[("id", transfer.as_str())], Some(&ana)).await, StatusCode::NOT_FOUND);
     // Nothing was changed by the refused calls.
-    let stored = app.services.store.transfer(&transfer).await.unwrap().unwrap();
+    let stored = app.store.transfer(&transfer).await.unwrap().unwrap();
     assert_eq!(stored.state, baton_vocab::TransferState::Queued);
 }
 
@@ -319,9 +320,9 @@ async fn views_and_actions_are_audited_and_exported() {
     let (status, location) = app.post("staff/transfer/retry", &[("id", failed.as_str())], Some(&sam)).await;
     assert!(status.is_redirection(), "{status}");
     assert_eq!(location.as_deref(), Some(format!("/staff/transfers/{failed}").as_str()));
-    let transfer = app.services.store.transfer(&failed).await.unwrap().unwrap();
+    let transfer = app.store.transfer(&failed).await.unwrap().unwrap();
     assert_eq!(transfer.state, baton_vocab::TransferState::Queued, "retried");
-    let events = app.services.store.transfer_events(&failed).await.unwrap();
+    let events = app.store.transfer_events(&failed).await.unwrap();
     assert!(events.iter().any(|e| e.kind == baton_vocab::EventKind::Retry && e.detail == "staff sam"), "{events:?}");
     let retried = app.audit("transfer.retry").await;
     assert_eq!((retried.len(), retried[0].detail.as_str()), (1, "done"));
@@ -331,7 +332,7 @@ async fn views_and_actions_are_audited_and_exported() {
     assert!(body.contains("confirm-cancel-button"));
     app.post("staff/transfer/cancel", &[("id", failed.as_str())], Some(&sam)).await;
     assert_eq!(
-        app.services.store.transfer(&failed).await.unwrap().unwrap().state,
+        app.store.transfer(&failed).await.unwrap().unwrap().state,
         baton_vocab::TransferState::Cancelled
     );
     assert_eq!(app.audit("transfer.cancel").await.len(), 1);
@@ -386,13 +387,13 @@ async fn a_roster_is_previewed_committed_once_and_invited_members_set_a_password
     let (status, preview, _) = app.get(&location, Some(&sam)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(preview.contains("family name is missing"), "the row's problem is shown");
-    assert!(app.services.store.account_by_member_id("NP-7").await.unwrap().is_none(), "nothing written before commit");
+    assert!(app.store.account_by_member_id("NP-7").await.unwrap().is_none(), "nothing written before commit");
 
     let (status, _) = app.post("staff/roster/commit", &[("id", id.as_str())], Some(&sam)).await;
     assert!(status.is_redirection());
-    let rosa = app.services.store.account_by_member_id("NP-7").await.unwrap().expect("enrolled");
+    let rosa = app.store.account_by_member_id("NP-7").await.unwrap().expect("enrolled");
     assert!(
-        app.services.store.account_by_member_id("NP-8").await.unwrap().is_none(),
+        app.store.account_by_member_id("NP-8").await.unwrap().is_none(),
         "rows with problems are left out"
     );
     app.post("staff/roster/commit", &[("id", id.as_str())], Some(&sam)).await;
@@ -457,8 +458,8 @@ async fn sensitive_records_stay_hidden_until_a_privacy_officer_reveals_them() {
         "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F32.1", "display": "Major depressive disorder, moderate"}]},
         "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Depression<img src=x onerror=alert(1)><script>alert(2)</script></div>"}
     });
-    baton_records::load(&app.services.store, [condition], &base, Some(app.maria)).await.unwrap();
-    let stored = app.services.store.read_resource("Condition", "c-bh").await.unwrap().unwrap();
+    baton_records::load(&app.store, [condition], &base, Some(app.maria)).await.unwrap();
+    let stored = app.store.read_resource("Condition", "c-bh").await.unwrap().unwrap();
     assert!(stored.sensitive, "classified sensitive when stored");
 
     let sam = app.sign_in("sam").await;
@@ -507,14 +508,14 @@ async fn sensitive_records_stay_hidden_until_a_privacy_officer_reveals_them() {
 async fn the_plan_api_answers_api_tokens_only_until_revoked() {
     let app = spawn().await;
     let base = app.services.local_base.clone();
-    let maria_patient = baton_transfer::member_patient(&app.services.store, &base, app.maria).await.unwrap();
+    let maria_patient = baton_transfer::member_patient(&app.store, &base, app.maria).await.unwrap();
     let records = [
         json!({"resourceType": "Condition", "id": "c-1", "subject": {"reference": format!("Patient/{maria_patient}")},
             "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9", "display": "Type 2 diabetes"}]}}),
         json!({"resourceType": "Condition", "id": "c-2", "subject": {"reference": format!("Patient/{maria_patient}")},
             "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F32.1", "display": "Depression"}]}}),
     ];
-    baton_records::load(&app.services.store, records, &base, Some(app.maria)).await.unwrap();
+    baton_records::load(&app.store, records, &base, Some(app.maria)).await.unwrap();
 
     let sam = app.sign_in("sam").await;
     assert_eq!(app.call("staff/api-tokens/create", &[("name", "warehouse")], Some(&sam)).await, StatusCode::FORBIDDEN);
@@ -532,7 +533,7 @@ async fn the_plan_api_answers_api_tokens_only_until_revoked() {
     assert!(token.starts_with("baton_"));
     let (_, again, _) = app.get("/staff/api-tokens", Some(&alex)).await;
     assert!(!again.contains(&token), "shown only once");
-    let stored = app.services.store.api_tokens().await.unwrap();
+    let stored = app.store.api_tokens().await.unwrap();
     assert!(stored[0].token_hash != token && !stored[0].token_hash.contains(&token), "only a hash is kept");
 
     let api = |path: String, bearer: Option<String>| {
@@ -572,7 +573,7 @@ async fn the_plan_api_answers_api_tokens_only_until_revoked() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(app.audit("api.read").await.len() >= 4, "every API request is recorded");
 
-    let id = app.services.store.api_tokens().await.unwrap()[0].id.clone();
+    let id = app.store.api_tokens().await.unwrap()[0].id.clone();
     app.post("staff/api-tokens/revoke", &[("id", id.as_str())], Some(&alex)).await;
     let (status, _) = api("Condition/c-1".into(), Some(token)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked");
@@ -607,7 +608,7 @@ async fn staff_load_plans_from_a_brands_file_and_see_discovery_problems() {
     let (status, location) = app.post("staff/payers/load", &[("url", brands_url.as_str())], Some(&sam)).await;
     assert!(status.is_redirection());
     assert_eq!(location.as_deref(), Some("/staff/payers"));
-    let entries = app.services.store.payer_entries().await.unwrap();
+    let entries = app.store.payer_entries().await.unwrap();
     assert_eq!(entries.len(), 1, "{entries:?}");
     let entry = entries[0].clone();
     assert_eq!(entry.fhir_base, format!("{}/fhir", app.base));
@@ -618,7 +619,7 @@ async fn staff_load_plans_from_a_brands_file_and_see_discovery_problems() {
 
     // Refreshing sends the ETag: nothing changed.
     app.post("staff/payers/load", &[("url", brands_url.as_str())], Some(&sam)).await;
-    let source = app.services.store.brand_source(&brands_url).await.unwrap().expect("recorded");
+    let source = app.store.brand_source(&brands_url).await.unwrap().expect("recorded");
     assert_eq!(source.status, "not modified since the last load");
     assert!(source.etag.is_some());
 
@@ -684,7 +685,7 @@ async fn an_admin_switches_a_configured_plan_off_and_on() {
     assert_eq!(location.as_deref(), Some("/staff/payers"));
     assert!(payers.get("lakeshore").is_none(), "not offered to members");
     assert!(payers.search("lakeshore").is_empty(), "not searchable");
-    let stored = app.services.store.payer_enabled_overrides().await.unwrap();
+    let stored = app.store.payer_enabled_overrides().await.unwrap();
     assert_eq!((stored[0].payer_id.as_str(), stored[0].enabled), ("lakeshore", false), "kept in the database");
     let (_, page, _) = app.get("/staff/payers", Some(&alex)).await;
     let card = page.split("data-payer=\"lakeshore\"").nth(1).expect("still listed for staff");
@@ -712,7 +713,7 @@ async fn an_admin_switches_a_configured_plan_off_and_on() {
     assert!(payers.get("lakeshore").is_some());
     app.post("staff/payers/enable", &[("id", "lakeshore"), ("enabled", "config")], Some(&alex)).await;
     assert!(payers.get("lakeshore").is_some());
-    assert!(app.services.store.payer_enabled_overrides().await.unwrap().is_empty(), "configuration decides");
+    assert!(app.store.payer_enabled_overrides().await.unwrap().is_empty(), "configuration decides");
     assert_eq!(app.audit("payers.enable").await.len(), 3, "every change is recorded");
 
     // Refused input says what is wrong and changes nothing.
@@ -740,7 +741,7 @@ async fn an_admin_pins_a_brands_entrys_endpoints_and_scopes() {
     let alex = app.sign_in("alex").await;
     let brands_url = format!("{}/brands.json", app.base);
     app.post("staff/payers/load", &[("url", brands_url.as_str())], Some(&sam)).await;
-    let id = app.services.store.payer_entries().await.unwrap()[0].id.clone();
+    let id = app.store.payer_entries().await.unwrap()[0].id.clone();
     let form =
         [("id", id.as_str()), ("client_id", "cedar-valley"), ("credential", "shared-secret"), ("enabled", "yes")];
     app.post("staff/payers/register", &form, Some(&alex)).await;
@@ -785,7 +786,7 @@ async fn an_admin_pins_a_brands_entrys_endpoints_and_scopes() {
         let (_, page, _) = app.get(&location, Some(&alex)).await;
         assert!(page.contains(words), "{field}: the page says why");
     }
-    let entry = app.services.store.payer_entries().await.unwrap().remove(0);
+    let entry = app.store.payer_entries().await.unwrap().remove(0);
     assert_eq!((entry.authorize_url, entry.token_url, entry.scopes), (None, None, None));
 
     let (status, location) = app.post("staff/payers/endpoints", &as_refs(&good), Some(&alex)).await;
@@ -846,7 +847,7 @@ async fn after_90_days_of_coverage_the_consent_page_says_the_time_has_ended() {
         app.post("member/start_authorization", &[("payer", "lakeshore"), ("sensitive", "exclude")], Some(&late)).await;
     assert!(status.is_redirection(), "{status}");
     assert_eq!(location.as_deref(), Some("/member/bring/lakeshore"));
-    assert!(app.services.store.consents_of(late_id).await.unwrap().is_empty());
+    assert!(app.store.consents_of(late_id).await.unwrap().is_empty());
 
     // Maria's coverage started today: she is asked.
     let maria = app.sign_in("maria").await;
@@ -891,7 +892,7 @@ async fn a_members_transfer_progress_streams_to_them_alone_until_it_ends() {
     );
 
     // A worker takes the transfer and ends it: the stream follows, and ends after the end.
-    let store = &app.services.store;
+    let store = &app.store;
     let now = Timestamp::now();
     store.claim_transfer("w", Timestamp::from_millis(now.millis() + 60_000), now).await.unwrap().unwrap();
     store.finish_transfer(&id, "w", baton_vocab::TransferState::Completed, None, Timestamp::now()).await.unwrap();
@@ -910,7 +911,7 @@ async fn a_members_transfer_progress_streams_to_them_alone_until_it_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_hundreds_of_plans_the_picker_lists_the_first_fifty_and_search_narrows() {
     let app = spawn_with(with_shared_secret).await;
-    let store = &app.services.store;
+    let store = &app.store;
     let source = "https://brands.example/brands.json";
     let entries: Vec<PayerEntry> = (0..120)
         .map(|n| PayerEntry {

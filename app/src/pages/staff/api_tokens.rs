@@ -4,7 +4,6 @@
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
-use serde::{Deserialize, Serialize};
 
 use super::StaffNav;
 use crate::components::outcome::outcome;
@@ -15,24 +14,7 @@ use crate::i18n::{t, t_string, use_i18n};
 #[cfg(feature = "ssr")]
 const NEW_TOKEN: &str = "baton.new_api_token";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenRow {
-    pub id: String,
-    pub name: String,
-    pub include_sensitive: bool,
-    pub created_at: String,
-    pub last_used_at: Option<String>,
-    pub revoked_at: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokensView {
-    pub privacy: bool,
-    pub api_base: String,
-    /// The token just issued (only on the page load right after).
-    pub new_token: Option<(String, String)>,
-    pub tokens: Vec<TokenRow>,
-}
+use baton_vocab::views::console::TokensView;
 
 #[server(endpoint = "staff/api-tokens")]
 pub async fn load_api_tokens() -> Result<TokensView, AppError> {
@@ -40,70 +22,23 @@ pub async fn load_api_tokens() -> Result<TokensView, AppError> {
     let services = crate::ssr::services()?;
     let session = crate::ssr::session().await?;
     let new_token = session.remove::<(String, String)>(NEW_TOKEN).await.map_err(crate::ssr::session_error)?;
-    let tokens = services.store.api_tokens().await.map_err(crate::ssr::unavailable)?;
-    let public = services.local_base.trim_end_matches('/').trim_end_matches("/fhir").to_owned();
-    Ok(TokensView {
-        privacy: admin.roles.has(baton_accounts::Role::Privacy),
-        api_base: format!("{public}/api/fhir"),
-        new_token,
-        tokens: tokens
-            .into_iter()
-            .map(|t| TokenRow {
-                id: t.id,
-                name: t.name,
-                include_sensitive: t.include_sensitive,
-                created_at: baton_vocab::day::utc(t.created_at),
-                last_used_at: t.last_used_at.map(baton_vocab::day::utc),
-                revoked_at: t.revoked_at.map(baton_vocab::day::utc),
-            })
-            .collect(),
-    })
+    let public = services.local_base.trim_end_matches('/').trim_end_matches("/fhir");
+    let view = services.console.api_tokens(&admin, &format!("{public}/api/fhir")).await;
+    Ok(TokensView { new_token, ..view.map_err(crate::ssr::console_error)? })
 }
 
 #[server(endpoint = "staff/api-tokens/create")]
 pub async fn create_api_token(name: String, sensitive: Option<String>) -> Result<(), AppError> {
-    use base64::Engine;
-    use rand::RngCore;
     let admin = crate::ssr::require_admin().await?;
     let services = crate::ssr::services()?;
-    let name = name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(crate::ssr::fail(AppError::Invalid { field: "name".into() }));
-    }
-    // Sensitive records only for tokens a privacy officer issues.
     let include_sensitive = sensitive.is_some_and(|s| s == "yes");
-    if include_sensitive && !admin.roles.has(baton_accounts::Role::Privacy) {
-        return Err(crate::ssr::fail(AppError::Forbidden));
-    }
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let secret = format!("baton_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
-    let id = uuid::Uuid::new_v4().to_string();
-    services
-        .store
-        .insert_api_token(&baton_store::ApiToken {
-            id: id.clone(),
-            name: name.clone(),
-            token_hash: baton_holder::oauth::token_hash(&secret),
-            include_sensitive,
-            created_by: admin.id.0,
-            created_at: baton_store::Timestamp::now().millis(),
-            last_used_at: None,
-            revoked_at: None,
-            revoked_by: None,
-        })
+    let issued = services
+        .console
+        .issue_api_token(&admin, &name, include_sensitive)
         .await
-        .map_err(crate::ssr::unavailable)?;
-    crate::ssr::audit(
-        &admin,
-        baton_staff::audit::Action::ApiTokenCreate,
-        None,
-        &format!("api token {id} \"{name}\""),
-        if include_sensitive { "includes sensitive records" } else { "" },
-    )
-    .await?;
+        .map_err(crate::ssr::console_error)?;
     let session = crate::ssr::session().await?;
-    session.insert(NEW_TOKEN, (name, secret)).await.map_err(crate::ssr::session_error)?;
+    session.insert(NEW_TOKEN, (issued.name, issued.secret)).await.map_err(crate::ssr::session_error)?;
     leptos_axum::redirect("/staff/api-tokens");
     Ok(())
 }
@@ -112,19 +47,7 @@ pub async fn create_api_token(name: String, sensitive: Option<String>) -> Result
 pub async fn revoke_api_token(id: String) -> Result<(), AppError> {
     let admin = crate::ssr::require_admin().await?;
     let services = crate::ssr::services()?;
-    let revoked = services
-        .store
-        .revoke_api_token(&id, admin.id, baton_store::Timestamp::now())
-        .await
-        .map_err(crate::ssr::unavailable)?;
-    crate::ssr::audit(
-        &admin,
-        baton_staff::audit::Action::ApiTokenRevoke,
-        None,
-        &format!("api token {id}"),
-        if revoked { "done" } else { "already revoked or unknown" },
-    )
-    .await?;
+    services.console.revoke_api_token(&admin, &id).await.map_err(crate::ssr::console_error)?;
     leptos_axum::redirect("/staff/api-tokens");
     Ok(())
 }

@@ -4,7 +4,6 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
-use serde::{Deserialize, Serialize};
 
 use super::StaffNav;
 use super::members::encode;
@@ -12,89 +11,13 @@ use crate::components::outcome::outcome;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditRow {
-    pub at: String,
-    pub actor: String,
-    pub action: String,
-    pub member: Option<i64>,
-    pub subject: String,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditView {
-    pub rows: Vec<AuditRow>,
-    pub more: bool,
-}
-
-#[cfg(feature = "ssr")]
-const PAGE: u32 = 100;
-
-/// The filters of an audit search, as the query string carries them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AuditFilters {
-    pub actor: String,
-    pub action: String,
-    pub member: String,
-    pub from: String,
-    pub to: String,
-}
-
-#[cfg(feature = "ssr")]
-impl AuditFilters {
-    /// The store query, or which field is malformed.
-    pub fn query(&self) -> Result<baton_store::AuditQuery, String> {
-        let day = |text: &str, field: &str| match text.trim() {
-            "" => Ok(None),
-            t => baton_vocab::day::parse(t)
-                .map(|d| Some(baton_store::Timestamp::from_millis(baton_vocab::day::start_millis(d))))
-                .ok_or_else(|| field.to_owned()),
-        };
-        let member = match self.member.trim() {
-            "" => None,
-            m => Some(baton_store::AccountId(m.parse().map_err(|_| "member".to_owned())?)),
-        };
-        Ok(baton_store::AuditQuery {
-            actor: Some(self.actor.clone()),
-            action: Some(self.action.clone()),
-            member_account: member,
-            from: day(&self.from, "from")?,
-            before: day(&self.to, "to")?.map(|t| t.plus(time::Duration::days(1))),
-            ..Default::default()
-        })
-    }
-
-    pub fn describe(&self) -> String {
-        format!("actor={} action={} member={} from={} to={}", self.actor, self.action, self.member, self.from, self.to)
-    }
-}
+use baton_vocab::views::console::{AuditFilters, AuditView};
 
 #[server(endpoint = "staff/audit")]
 pub async fn search_audit(filters: AuditFilters, page: u32) -> Result<AuditView, AppError> {
     let admin = crate::ssr::require_admin().await?;
     let services = crate::ssr::services()?;
-    let mut query = filters.query().map_err(|field| crate::ssr::fail(AppError::Invalid { field }))?;
-    query.limit = PAGE + 1;
-    query.offset = page.saturating_mul(PAGE);
-    let events = services.store.search_audit(&query).await.map_err(crate::ssr::unavailable)?;
-    crate::ssr::audit(&admin, baton_staff::audit::Action::AuditSearch, None, &filters.describe(), "").await?;
-    Ok(AuditView {
-        more: events.len() > PAGE as usize,
-        rows: events
-            .into_iter()
-            .take(PAGE as usize)
-            .map(|e| AuditRow {
-                at: baton_vocab::day::utc(e.at),
-                actor: e.actor,
-                action: e.action,
-                member: e.member_account,
-                subject: e.subject,
-                detail: e.detail,
-            })
-            .collect(),
-    })
+    services.console.search_audit(&admin, &filters, page).await.map_err(crate::ssr::console_error)
 }
 
 #[component]

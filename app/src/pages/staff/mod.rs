@@ -20,7 +20,7 @@ use leptos_router::components::A;
 use crate::i18n::{t, t_string, use_i18n};
 
 pub use api_tokens::ApiTokensPage;
-pub use audit::{AuditFilters, AuditPage};
+pub use audit::AuditPage;
 pub use dashboard::{StaffHome, StaffHomeData, load_staff_home};
 pub use members::{MemberPage, MembersPage};
 pub use payers::PayersPage;

@@ -10,7 +10,6 @@ use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
-use serde::{Deserialize, Serialize};
 
 use super::StaffNav;
 use super::discovery::DiscoverySummary;
@@ -18,127 +17,13 @@ use crate::components::outcome::outcome;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirectoryRow {
-    pub id: String,
-    pub name: String,
-    pub fhir_base: String,
-    /// `config`, or the brands file it came from.
-    pub source: String,
-    /// offered | disabled | no_registration | unknown_credential | shadowed
-    pub state: String,
-    pub client_id: Option<String>,
-    pub credential: Option<String>,
-    pub enabled: bool,
-    /// A brands entry: staff enter this plan's registration there.
-    pub editable: bool,
-    /// A configured payer: `enabled` in configuration, and an admin's override if any.
-    pub enabled_in_config: Option<bool>,
-    pub enabled_override: Option<bool>,
-    /// Pinned endpoints and scope override (from configuration, or set by an admin).
-    pub authorize_url: Option<String>,
-    pub token_url: Option<String>,
-    pub scopes: Option<String>,
-    /// What discovery found the last time it ran on this server, and what Baton uses.
-    pub discovery: Option<baton_vocab::views::DiscoveryView>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceRow {
-    pub url: String,
-    pub checked_at: String,
-    pub changed_at: String,
-    pub status: String,
-    pub refreshable: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirectoryView {
-    pub admin: bool,
-    pub rows: Vec<DirectoryRow>,
-    pub sources: Vec<SourceRow>,
-    pub credentials: Vec<String>,
-}
+use baton_vocab::views::console::{DirectoryRow, DirectoryView, PayerState};
 
 #[server(endpoint = "staff/payers")]
 pub async fn load_directory() -> Result<DirectoryView, AppError> {
-    use baton_journey::EntryState;
     let staff = crate::ssr::require_staff().await?;
     let services = crate::ssr::services()?;
-    let journey = &services.journey;
-    let directory = &journey.payers;
-    let mut rows: Vec<DirectoryRow> = directory
-        .configured()
-        .into_iter()
-        .map(|c| {
-            let p = &c.payer;
-            DirectoryRow {
-                id: p.id.clone(),
-                name: p.name.clone(),
-                fhir_base: p.fhir_base.to_string(),
-                source: "config".into(),
-                state: (if c.enabled() { "offered" } else { "disabled" }).into(),
-                client_id: Some(p.credentials.client_id.clone()),
-                credential: None,
-                enabled: c.enabled(),
-                editable: false,
-                enabled_in_config: Some(c.enabled_in_config),
-                enabled_override: c.enabled_override,
-                authorize_url: p.authorize_url.as_ref().map(ToString::to_string),
-                token_url: p.token_url.as_ref().map(ToString::to_string),
-                scopes: p.scopes.clone(),
-                discovery: journey.discovery.report(&p.id).map(|r| r.view()),
-            }
-        })
-        .collect();
-    for entry in services.store.payer_entries().await.map_err(crate::ssr::unavailable)? {
-        let state = match directory.state_of(&entry) {
-            EntryState::Offered => "offered",
-            EntryState::Disabled => "disabled",
-            EntryState::NoRegistration => "no_registration",
-            EntryState::UnknownCredential => "unknown_credential",
-            EntryState::Shadowed => "shadowed",
-            EntryState::Withdrawn => "withdrawn",
-        };
-        rows.push(DirectoryRow {
-            discovery: journey.discovery.report(&entry.id).map(|r| r.view()),
-            id: entry.id,
-            name: entry.name,
-            fhir_base: entry.fhir_base,
-            source: entry.source_url,
-            state: state.into(),
-            client_id: entry.client_id,
-            credential: entry.credential,
-            enabled: entry.enabled,
-            editable: true,
-            enabled_in_config: None,
-            enabled_override: None,
-            authorize_url: entry.authorize_url,
-            token_url: entry.token_url,
-            scopes: entry.scopes,
-        });
-    }
-    rows.sort_by_key(|r| r.name.to_lowercase());
-    let sources = services
-        .store
-        .brand_sources()
-        .await
-        .map_err(crate::ssr::unavailable)?
-        .into_iter()
-        .map(|s| SourceRow {
-            refreshable: s.url.starts_with("http"),
-            url: s.url,
-            checked_at: baton_vocab::day::utc(s.checked_at),
-            changed_at: baton_vocab::day::utc(s.changed_at),
-            status: s.status,
-        })
-        .collect();
-    Ok(DirectoryView {
-        admin: staff.roles.has(baton_accounts::Role::Admin),
-        rows,
-        sources,
-        credentials: directory.credential_names(),
-    })
+    services.console.payer_directory(&staff).await.map_err(crate::ssr::console_error)
 }
 
 /// Loads (or refreshes) a brands file from its URL.
@@ -146,18 +31,12 @@ pub async fn load_directory() -> Result<DirectoryView, AppError> {
 pub async fn load_brands(url: String) -> Result<(), AppError> {
     let staff = crate::ssr::require_staff().await?;
     let services = crate::ssr::services()?;
-    let Ok(parsed) = url::Url::parse(url.trim()) else {
-        leptos_axum::redirect("/staff/payers?problem=url");
-        return Ok(());
-    };
-    let result = services.journey.import_brands_url(&parsed, baton_store::Timestamp::now()).await;
-    let detail = match &result {
-        Ok(import) if import.not_modified => "not modified".to_owned(),
-        Ok(import) => format!("{} plans, {} new", import.entries, import.added),
-        Err(error) => format!("failed: {error}"),
-    };
-    crate::ssr::audit(&staff, baton_staff::audit::Action::PayersLoad, None, parsed.as_str(), &detail).await?;
-    leptos_axum::redirect(if result.is_ok() { "/staff/payers" } else { "/staff/payers?problem=load" });
+    match services.console.load_brands_url(&staff, &url).await {
+        Ok(baton_staff::BrandsLoad::Loaded) => leptos_axum::redirect("/staff/payers"),
+        Ok(baton_staff::BrandsLoad::Refused) => leptos_axum::redirect("/staff/payers?problem=load"),
+        Err(baton_staff::ConsoleError::Invalid(_)) => leptos_axum::redirect("/staff/payers?problem=url"),
+        Err(error) => return Err(crate::ssr::console_error(error)),
+    }
     Ok(())
 }
 
@@ -171,33 +50,14 @@ pub async fn register_payer(
 ) -> Result<(), AppError> {
     // Registering is what offers a plan to members (with a credential of this plan's): admins,
     // like switching configured plans on and off.
-    let staff = crate::ssr::require_admin().await?;
+    let admin = crate::ssr::require_admin().await?;
     let services = crate::ssr::services()?;
-    let client_id = Some(client_id.trim()).filter(|c| !c.is_empty());
-    if client_id.is_some_and(|c| c.len() > 200 || c.chars().any(char::is_control)) {
-        return Err(crate::ssr::fail(AppError::Invalid { field: "client_id".into() }));
-    }
-    let credential = Some(credential.trim()).filter(|c| !c.is_empty());
-    if credential.is_some_and(|c| !services.journey.payers.credential_names().iter().any(|n| n == c)) {
-        return Err(crate::ssr::fail(AppError::Invalid { field: "credential".into() }));
-    }
     let enabled = enabled.is_some_and(|e| e == "yes");
-    let known = services
-        .journey
-        .register_payer(&id, client_id, credential, enabled, baton_store::Timestamp::now())
+    services
+        .console
+        .register_payer(&admin, &id, &client_id, &credential, enabled)
         .await
-        .map_err(crate::ssr::unavailable)?;
-    if !known {
-        return Err(crate::ssr::fail(AppError::NotFound));
-    }
-    crate::ssr::audit(
-        &staff,
-        baton_staff::audit::Action::PayersRegister,
-        None,
-        &format!("payer {id}"),
-        &format!("client_id={} credential={} enabled={enabled}", client_id.unwrap_or("-"), credential.unwrap_or("-")),
-    )
-    .await?;
+        .map_err(crate::ssr::console_error)?;
     leptos_axum::redirect("/staff/payers");
     Ok(())
 }
@@ -213,33 +73,9 @@ pub async fn set_payer_enabled(id: String, enabled: String) -> Result<(), AppErr
         "on" => Some(true),
         "off" => Some(false),
         "config" => None,
-        _ => return Err(invalid("enabled", &id)),
+        _ => return Err(invalid(&id)(baton_staff::ConsoleError::Invalid("enabled"))),
     };
-    let Some(configured) = services.journey.payers.configured().into_iter().find(|c| c.payer.id == id) else {
-        return Err(crate::ssr::fail(AppError::NotFound));
-    };
-    let known = services
-        .journey
-        .set_configured_payer_enabled(&id, choice, baton_store::Timestamp::now())
-        .await
-        .map_err(crate::ssr::unavailable)?;
-    if !known {
-        return Err(crate::ssr::fail(AppError::NotFound));
-    }
-    let on_off = |on: bool| if on { "on" } else { "off" };
-    crate::ssr::audit(
-        &admin,
-        baton_staff::audit::Action::PayersEnable,
-        None,
-        &format!("payer {id}"),
-        &format!(
-            "enabled={} (was {}; configuration says {})",
-            choice.map_or("configuration", on_off),
-            on_off(configured.enabled()),
-            on_off(configured.enabled_in_config)
-        ),
-    )
-    .await?;
+    services.console.set_payer_enabled(&admin, &id, choice).await.map_err(invalid(&id))?;
     leptos_axum::redirect("/staff/payers");
     Ok(())
 }
@@ -256,37 +92,26 @@ pub async fn pin_payer_endpoints(
 ) -> Result<(), AppError> {
     let admin = crate::ssr::require_admin().await?;
     let services = crate::ssr::services()?;
-    let now = baton_store::Timestamp::now();
-    let known = match services.journey.pin_payer_endpoints(&id, &authorize_url, &token_url, &scopes, now).await {
-        Ok(known) => known,
-        Err(baton_journey::JourneyError::Pinned(error)) => {
-            tracing::info!(payer = %id, %error, "pinned endpoints refused");
-            return Err(invalid(error.field(), &id));
-        }
-        Err(error) => return Err(crate::ssr::unavailable(error)),
-    };
-    if !known {
-        return Err(crate::ssr::fail(AppError::NotFound));
-    }
-    let shown = |value: &str| if value.trim().is_empty() { "-".to_owned() } else { value.trim().to_owned() };
-    crate::ssr::audit(
-        &admin,
-        baton_staff::audit::Action::PayersEndpoints,
-        None,
-        &format!("payer {id}"),
-        &format!("authorize_url={} token_url={} scopes={}", shown(&authorize_url), shown(&token_url), shown(&scopes)),
-    )
-    .await?;
+    services
+        .console
+        .pin_payer_endpoints(&admin, &id, &authorize_url, &token_url, &scopes)
+        .await
+        .map_err(invalid(&id))?;
     leptos_axum::redirect("/staff/payers");
     Ok(())
 }
 
-/// A refused form field: a plain form post goes back to the page, which says what is wrong
-/// (`?problem=invalid_{field}&payer={id}`); a call from script gets 400 and the field.
+/// The console's error for a payer's form: a refused field sends a plain form post back to the
+/// page, which says what is wrong (`?problem=invalid_{field}&payer={id}`); a call from script
+/// gets 400 and the field.
 #[cfg(feature = "ssr")]
-fn invalid(field: &str, id: &str) -> AppError {
-    leptos_axum::redirect(&format!("/staff/payers?problem=invalid_{field}&payer={}", super::members::encode(id)));
-    crate::ssr::fail(AppError::Invalid { field: field.to_owned() })
+fn invalid(id: &str) -> impl Fn(baton_staff::ConsoleError) -> AppError + '_ {
+    move |error| {
+        if let baton_staff::ConsoleError::Invalid(field) = &error {
+            leptos_axum::redirect(&format!("/staff/payers?problem=invalid_{field}&payer={}", super::members::encode(id)));
+        }
+        crate::ssr::console_error(error)
+    }
 }
 
 /// Runs discovery for one payer now, so staff see whether members can use it.
@@ -294,7 +119,7 @@ fn invalid(field: &str, id: &str) -> AppError {
 pub async fn check_payer(id: String) -> Result<(), AppError> {
     crate::ssr::require_staff().await?;
     let services = crate::ssr::services()?;
-    let problem = services.journey.check_payer(&id).await;
+    let problem = services.console.check_payer(&id).await;
     let mark = if problem.is_some() { "problem" } else { "ok" };
     leptos_axum::redirect(&format!("/staff/payers?checked={}&result={mark}", super::members::encode(&id)));
     Ok(())
@@ -412,7 +237,7 @@ fn payer_card(row: DirectoryRow, credentials: Vec<String>, admin: bool) -> AnyVi
         }
         .into_any()
     });
-    let off_note = (row.state == "disabled")
+    let off_note = (row.state == PayerState::Disabled)
         .then(|| view! { <p class="payer-note">{t!(i18n, console.payers_off_note)}</p> }.into_any());
     let problem = row.discovery.clone().map(|discovery| view! { <DiscoverySummary discovery/> }.into_any());
     let registration = match (row.editable, admin) {
@@ -441,16 +266,12 @@ fn payer_card(row: DirectoryRow, credentials: Vec<String>, admin: bool) -> AnyVi
         }
         .into_any()
     });
-    let source = if row.source == "config" {
-        t_string!(i18n, console.payers_from_config).to_string()
-    } else {
-        row.source.clone()
-    };
+    let source = row.source.clone().unwrap_or_else(|| t_string!(i18n, console.payers_from_config).to_string());
     view! {
-        <li class="card" data-payer=row.id.clone() data-state=row.state.clone()>
+        <li class="card" data-payer=row.id.clone() data-state=row.state.as_str()>
             <h3>{row.name.clone()}</h3>
             <p class="url">{row.fhir_base.clone()}" · "{source}</p>
-            <p class="payer-state">{payer_state(&row.state)}</p>
+            <p class="payer-state">{payer_state(row.state)}</p>
             {settings}
             {off_note}
             <PinnedSummary authorize_url=row.authorize_url.clone() token_url=row.token_url.clone() scopes=row.scopes.clone()/>
@@ -521,15 +342,15 @@ fn RegistrationForm(
     .into_any()
 }
 
-fn payer_state(state: &str) -> AnyView {
+fn payer_state(state: PayerState) -> AnyView {
     let i18n = use_i18n();
     match state {
-        "offered" => t!(i18n, console.payers_offered).into_any(),
-        "disabled" => t!(i18n, console.payers_disabled).into_any(),
-        "no_registration" => t!(i18n, console.payers_no_registration).into_any(),
-        "unknown_credential" => t!(i18n, console.payers_unknown_credential).into_any(),
-        "withdrawn" => t!(i18n, console.payers_withdrawn).into_any(),
-        _ => t!(i18n, console.payers_shadowed).into_any(),
+        PayerState::Offered => t!(i18n, console.payers_offered).into_any(),
+        PayerState::Disabled => t!(i18n, console.payers_disabled).into_any(),
+        PayerState::NoRegistration => t!(i18n, console.payers_no_registration).into_any(),
+        PayerState::UnknownCredential => t!(i18n, console.payers_unknown_credential).into_any(),
+        PayerState::Withdrawn => t!(i18n, console.payers_withdrawn).into_any(),
+        PayerState::Shadowed => t!(i18n, console.payers_shadowed).into_any(),
     }
 }
 

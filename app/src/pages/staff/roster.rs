@@ -1,172 +1,33 @@
 //! Importing the enrollment roster: upload (CSV or FHIR Bundle), preview with each row's
 //! errors, then commit. The upload is a plain multipart form handled by the server
-//! (`server/src/http/roster.rs`); the preview and the commit are here.
+//! (`server/src/http/staff.rs`); the preview and the commit are here.
 
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
-use serde::{Deserialize, Serialize};
 
 use super::StaffNav;
 use crate::components::outcome::outcome;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PreviewRow {
-    pub number: usize,
-    pub member_id: String,
-    pub name: String,
-    pub birth_date: String,
-    pub coverage_start: String,
-    pub plan: String,
-    pub errors: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReportRow {
-    pub member_id: String,
-    pub name: String,
-    /// created | updated | unchanged | failed
-    pub outcome: String,
-    pub account: Option<i64>,
-    pub reason: Option<String>,
-    pub invitation_link: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RosterImportView {
-    pub admin: bool,
-    pub id: String,
-    pub file_name: String,
-    pub format: String,
-    /// Why the whole file cannot be read, if so.
-    pub file_error: Option<String>,
-    pub rows: Vec<PreviewRow>,
-    pub valid: usize,
-    pub invalid: usize,
-    pub committed_at: Option<String>,
-    pub report: Option<Vec<ReportRow>>,
-    pub counts: Option<(u32, u32, u32, u32)>,
-}
+use baton_vocab::views::console::{RosterCounts, RosterImportView, RosterOutcome};
 
 #[server(endpoint = "staff/roster")]
 pub async fn load_roster_import(id: String) -> Result<RosterImportView, AppError> {
-    use baton_enrollment::{CommitReport, Format, MemberOutcome, roster};
     let staff = crate::ssr::require_staff().await?;
     let services = crate::ssr::services()?;
-    let import = services
-        .store
-        .roster_import(&id)
-        .await
-        .map_err(crate::ssr::unavailable)?
-        .ok_or_else(|| crate::ssr::fail(AppError::NotFound))?;
-    let format = Format::parse(&import.format).unwrap_or(Format::Csv);
-    let (rows, file_error) = match roster::parse(format, &import.content) {
-        Ok(preview) => (preview.rows, None),
-        Err(error) => (vec![], Some(error.to_string())),
-    };
-    let valid = rows.iter().filter(|r| r.entry.is_some()).count();
-    let invalid = rows.len() - valid;
-    let now = baton_store::Timestamp::now();
-    let (report, counts) = match import.report.as_deref().and_then(|r| serde_json::from_str::<CommitReport>(r).ok()) {
-        Some(report) => {
-            let mut lines = Vec::new();
-            for line in report.lines {
-                let (outcome, account, reason) = match line.outcome {
-                    MemberOutcome::Created { account } => ("created", Some(account), None),
-                    MemberOutcome::Updated { account } => ("updated", Some(account), None),
-                    MemberOutcome::Unchanged { account } => ("unchanged", Some(account), None),
-                    MemberOutcome::Failed { reason } => ("failed", None, Some(reason)),
-                };
-                let invitation_link = match account {
-                    Some(account) if outcome == "created" => services
-                        .enrollment
-                        .invitations
-                        .status(baton_store::AccountId(account), now)
-                        .await
-                        .map_err(crate::ssr::unavailable)?
-                        .and_then(|s| s.link),
-                    _ => None,
-                };
-                lines.push(ReportRow {
-                    member_id: line.member_id,
-                    name: line.name,
-                    outcome: outcome.into(),
-                    account,
-                    reason,
-                    invitation_link,
-                });
-            }
-            (Some(lines), Some((report.created, report.updated, report.unchanged, report.failed)))
-        }
-        None => (None, None),
-    };
-    crate::ssr::audit(&staff, baton_staff::audit::Action::RosterView, None, &format!("roster {id}"), "").await?;
-    Ok(RosterImportView {
-        admin: staff.roles.has(baton_accounts::Role::Admin),
-        id: import.id,
-        file_name: import.file_name,
-        format: import.format,
-        file_error,
-        rows: rows
-            .into_iter()
-            .map(|row| PreviewRow {
-                number: row.number,
-                member_id: row.member_id.unwrap_or_default(),
-                name: row.entry.as_ref().map(|e| e.display_name()).unwrap_or_default(),
-                birth_date: row.entry.as_ref().map(|e| baton_vocab::day::format(e.birth_date)).unwrap_or_default(),
-                coverage_start: row
-                    .entry
-                    .as_ref()
-                    .map(|e| baton_vocab::day::format(e.coverage_start))
-                    .unwrap_or_default(),
-                plan: row.entry.as_ref().map(|e| e.plan.clone()).unwrap_or_default(),
-                errors: row.errors,
-            })
-            .collect(),
-        valid,
-        invalid,
-        committed_at: import.committed_at.map(baton_vocab::day::utc),
-        report,
-        counts,
-    })
+    services.console.roster_import(&staff, &id).await.map_err(crate::ssr::console_error)
 }
 
 /// Writes the previewed roster (once: a second commit of the same upload does nothing).
 #[server(endpoint = "staff/roster/commit")]
 pub async fn commit_roster(id: String) -> Result<(), AppError> {
-    use baton_enrollment::{Format, roster};
     let staff = crate::ssr::require_staff().await?;
     let services = crate::ssr::services()?;
-    let store = &services.store;
-    let import = store
-        .roster_import(&id)
-        .await
-        .map_err(crate::ssr::unavailable)?
-        .ok_or_else(|| crate::ssr::fail(AppError::NotFound))?;
-    if import.committed_at.is_none() {
-        let format = Format::parse(&import.format).unwrap_or(Format::Csv);
-        let preview = roster::parse(format, &import.content)
-            .map_err(|_| crate::ssr::fail(AppError::Invalid { field: "file".into() }))?;
-        let now = baton_store::Timestamp::now();
-        let report = services.enrollment.commit(&preview, staff.id, now).await.map_err(crate::ssr::unavailable)?;
-        let json = serde_json::to_string(&report).map_err(crate::ssr::unavailable)?;
-        store.finish_roster_import(&id, &json, now).await.map_err(crate::ssr::unavailable)?;
-        crate::ssr::audit(
-            &staff,
-            baton_staff::audit::Action::RosterCommit,
-            None,
-            &format!("roster {id}"),
-            &format!(
-                "created {}, updated {}, unchanged {}, failed {}, skipped {}",
-                report.created, report.updated, report.unchanged, report.failed, report.skipped
-            ),
-        )
-        .await?;
-    }
+    services.console.commit_roster(&staff, &id).await.map_err(crate::ssr::console_error)?;
     leptos_axum::redirect(&format!("/staff/roster/{id}"));
     Ok(())
 }
@@ -237,7 +98,7 @@ fn ImportDetails(v: RosterImportView) -> impl IntoView {
         <h1>{t!(i18n, console.roster_import_title, file = file.clone())}</h1>
         {v.file_error.clone().map(|e| view! { <p class="alert" role="alert" id="file-error">{e}</p> })}
         {match (v.report.clone(), v.counts) {
-            (Some(report), Some((created, updated, unchanged, failed))) => view! {
+            (Some(report), Some(RosterCounts { created, updated, unchanged, failed })) => view! {
                 <section aria-labelledby="report-title" class="card">
                     <h2 id="report-title">{t!(i18n, console.roster_done, at = v.committed_at.clone().unwrap_or_default())}</h2>
                     <p id="report-counts">{t!(i18n, console.roster_counts, created = move || created, updated = move || updated,
@@ -250,13 +111,13 @@ fn ImportDetails(v: RosterImportView) -> impl IntoView {
                             <th scope="col">{t!(i18n, console.invitation_title)}</th>
                         </tr></thead>
                         <tbody>{report.into_iter().map(|r| view! {
-                            <tr data-outcome=r.outcome.clone()>
+                            <tr data-outcome=r.outcome.as_str()>
                                 <td>{r.member_id.clone()}</td>
                                 <td>{match r.account {
                                     Some(a) => view! { <A href=format!("/staff/members/{a}")>{r.name.clone()}</A> }.into_any(),
                                     None => r.name.clone().into_any(),
                                 }}</td>
-                                <td>{outcome_label(&r.outcome)}{r.reason.clone().map(|reason| format!(": {reason}"))}</td>
+                                <td>{outcome_label(r.outcome)}{r.reason.clone().map(|reason| format!(": {reason}"))}</td>
                                 <td>{r.invitation_link.clone().map(|link| view! {
                                     <input class="copy" type="text" readonly value=link
                                         aria-label=format!("{} {}", t_string!(i18n, console.invitation_title), r.member_id)/>
@@ -310,12 +171,12 @@ fn ImportDetails(v: RosterImportView) -> impl IntoView {
     }
 }
 
-fn outcome_label(outcome: &str) -> AnyView {
+fn outcome_label(outcome: RosterOutcome) -> AnyView {
     let i18n = use_i18n();
     match outcome {
-        "created" => t!(i18n, console.outcome_created).into_any(),
-        "updated" => t!(i18n, console.outcome_updated).into_any(),
-        "unchanged" => t!(i18n, console.outcome_unchanged).into_any(),
-        _ => t!(i18n, console.outcome_failed).into_any(),
+        RosterOutcome::Created => t!(i18n, console.outcome_created).into_any(),
+        RosterOutcome::Updated => t!(i18n, console.outcome_updated).into_any(),
+        RosterOutcome::Unchanged => t!(i18n, console.outcome_unchanged).into_any(),
+        RosterOutcome::Failed => t!(i18n, console.outcome_failed).into_any(),
     }
 }

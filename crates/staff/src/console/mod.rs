@@ -2,9 +2,12 @@
 //! the session (the page did), reads what the page shows, and writes the audit record before
 //! answering — a view whose record cannot be written is not shown.
 
+mod admin;
+mod directory;
 mod home;
 mod members;
 mod records;
+mod roster;
 mod transfers;
 
 use baton_enrollment::Enrollment;
@@ -15,6 +18,8 @@ use thiserror::Error;
 
 use crate::audit::{Action, Actor, Auditor};
 
+pub use admin::IssuedToken;
+pub use directory::BrandsLoad;
 pub use transfers::TransferQuery;
 
 /// Why a console call did not answer.
@@ -26,6 +31,9 @@ pub enum ConsoleError {
     /// A query or form field is malformed: its name.
     #[error("invalid {0}")]
     Invalid(&'static str),
+    /// The staff member's roles do not allow this.
+    #[error("not allowed")]
+    Forbidden,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
