@@ -47,3 +47,20 @@ pub fn ErrorMessage(error: AppError) -> impl IntoView {
         </section>
     }
 }
+
+/// What every page does with its server function's answer: "Loading…" while `data` loads,
+/// then [`outcome`] of it, drawn by `render`.
+#[component]
+pub fn Loaded<T, V, F>(data: Resource<Result<T, AppError>>, render: F) -> impl IntoView
+where
+    T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    V: IntoView + 'static,
+    F: Fn(T) -> V + Clone + Send + Sync + 'static,
+{
+    let i18n = use_i18n();
+    view! {
+        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
+            {move || data.get().map(|result| outcome(result, render.clone()))}
+        </Suspense>
+    }
+}

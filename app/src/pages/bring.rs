@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use baton_vocab::BringProblem;
 
-use crate::components::outcome::outcome;
+use crate::components::outcome::{Loaded, outcome};
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 use crate::pages::member::icu_date;
@@ -239,8 +239,7 @@ pub fn ConsentPage() -> impl IntoView {
     let choice_missing = move || query.read().get("problem").as_deref() == Some("choice");
     view! {
         <Title text=t_string!(i18n, consent.title).to_string()/>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, move |page: ConsentPageData| {
+        <Loaded data=data render={move |page: ConsentPageData| {
                 let old = page.payer_name.clone();
                 let new = page.plan_name.clone();
                 let until = icu_date(page.until.0, page.until.1, page.until.2);
@@ -300,7 +299,6 @@ pub fn ConsentPage() -> impl IntoView {
                         </form>
                     </article>
                 }.into_any()
-            }))}
-        </Suspense>
+            }}/>
     }
 }

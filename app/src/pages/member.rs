@@ -3,7 +3,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 
-use crate::components::outcome::outcome;
+use crate::components::outcome::Loaded;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
@@ -22,8 +22,7 @@ pub fn MemberHome() -> impl IntoView {
     let data = Resource::new(|| (), |_| load_member_home());
     view! {
         <Title text=t_string!(i18n, nav.member_home).to_string()/>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, |home: MemberHomeData| {
+        <Loaded data=data render={move |home: MemberHomeData| {
                 let name = home.display_name.clone();
                 view! {
                     <h1>{t!(i18n, member.title, name = name.clone())}</h1>
@@ -52,8 +51,7 @@ pub fn MemberHome() -> impl IntoView {
                         <p><A href="/member/bring" attr:class="button">{t!(i18n, member.bring_start)}</A></p>
                     </section>
                 }
-            }))}
-        </Suspense>
+            }}/>
     }
 }
 

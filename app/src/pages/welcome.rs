@@ -6,7 +6,7 @@ use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::components::outcome::outcome;
+use crate::components::outcome::Loaded;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
@@ -58,8 +58,7 @@ pub fn WelcomePage() -> impl IntoView {
     let data = Resource::new(token, check_invitation);
     view! {
         <Title text=t_string!(i18n, welcome.title).to_string()/>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, move |name: Option<String>| match name {
+        <Loaded data=data render={move |name: Option<String>| match name {
                 None => view! {
                     <h1>{t!(i18n, welcome.title)}</h1>
                     <p class="alert" role="alert" id="invitation-invalid">{t!(i18n, welcome.invalid)}</p>
@@ -88,7 +87,6 @@ pub fn WelcomePage() -> impl IntoView {
                         <button type="submit" class="button">{t!(i18n, welcome.submit)}</button>
                     </form>
                 }.into_any(),
-            }))}
-        </Suspense>
+            }}/>
     }
 }

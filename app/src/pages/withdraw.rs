@@ -9,7 +9,7 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
-use crate::components::outcome::outcome;
+use crate::components::outcome::Loaded;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 use crate::pages::transfer::{WithdrawConsent, category_label};
@@ -33,9 +33,7 @@ pub fn WithdrawPage() -> impl IntoView {
     let data = Resource::new(id, load_withdrawal_preview);
     view! {
         <Title text=t_string!(i18n, withdraw.title).to_string()/>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, |preview: WithdrawalPreview| view! { <Confirm preview/> }))}
-        </Suspense>
+        <Loaded data=data render={move |preview: WithdrawalPreview| view! { <Confirm preview/> }}/>
     }
 }
 

@@ -6,7 +6,7 @@ use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 
 use super::StaffNav;
-use crate::components::outcome::outcome;
+use crate::components::outcome::Loaded;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
@@ -58,8 +58,7 @@ pub fn ApiTokensPage() -> impl IntoView {
     let data = Resource::new(|| (), |_| load_api_tokens());
     view! {
         <Title text=t_string!(i18n, console.tokens_title).to_string()/>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, |v: TokensView| view! {
+        <Loaded data render={move |v: TokensView| view! {
                 <StaffNav admin=true/>
                 <h1>{t!(i18n, console.tokens_title)}</h1>
                 <p>{t!(i18n, console.tokens_intro, base = v.api_base.clone())}</p>
@@ -107,7 +106,6 @@ pub fn ApiTokensPage() -> impl IntoView {
                         </tr>
                     }).collect_view()}</tbody>
                 </table>
-            }))}
-        </Suspense>
+            }}/>
     }
 }

@@ -7,7 +7,7 @@ use leptos_router::hooks::use_query_map;
 
 use super::StaffNav;
 use super::members::encode;
-use crate::components::outcome::outcome;
+use crate::components::outcome::Loaded;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
@@ -39,8 +39,7 @@ pub fn AuditPage() -> impl IntoView {
     view! {
         <Title text=t_string!(i18n, console.audit_title).to_string()/>
         <h1>{t!(i18n, console.audit_title)}</h1>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, move |v: AuditView| {
+        <Loaded data=data render={move |v: AuditView| {
                 let f = filters();
                 let qs = format!(
                     "actor={}&action={}&member={}&from={}&to={}",
@@ -82,7 +81,6 @@ pub fn AuditPage() -> impl IntoView {
                     </table>
                     {v.more.then(|| view! { <p><a href=format!("/staff/audit?{qs}&page={}", page() + 1)>{t!(i18n, console.next_page)}</a></p> })}
                 }
-            }))}
-        </Suspense>
+            }}/>
     }
 }

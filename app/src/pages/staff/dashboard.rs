@@ -6,7 +6,7 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 use super::{StaffNav, state_label};
-use crate::components::outcome::outcome;
+use crate::components::outcome::Loaded;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
@@ -26,8 +26,7 @@ pub fn StaffHome() -> impl IntoView {
     let data = Resource::new(|| (), |_| load_staff_home());
     view! {
         <Title text=t_string!(i18n, staff.title).to_string()/>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, |home: StaffHomeData| {
+        <Loaded data=data render={move |home: StaffHomeData| {
                 let name = home.display_name.clone();
                 let members = home.members;
                 let total: u64 = home.states.iter().map(|(_, n)| n).sum();
@@ -83,8 +82,7 @@ pub fn StaffHome() -> impl IntoView {
                         }}
                     </section>
                 }
-            }))}
-        </Suspense>
+            }}/>
     }
 }
 

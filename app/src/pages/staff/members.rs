@@ -10,7 +10,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use baton_vocab::{ConsentPolicy, LinkState};
 
 use super::{StaffNav, state_label};
-use crate::components::outcome::outcome;
+use crate::components::outcome::Loaded;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
@@ -45,8 +45,7 @@ pub fn MembersPage() -> impl IntoView {
             </div>
             <button type="submit" class="button">{t!(i18n, console.search)}</button>
         </form>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, move |found: MemberSearch| {
+        <Loaded data=data render={move |found: MemberSearch| {
                 let next = format!("/staff/members?q={}&birth={}&page={}", encode(&q()), encode(&birth()), page() + 1);
                 view! {
                     <StaffNav admin=found.admin/>
@@ -76,8 +75,7 @@ pub fn MembersPage() -> impl IntoView {
                     }}
                     {found.more.then(|| view! { <p><a href=next>{t!(i18n, console.next_page)}</a></p> })}
                 }
-            }))}
-        </Suspense>
+            }}/>
     }
 }
 
@@ -108,9 +106,7 @@ pub fn MemberPage() -> impl IntoView {
     let data = Resource::new(id, load_member);
     view! {
         <Title text=t_string!(i18n, console.member_title).to_string()/>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, |m: MemberData| view! { <MemberDetails m/> }))}
-        </Suspense>
+        <Loaded data=data render={move |m: MemberData| view! { <MemberDetails m/> }}/>
     }
 }
 

@@ -13,7 +13,7 @@ use leptos_router::hooks::use_query_map;
 
 use super::StaffNav;
 use super::discovery::DiscoverySummary;
-use crate::components::outcome::outcome;
+use crate::components::outcome::Loaded;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
@@ -135,8 +135,7 @@ pub fn PayersPage() -> impl IntoView {
     let data = Resource::new(|| (), |_| load_directory());
     view! {
         <Title text=t_string!(i18n, console.payers_title).to_string()/>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, move |v: DirectoryView| {
+        <Loaded data=data render={move |v: DirectoryView| {
                 let credentials = v.credentials.clone();
                 let admin = v.admin;
                 view! {
@@ -211,8 +210,7 @@ pub fn PayersPage() -> impl IntoView {
                         </ul>
                     </section>
                 }
-            }))}
-        </Suspense>
+            }}/>
     }
 }
 

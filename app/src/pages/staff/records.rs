@@ -12,7 +12,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::StaffNav;
 use super::members::encode;
-use crate::components::outcome::outcome;
+use crate::components::outcome::Loaded;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 use crate::pages::transfer::category_label;
@@ -57,9 +57,7 @@ pub fn MemberRecordsPage() -> impl IntoView {
     let data = Resource::new(move || (member(), kind()), |(member, kind)| load_member_records(member, kind));
     view! {
         <Title text=t_string!(i18n, console.records_title).to_string()/>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, |v: RecordsView| view! { <Records v/> }))}
-        </Suspense>
+        <Loaded data=data render={move |v: RecordsView| view! { <Records v/> }}/>
     }
 }
 
@@ -159,9 +157,7 @@ pub fn RecordPage() -> impl IntoView {
     let data = Resource::new(key, |(t, id)| load_record(t, id));
     view! {
         <Title text=t_string!(i18n, console.record_title).to_string()/>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, |v: RecordView| view! { <Record v/> }))}
-        </Suspense>
+        <Loaded data=data render={move |v: RecordView| view! { <Record v/> }}/>
     }
 }
 

@@ -9,7 +9,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::StaffNav;
-use crate::components::outcome::outcome;
+use crate::components::outcome::Loaded;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
@@ -46,8 +46,7 @@ pub fn RosterPage() -> impl IntoView {
     let data = Resource::new(|| (), |_| roster_form());
     view! {
         <Title text=t_string!(i18n, console.roster_title).to_string()/>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, move |admin: bool| view! {
+        <Loaded data=data render={move |admin: bool| view! {
                 <StaffNav admin/>
                 <h1>{t!(i18n, console.roster_title)}</h1>
                 {problem().map(|p| view! { <p class="alert" role="alert" id="roster-problem">{match p.as_str() {
@@ -68,8 +67,7 @@ pub fn RosterPage() -> impl IntoView {
                     </div>
                     <button type="submit" class="button">{t!(i18n, console.roster_preview)}</button>
                 </form>
-            }))}
-        </Suspense>
+            }}/>
     }
 }
 
@@ -81,9 +79,7 @@ pub fn RosterImportPage() -> impl IntoView {
     let data = Resource::new(id, load_roster_import);
     view! {
         <Title text=t_string!(i18n, console.roster_title).to_string()/>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, |v: RosterImportView| view! { <ImportDetails v/> }))}
-        </Suspense>
+        <Loaded data=data render={move |v: RosterImportView| view! { <ImportDetails v/> }}/>
     }
 }
 

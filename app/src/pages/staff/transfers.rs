@@ -12,7 +12,7 @@ use super::members::encode;
 use baton_vocab::{EventKind, TransferSort, TransferState};
 
 use super::{StaffNav, state_label};
-use crate::components::outcome::outcome;
+use crate::components::outcome::Loaded;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
@@ -47,8 +47,7 @@ pub fn TransfersPage() -> impl IntoView {
     view! {
         <Title text=t_string!(i18n, console.transfers_title).to_string()/>
         <h1>{t!(i18n, console.transfers_title)}</h1>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, move |list: TransferList| {
+        <Loaded data=data render={move |list: TransferList| {
                 let next = format!(
                     "/staff/transfers?state={}&payer={}&from={}&to={}&sort={}&page={}",
                     encode(&state()), encode(&payer()), encode(&from()), encode(&to()), encode(&sort()), page() + 1
@@ -126,8 +125,7 @@ pub fn TransfersPage() -> impl IntoView {
                     }}
                     {list.more.then(|| view! { <p><a href=next>{t!(i18n, console.next_page)}</a></p> })}
                 }
-            }))}
-        </Suspense>
+            }}/>
     }
 }
 
@@ -168,9 +166,7 @@ pub fn StaffTransferPage() -> impl IntoView {
     let data = Resource::new(id, load_staff_transfer);
     view! {
         <Title text=t_string!(i18n, console.transfer_title).to_string()/>
-        <Suspense fallback=move || view! { <p>{t!(i18n, loading)}</p> }>
-            {move || data.get().map(|result| outcome(result, |v: StaffTransferView| view! { <TransferDetails v/> }))}
-        </Suspense>
+        <Loaded data=data render={move |v: StaffTransferView| view! { <TransferDetails v/> }}/>
     }
 }
 
