@@ -10,11 +10,14 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use url::Url;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Secrets are `SecretString`s: redacted in `Debug` output, and left out when serialized (which
+/// happens only to the defaults, where there are none).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address to listen on (`BATON_LISTEN`).
@@ -53,7 +56,7 @@ pub struct Config {
 
 /// A previous plan, and this Baton's registration there. Its credential (a client secret or a
 /// private key) lives only here, in configuration — never in the database.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PayerConfig {
     /// Stable id (letters, digits, `-`).
@@ -69,11 +72,11 @@ pub struct PayerConfig {
     pub fhir_base: Url,
     pub client_id: String,
     /// `client_secret_basic`.
-    #[serde(default)]
-    pub client_secret: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<SecretString>,
     /// `private_key_jwt`: a PEM private key, inline or in a file.
-    #[serde(default)]
-    pub private_key: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub private_key: Option<SecretString>,
     #[serde(default)]
     pub private_key_file: Option<PathBuf>,
     /// `RS384` (RSA key) or `ES384` (P-384 key).
@@ -95,13 +98,13 @@ pub struct PayerConfig {
 
 /// This plan's client credential at one or more previous plans: a shared secret
 /// (`client_secret_basic`) or a private key (`private_key_jwt`, inline or in a file).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialConfig {
-    #[serde(default)]
-    pub client_secret: Option<String>,
-    #[serde(default)]
-    pub private_key: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<SecretString>,
+    #[serde(default, skip_serializing)]
+    pub private_key: Option<SecretString>,
     #[serde(default)]
     pub private_key_file: Option<PathBuf>,
     #[serde(default = "default_key_alg")]
@@ -110,38 +113,12 @@ pub struct CredentialConfig {
     pub private_key_kid: Option<String>,
 }
 
-impl std::fmt::Debug for CredentialConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CredentialConfig")
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
-            .field("private_key", &self.private_key.as_ref().map(|_| "***"))
-            .field("private_key_file", &self.private_key_file)
-            .field("private_key_alg", &self.private_key_alg)
-            .finish()
-    }
-}
-
 fn default_key_alg() -> String {
     "RS384".into()
 }
 
 fn enabled_by_default() -> bool {
     true
-}
-
-impl std::fmt::Debug for PayerConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PayerConfig")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .field("fhir_base", &self.fhir_base.as_str())
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
-            .field("private_key", &self.private_key.as_ref().map(|_| "***"))
-            .field("private_key_file", &self.private_key_file)
-            .field("enabled", &self.enabled)
-            .finish()
-    }
 }
 
 /// The transfer engine.
@@ -201,26 +178,18 @@ pub struct PlanConfig {
 /// Secret keys, base64-encoded. With SQLite they may be left out: Baton then generates them
 /// once under `<data_dir>/secrets/` (mode 0600) and reuses them. With PostgreSQL they are
 /// required, because every instance sharing the database must use the same keys.
-#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecretsConfig {
     /// Signs session cookies: at least 64 bytes (`BATON_SECRETS__SESSION_KEY`).
-    pub session_key: Option<String>,
+    #[serde(skip_serializing)]
+    pub session_key: Option<SecretString>,
     /// Encrypts OAuth tokens at rest: exactly 32 bytes (`BATON_SECRETS__TOKEN_KEY`).
-    pub token_key: Option<String>,
+    #[serde(skip_serializing)]
+    pub token_key: Option<SecretString>,
     /// Signs this plan's ID tokens: an RSA private key in PEM (`BATON_SECRETS__ID_TOKEN_KEY`).
-    pub id_token_key: Option<String>,
-}
-
-impl std::fmt::Debug for SecretsConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = |s: &Option<String>| if s.is_some() { "Some(***)" } else { "None" };
-        f.debug_struct("SecretsConfig")
-            .field("session_key", &shown(&self.session_key))
-            .field("token_key", &shown(&self.token_key))
-            .field("id_token_key", &shown(&self.id_token_key))
-            .finish()
-    }
+    #[serde(skip_serializing)]
+    pub id_token_key: Option<SecretString>,
 }
 
 /// Limits on failed sign-ins.
@@ -617,9 +586,20 @@ mod tests {
     }
 
     #[test]
-    fn secrets_never_show_in_debug_output() {
-        let secrets = SecretsConfig { session_key: Some("c2VjcmV0".into()), token_key: None, id_token_key: None };
-        let shown = format!("{secrets:?}");
-        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+    fn secrets_are_read_from_file_and_environment_but_never_shown() {
+        use secrecy::ExposeSecret;
+        Jail::expect_with(|jail| {
+            let file = "[secrets]\ntoken_key = \"dG9rZW4=\"\n[credentials.shared]\nclient_secret = \"s3cr3t\"\n";
+            jail.create_file("baton.toml", file)?;
+            jail.set_env("BATON_SECRETS__SESSION_KEY", "c2Vzc2lvbg==");
+            let config = load_in_jail(jail).unwrap();
+            assert_eq!(config.secrets.token_key.as_ref().map(|k| k.expose_secret()), Some("dG9rZW4="));
+            assert_eq!(config.secrets.session_key.as_ref().map(|k| k.expose_secret()), Some("c2Vzc2lvbg=="));
+            let shared = config.credentials["shared"].client_secret.as_ref().map(|s| s.expose_secret());
+            assert_eq!(shared, Some("s3cr3t"));
+            let shown = format!("{config:?}");
+            assert!(!["dG9rZW4=", "c2Vzc2lvbg==", "s3cr3t"].iter().any(|s| shown.contains(s)), "{shown}");
+            Ok(())
+        });
     }
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use baton_journey::{ConfiguredPayer, Directory, Payer};
 use baton_transfer::{ClientAuth, PayerCredentials};
 use jsonwebtoken::Algorithm;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Config, PayerConfig};
 
@@ -84,15 +85,16 @@ fn credentials(payer: &PayerConfig) -> anyhow::Result<PayerCredentials> {
 /// first refresh.
 fn client_auth(
     label: &str,
-    secret: Option<&String>,
-    pem: Option<&String>,
+    secret: Option<&SecretString>,
+    pem: Option<&SecretString>,
     file: Option<&PathBuf>,
     alg: &str,
     kid: Option<&String>,
 ) -> anyhow::Result<ClientAuth> {
     let pem = match (secret, pem, file) {
-        (Some(secret), _, _) => return Ok(ClientAuth::Secret(secret.clone())),
-        (None, Some(pem), _) => pem.clone(),
+        // `ClientAuth` (baton-transfer) holds them as plain strings.
+        (Some(secret), _, _) => return Ok(ClientAuth::Secret(secret.expose_secret().to_owned())),
+        (None, Some(pem), _) => pem.expose_secret().to_owned(),
         (None, None, Some(path)) => {
             std::fs::read_to_string(path).with_context(|| format!("{label}: reading {}", path.display()))?
         }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use rand::RngCore;
+use secrecy::{ExposeSecret, SecretBox, SecretSlice, SecretString};
 use thiserror::Error;
 
 use crate::config::Config;
@@ -17,18 +18,13 @@ pub const SESSION_KEY_MIN_LEN: usize = 64;
 /// Length of the AEAD key for tokens at rest.
 pub const TOKEN_KEY_LEN: usize = 32;
 
-#[derive(Clone)]
+/// The keys in use (redacted in `Debug` output, wiped from memory when dropped).
+#[derive(Debug)]
 pub struct Secrets {
-    pub session_key: Vec<u8>,
-    pub token_key: [u8; TOKEN_KEY_LEN],
+    pub session_key: SecretSlice<u8>,
+    pub token_key: SecretBox<[u8; TOKEN_KEY_LEN]>,
     /// RSA private key (PEM) signing this plan's ID tokens.
-    pub id_token_key: String,
-}
-
-impl std::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secrets(***)")
-    }
+    pub id_token_key: SecretString,
 }
 
 #[derive(Debug, Error)]
@@ -47,7 +43,7 @@ impl Secrets {
     pub fn load(config: &Config) -> Result<Self, SecretsError> {
         let embedded = config.database_url().starts_with("sqlite:");
         let session_key = match &config.secrets.session_key {
-            Some(text) => decode("secrets.session_key", text)?,
+            Some(text) => decode("secrets.session_key", text.expose_secret())?,
             None if embedded => file_key(&config.data_dir, "session.key", SESSION_KEY_MIN_LEN)?,
             None => return Err(SecretsError::Required { key: "secrets.session_key", env: "SECRETS__SESSION_KEY" }),
         };
@@ -58,7 +54,7 @@ impl Secrets {
             });
         }
         let token_key = match &config.secrets.token_key {
-            Some(text) => decode("secrets.token_key", text)?,
+            Some(text) => decode("secrets.token_key", text.expose_secret())?,
             None if embedded => file_key(&config.data_dir, "token.key", TOKEN_KEY_LEN)?,
             None => return Err(SecretsError::Required { key: "secrets.token_key", env: "SECRETS__TOKEN_KEY" }),
         };
@@ -67,13 +63,17 @@ impl Secrets {
             problem: format!("must be exactly {TOKEN_KEY_LEN} bytes, got {}", k.len()),
         })?;
         let id_token_key = match &config.secrets.id_token_key {
-            Some(pem) => pem.clone(),
+            Some(pem) => pem.expose_secret().to_owned(),
             None if embedded => file_pem(&config.data_dir, "id-token.pem")?,
             None => return Err(SecretsError::Required { key: "secrets.id_token_key", env: "SECRETS__ID_TOKEN_KEY" }),
         };
         baton_holder::SigningKey::from_pem(&id_token_key)
             .map_err(|e| SecretsError::Invalid { key: "secrets.id_token_key", problem: e.to_string() })?;
-        Ok(Self { session_key, token_key, id_token_key })
+        Ok(Self {
+            session_key: session_key.into(),
+            token_key: Box::new(token_key).into(),
+            id_token_key: id_token_key.into(),
+        })
     }
 }
 
@@ -150,11 +150,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = Secrets::load(&config_in(dir.path())).unwrap();
         let second = Secrets::load(&config_in(dir.path())).unwrap();
-        assert_eq!(first.session_key, second.session_key);
-        assert_eq!(first.token_key, second.token_key);
-        assert_eq!(first.id_token_key, second.id_token_key);
-        assert!(first.session_key.len() >= SESSION_KEY_MIN_LEN);
-        assert_ne!(first.token_key, [0; TOKEN_KEY_LEN]);
+        assert_eq!(first.session_key.expose_secret(), second.session_key.expose_secret());
+        assert_eq!(first.token_key.expose_secret(), second.token_key.expose_secret());
+        assert_eq!(first.id_token_key.expose_secret(), second.id_token_key.expose_secret());
+        assert!(first.session_key.expose_secret().len() >= SESSION_KEY_MIN_LEN);
+        assert_ne!(first.token_key.expose_secret(), &[0; TOKEN_KEY_LEN]);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -169,17 +169,19 @@ mod tests {
     fn configured_keys_are_used_and_checked() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config_in(dir.path());
-        config.secrets.session_key = Some(BASE64.encode([7u8; 64]));
-        config.secrets.token_key = Some(BASE64.encode([9u8; 32]));
-        config.secrets.id_token_key = Some(baton_holder::SigningKey::generate_pem().unwrap());
+        config.secrets.session_key = Some(BASE64.encode([7u8; 64]).into());
+        config.secrets.token_key = Some(BASE64.encode([9u8; 32]).into());
+        config.secrets.id_token_key = Some(baton_holder::SigningKey::generate_pem().unwrap().into());
         let secrets = Secrets::load(&config).unwrap();
-        assert_eq!(secrets.token_key, [9u8; 32]);
+        assert_eq!(secrets.token_key.expose_secret(), &[9u8; 32]);
+        let shown = format!("{secrets:?}");
+        assert!(!shown.contains(&BASE64.encode([9u8; 32])) && !shown.contains("9, 9"), "{shown}");
         assert!(!dir.path().join("secrets").exists(), "nothing generated when configured");
 
         config.secrets.id_token_key = Some("not a key".into());
         assert!(Secrets::load(&config).unwrap_err().to_string().contains("secrets.id_token_key"));
         config.secrets.id_token_key = None;
-        config.secrets.token_key = Some(BASE64.encode([9u8; 16]));
+        config.secrets.token_key = Some(BASE64.encode([9u8; 16]).into());
         let message = Secrets::load(&config).unwrap_err().to_string();
         assert!(message.contains("secrets.token_key") && message.contains("32"), "{message}");
         config.secrets.token_key = Some("not base64!".into());

@@ -16,6 +16,7 @@ use baton_transfer::{Engine, TokenCipher};
 use leptos::config::LeptosOptions;
 use leptos::prelude::{provide_context, use_context};
 use leptos_axum::{AxumRouteListing, LeptosRoutes, file_and_error_handler_with_context, generate_route_list};
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -62,7 +63,8 @@ pub async fn engine(config: &Config, store: &Store, secrets: &Secrets) -> anyhow
 }
 
 fn engine_with(config: &Config, store: &Store, secrets: &Secrets, payers: Directory) -> Engine {
-    Engine::new(store.clone(), TokenCipher::new(&secrets.token_key), config.engine_config(), Arc::new(payers))
+    let cipher = TokenCipher::new(secrets.token_key.expose_secret());
+    Engine::new(store.clone(), cipher, config.engine_config(), Arc::new(payers))
 }
 
 /// How often an instance checks whether another changed the payer directory in the database.
@@ -140,7 +142,7 @@ impl Application {
             config.plan.name.clone(),
             &public_url,
             config.holder.clone(),
-            SigningKey::from_pem(&secrets.id_token_key)?,
+            SigningKey::from_pem(secrets.id_token_key.expose_secret())?,
         );
         holder.register_clients().await.context("registering the configured client apps")?;
         let leptos_options = LeptosOptions::builder()
@@ -298,7 +300,7 @@ fn routes() -> Vec<AxumRouteListing> {
 
 /// Adds the session layer, backed by the same database as everything else.
 fn with_sessions(router: Router, store: &Store, secrets: &Secrets, cookie: &str, secure: bool) -> Router {
-    let key = Key::from(&secrets.session_key);
+    let key = Key::from(secrets.session_key.expose_secret());
     match store.db() {
         Db::Sqlite(pool) => {
             let sessions = SqliteStore::new(pool.clone());

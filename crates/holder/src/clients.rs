@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use baton_store::{OAuthClient, Store, StoreError, Timestamp};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use thiserror::Error;
 use url::Url;
@@ -56,10 +57,12 @@ pub async fn register(store: &Store, settings: &ClientSettings) -> Result<(), Cl
         serde_json::from_str::<JwkSet>(jwks).map_err(|e| invalid(format!("jwks is not a JWK Set: {e}")))?;
     }
     let secret_hash = match &settings.secret {
-        Some(secret) if secret.len() < 16 => return Err(invalid("secret must have at least 16 characters".into())),
+        Some(secret) if secret.expose_secret().len() < 16 => {
+            return Err(invalid("secret must have at least 16 characters".into()));
+        }
         Some(secret) => {
             let secret = secret.clone();
-            let hash = tokio::task::spawn_blocking(move || baton_accounts::password::hash(&secret))
+            let hash = tokio::task::spawn_blocking(move || baton_accounts::password::hash(secret.expose_secret()))
                 .await
                 .map_err(|e| invalid(e.to_string()))?
                 .map_err(|e| invalid(e.to_string()))?;

@@ -1,9 +1,10 @@
 //! The data-holder side's configuration (the `[holder]` table of `baton.toml`).
 
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HolderSettings {
     /// Lifetime of access tokens.
@@ -35,8 +36,9 @@ pub struct BrandSettings {
     pub states: Vec<String>,
 }
 
-/// A registered client app.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+/// A registered client app. Its secret is redacted in `Debug` output and left out when
+/// serialized.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSettings {
     pub client_id: String,
@@ -44,8 +46,8 @@ pub struct ClientSettings {
     /// Exact redirect URIs.
     pub redirect_uris: Vec<String>,
     /// Shared secret (client-confidential-symmetric); stored hashed.
-    #[serde(default)]
-    pub secret: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub secret: Option<SecretString>,
     /// Inline JWK Set JSON (client-confidential-asymmetric, private_key_jwt).
     #[serde(default)]
     pub jwks: Option<String>,
@@ -59,18 +61,4 @@ pub struct ClientSettings {
 
 pub fn default_client_scopes() -> String {
     "launch/patient openid fhirUser offline_access patient/*.read patient/*.rs".into()
-}
-
-impl std::fmt::Debug for ClientSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientSettings")
-            .field("client_id", &self.client_id)
-            .field("name", &self.name)
-            .field("redirect_uris", &self.redirect_uris)
-            .field("secret", &self.secret.as_ref().map(|_| "***"))
-            .field("jwks", &self.jwks.is_some())
-            .field("jwks_url", &self.jwks_url)
-            .field("scopes", &self.scopes)
-            .finish()
-    }
 }

@@ -32,6 +32,7 @@ mod write;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
@@ -52,6 +53,9 @@ pub use transfers::{
     CommitError, MemberConsent, PayerLink, PreparedTransferPage, Transfer, TransferEvent, TransferFilter, TransferPage,
     TransferRejection, TransferRequest, TransferRow, TransferTarget, TransferTimes, TransferredResource,
 };
+
+/// The PostgreSQL migrations, embedded at build time (test templates are named after them).
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// The two database backends Baton runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +223,7 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.db {
             Db::Sqlite(pool) => sqlx::migrate!("../../migrations/sqlite").run(pool).await?,
-            Db::Postgres(pool) => sqlx::migrate!("../../migrations/postgres").run(pool).await?,
+            Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
     }

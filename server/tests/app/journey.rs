@@ -13,6 +13,7 @@ use baton_accounts::{NewMember, NewPassword, Username};
 use baton_testbed::{CLIENT_ID, CLIENT_SECRET, PreviousPlanSetup, previous_plan};
 use baton_transfer::TokenCipher;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use secrecy::ExposeSecret;
 use server::config::Config;
 use server::startup::Application;
 use time::macros::date;
@@ -190,7 +191,7 @@ async fn world() -> World {
         .await
         .unwrap();
     tokio::spawn(app.run_until_stopped());
-    World { new_plan, old_plan, store, token_key: secrets.token_key, _dirs: vec![old_dir, dir] }
+    World { new_plan, old_plan, store, token_key: *secrets.token_key.expose_secret(), _dirs: vec![old_dir, dir] }
 }
 
 /// Signs the member in at the new plan, consents, and follows the redirect to the previous

@@ -19,9 +19,9 @@ pub fn id_token_key() -> &'static str {
 pub fn config(dir: &Path) -> Config {
     let mut config = Config { listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.to_owned(), ..Config::default() };
     let base64 = base64::engine::general_purpose::STANDARD;
-    config.secrets.session_key = Some(base64.encode([7u8; 64]));
-    config.secrets.token_key = Some(base64.encode([9u8; 32]));
-    config.secrets.id_token_key = Some(id_token_key().to_owned());
+    config.secrets.session_key = Some(base64.encode([7u8; 64]).into());
+    config.secrets.token_key = Some(base64.encode([9u8; 32]).into());
+    config.secrets.id_token_key = Some(id_token_key().into());
     config
 }
 
