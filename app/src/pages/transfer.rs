@@ -61,7 +61,8 @@ pub async fn withdraw_consent(
 pub async fn retry_transfer(transfer: String) -> Result<(), AppError> {
     let account = crate::ssr::require_member().await?;
     let services = crate::ssr::services()?;
-    let theirs = services.journey.retry_member_transfer(account.id, &transfer).await.map_err(crate::ssr::unavailable)?;
+    let theirs =
+        services.journey.retry_member_transfer(account.id, &transfer).await.map_err(crate::ssr::unavailable)?;
     if !theirs {
         return Err(crate::ssr::fail(AppError::NotFound));
     }

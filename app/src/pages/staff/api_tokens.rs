@@ -32,11 +32,8 @@ pub async fn create_api_token(name: String, sensitive: Option<String>) -> Result
     let admin = crate::ssr::require_admin().await?;
     let services = crate::ssr::services()?;
     let include_sensitive = sensitive.is_some_and(|s| s == "yes");
-    let issued = services
-        .console
-        .issue_api_token(&admin, &name, include_sensitive)
-        .await
-        .map_err(crate::ssr::console_error)?;
+    let issued =
+        services.console.issue_api_token(&admin, &name, include_sensitive).await.map_err(crate::ssr::console_error)?;
     let session = crate::ssr::session().await?;
     session.insert(NEW_TOKEN, (issued.name, issued.secret)).await.map_err(crate::ssr::session_error)?;
     leptos_axum::redirect("/staff/api-tokens");

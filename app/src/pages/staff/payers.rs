@@ -108,7 +108,10 @@ pub async fn pin_payer_endpoints(
 fn invalid(id: &str) -> impl Fn(baton_staff::ConsoleError) -> AppError + '_ {
     move |error| {
         if let baton_staff::ConsoleError::Invalid(field) = &error {
-            leptos_axum::redirect(&format!("/staff/payers?problem=invalid_{field}&payer={}", super::members::encode(id)));
+            leptos_axum::redirect(&format!(
+                "/staff/payers?problem=invalid_{field}&payer={}",
+                super::members::encode(id)
+            ));
         }
         crate::ssr::console_error(error)
     }

@@ -128,7 +128,9 @@ impl Console {
 fn audit_query(filters: &AuditFilters) -> Result<AuditQuery, ConsoleError> {
     let day = |text: &str, field: &'static str| match text.trim() {
         "" => Ok(None),
-        t => day::parse(t).map(|d| Some(Timestamp::from_millis(day::start_millis(d)))).ok_or(ConsoleError::Invalid(field)),
+        t => day::parse(t)
+            .map(|d| Some(Timestamp::from_millis(day::start_millis(d))))
+            .ok_or(ConsoleError::Invalid(field)),
     };
     let member = match filters.member.trim() {
         "" => None,

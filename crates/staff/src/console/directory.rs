@@ -132,12 +132,16 @@ impl Console {
         if credential.is_some_and(|c| !self.journey.payers.credential_names().iter().any(|n| n == c)) {
             return Err(ConsoleError::Invalid("credential"));
         }
-        let known = self.journey.register_payer(id, client_id, credential, enabled, Timestamp::now()).await.map_err(failed)?;
+        let known =
+            self.journey.register_payer(id, client_id, credential, enabled, Timestamp::now()).await.map_err(failed)?;
         if !known {
             return Err(ConsoleError::NotFound);
         }
-        let detail =
-            format!("client_id={} credential={} enabled={enabled}", client_id.unwrap_or("-"), credential.unwrap_or("-"));
+        let detail = format!(
+            "client_id={} credential={} enabled={enabled}",
+            client_id.unwrap_or("-"),
+            credential.unwrap_or("-")
+        );
         self.audit(admin, Action::PayersRegister, None, &format!("payer {id}"), &detail).await
     }
 

@@ -10,7 +10,12 @@ use crate::audit::Action;
 
 impl Console {
     /// Keeps an uploaded roster for its preview; its id. `file_name` is empty for pasted text.
-    pub async fn upload_roster(&self, staff: &Account, file_name: &str, content: String) -> Result<String, ConsoleError> {
+    pub async fn upload_roster(
+        &self,
+        staff: &Account,
+        file_name: &str,
+        content: String,
+    ) -> Result<String, ConsoleError> {
         let import = RosterImport {
             id: uuid::Uuid::new_v4().to_string(),
             format: Format::detect(&content).as_str().to_owned(),
@@ -121,7 +126,14 @@ impl Console {
                     .and_then(|s| s.link),
                 _ => None,
             };
-            rows.push(ReportRow { member_id: line.member_id, name: line.name, outcome, account, reason, invitation_link });
+            rows.push(ReportRow {
+                member_id: line.member_id,
+                name: line.name,
+                outcome,
+                account,
+                reason,
+                invitation_link,
+            });
         }
         Ok(rows)
     }

@@ -176,7 +176,6 @@ const ON_CONFLICT_UPDATE: &str = " ON CONFLICT (resource_type, id) DO UPDATE SET
      RETURNING resource_type, id, seq";
 const INDEX_TABLES: [&str; 2] = ["fhir_identifier", "fhir_reference"];
 
-
 mod postgres;
 mod provenance;
 mod sqlite;
