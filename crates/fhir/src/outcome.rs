@@ -14,6 +14,7 @@ pub enum IssueType {
     NotSupported,
     TooCostly,
     Processing,
+    Throttled,
     Exception,
 }
 
@@ -29,6 +30,7 @@ impl IssueType {
             IssueType::NotSupported => "not-supported",
             IssueType::TooCostly => "too-costly",
             IssueType::Processing => "processing",
+            IssueType::Throttled => "throttled",
             IssueType::Exception => "exception",
         }
     }

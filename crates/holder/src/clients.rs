@@ -41,8 +41,10 @@ pub async fn register(store: &Store, settings: &ClientSettings) -> Result<(), Cl
     if settings.client_id.trim().is_empty() || settings.client_id.chars().any(char::is_whitespace) {
         return Err(invalid("client_id must be non-empty, without spaces".into()));
     }
-    if settings.redirect_uris.is_empty() {
-        return Err(invalid("needs at least one redirect URI".into()));
+    // Without redirect URIs a client is another plan's system: it can only use
+    // client_credentials, which takes a signed assertion.
+    if settings.redirect_uris.is_empty() && settings.jwks.is_none() && settings.jwks_url.is_none() {
+        return Err(invalid("needs a redirect URI (a members' app) or a JWK Set (another plan's system)".into()));
     }
     for uri in &settings.redirect_uris {
         let parsed = Url::parse(uri).map_err(|e| invalid(format!("redirect URI {uri:?}: {e}")))?;

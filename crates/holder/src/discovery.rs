@@ -36,11 +36,12 @@ pub async fn smart_configuration(State(holder): State<Holder>) -> Response {
         "revocation_endpoint": urls.revoke,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"],
         "scopes_supported": [
             "openid", "fhirUser", "launch/patient", "offline_access", "online_access",
-            "patient/*.read", "patient/*.rs"
+            "patient/*.read", "patient/*.rs", "system/*.read", "system/*.rs",
+            crate::oauth::client_credentials::MEMBER_MATCH_SCOPE
         ],
         "code_challenge_methods_supported": ["S256"],
         "capabilities": CAPABILITIES,

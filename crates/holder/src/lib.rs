@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod fhir;
 pub mod keys;
 pub mod oauth;
+pub mod p2p;
 mod pages;
 pub mod settings;
 mod urls;
@@ -36,7 +37,8 @@ pub use urls::Urls;
 
 /// Paths called by other servers (never by a browser with this plan's cookies): exempt from
 /// the cross-origin check that protects browser forms.
-pub const SERVER_TO_SERVER_PATHS: &[&str] = &["/oauth/token", "/oauth/introspect", "/oauth/revoke"];
+pub const SERVER_TO_SERVER_PATHS: &[&str] =
+    &["/oauth/token", "/oauth/introspect", "/oauth/revoke", "/fhir/Patient/$member-match"];
 
 /// The data-holder side of one Baton.
 #[derive(Clone)]
@@ -114,6 +116,7 @@ impl Holder {
             .route("/oauth/revoke", post(oauth::token::revoke))
             .route("/fhir/metadata", get(fhir::capability::metadata))
             .route("/fhir/Patient/{id}/$everything", get(fhir::everything::everything))
+            .route("/fhir/Patient/$member-match", post(p2p::member_match::member_match))
             .route("/fhir/{resource_type}", get(fhir::search::search))
             .route("/fhir/{resource_type}/{id}", get(fhir::read::read))
             .merge(self.plan_api_router())

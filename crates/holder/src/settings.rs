@@ -43,7 +43,9 @@ pub struct BrandSettings {
 pub struct ClientSettings {
     pub client_id: String,
     pub name: String,
-    /// Exact redirect URIs.
+    /// Exact redirect URIs. None: another plan's system, which may only use
+    /// `client_credentials` with a signed assertion (SMART Backend Services).
+    #[serde(default)]
     pub redirect_uris: Vec<String>,
     /// Shared secret (client-confidential-symmetric); stored hashed.
     #[serde(default, skip_serializing)]

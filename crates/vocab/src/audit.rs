@@ -33,5 +33,9 @@ vocabulary! {
         PayersEndpoints = "payers.endpoints",
         /// A member's authorization that the previous plan refused, or that could not reach it.
         AuthorizationFailed = "authorization.failed",
+        /// Another plan's system matched a member (`$member-match`), with the member's Consent.
+        MemberMatch = "p2p.member_match",
+        /// A `$member-match` that found no member, several, or a Consent Baton cannot honour.
+        MemberMatchRefused = "p2p.member_match.refused",
     }
 }

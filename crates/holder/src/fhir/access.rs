@@ -77,7 +77,7 @@ async fn plan_api_access(parts: &Parts, holder: &Holder, token: &str) -> Result<
             at: now,
             actor_account: None,
             actor: format!("api token \"{}\"", api_token.name),
-            action: "api.read".into(),
+            action: baton_vocab::AuditAction::ApiRead.to_string(),
             member_account: None,
             subject: format!("{} {}", parts.method, parts.uri.path()),
             detail: String::new(),

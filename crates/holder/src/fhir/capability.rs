@@ -11,6 +11,9 @@ use super::fhir_json;
 use super::params::include_parameters;
 use crate::Holder;
 
+/// HRex `$member-match`, for other plans' systems (SMART Backend Services).
+const MEMBER_MATCH: &str = "http://hl7.org/fhir/us/davinci-hrex/OperationDefinition/member-match";
+
 pub fn capability_statement(holder: &Holder) -> Value {
     let urls = &holder.urls;
     let resources: Vec<Value> = EXCHANGE_TYPES
@@ -38,10 +41,10 @@ pub fn capability_statement(holder: &Holder) -> Value {
                 resource["searchInclude"] = json!(includes);
             }
             if *t == "Patient" {
-                resource["operation"] = json!([{
-                    "name": "everything",
-                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
-                }]);
+                resource["operation"] = json!([
+                    {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                    {"name": "member-match", "definition": MEMBER_MATCH},
+                ]);
             }
             resource
         })
@@ -58,7 +61,7 @@ pub fn capability_statement(holder: &Holder) -> Value {
         "format": ["json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Member-authorized access (SMART App Launch 2.2, standalone launch, confidential clients). Unknown search parameters are refused with 400; paging follows Bundle.link next.",
+            "documentation": "Member-authorized access (SMART App Launch 2.2, standalone launch, confidential clients), and Patient/$member-match for other plans' systems (SMART Backend Services, client_credentials with private_key_jwt). Unknown search parameters are refused with 400; paging follows Bundle.link next.",
             "security": {
                 "cors": true,
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
@@ -73,7 +76,10 @@ pub fn capability_statement(holder: &Holder) -> Value {
                 }]
             },
             "resource": resources,
-            "operation": [{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]
+            "operation": [
+                {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                {"name": "member-match", "definition": MEMBER_MATCH}
+            ]
         }]
     })
 }
@@ -90,6 +96,14 @@ pub fn plan_api_capability_statement(holder: &Holder) -> Value {
          `Authorization: Bearer <API token>`; tokens are issued and revoked by staff in Baton's console. \
          Every request is recorded in the audit log. Sensitive records are left out unless the token allows them."
     );
+    // The Payer-to-Payer operations answer at the member-facing base only.
+    statement["rest"][0]["operation"] =
+        json!([{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]);
+    for resource in statement["rest"][0]["resource"].as_array_mut().into_iter().flatten() {
+        if resource["type"] == "Patient" {
+            resource["operation"] = json!([{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]);
+        }
+    }
     statement["rest"][0]["security"] = json!({
         "cors": false,
         "description": "Bearer API tokens issued by staff (stored hashed, revocable)."

@@ -1,6 +1,7 @@
 //! The SMART App Launch authorization server.
 
 pub mod authorize;
+pub mod client_credentials;
 pub mod errors;
 pub mod token;
 

@@ -1,4 +1,5 @@
-//! `/oauth/token` (authorization_code, refresh_token), `/oauth/introspect` (RFC 7662) and
+//! `/oauth/token` (authorization_code, refresh_token, and client_credentials for other plans'
+//! systems), `/oauth/introspect` (RFC 7662) and
 //! `/oauth/revoke` (RFC 7009).
 //!
 //! Codes are single use: a second use revokes everything issued from the first. Refresh
@@ -18,6 +19,7 @@ use baton_vocab::SensitiveSharing;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::client_credentials::client_credentials;
 use super::errors::OAuthError;
 use super::{pkce_matches, random_token, token_hash};
 use crate::Holder;
@@ -27,10 +29,11 @@ use crate::clients::authenticate;
 pub async fn token(State(holder): State<Holder>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
         let params = form(&headers, &body)?;
-        let (client, _) = authenticate(&holder, &headers, &params).await?;
+        let (client, method) = authenticate(&holder, &headers, &params).await?;
         match params.get("grant_type").map(String::as_str) {
             Some("authorization_code") => authorization_code(&holder, &client, &params).await,
             Some("refresh_token") => refresh(&holder, &client, &params).await,
+            Some("client_credentials") => client_credentials(&holder, &client, method, &params).await,
             Some(other) => Err(OAuthError::unsupported_grant_type(format!("grant_type {other} is not supported"))),
             None => Err(OAuthError::invalid_request("grant_type is required")),
         }

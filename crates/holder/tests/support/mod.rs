@@ -25,6 +25,8 @@ use url::Url;
 pub const SECRET_CLIENT: &str = "new-plan";
 pub const SECRET: &str = "a-long-shared-client-secret";
 pub const KEY_CLIENT: &str = "key-plan";
+/// Another plan's system (no redirect URIs): SMART Backend Services only.
+pub const PAYER_CLIENT: &str = "other-plan-system";
 pub const REDIRECT: &str = "https://new-plan.example/oauth/callback";
 pub const PASSWORD: &str = "member password 1";
 pub const ALL_SCOPES: &str = "launch/patient openid fhirUser offline_access patient/*.rs";
@@ -98,9 +100,18 @@ pub async fn start(store: Store) -> TestHolder {
                 name: "Key Plan".into(),
                 redirect_uris: vec![REDIRECT.into()],
                 secret: None,
-                jwks: Some(jwks),
+                jwks: Some(jwks.clone()),
                 jwks_url: None,
                 scopes: baton_holder::settings::default_client_scopes(),
+            },
+            ClientSettings {
+                client_id: PAYER_CLIENT.into(),
+                name: "Other Plan (Payer-to-Payer)".into(),
+                redirect_uris: vec![],
+                secret: None,
+                jwks: Some(jwks.clone()),
+                jwks_url: None,
+                scopes: format!("system/*.rs {}", baton_holder::oauth::client_credentials::MEMBER_MATCH_SCOPE),
             },
         ],
         ..Default::default()
@@ -287,9 +298,21 @@ pub async fn tokens_for(t: &TestHolder, username: &str, scope: &str, sensitive: 
 
 /// A signed client assertion for the key client.
 pub fn client_assertion(t: &TestHolder, alg: Algorithm, jti: &str, lifetime_secs: i64, audience: &str) -> String {
+    client_assertion_for(t, KEY_CLIENT, alg, jti, lifetime_secs, audience)
+}
+
+/// A signed client assertion for `client` (the key client's keys).
+pub fn client_assertion_for(
+    t: &TestHolder,
+    client: &str,
+    alg: Algorithm,
+    jti: &str,
+    lifetime_secs: i64,
+    audience: &str,
+) -> String {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = json!({
-        "iss": KEY_CLIENT, "sub": KEY_CLIENT, "aud": audience, "jti": jti, "iat": now, "exp": now + lifetime_secs
+        "iss": client, "sub": client, "aud": audience, "jti": jti, "iat": now, "exp": now + lifetime_secs
     });
     let mut header = Header::new(alg);
     let key = match alg {

@@ -1,0 +1,60 @@
+//! The Payer-to-Payer API (CMS-0057-F, PDex 2.2): other plans' systems, with a SMART Backend
+//! Services token, match a former member (`Patient/$member-match`, HRex 1.2) with the Consent
+//! the member gave them. A match is the only way such a token reaches a member.
+
+pub mod member_match;
+pub mod request;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use baton_fhir::smart::Scopes;
+use baton_store::Timestamp;
+
+use crate::Holder;
+use crate::fhir::FhirError;
+use crate::oauth::token_hash;
+
+/// Another plan's system, by its token (`client_credentials`).
+#[derive(Debug, Clone)]
+pub struct SystemAccess {
+    pub client_id: String,
+    pub scopes: Scopes,
+}
+
+impl SystemAccess {
+    /// Refuses (403) unless the token carries `scope` (an operation's scope, exactly).
+    pub fn require(&self, scope: &str) -> Result<(), FhirError> {
+        if self.scopes.iter().any(|s| s.to_string() == scope) {
+            Ok(())
+        } else {
+            Err(FhirError::forbidden(format!("the token's scopes do not include {scope}")))
+        }
+    }
+}
+
+impl FromRequestParts<Holder> for SystemAccess {
+    type Rejection = FhirError;
+
+    async fn from_request_parts(parts: &mut Parts, holder: &Holder) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| FhirError::unauthorized("a bearer access token is required"))?;
+        let hash = token_hash(token);
+        if let Some(token) = holder.store.system_token(&hash, Timestamp::now()).await? {
+            return Ok(SystemAccess { client_id: token.client_id, scopes: Scopes::parse(&token.scope) });
+        }
+        // A member's app token is valid, but not here.
+        if holder.store.oauth_token(&hash).await?.is_some() {
+            return Err(FhirError::forbidden(
+                "this operation is for other plans' systems (SMART Backend Services), not members' apps",
+            ));
+        }
+        Err(FhirError::unauthorized("the access token is not valid or has expired"))
+    }
+}

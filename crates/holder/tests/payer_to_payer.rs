@@ -1,0 +1,301 @@
+//! The Payer-to-Payer API on the old plan's side, as another plan's system meets it: SMART
+//! Backend Services tokens and `Patient/$member-match` (HRex 1.2), with the PDex 2.2 examples
+//! as inputs.
+
+mod support;
+
+use baton_holder::oauth::client_credentials::MEMBER_MATCH_SCOPE;
+use baton_store::testing::on_sqlite;
+use jsonwebtoken::Algorithm;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::*;
+
+macro_rules! p2p_test {
+    ($name:ident, |$t:ident| $body:block) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            on_sqlite(|store| async move {
+                let $t = start(store).await;
+                $body
+            })
+            .await;
+        }
+    };
+}
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// `client_credentials` for `client` with a fresh assertion.
+async fn system_token(t: &TestHolder, client: &str, scope: &str) -> (StatusCode, Value) {
+    let assertion = client_assertion_for(
+        t,
+        client,
+        Algorithm::ES384,
+        &uuid::Uuid::new_v4().to_string(),
+        120,
+        &format!("{}oauth/token", t.base),
+    );
+    let response = http()
+        .post(format!("{}oauth/token", t.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", scope),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+async fn member_match_token(t: &TestHolder) -> String {
+    let (status, body) = system_token(t, PAYER_CLIENT, MEMBER_MATCH_SCOPE).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn member_match(t: &TestHolder, token: &str, body: &str) -> (StatusCode, Value) {
+    let response = http()
+        .post(format!("{}/Patient/$member-match", t.fhir))
+        .bearer_auth(token)
+        .header("content-type", "application/fhir+json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
+}
+
+/// The first member of PDex 2.2's `Parameters-payer-multi-member-match-in` example, as the
+/// parameters of a single `$member-match`.
+fn pdex_example() -> Value {
+    let path =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pdex-2.2.0/Parameters-payer-multi-member-match-in.json");
+    let bulk: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("the PDex example")).unwrap();
+    json!({"resourceType": "Parameters", "parameter": bulk["parameter"][0]["part"].clone()})
+}
+
+/// The example, made about Maria (the holder's first member) and consistent with mm-6.
+fn maria_request(t: &TestHolder) -> Value {
+    let maria = &baton_synth::demo_members("rb")[0];
+    assert_eq!(maria.patient_id, t.maria);
+    let mut body = pdex_example();
+    for parameter in body["parameter"].as_array_mut().unwrap() {
+        let name = parameter["name"].as_str().unwrap().to_owned();
+        let resource = &mut parameter["resource"];
+        match name.as_str() {
+            "MemberPatient" => {
+                resource["name"] =
+                    json!([{"use": "official", "family": maria.family.to_uppercase(), "given": [maria.given]}]);
+                resource["birthDate"] = json!(baton_vocab::day::format(maria.birth_date));
+                resource["identifier"] = json!([]);
+            }
+            "CoverageToMatch" => {
+                resource["identifier"][0]["value"] = json!(maria.member_id);
+                resource["subscriberId"] = json!("not-a-member-id-here");
+                resource["beneficiary"] = json!({"reference": "Patient/patient-1"});
+            }
+            "Consent" => {
+                resource["patient"] = json!({"reference": "Patient/patient-1"});
+                let today = time::OffsetDateTime::now_utc().date();
+                resource["provision"]["period"] = json!({
+                    "start": baton_vocab::day::format(today.previous_day().unwrap()),
+                    "end": baton_vocab::day::format(today.next_day().unwrap().next_day().unwrap()),
+                });
+            }
+            _ => {}
+        }
+    }
+    body
+}
+
+fn parameter<'a>(body: &'a mut Value, name: &str) -> &'a mut Value {
+    body["parameter"].as_array_mut().unwrap().iter_mut().find(|p| p["name"] == name).unwrap()
+}
+
+fn diagnostics(outcome: &Value) -> &str {
+    outcome["issue"][0]["diagnostics"].as_str().unwrap_or_default()
+}
+
+p2p_test!(backend_services_tokens_go_to_registered_systems_for_their_scopes_only, |t| {
+    let config: Value =
+        http().get(format!("{}/.well-known/smart-configuration", t.fhir)).send().await.unwrap().json().await.unwrap();
+    assert!(config["grant_types_supported"].as_array().unwrap().contains(&json!("client_credentials")));
+    assert!(config["capabilities"].as_array().unwrap().contains(&json!("client-confidential-asymmetric")));
+
+    let (status, body) =
+        system_token(&t, PAYER_CLIENT, &format!("{MEMBER_MATCH_SCOPE} system/Patient.read patient/*.rs")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["scope"], format!("{MEMBER_MATCH_SCOPE} system/Patient.read"), "only what it is registered for");
+    assert_eq!(body["token_type"], "bearer");
+    assert!(body["expires_in"].as_i64().unwrap() <= 300);
+    assert!(body.get("refresh_token").is_none());
+
+    // A members' app (it has redirect URIs) cannot use client_credentials.
+    let (status, body) = system_token(&t, KEY_CLIENT, MEMBER_MATCH_SCOPE).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unauthorized_client")), "{body}");
+    // Nor can a shared secret stand in for the signed assertion.
+    let response = http()
+        .post(format!("{}oauth/token", t.base))
+        .basic_auth(SECRET_CLIENT, Some(SECRET))
+        .form(&[("grant_type", "client_credentials"), ("scope", MEMBER_MATCH_SCOPE)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // Nothing it may have: refused.
+    let (status, body) = system_token(&t, PAYER_CLIENT, "system/*.write patient/*.rs").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")), "{body}");
+
+    // A replayed assertion is refused.
+    let assertion =
+        client_assertion_for(&t, PAYER_CLIENT, Algorithm::RS384, "once", 120, &format!("{}oauth/token", t.base));
+    let ask = || {
+        http().post(format!("{}oauth/token", t.base)).form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", MEMBER_MATCH_SCOPE),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion.as_str()),
+        ])
+    };
+    assert_eq!(ask().send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(ask().send().await.unwrap().status(), StatusCode::UNAUTHORIZED, "jti replay");
+
+    // A system token reads no member's records directly.
+    let token = member_match_token(&t).await;
+    let (status, _) = fhir_get(&t, &token, &format!("Patient/{}", t.maria)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+});
+
+p2p_test!(one_member_matches_on_card_id_family_name_and_birth_date, |t| {
+    let token = member_match_token(&t).await;
+    let body = maria_request(&t).to_string();
+    let (status, first) = member_match(&t, &token, &body).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["resourceType"], "Parameters");
+    let identifier = &first["parameter"][0];
+    assert_eq!(identifier["name"], "MemberIdentifier");
+    assert_eq!(identifier["valueIdentifier"]["type"]["coding"][0]["code"], "UMB");
+    assert_eq!(first["parameter"][1]["valueReference"]["reference"], format!("Patient/{}", t.maria));
+    // The identifier is the member's, the same every time.
+    let (_, second) = member_match(&t, &token, &body).await;
+    assert_eq!(second["parameter"][0]["valueIdentifier"]["value"], identifier["valueIdentifier"]["value"]);
+    // The Consent is kept with the match, and the match is audited.
+    let account = t.store.account_by_member_id(&baton_synth::demo_members("rb")[0].member_id).await.unwrap().unwrap();
+    let matches = t.store.member_matches(PAYER_CLIENT, account.id).await.unwrap();
+    assert_eq!(matches.len(), 2);
+    assert_eq!(matches[0].policy, baton_vocab::ConsentPolicy::Regular);
+    assert!(matches[0].consent.contains("patient-privacy"));
+    let audit = t
+        .store
+        .search_audit(&baton_store::AuditQuery { action: Some("p2p.member_match".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 2);
+    assert_eq!(audit[0].member_account, Some(account.id.0));
+});
+
+p2p_test!(no_match_several_or_an_unhonourable_consent_is_a_422_without_an_id, |t| {
+    let token = member_match_token(&t).await;
+    let refused = |status: StatusCode, body: &Value| {
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["resourceType"], "OperationOutcome");
+        assert!(!body.to_string().contains(&t.maria), "no id in a refusal: {body}");
+    };
+    // The card's id alone, with another person's demographics, never matches.
+    let mut other_birth = maria_request(&t);
+    parameter(&mut other_birth, "MemberPatient")["resource"]["birthDate"] = json!("1950-01-01");
+    let (status, body) = member_match(&t, &token, &other_birth.to_string()).await;
+    refused(status, &body);
+    assert!(diagnostics(&body).contains("no member matches"), "{body}");
+    let mut other_family = maria_request(&t);
+    parameter(&mut other_family, "MemberPatient")["resource"]["name"][0]["family"] = json!("Somebody-Else");
+    let (status, body) = member_match(&t, &token, &other_family.to_string()).await;
+    refused(status, &body);
+    // Demographics alone, with an id this plan never issued, match nobody.
+    let mut unknown_id = maria_request(&t);
+    parameter(&mut unknown_id, "CoverageToMatch")["resource"]["identifier"][0]["value"] = json!("NOT-OURS-1");
+    let (status, body) = member_match(&t, &token, &unknown_id.to_string()).await;
+    refused(status, &body);
+
+    // Matched, but the Consent cannot be honoured.
+    let cases: [(&str, Value, &str); 3] = [
+        ("status", json!("inactive"), "not active"),
+        ("policy", json!([{"uri": "http://example.org/some-other-policy"}]), "policy"),
+        ("provision", json!({"type": "permit", "period": {"start": "2020-01-01", "end": "2020-12-31"}}), "ended"),
+    ];
+    for (element, value, why) in cases {
+        let mut body = maria_request(&t);
+        parameter(&mut body, "Consent")["resource"][element] = value;
+        let (status, outcome) = member_match(&t, &token, &body.to_string()).await;
+        refused(status, &outcome);
+        assert!(diagnostics(&outcome).contains(why), "{element}: {outcome}");
+    }
+});
+
+p2p_test!(a_malformed_request_is_a_400_naming_the_element_never_a_500, |t| {
+    let token = member_match_token(&t).await;
+    // The PDex example as published refers to `Patient/1` from a MemberPatient whose id is
+    // `patient-1`: HRex mm-6 wants local references to the MemberPatient.
+    let (status, body) = member_match(&t, &token, &pdex_example().to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(diagnostics(&body).contains("CoverageToMatch.beneficiary"), "{body}");
+
+    let mut no_birth = maria_request(&t);
+    parameter(&mut no_birth, "MemberPatient")["resource"].as_object_mut().unwrap().remove("birthDate");
+    let mut two_consents = maria_request(&t);
+    let consent = parameter(&mut two_consents, "Consent").clone();
+    two_consents["parameter"].as_array_mut().unwrap().push(consent);
+    let mut no_ids = maria_request(&t);
+    let coverage = &mut parameter(&mut no_ids, "CoverageToMatch")["resource"];
+    coverage.as_object_mut().unwrap().remove("identifier");
+    coverage.as_object_mut().unwrap().remove("subscriberId");
+    let mut wrong_type = maria_request(&t);
+    parameter(&mut wrong_type, "Consent")["resource"]["resourceType"] = json!("Coverage");
+    let cases = [
+        (no_birth.to_string(), "MemberPatient.birthDate"),
+        (two_consents.to_string(), "Consent is given more than once"),
+        (no_ids.to_string(), "CoverageToMatch needs the member id"),
+        (wrong_type.to_string(), "Consent must be a Consent"),
+        ("".to_owned(), "not JSON"),
+        ("[]".to_owned(), "Parameters"),
+        (r#"{"resourceType": "Parameters"}"#.to_owned(), "Parameters.parameter"),
+        (r#"{"resourceType": "Parameters", "parameter": [{"name": "MemberPatient"}]}"#.to_owned(), "MemberPatient"),
+        (r#"{"resourceType": "Parameters", "parameter": 7}"#.to_owned(), "Parameters.parameter"),
+        (r#"{"resourceType": "Patient"}"#.to_owned(), "Parameters"),
+    ];
+    for (body, says) in cases {
+        let (status, outcome) = member_match(&t, &token, &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {outcome}");
+        assert!(diagnostics(&outcome).contains(says), "{body}: {outcome}");
+    }
+});
+
+p2p_test!(members_apps_cannot_match_and_guessing_is_held_back, |t| {
+    // A members' app token, valid for reading that member's records, is refused here.
+    let app = tokens_for(&t, "maria", ALL_SCOPES, "include").await;
+    let (status, body) = member_match(&t, app["access_token"].as_str().unwrap(), &maria_request(&t).to_string()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = member_match(&t, "not-a-token", &maria_request(&t).to_string()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A system token without the operation's scope.
+    let (status, body) = system_token(&t, PAYER_CLIENT, "system/*.rs").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = member_match(&t, body["access_token"].as_str().unwrap(), &maria_request(&t).to_string()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Guessing: failed matches count per client; past the limit even a good request waits.
+    let token = member_match_token(&t).await;
+    let mut guess = maria_request(&t);
+    parameter(&mut guess, "MemberPatient")["resource"]["birthDate"] = json!("1950-01-01");
+    for _ in 0..baton_holder::p2p::member_match::FAILURES_ALLOWED {
+        assert_eq!(member_match(&t, &token, &guess.to_string()).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let (status, body) = member_match(&t, &token, &maria_request(&t).to_string()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["issue"][0]["code"], "throttled");
+});
