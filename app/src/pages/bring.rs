@@ -7,7 +7,6 @@ use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
-use serde::{Deserialize, Serialize};
 
 use baton_vocab::BringProblem;
 
@@ -16,78 +15,25 @@ use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 use crate::pages::member::icu_date;
 
-/// A previous plan in the directory, as the member sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PayerCard {
-    pub id: String,
-    pub name: String,
-    pub states: Vec<String>,
-    pub logo_url: Option<String>,
-}
+use baton_vocab::views::{ConsentPageData, PayerResults};
 
 /// At most this many plans are listed at once; the member searches to narrow the rest.
 #[cfg_attr(not(feature = "ssr"), allow(dead_code))]
 pub const PICKER_LIMIT: usize = 50;
 
-/// The plans a search found: the first [`PICKER_LIMIT`] in name order, and how many in all.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PayerResults {
-    pub shown: Vec<PayerCard>,
-    pub total: usize,
-}
-
 #[server(endpoint = "member/payers")]
 pub async fn search_payers(query: String) -> Result<PayerResults, AppError> {
     crate::ssr::require_member().await?;
     let services = crate::ssr::services()?;
-    let found = services.journey.payers.search(&query);
-    Ok(PayerResults {
-        total: found.len(),
-        shown: found
-            .into_iter()
-            .take(PICKER_LIMIT)
-            .map(|p| PayerCard {
-                id: p.id.clone(),
-                name: p.name.clone(),
-                states: p.states.clone(),
-                logo_url: p.logo_url.as_ref().map(ToString::to_string),
-            })
-            .collect(),
-    })
-}
-
-/// What the consent page needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConsentPageData {
-    pub payer_id: String,
-    pub payer_name: String,
-    pub plan_name: String,
-    /// The last day the permission would last, as (year, month, day); when `closed`, the last
-    /// day it could have been given.
-    pub until: (i32, u8, u8),
-    /// More than 90 days have passed since the member's coverage started.
-    pub closed: bool,
+    Ok(services.journey.payer_cards(&query, PICKER_LIMIT))
 }
 
 #[server(endpoint = "member/consent_page")]
 pub async fn load_consent_page(payer: String) -> Result<ConsentPageData, AppError> {
     let account = crate::ssr::require_member().await?;
     let services = crate::ssr::services()?;
-    let Some(found) = services.journey.payers.get(&payer) else {
-        return Err(crate::ssr::fail(AppError::NotFound));
-    };
     let today = time::OffsetDateTime::now_utc().date();
-    let (until, closed) = match baton_journey::consent::Window::for_coverage(account.coverage_start, today) {
-        baton_journey::consent::Window::Open { until } => (until, false),
-        baton_journey::consent::Window::Closed { ended } => (ended, true),
-    };
-    Ok(ConsentPageData {
-        payer_id: found.id.clone(),
-        payer_name: found.name.clone(),
-        plan_name: services.plan_name.clone(),
-        until: (until.year(), u8::from(until.month()), until.day()),
-        closed,
-    })
+    services.journey.consent_page(&account, &payer, today).ok_or_else(|| crate::ssr::fail(AppError::NotFound))
 }
 
 /// The consent form: remembers the member's choice with a fresh state and PKCE verifier in

@@ -8,13 +8,50 @@ use baton_store::{Account, AccountId, MemberConsent, PayerLink, PermissionRecord
 use baton_transfer::Progress;
 use baton_vocab::LinkState;
 use baton_vocab::views::{
-    CategoryCount, Day, Deletion, LinkSummary, MEMBER_CATEGORIES, MemberHome, TransferView, WithdrawalPreview,
+    CategoryCount, ConsentPageData, Day, Deletion, LinkSummary, MEMBER_CATEGORIES, MemberHome, PayerCard, PayerResults,
+    TransferView, WithdrawalPreview,
 };
 use serde_json::Value;
 
 use crate::{Journey, JourneyError};
 
 impl Journey {
+    /// The previous plans a member's search finds: the first `limit` in name order, and how
+    /// many in all.
+    pub fn payer_cards(&self, query: &str, limit: usize) -> PayerResults {
+        let found = self.payers.search(query);
+        PayerResults {
+            total: found.len(),
+            shown: found
+                .into_iter()
+                .take(limit)
+                .map(|p| PayerCard {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    states: p.states.clone(),
+                    logo_url: p.logo_url.as_ref().map(ToString::to_string),
+                })
+                .collect(),
+        }
+    }
+
+    /// The consent page for bringing records from `payer`: until when the permission would
+    /// last, or that the time to give it has passed. `None` for a plan not in the directory.
+    pub fn consent_page(&self, account: &Account, payer: &str, today: time::Date) -> Option<ConsentPageData> {
+        let found = self.payers.get(payer)?;
+        let (until, closed) = match crate::consent::Window::for_coverage(account.coverage_start, today) {
+            crate::consent::Window::Open { until } => (until, false),
+            crate::consent::Window::Closed { ended } => (ended, true),
+        };
+        Some(ConsentPageData {
+            payer_id: found.id.clone(),
+            payer_name: found.name.clone(),
+            plan_name: self.plan_name.clone(),
+            until: (until.year(), u8::from(until.month()), until.day()),
+            closed,
+        })
+    }
+
     /// The member home: who they are, and each previous plan they linked with its latest
     /// transfer (newest first).
     pub async fn member_home(&self, account: &Account) -> Result<MemberHome, JourneyError> {

@@ -37,5 +37,7 @@ vocabulary! {
         MemberMatch = "p2p.member_match",
         /// A `$member-match` that found no member, several, or a Consent Baton cannot honour.
         MemberMatchRefused = "p2p.member_match.refused",
+        /// Another plan's system read a matched member's records.
+        MemberRead = "p2p.read",
     }
 }

@@ -148,3 +148,32 @@ pub struct LinkSummary {
     pub stored: u64,
     pub withdrawn: bool,
 }
+
+/// A previous plan in the directory, as the member sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayerCard {
+    pub id: String,
+    pub name: String,
+    pub states: Vec<String>,
+    pub logo_url: Option<String>,
+}
+
+/// The plans a search found: the first few in name order, and how many in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayerResults {
+    pub shown: Vec<PayerCard>,
+    pub total: usize,
+}
+
+/// What the consent page needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentPageData {
+    pub payer_id: String,
+    pub payer_name: String,
+    pub plan_name: String,
+    /// The last day the permission would last, as (year, month, day); when `closed`, the last
+    /// day it could have been given.
+    pub until: (i32, u8, u8),
+    /// More than 90 days have passed since the member's coverage started.
+    pub closed: bool,
+}
