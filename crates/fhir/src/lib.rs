@@ -15,6 +15,7 @@
 pub mod bundle;
 pub mod datetime;
 pub mod exchange;
+pub mod financial;
 pub mod index;
 pub mod outcome;
 pub mod reference;

@@ -168,7 +168,7 @@ p2p_test!(backend_services_tokens_go_to_registered_systems_for_their_scopes_only
     // A system token reads no member's records directly.
     let token = member_match_token(&t).await;
     let (status, _) = fhir_get(&t, &token, &format!("Patient/{}", t.maria)).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(status, StatusCode::FORBIDDEN);
 });
 
 p2p_test!(one_member_matches_on_card_id_family_name_and_birth_date, |t| {
@@ -298,4 +298,78 @@ p2p_test!(members_apps_cannot_match_and_guessing_is_held_back, |t| {
     let (status, body) = member_match(&t, &token, &maria_request(&t).to_string()).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["issue"][0]["code"], "throttled");
+});
+
+p2p_test!(a_matched_member_is_read_as_their_consent_allows_and_no_one_else, |t| {
+    let (status, body) = system_token(&t, PAYER_CLIENT, &format!("{MEMBER_MATCH_SCOPE} system/*.rs")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let everything = format!("Patient/{}/$everything?_count=1000", t.maria);
+    // Before any match, the token reaches no member.
+    let (status, _) = fhir_get(&t, &token, &everything).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Matched with #regular: everything but what is sensitive.
+    assert_eq!(member_match(&t, &token, &maria_request(&t).to_string()).await.0, StatusCode::OK);
+    let (status, regular) = fhir_get(&t, &token, &everything).await;
+    assert_eq!(status, StatusCode::OK, "{regular}");
+    let regular_total = regular["total"].as_u64().unwrap();
+    assert!(regular_total > 50, "{regular_total}");
+    // Another member, not matched, stays out of reach, by any path.
+    for path in [
+        format!("Patient/{}/$everything", t.james),
+        format!("Patient/{}", t.james),
+        format!("Condition?patient={}", t.james),
+    ] {
+        assert_eq!(fhir_get(&t, &token, &path).await.0, StatusCode::FORBIDDEN, "{path}");
+    }
+    let (status, conditions) = fhir_get(&t, &token, &format!("Condition?patient={}", t.maria)).await;
+    assert_eq!(status, StatusCode::OK, "{conditions}");
+
+    // Matched again with #sensitive: the sensitive records come too.
+    let mut sensitive = maria_request(&t);
+    parameter(&mut sensitive, "Consent")["resource"]["policy"] =
+        json!([{"uri": "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#sensitive"}]);
+    assert_eq!(member_match(&t, &token, &sensitive.to_string()).await.0, StatusCode::OK);
+    let (_, all) = fhir_get(&t, &token, &everything).await;
+    let all_total = all["total"].as_u64().unwrap();
+    assert!(all_total > regular_total, "Maria has sensitive records: {all_total} vs {regular_total}");
+    // The same count a member's own app sees when she includes sensitive information.
+    let app = tokens_for(&t, "maria", ALL_SCOPES, "include").await;
+    let (_, own) = fhir_get(&t, app["access_token"].as_str().unwrap(), &everything).await;
+    assert_eq!(own["total"], all["total"]);
+
+    // Claims come without remittances and cost-sharing (the member's own app sees them).
+    let account = t.store.account_by_member_id(&baton_synth::demo_members("rb")[0].member_id).await.unwrap().unwrap();
+    let paid = json!({
+        "resourceType": "ExplanationOfBenefit", "id": "maria-paid-claim", "status": "active", "use": "claim",
+        "patient": {"reference": format!("Patient/{}", t.maria)},
+        "total": [{"category": {"coding": [{"code": "submitted"}]}, "amount": {"value": 120.0, "currency": "USD"}}],
+        "payment": {"amount": {"value": 100.0, "currency": "USD"}},
+        "item": [{"sequence": 1, "adjudication": [{"category": {"coding": [{"code": "paidtoprovider"}]},
+            "amount": {"value": 100.0, "currency": "USD"}}]}]
+    });
+    let loaded = baton_records::load(&t.store, [paid], &t.fhir, Some(account.id)).await.unwrap();
+    assert_eq!(loaded.stored, 1, "{:?}", loaded.rejected);
+    let claims = format!("ExplanationOfBenefit?patient={}&_count=1000", t.maria);
+    let with_total = |bundle: &Value| {
+        bundle["entry"].as_array().map_or(0, |e| e.iter().filter(|e| e["resource"].get("total").is_some()).count())
+    };
+    let (status, for_plan) = fhir_get(&t, &token, &claims).await;
+    assert_eq!(status, StatusCode::OK, "{for_plan}");
+    assert!(for_plan["entry"].as_array().is_some_and(|e| !e.is_empty()), "{for_plan}");
+    assert_eq!(with_total(&for_plan), 0);
+    assert!(
+        !for_plan.to_string().contains("\"payment\"") && !for_plan.to_string().contains("paidtoprovider\"}]},\"amount")
+    );
+    let (_, for_member) = fhir_get(&t, app["access_token"].as_str().unwrap(), &claims).await;
+    assert!(with_total(&for_member) > 0, "{for_member}");
+
+    // Each read is audited against the member.
+    let reads = t
+        .store
+        .search_audit(&baton_store::AuditQuery { action: Some("p2p.read".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(reads.len(), 4, "{reads:?}");
 });

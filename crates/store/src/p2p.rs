@@ -126,6 +126,29 @@ impl Store {
         }))
     }
 
+    /// The newest match `client_id` made of the member whose Patient is `patient_id`, whose
+    /// Consent's period holds at `now`.
+    pub async fn current_match(
+        &self,
+        client_id: &str,
+        patient_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<MemberMatch>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT m.id, m.client_id, m.account_id, m.policy, m.period_start, m.period_end, m.consent, \
+                 m.matched_at FROM member_match m JOIN account a ON a.id = m.account_id \
+                 WHERE m.client_id = $1 AND a.patient_id = $2 AND m.period_start <= $3 AND m.period_end > $3 \
+                 ORDER BY m.matched_at DESC, m.id LIMIT 1",
+            )
+            .bind(client_id)
+            .bind(patient_id)
+            .bind(now.millis())
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
     /// Notes a failed match by `client_id`; failures older than `forget_before` are dropped.
     pub async fn record_match_failure(
         &self,

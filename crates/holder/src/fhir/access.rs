@@ -22,6 +22,8 @@ pub struct Access {
     pub client_id: String,
     /// The FHIR base this API answers at (links and `fullUrl`s use it).
     pub base: String,
+    /// Another plan's system (Payer-to-Payer): claims go without remittances and cost-sharing.
+    pub without_amounts: bool,
 }
 
 /// Marks the plan's own FHIR API (`/api/fhir`): requests carry an API token, not a SMART one.
@@ -47,7 +49,14 @@ impl FromRequestParts<Holder> for Access {
             return plan_api_access(parts, holder, token).await;
         }
         let invalid = || FhirError::unauthorized("the access token is not valid, has expired or was revoked");
-        let (token, grant) = holder.store.oauth_token(&token_hash(token)).await?.ok_or_else(invalid)?;
+        let hash = token_hash(token);
+        let Some((token, grant)) = holder.store.oauth_token(&hash).await? else {
+            let now = Timestamp::now();
+            return match holder.store.system_token(&hash, now).await? {
+                Some(system) => crate::p2p::read::access(parts, holder, system, now).await,
+                None => Err(invalid()),
+            };
+        };
         let live = token.kind == TokenKind::Access
             && token.revoked_at.is_none()
             && grant.revoked_at.is_none()
@@ -61,6 +70,7 @@ impl FromRequestParts<Holder> for Access {
             include_sensitive: grant.include_sensitive,
             client_id: grant.client_id,
             base: holder.urls.fhir_base.clone(),
+            without_amounts: false,
         })
     }
 }
@@ -91,10 +101,25 @@ async fn plan_api_access(parts: &Parts, holder: &Holder, token: &str) -> Result<
         include_sensitive: api_token.include_sensitive,
         client_id: format!("api-token:{}", api_token.id),
         base: format!("{}{PLAN_API_PATH}", holder.urls.public.trim_end_matches('/')),
+        without_amounts: false,
     })
 }
 
 impl Access {
+    /// A stored body as this reader gets it.
+    pub fn shown(&self, resource_type: &str, body: String) -> String {
+        if !self.without_amounts || resource_type != "ExplanationOfBenefit" {
+            return body;
+        }
+        match serde_json::from_str::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Object(mut claim)) => {
+                baton_fhir::financial::strip_financial(&mut claim);
+                serde_json::Value::Object(claim).to_string()
+            }
+            _ => body,
+        }
+    }
+
     /// Refuses (403) unless the token may read resources of this type.
     pub fn require_read(&self, resource_type: &str) -> Result<(), FhirError> {
         if self.scopes.can_read(resource_type) {

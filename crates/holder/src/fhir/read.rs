@@ -27,7 +27,7 @@ pub async fn read(
     query.ids = vec![id.clone()];
     query.limit = 1;
     if let Some(resource) = holder.store.search_resources(&query).await?.resources.pop() {
-        let mut response = fhir_json(resource.body);
+        let mut response = fhir_json(access.shown(&resource_type, resource.body));
         if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", resource.version_id)) {
             response.headers_mut().insert(header::ETAG, etag);
         }

@@ -83,7 +83,7 @@ pub async fn search(
         .chain(included.into_iter().chain(provenance).map(|r| (r, SearchMode::Include)))
     {
         let full_url = format!("{base}/{}/{}", resource.resource_type, resource.id);
-        bundle.push(full_url, resource.body, mode).map_err(FhirError::server)?;
+        bundle.push(full_url, access.shown(&resource.resource_type, resource.body), mode).map_err(FhirError::server)?;
     }
     Ok(fhir_json(bundle.to_json()))
 }

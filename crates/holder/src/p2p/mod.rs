@@ -3,6 +3,7 @@
 //! the member gave them. A match is the only way such a token reaches a member.
 
 pub mod member_match;
+pub mod read;
 pub mod request;
 
 use axum::extract::FromRequestParts;
