@@ -41,7 +41,8 @@ pub async fn smart_configuration(State(holder): State<Holder>) -> Response {
         "scopes_supported": [
             "openid", "fhirUser", "launch/patient", "offline_access", "online_access",
             "patient/*.read", "patient/*.rs", "system/*.read", "system/*.rs",
-            crate::oauth::client_credentials::MEMBER_MATCH_SCOPE
+            crate::oauth::client_credentials::MEMBER_MATCH_SCOPE,
+            crate::oauth::client_credentials::BULK_MEMBER_MATCH_SCOPE
         ],
         "code_challenge_methods_supported": ["S256"],
         "capabilities": CAPABILITIES,

@@ -37,8 +37,14 @@ pub use urls::Urls;
 
 /// Paths called by other servers (never by a browser with this plan's cookies): exempt from
 /// the cross-origin check that protects browser forms.
-pub const SERVER_TO_SERVER_PATHS: &[&str] =
-    &["/oauth/token", "/oauth/introspect", "/oauth/revoke", "/fhir/Patient/$member-match"];
+pub const SERVER_TO_SERVER_PATHS: &[&str] = &[
+    "/oauth/token",
+    "/oauth/introspect",
+    "/oauth/revoke",
+    "/fhir/Patient/$member-match",
+    "/fhir/Group/$bulk-member-match",
+    "/fhir/bulk-status/",
+];
 
 /// The data-holder side of one Baton.
 #[derive(Clone)]
@@ -117,6 +123,9 @@ impl Holder {
             .route("/fhir/metadata", get(fhir::capability::metadata))
             .route("/fhir/Patient/{id}/$everything", get(fhir::everything::everything))
             .route("/fhir/Patient/$member-match", post(p2p::member_match::member_match))
+            .route("/fhir/Group/$bulk-member-match", post(p2p::bulk_match::kick_off))
+            .route("/fhir/bulk-status/{id}", get(p2p::bulk_match::status).delete(p2p::bulk_match::cancel))
+            .route("/fhir/bulk-files/{id}/{name}", get(p2p::bulk_match::file))
             .route("/fhir/{resource_type}", get(fhir::search::search))
             .route("/fhir/{resource_type}/{id}", get(fhir::read::read))
             .merge(self.plan_api_router())

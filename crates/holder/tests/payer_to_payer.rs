@@ -445,3 +445,90 @@ p2p_test!(no_mutation_of_a_request_is_ever_a_server_error, |t| {
     }
     assert!(seen.contains_key(&400) && seen.len() >= 2, "the mutations reach more than one outcome: {seen:?}");
 });
+
+p2p_test!(a_bulk_match_answers_asynchronously_with_a_group_per_outcome, |t| {
+    use baton_holder::oauth::client_credentials::BULK_MEMBER_MATCH_SCOPE;
+    let (status, body) = system_token(&t, PAYER_CLIENT, BULK_MEMBER_MATCH_SCOPE).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let bundle = |request: Value| json!({"name": "MemberBundle", "part": request["parameter"].clone()});
+    let mut expired = maria_request(&t);
+    parameter(&mut expired, "Consent")["resource"]["provision"]["period"] =
+        json!({"start": "2020-01-01", "end": "2020-12-31"});
+    let request = json!({"resourceType": "Parameters", "parameter": [
+        bundle(maria_request(&t)),
+        // As published, the IG's member (unknown here, and its references are not local).
+        bundle(pdex_example()),
+        bundle(expired),
+    ]});
+    let kick_off = |prefer: bool, token: String| {
+        let url = format!("{}/Group/$bulk-member-match", t.fhir);
+        let body = request.to_string();
+        async move {
+            let mut ask =
+                http().post(url).bearer_auth(token).header("content-type", "application/fhir+json").body(body);
+            if prefer {
+                ask = ask.header("prefer", "respond-async");
+            }
+            ask.send().await.unwrap()
+        }
+    };
+    assert_eq!(kick_off(false, token.clone()).await.status(), StatusCode::BAD_REQUEST, "asynchronous only");
+    let app = tokens_for(&t, "maria", ALL_SCOPES, "include").await;
+    assert_eq!(kick_off(true, app["access_token"].as_str().unwrap().to_owned()).await.status(), StatusCode::FORBIDDEN);
+
+    let accepted = kick_off(true, token.clone()).await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let location = accepted.headers()["content-location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&t.fhir), "{location}");
+    let manifest = loop {
+        let response = http().get(&location).bearer_auth(&token).send().await.unwrap();
+        match response.status() {
+            StatusCode::ACCEPTED => {
+                assert!(response.headers().contains_key("retry-after"));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            StatusCode::OK => break response.json::<Value>().await.unwrap(),
+            other => panic!("{other}: {}", response.text().await.unwrap()),
+        }
+    };
+    assert_eq!(manifest["requiresAccessToken"], true);
+    assert_eq!(manifest["output"][0]["type"], "Group");
+    let url = manifest["output"][0]["url"].as_str().unwrap();
+    assert_eq!(http().get(url).send().await.unwrap().status(), StatusCode::UNAUTHORIZED, "the file needs the token");
+    let ndjson = http().get(url).bearer_auth(&token).send().await.unwrap().text().await.unwrap();
+    let groups: Vec<Value> = ndjson.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let by_code = |code: &str| {
+        groups.iter().find(|g| g["code"]["coding"][0]["code"] == code).unwrap_or_else(|| panic!("{code}: {ndjson}"))
+    };
+    let matched = by_code("match");
+    assert_eq!(matched["quantity"], 1);
+    assert_eq!(matched["member"][0]["entity"]["reference"], format!("Patient/{}", t.maria));
+    let submitted = &matched["contained"][0];
+    assert_eq!(
+        submitted["name"][0]["family"],
+        baton_synth::demo_members("rb")[0].family.to_uppercase(),
+        "as submitted"
+    );
+    assert!(submitted.get("meta").is_none());
+    assert_eq!(
+        matched["member"][0]["entity"]["extension"][0]["valueReference"]["reference"],
+        format!("#{}", submitted["id"].as_str().unwrap())
+    );
+    assert_eq!(by_code("nomatch")["contained"][0]["name"][0]["family"], "Person");
+    assert_eq!(by_code("consentconstraint")["quantity"], 1);
+    assert_eq!(groups.len(), 3);
+
+    // The match holds for reading, as a single match does.
+    let (status, _) = fhir_get(&t, &token, &format!("Patient/{}", t.maria)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "this token has no system/*.rs");
+
+    // Unknown requests are 404; a cancelled one is gone.
+    assert_eq!(
+        http().get(format!("{}/bulk-status/nope", t.fhir)).bearer_auth(&token).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(http().delete(&location).bearer_auth(&token).send().await.unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(http().get(&location).bearer_auth(&token).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(http().get(url).bearer_auth(&token).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+});

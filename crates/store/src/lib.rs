@@ -11,6 +11,7 @@
 mod accounts;
 mod api_tokens;
 mod audit;
+mod bulk;
 mod checkpoint;
 mod error;
 mod instance;
@@ -40,6 +41,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use accounts::{Account, AccountId, NewAccount};
 pub use api_tokens::ApiToken;
+pub use bulk::{BulkFile, BulkJob, MemberGroup};
 pub use audit::{AuditEvent, AuditQuery, NewAuditEvent};
 pub use error::{StoreError, Unique};
 pub use instance::{ReceivedRecord, Rename};

@@ -2,8 +2,10 @@
 
 use baton_store::testing::{on_postgres, on_sqlite};
 use baton_store::{
-    AccountId, CodeRedemption, NewAccount, NewCode, OAuthClient, OAuthGrant, Store, Timestamp, TokenKind,
+    AccountId, BulkFile, BulkJob, CodeRedemption, MemberGroup, MemberMatch, NewAccount, NewCode, OAuthClient,
+    OAuthGrant, Store, SystemToken, Timestamp, TokenKind,
 };
+use baton_vocab::{BulkJobState, ConsentPolicy};
 
 macro_rules! on_both {
     ($($case:ident),* $(,)?) => {
@@ -18,6 +20,7 @@ on_both!(
     tokens_and_grant_revocation,
     refresh_tokens_are_spent_once,
     assertion_jtis_are_remembered_until_they_expire,
+    payer_to_payer_tokens_matches_and_bulk_jobs,
 );
 
 async fn setup(store: &Store) -> OAuthGrant {
@@ -141,4 +144,93 @@ async fn assertion_jtis_are_remembered_until_they_expire(store: Store) {
     assert!(store.remember_assertion_jti("other", "j1", soon, now).await.unwrap(), "per client");
     let after = soon.plus(time::Duration::seconds(1));
     assert!(store.remember_assertion_jti("c", "j1", after.plus(time::Duration::minutes(5)), after).await.unwrap());
+}
+
+async fn payer_to_payer_tokens_matches_and_bulk_jobs(store: Store) {
+    let grant = setup(&store).await;
+    let client = grant.client_id.clone();
+    let account = grant.account_id;
+    store.set_account_patient(account, "p1").await.unwrap();
+    let now = Timestamp::now();
+    let minute = |n: i64| now.plus(time::Duration::minutes(n));
+
+    let token = SystemToken {
+        token_hash: "h".into(),
+        client_id: client.clone(),
+        scope: "system/*.rs".into(),
+        issued_at: now.millis(),
+        expires_at: minute(5).millis(),
+    };
+    store.insert_system_token(&token).await.unwrap();
+    assert_eq!(store.system_token("h", now).await.unwrap(), Some(token));
+    assert_eq!(store.system_token("h", minute(6)).await.unwrap(), None, "expired");
+
+    let umb = store.member_umb(account, "first").await.unwrap();
+    assert_eq!(store.member_umb(account, "second").await.unwrap(), umb, "stable");
+    assert_eq!(store.account_by_umb(&umb).await.unwrap(), Some(account));
+
+    let matched = MemberMatch {
+        id: "m1".into(),
+        client_id: client.clone(),
+        account_id: account,
+        policy: ConsentPolicy::Regular,
+        period_start: minute(-60).millis(),
+        period_end: minute(60).millis(),
+        consent: "{}".into(),
+        matched_at: now.millis(),
+    };
+    store.insert_member_match(&matched).await.unwrap();
+    assert_eq!(store.current_match(&client, "p1", now).await.unwrap(), Some(matched.clone()));
+    assert_eq!(store.current_match(&client, "p1", minute(61)).await.unwrap(), None, "after the period");
+    assert_eq!(store.current_match("other", "p1", now).await.unwrap(), None, "another client's");
+
+    store.record_match_failure(&client, now, minute(-1440)).await.unwrap();
+    store.record_match_failure(&client, now, minute(-1440)).await.unwrap();
+    assert_eq!(store.match_failures_since(&client, minute(-1)).await.unwrap(), 2);
+    assert_eq!(store.match_failures_since(&client, minute(1)).await.unwrap(), 0);
+
+    let job = BulkJob {
+        id: "j1".into(),
+        client_id: client.clone(),
+        kind: "bulk-member-match".into(),
+        state: BulkJobState::Queued,
+        request_url: "u".into(),
+        request: "{}".into(),
+        total: 2,
+        done: 0,
+        error: None,
+        created_at: now.millis(),
+        updated_at: now.millis(),
+        completed_at: None,
+        expires_at: minute(60).millis(),
+    };
+    store.insert_bulk_job(&job).await.unwrap();
+    assert!(store.claim_bulk_job("j1", now, minute(-1)).await.unwrap());
+    assert!(!store.claim_bulk_job("j1", now, minute(-1)).await.unwrap(), "a live worker has it");
+    assert!(store.claim_bulk_job("j1", minute(2), minute(1)).await.unwrap(), "its worker died");
+    store.bulk_job_progress("j1", 1, minute(2)).await.unwrap();
+    let file = BulkFile {
+        job_id: "j1".into(),
+        name: "Group.ndjson".into(),
+        resource_type: "Group".into(),
+        count: 1,
+        body: "{}\n".into(),
+    };
+    let group = MemberGroup {
+        id: "g1".into(),
+        client_id: client.clone(),
+        job_id: "j1".into(),
+        code: "match".into(),
+        body: "{}".into(),
+        created_at: now.millis(),
+    };
+    assert!(store.complete_bulk_job("j1", &[file.clone()], &[group.clone()], minute(3)).await.unwrap());
+    let done = store.bulk_job("j1").await.unwrap().unwrap();
+    assert_eq!((done.state, done.done), (BulkJobState::Completed, 2));
+    assert_eq!(store.bulk_file("j1", "Group.ndjson").await.unwrap(), Some(file));
+    assert_eq!(store.member_group(&client, "g1").await.unwrap(), Some(group));
+    assert_eq!(store.member_group("other", "g1").await.unwrap(), None);
+    assert!(store.cancel_bulk_job("j1", minute(4)).await.unwrap());
+    assert_eq!(store.bulk_file("j1", "Group.ndjson").await.unwrap(), None);
+    assert_eq!(store.bulk_job("j1").await.unwrap().unwrap().state, BulkJobState::Cancelled);
 }

@@ -22,7 +22,7 @@ pub use macros::UnknownValue;
 pub use problems::BringProblem;
 pub use records::{Category, SensitiveKind};
 pub use roles::{Role, Roles};
-pub use transfer::{EventKind, Phase, TransferKind, TransferSort, TransferState};
+pub use transfer::{BulkJobState, EventKind, Phase, TransferKind, TransferSort, TransferState};
 
 #[cfg(test)]
 mod tests {

@@ -130,3 +130,14 @@ impl Default for TransferSort {
         TransferSort::NewestFirst
     }
 }
+
+vocabulary! {
+    /// Where an asynchronous Payer-to-Payer request (`$bulk-member-match`) is.
+    pub enum BulkJobState {
+        Queued = "queued",
+        Running = "running",
+        Completed = "completed",
+        Failed = "failed",
+        Cancelled = "cancelled",
+    }
+}

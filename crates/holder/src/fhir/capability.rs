@@ -13,6 +13,8 @@ use crate::Holder;
 
 /// HRex `$member-match`, for other plans' systems (SMART Backend Services).
 const MEMBER_MATCH: &str = "http://hl7.org/fhir/us/davinci-hrex/OperationDefinition/member-match";
+/// PDex `$bulk-member-match` (asynchronous), likewise.
+const BULK_MEMBER_MATCH: &str = "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch";
 
 pub fn capability_statement(holder: &Holder) -> Value {
     let urls = &holder.urls;
@@ -78,7 +80,8 @@ pub fn capability_statement(holder: &Holder) -> Value {
             "resource": resources,
             "operation": [
                 {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
-                {"name": "member-match", "definition": MEMBER_MATCH}
+                {"name": "member-match", "definition": MEMBER_MATCH},
+                {"name": "bulk-member-match", "definition": BULK_MEMBER_MATCH}
             ]
         }]
     })

@@ -188,7 +188,9 @@ pub async fn everything(
     }
     for resource in entries {
         let full_url = format!("{base}/{}/{}", resource.resource_type, resource.id);
-        bundle.push(full_url, access.shown(&resource.resource_type, resource.body), SearchMode::Match).map_err(FhirError::server)?;
+        bundle
+            .push(full_url, access.shown(&resource.resource_type, resource.body), SearchMode::Match)
+            .map_err(FhirError::server)?;
     }
     Ok(fhir_json(bundle.to_json()))
 }

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use baton_fhir::outcome::IssueType;
-use baton_store::{Account, AccountId, MemberMatch, NewAuditEvent, Timestamp};
+use baton_store::{Account, AccountId, MemberMatch, Timestamp};
 use baton_vocab::{AuditAction, ConsentPolicy};
 use serde_json::{Value, json};
 use time::Date;
@@ -186,19 +186,7 @@ async fn audit(
     action: AuditAction,
     detail: &str,
 ) -> Result<(), FhirError> {
-    holder
-        .store
-        .record_audit(&NewAuditEvent {
-            at: Timestamp::now(),
-            actor_account: None,
-            actor: format!("plan system \"{}\"", access.client_id),
-            action: action.to_string(),
-            member_account: member,
-            subject: "Patient/$member-match".to_owned(),
-            detail: detail.to_owned(),
-        })
-        .await?;
-    Ok(())
+    super::audit(holder, &access.client_id, member, action, "Patient/$member-match", detail).await
 }
 
 fn fhir_json(status: StatusCode, body: Value) -> Response {

@@ -2,6 +2,7 @@
 //! Services token, match a former member (`Patient/$member-match`, HRex 1.2) with the Consent
 //! the member gave them. A match is the only way such a token reaches a member.
 
+pub mod bulk_match;
 pub mod member_match;
 pub mod read;
 pub mod request;
@@ -10,7 +11,8 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use baton_fhir::smart::Scopes;
-use baton_store::Timestamp;
+use baton_store::{AccountId, NewAuditEvent, Timestamp};
+use baton_vocab::AuditAction;
 
 use crate::Holder;
 use crate::fhir::FhirError;
@@ -58,4 +60,28 @@ impl FromRequestParts<Holder> for SystemAccess {
         }
         Err(FhirError::unauthorized("the access token is not valid or has expired"))
     }
+}
+
+/// Records what another plan's system did.
+pub(crate) async fn audit(
+    holder: &Holder,
+    client_id: &str,
+    member: Option<AccountId>,
+    action: AuditAction,
+    subject: &str,
+    detail: &str,
+) -> Result<(), FhirError> {
+    holder
+        .store
+        .record_audit(&NewAuditEvent {
+            at: Timestamp::now(),
+            actor_account: None,
+            actor: format!("plan system \"{client_id}\""),
+            action: action.to_string(),
+            member_account: member,
+            subject: subject.to_owned(),
+            detail: detail.to_owned(),
+        })
+        .await?;
+    Ok(())
 }

@@ -111,7 +111,11 @@ pub async fn start(store: Store) -> TestHolder {
                 secret: None,
                 jwks: Some(jwks.clone()),
                 jwks_url: None,
-                scopes: format!("system/*.rs {}", baton_holder::oauth::client_credentials::MEMBER_MATCH_SCOPE),
+                scopes: format!(
+                    "system/*.rs {} {}",
+                    baton_holder::oauth::client_credentials::MEMBER_MATCH_SCOPE,
+                    baton_holder::oauth::client_credentials::BULK_MEMBER_MATCH_SCOPE
+                ),
             },
         ],
         ..Default::default()

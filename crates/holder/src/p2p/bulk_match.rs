@@ -1,0 +1,340 @@
+//! `POST [base]/Group/$bulk-member-match` (PDex 2.2 §pdex-146..154), asynchronous as Bulk Data
+//! STU2 has it: the kick-off answers 202 with `Content-Location`; the status answers 202 with
+//! `X-Progress` until the job is done, then 200 with a manifest whose NDJSON file holds the
+//! `MatchedMembers` (always), `NonMatchedMembers` and `ConsentConstrainedMembers` Groups. Each
+//! member is matched and consent-checked on its own, as `$member-match` does; one bad member
+//! never fails the batch. Jobs live in the database: a job whose worker died is taken up again
+//! by the next status request, here or on another instance.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use baton_store::{BulkFile, BulkJob, MemberGroup, MemberMatch, Timestamp};
+use baton_vocab::{AuditAction, BulkJobState};
+use serde_json::{Value, json};
+
+use super::SystemAccess;
+use super::member_match::{Refusal, find};
+use super::request;
+use crate::Holder;
+use crate::fhir::FhirError;
+use crate::oauth::client_credentials::{BULK_MEMBER_MATCH_SCOPE, BULK_MEMBER_MATCH_SCOPE_STU21};
+
+/// Members one kick-off may carry.
+pub const MAX_MEMBERS: usize = 10_000;
+/// How long output is kept after a job completes.
+const RETENTION_HOURS: i64 = 24;
+/// A running job not heard of for this long lost its worker.
+const STALE_SECONDS: i64 = 60;
+const KIND: &str = "bulk-member-match";
+const RESULT_SYSTEM: &str = "http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PdexMultiMemberMatchResultCS";
+const MATCH_PARAMETERS: &str = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-match-parameters";
+
+/// `POST /fhir/Group/$bulk-member-match`
+pub async fn kick_off(State(holder): State<Holder>, access: SystemAccess, headers: HeaderMap, body: Bytes) -> Response {
+    match start(&holder, &access, &headers, &body).await {
+        Ok(id) => {
+            let mut response = StatusCode::ACCEPTED.into_response();
+            if let Ok(location) = HeaderValue::from_str(&status_url(&holder, &id)) {
+                response.headers_mut().insert(header::CONTENT_LOCATION, location);
+            }
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn start(holder: &Holder, access: &SystemAccess, headers: &HeaderMap, body: &[u8]) -> Result<String, FhirError> {
+    if access.require(BULK_MEMBER_MATCH_SCOPE).is_err() {
+        access.require(BULK_MEMBER_MATCH_SCOPE_STU21)?;
+    }
+    let asynchronous = headers
+        .get("prefer")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|p| p.trim() == "respond-async"));
+    if !asynchronous {
+        return Err(FhirError::bad_parameter("$bulk-member-match is asynchronous: send Prefer: respond-async"));
+    }
+    let body: Value = serde_json::from_slice(body)
+        .map_err(|_| FhirError::bad_parameter("the body is not JSON (a Parameters resource)"))?;
+    let members = member_bundles(&body)?;
+    if members.is_empty() {
+        return Err(FhirError::bad_parameter("Parameters needs at least one MemberBundle"));
+    }
+    if members.len() > MAX_MEMBERS {
+        return Err(FhirError::bad_parameter(format!("at most {MAX_MEMBERS} MemberBundles per request")));
+    }
+    let now = Timestamp::now();
+    let id = uuid::Uuid::new_v4().to_string();
+    holder
+        .store
+        .insert_bulk_job(&BulkJob {
+            id: id.clone(),
+            client_id: access.client_id.clone(),
+            kind: KIND.to_owned(),
+            state: BulkJobState::Queued,
+            request_url: format!("{}/Group/$bulk-member-match", holder.urls.fhir_base),
+            request: body.to_string(),
+            total: members.len() as i64,
+            done: 0,
+            error: None,
+            created_at: now.millis(),
+            updated_at: now.millis(),
+            completed_at: None,
+            expires_at: now.plus(time::Duration::hours(RETENTION_HOURS)).millis(),
+        })
+        .await?;
+    spawn_run(holder, &id);
+    Ok(id)
+}
+
+/// The `MemberBundle` parameters' parts.
+fn member_bundles(body: &Value) -> Result<Vec<Vec<Value>>, FhirError> {
+    if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+        return Err(FhirError::bad_parameter("the body must be a Parameters resource"));
+    }
+    let parameters = body
+        .get("parameter")
+        .and_then(Value::as_array)
+        .ok_or_else(|| FhirError::bad_parameter("Parameters.parameter is missing"))?;
+    let mut bundles = Vec::new();
+    for parameter in parameters {
+        if parameter.get("name").and_then(Value::as_str) != Some("MemberBundle") {
+            return Err(FhirError::bad_parameter("every parameter must be a MemberBundle"));
+        }
+        let parts = parameter.get("part").and_then(Value::as_array).cloned().unwrap_or_default();
+        bundles.push(parts);
+    }
+    Ok(bundles)
+}
+
+fn spawn_run(holder: &Holder, id: &str) {
+    let (holder, id) = (holder.clone(), id.to_owned());
+    tokio::spawn(async move {
+        if let Err(error) = run(&holder, &id).await {
+            tracing::error!(job = %id, error = %error.message, "bulk member match failed");
+            let _ = holder.store.fail_bulk_job(&id, "the server failed to finish the job", Timestamp::now()).await;
+        }
+    });
+}
+
+/// Runs the job if no live worker has it.
+async fn run(holder: &Holder, id: &str) -> Result<(), FhirError> {
+    let now = Timestamp::now();
+    if !holder.store.claim_bulk_job(id, now, now.plus(time::Duration::seconds(-STALE_SECONDS))).await? {
+        return Ok(());
+    }
+    let Some(job) = holder.store.bulk_job(id).await? else { return Ok(()) };
+    let body: Value = serde_json::from_str(&job.request).map_err(FhirError::server)?;
+    let today = now.to_datetime().date();
+    let mut groups: [Vec<(Value, Option<String>)>; 3] = [vec![], vec![], vec![]];
+    for (done, parts) in member_bundles(&body)?.into_iter().enumerate() {
+        let submitted = parts
+            .iter()
+            .find(|p| p.get("name").and_then(Value::as_str) == Some("MemberPatient"))
+            .and_then(|p| p.get("resource"))
+            .cloned()
+            .unwrap_or_else(|| json!({"resourceType": "Patient"}));
+        let outcome = match request::read_parts(&parts) {
+            Err(_) => Err(Refusal::NoMatch),
+            Ok(request) => match find(holder, &request, today).await? {
+                Ok((account, policy)) => {
+                    holder
+                        .store
+                        .insert_member_match(&MemberMatch {
+                            id: uuid::Uuid::new_v4().to_string(),
+                            client_id: job.client_id.clone(),
+                            account_id: account.id,
+                            policy,
+                            period_start: baton_vocab::day::start_millis(request.consent.start),
+                            period_end: baton_vocab::day::start_millis(
+                                request.consent.end.next_day().unwrap_or(request.consent.end),
+                            ),
+                            consent: request.consent.json.clone(),
+                            matched_at: Timestamp::now().millis(),
+                        })
+                        .await?;
+                    Ok(account.patient_id)
+                }
+                Err(refusal) => Err(refusal),
+            },
+        };
+        match outcome {
+            Ok(patient) => groups[0].push((submitted, patient)),
+            Err(Refusal::Consent(_)) => groups[2].push((submitted, None)),
+            Err(_) => groups[1].push((submitted, None)),
+        }
+        if done % 100 == 99 {
+            holder.store.bulk_job_progress(id, done as i64 + 1, Timestamp::now()).await?;
+        }
+    }
+    let codes = [("match", "Matched"), ("nomatch", "Not Matched"), ("consentconstraint", "Consent Constraint")];
+    let mut member_groups = Vec::new();
+    let mut lines = Vec::new();
+    for (index, members) in groups.into_iter().enumerate() {
+        // MatchedMembers is always there, even empty.
+        if members.is_empty() && index > 0 {
+            continue;
+        }
+        let (code, display) = codes[index];
+        let group = group(holder, code, display, members);
+        lines.push(group.to_string());
+        member_groups.push(MemberGroup {
+            id: group["id"].as_str().unwrap_or_default().to_owned(),
+            client_id: job.client_id.clone(),
+            job_id: id.to_owned(),
+            code: code.to_owned(),
+            body: group.to_string(),
+            created_at: Timestamp::now().millis(),
+        });
+    }
+    let file = BulkFile {
+        job_id: id.to_owned(),
+        name: "Group.ndjson".to_owned(),
+        resource_type: "Group".to_owned(),
+        count: lines.len() as i64,
+        body: lines.join("\n") + "\n",
+    };
+    let counts: Vec<String> = member_groups.iter().map(|g| g.code.clone()).collect();
+    if holder.store.complete_bulk_job(id, &[file], &member_groups, Timestamp::now()).await? {
+        super::audit(
+            holder,
+            &job.client_id,
+            None,
+            AuditAction::MemberMatch,
+            "Group/$bulk-member-match",
+            &format!("job {id}: {} members, groups {}", job.total, counts.join(", ")),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A result Group: each member a contained copy of the Patient as submitted (its `meta` left
+/// out), with the match-parameters extension; a matched member names this plan's Patient.
+fn group(holder: &Holder, code: &str, display: &str, members: Vec<(Value, Option<String>)>) -> Value {
+    let mut contained = Vec::new();
+    let mut entries = Vec::new();
+    for (index, (mut patient, matched)) in members.into_iter().enumerate() {
+        let local = format!("{}", index + 1);
+        if let Some(object) = patient.as_object_mut() {
+            object.remove("meta");
+            object.remove("text");
+            object.insert("id".into(), json!(local));
+        }
+        contained.push(patient);
+        let reference = matched.map_or_else(|| format!("#{local}"), |p| format!("Patient/{p}"));
+        entries.push(json!({"entity": {
+            "extension": [{"url": MATCH_PARAMETERS, "valueReference": {"reference": format!("#{local}")}}],
+            "reference": reference,
+        }}));
+    }
+    let mut group = json!({
+        "resourceType": "Group",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "type": "person",
+        "actual": true,
+        "code": {"coding": [{"system": RESULT_SYSTEM, "code": code, "display": display}]},
+        "managingEntity": {"display": holder.plan_name},
+        "quantity": entries.len(),
+    });
+    if !contained.is_empty() {
+        group["contained"] = json!(contained);
+        group["member"] = json!(entries);
+    }
+    group
+}
+
+fn status_url(holder: &Holder, id: &str) -> String {
+    format!("{}/bulk-status/{id}", holder.urls.fhir_base)
+}
+
+/// `GET /fhir/bulk-status/{id}`
+pub async fn status(State(holder): State<Holder>, access: SystemAccess, Path(id): Path<String>) -> Response {
+    let result = async {
+        let job = owned(&holder, &access, &id).await?;
+        match job.state {
+            BulkJobState::Completed => Ok(manifest(&holder, &job).await?),
+            BulkJobState::Failed => Err(FhirError::server(job.error.unwrap_or_default())),
+            BulkJobState::Cancelled => Err(FhirError::not_found("that request was cancelled")),
+            BulkJobState::Queued | BulkJobState::Running => {
+                let stale = Timestamp::now().plus(time::Duration::seconds(-STALE_SECONDS)).millis();
+                if job.state == BulkJobState::Queued || job.updated_at < stale {
+                    spawn_run(&holder, &id);
+                }
+                let mut response = StatusCode::ACCEPTED.into_response();
+                let headers = response.headers_mut();
+                if let Ok(progress) = HeaderValue::from_str(&format!("{} of {} members", job.done, job.total)) {
+                    headers.insert("x-progress", progress);
+                }
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+                Ok(response)
+            }
+        }
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `DELETE /fhir/bulk-status/{id}`: cancels the job and forgets its output.
+pub async fn cancel(State(holder): State<Holder>, access: SystemAccess, Path(id): Path<String>) -> Response {
+    let result = async {
+        owned(&holder, &access, &id).await?;
+        holder.store.cancel_bulk_job(&id, Timestamp::now()).await?;
+        Ok::<_, FhirError>(StatusCode::ACCEPTED.into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /fhir/bulk-files/{id}/{name}`: an output file, to the client that asked only.
+pub async fn file(
+    State(holder): State<Holder>,
+    access: SystemAccess,
+    Path((id, name)): Path<(String, String)>,
+) -> Response {
+    let result = async {
+        let job = owned(&holder, &access, &id).await?;
+        if job.state != BulkJobState::Completed || job.expires_at < Timestamp::now().millis() {
+            return Err(FhirError::not_found("that file is not available"));
+        }
+        let file = holder.store.bulk_file(&id, &name).await?.ok_or_else(|| FhirError::not_found("no such file"))?;
+        let mut response = file.body.into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
+        Ok(response)
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The job, when it is this client's; 404 otherwise (another client's job does not exist for it).
+async fn owned(holder: &Holder, access: &SystemAccess, id: &str) -> Result<BulkJob, FhirError> {
+    match holder.store.bulk_job(id).await? {
+        Some(job) if job.client_id == access.client_id => Ok(job),
+        _ => Err(FhirError::not_found("no such request")),
+    }
+}
+
+async fn manifest(holder: &Holder, job: &BulkJob) -> Result<Response, FhirError> {
+    if job.expires_at < Timestamp::now().millis() {
+        return Err(FhirError::gone("the output of that request has expired"));
+    }
+    let files = holder.store.bulk_files(&job.id).await?;
+    let output: Vec<Value> = files
+        .iter()
+        .map(|f| {
+            json!({"type": f.resource_type, "url": format!("{}/bulk-files/{}/{}", holder.urls.fhir_base, job.id, f.name), "count": f.count})
+        })
+        .collect();
+    let body = json!({
+        "transactionTime": Timestamp::from_millis(job.completed_at.unwrap_or(job.updated_at)).to_fhir_instant(),
+        "request": job.request_url,
+        "requiresAccessToken": true,
+        "output": output,
+        "error": [],
+    });
+    let mut response = (StatusCode::OK, body.to_string()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}
