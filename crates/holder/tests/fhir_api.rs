@@ -1,5 +1,6 @@
 //! The Patient Access FHIR API: paging, compartments, scopes, sensitive exclusion, errors.
 
+#[macro_use]
 mod support;
 
 use std::collections::HashSet;
@@ -9,19 +10,6 @@ use baton_store::testing::{on_postgres, on_sqlite};
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::*;
-
-macro_rules! api_test {
-    ($name:ident, |$t:ident| $body:block) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            on_sqlite(|store| async move {
-                let $t = start(store).await;
-                $body
-            })
-            .await;
-        }
-    };
-}
 
 /// Follows `next` links from `first`; returns every entry and the first page's total.
 async fn all_pages(t: &TestHolder, token: &str, first: &str) -> (Vec<Value>, u64, usize) {
@@ -103,7 +91,7 @@ async fn paging_returns_every_resource_exactly_once_postgres() {
     on_postgres(|store| async move { paging_returns_every_resource_exactly_once_on(start(store).await).await }).await;
 }
 
-api_test!(everything_pages_the_compartment_then_the_directory, |t| {
+holder_test!(everything_pages_the_compartment_then_the_directory, |t| {
     let token = tokens_for(&t, "james", ALL_SCOPES, "include").await["access_token"].as_str().unwrap().to_owned();
     let (entries, total, pages) = all_pages(&t, &token, &format!("Patient/{}/$everything?_count=50", t.james)).await;
     let found = matches(&entries);
@@ -139,7 +127,7 @@ api_test!(everything_pages_the_compartment_then_the_directory, |t| {
     assert_eq!(status, StatusCode::OK);
 });
 
-api_test!(a_token_for_one_member_never_reaches_another, |t| {
+holder_test!(a_token_for_one_member_never_reaches_another, |t| {
     let maria = tokens_for(&t, "maria", ALL_SCOPES, "include").await["access_token"].as_str().unwrap().to_owned();
     let james = tokens_for(&t, "james", ALL_SCOPES, "include").await["access_token"].as_str().unwrap().to_owned();
     // Something of James's to aim at.
@@ -174,7 +162,7 @@ api_test!(a_token_for_one_member_never_reaches_another, |t| {
     assert_eq!(fhir_get(&t, &maria, &format!("Patient/{}/$everything", t.james)).await.0, StatusCode::FORBIDDEN);
 });
 
-api_test!(scopes_are_enforced_per_type, |t| {
+holder_test!(scopes_are_enforced_per_type, |t| {
     let token = tokens_for(&t, "james", "launch/patient patient/Condition.read", "include").await["access_token"]
         .as_str()
         .unwrap()
@@ -210,7 +198,7 @@ fn sensitive(resources: &[&Value]) -> Vec<String> {
         .collect()
 }
 
-api_test!(sensitive_records_are_excluded_in_every_path_when_the_member_says_so, |t| {
+holder_test!(sensitive_records_are_excluded_in_every_path_when_the_member_says_so, |t| {
     let excluded = tokens_for(&t, "maria", ALL_SCOPES, "exclude").await["access_token"].as_str().unwrap().to_owned();
     let included = tokens_for(&t, "maria", ALL_SCOPES, "include").await["access_token"].as_str().unwrap().to_owned();
 
@@ -262,7 +250,7 @@ api_test!(sensitive_records_are_excluded_in_every_path_when_the_member_says_so, 
     assert_eq!(fhir_get(&t, &included, "Practitioner/dr-ramos").await.0, StatusCode::OK);
 });
 
-api_test!(errors_are_operation_outcomes_with_the_right_status, |t| {
+holder_test!(errors_are_operation_outcomes_with_the_right_status, |t| {
     let token = tokens_for(&t, "james", ALL_SCOPES, "include").await["access_token"].as_str().unwrap().to_owned();
     let no_token = http().get(format!("{}/Condition", t.fhir)).send().await.unwrap();
     assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
@@ -288,7 +276,7 @@ api_test!(errors_are_operation_outcomes_with_the_right_status, |t| {
     assert_eq!((status, body["issue"][0]["code"].as_str()), (StatusCode::GONE, Some("deleted")));
 });
 
-api_test!(dates_identifiers_and_last_updated, |t| {
+holder_test!(dates_identifiers_and_last_updated, |t| {
     let token = tokens_for(&t, "james", ALL_SCOPES, "include").await["access_token"].as_str().unwrap().to_owned();
     let (entries, _, _) = all_pages(&t, &token, "ExplanationOfBenefit?service-date=ge2025-06-01&_count=100").await;
     let claims = matches(&entries);

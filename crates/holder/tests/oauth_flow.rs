@@ -1,25 +1,12 @@
 //! The SMART authorization server, end to end over HTTP.
 
+#[macro_use]
 mod support;
 
-use baton_store::testing::on_sqlite;
 use jsonwebtoken::Algorithm;
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::*;
-
-macro_rules! holder_test {
-    ($name:ident, |$t:ident| $body:block) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            on_sqlite(|store| async move {
-                let $t = start(store).await;
-                $body
-            })
-            .await;
-        }
-    };
-}
 
 holder_test!(discovery_documents_tell_the_truth, |t| {
     let config: Value =
@@ -130,7 +117,10 @@ holder_test!(approving_without_the_sensitive_choice_is_refused, |t| {
     let csp = consent.headers()["content-security-policy"].to_str().unwrap().to_owned();
     assert!(csp.contains("form-action 'self' https://new-plan.example"), "{csp}");
     let html = consent.text().await.unwrap();
-    assert!(html.contains("Should we share sensitive information?") && html.contains("name=\"sensitive\" value=\"include\""));
+    assert!(
+        html.contains("Should we share sensitive information?")
+            && html.contains("name=\"sensitive\" value=\"include\"")
+    );
     assert!(!html.contains("checked"), "no pre-selected answer");
     let refused = browser
         .post(format!("{}oauth/authorize/decision", t.base))

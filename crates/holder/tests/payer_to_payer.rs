@@ -2,27 +2,14 @@
 //! Backend Services tokens and `Patient/$member-match` (HRex 1.2), with the PDex 2.2 examples
 //! as inputs.
 
+#[macro_use]
 mod support;
 
 use baton_holder::oauth::client_credentials::MEMBER_MATCH_SCOPE;
-use baton_store::testing::on_sqlite;
 use jsonwebtoken::Algorithm;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::*;
-
-macro_rules! p2p_test {
-    ($name:ident, |$t:ident| $body:block) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            on_sqlite(|store| async move {
-                let $t = start(store).await;
-                $body
-            })
-            .await;
-        }
-    };
-}
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -121,7 +108,7 @@ fn diagnostics(outcome: &Value) -> &str {
     outcome["issue"][0]["diagnostics"].as_str().unwrap_or_default()
 }
 
-p2p_test!(backend_services_tokens_go_to_registered_systems_for_their_scopes_only, |t| {
+holder_test!(backend_services_tokens_go_to_registered_systems_for_their_scopes_only, |t| {
     let config: Value =
         http().get(format!("{}/.well-known/smart-configuration", t.fhir)).send().await.unwrap().json().await.unwrap();
     assert!(config["grant_types_supported"].as_array().unwrap().contains(&json!("client_credentials")));
@@ -171,7 +158,7 @@ p2p_test!(backend_services_tokens_go_to_registered_systems_for_their_scopes_only
     assert_eq!(status, StatusCode::FORBIDDEN);
 });
 
-p2p_test!(one_member_matches_on_card_id_family_name_and_birth_date, |t| {
+holder_test!(one_member_matches_on_card_id_family_name_and_birth_date, |t| {
     let token = member_match_token(&t).await;
     let body = maria_request(&t).to_string();
     let (status, first) = member_match(&t, &token, &body).await;
@@ -199,7 +186,7 @@ p2p_test!(one_member_matches_on_card_id_family_name_and_birth_date, |t| {
     assert_eq!(audit[0].member_account, Some(account.id.0));
 });
 
-p2p_test!(no_match_several_or_an_unhonourable_consent_is_a_422_without_an_id, |t| {
+holder_test!(no_match_several_or_an_unhonourable_consent_is_a_422_without_an_id, |t| {
     let token = member_match_token(&t).await;
     let refused = |status: StatusCode, body: &Value| {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -237,7 +224,7 @@ p2p_test!(no_match_several_or_an_unhonourable_consent_is_a_422_without_an_id, |t
     }
 });
 
-p2p_test!(a_malformed_request_is_a_400_naming_the_element_never_a_500, |t| {
+holder_test!(a_malformed_request_is_a_400_naming_the_element_never_a_500, |t| {
     let token = member_match_token(&t).await;
     // The PDex example as published refers to `Patient/1` from a MemberPatient whose id is
     // `patient-1`: HRex mm-6 wants local references to the MemberPatient.
@@ -275,7 +262,7 @@ p2p_test!(a_malformed_request_is_a_400_naming_the_element_never_a_500, |t| {
     }
 });
 
-p2p_test!(members_apps_cannot_match_and_guessing_is_held_back, |t| {
+holder_test!(members_apps_cannot_match_and_guessing_is_held_back, |t| {
     // A members' app token, valid for reading that member's records, is refused here.
     let app = tokens_for(&t, "maria", ALL_SCOPES, "include").await;
     let (status, body) = member_match(&t, app["access_token"].as_str().unwrap(), &maria_request(&t).to_string()).await;
@@ -300,7 +287,7 @@ p2p_test!(members_apps_cannot_match_and_guessing_is_held_back, |t| {
     assert_eq!(body["issue"][0]["code"], "throttled");
 });
 
-p2p_test!(a_matched_member_is_read_as_their_consent_allows_and_no_one_else, |t| {
+holder_test!(a_matched_member_is_read_as_their_consent_allows_and_no_one_else, |t| {
     let (status, body) = system_token(&t, PAYER_CLIENT, &format!("{MEMBER_MATCH_SCOPE} system/*.rs")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let token = body["access_token"].as_str().unwrap().to_owned();
@@ -386,7 +373,7 @@ fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
     out.push(at);
 }
 
-p2p_test!(no_mutation_of_a_request_is_ever_a_server_error, |t| {
+holder_test!(no_mutation_of_a_request_is_ever_a_server_error, |t| {
     use rand::{Rng, SeedableRng};
     let token = member_match_token(&t).await;
     let valid = maria_request(&t);
@@ -446,7 +433,7 @@ p2p_test!(no_mutation_of_a_request_is_ever_a_server_error, |t| {
     assert!(seen.contains_key(&400) && seen.len() >= 2, "the mutations reach more than one outcome: {seen:?}");
 });
 
-p2p_test!(a_bulk_match_answers_asynchronously_with_a_group_per_outcome, |t| {
+holder_test!(a_bulk_match_answers_asynchronously_with_a_group_per_outcome, |t| {
     use baton_holder::oauth::client_credentials::BULK_MEMBER_MATCH_SCOPE;
     let (status, body) = system_token(&t, PAYER_CLIENT, BULK_MEMBER_MATCH_SCOPE).await;
     assert_eq!(status, StatusCode::OK, "{body}");

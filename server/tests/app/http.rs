@@ -1,11 +1,10 @@
 //! Black-box HTTP tests: a real Baton on a free port with its own SQLite database.
 
-use baton_accounts::{NewMember, NewPassword, NewStaff, Role, Roles, Username};
+use baton_accounts::{NewPassword, NewStaff, Role, Roles, Username};
 use baton_store::Db;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
 use server::startup::Application;
-use time::macros::date;
 
 use crate::support::PASSWORD;
 
@@ -22,19 +21,7 @@ async fn spawn() -> TestApp {
     let base = format!("http://127.0.0.1:{}", app.port());
     let services = app.services().clone();
     let store = app.store().clone();
-    services
-        .accounts
-        .create_member(NewMember {
-            username: Username::parse("maria").unwrap(),
-            display_name: "Maria Garcia".into(),
-            password: Some(NewPassword::parse(PASSWORD).unwrap()),
-            member_id: "M-1".into(),
-            birth_date: date!(1984 - 03 - 12),
-            // The time to bring records runs until 90 days after coverage starts.
-            coverage_start: time::OffsetDateTime::now_utc().date(),
-        })
-        .await
-        .unwrap();
+    services.accounts.create_member(crate::support::member("maria", "Maria Garcia", "M-1")).await.unwrap();
     services
         .accounts
         .create_staff(NewStaff {

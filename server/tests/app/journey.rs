@@ -9,14 +9,12 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use baton_accounts::{NewMember, NewPassword, Username};
 use baton_testbed::{CLIENT_ID, CLIENT_SECRET, PreviousPlanSetup, previous_plan};
 use baton_transfer::TokenCipher;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use secrecy::ExposeSecret;
 use server::config::Config;
 use server::startup::Application;
-use time::macros::date;
 use url::Url;
 
 use crate::support::PASSWORD;
@@ -177,19 +175,7 @@ async fn world() -> World {
     let app = Application::build(config).await.expect("build the app");
     let new_plan = format!("http://127.0.0.1:{}", app.port());
     let store = app.store().clone();
-    app.services()
-        .accounts
-        .create_member(NewMember {
-            username: Username::parse("maria").unwrap(),
-            display_name: "Maria Garcia".into(),
-            password: Some(NewPassword::parse(PASSWORD).unwrap()),
-            member_id: "CVH-1".into(),
-            birth_date: date!(1984 - 03 - 12),
-            // The time to bring records runs until 90 days after coverage starts.
-            coverage_start: time::OffsetDateTime::now_utc().date(),
-        })
-        .await
-        .unwrap();
+    app.services().accounts.create_member(crate::support::member("maria", "Maria Garcia", "CVH-1")).await.unwrap();
     tokio::spawn(app.run_until_stopped());
     World { new_plan, old_plan, store, token_key: *secrets.token_key.expose_secret(), _dirs: vec![old_dir, dir] }
 }

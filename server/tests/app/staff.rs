@@ -4,7 +4,7 @@
 //! upload → preview → commit → invitation → password flow, the CSV export, and sensitive
 //! records hidden until a privacy officer reveals them.
 
-use baton_accounts::{NewMember, NewPassword, NewStaff, Role, Roles, Username};
+use baton_accounts::{NewPassword, NewStaff, Role, Roles, Username};
 use baton_store::{AccountId, AuditQuery, MemberConsent, PayerEntry, PayerLink, Timestamp};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -38,15 +38,7 @@ async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let base = format!("http://127.0.0.1:{}", app.port());
     let services = app.services().clone();
     let store = app.store().clone();
-    let member = |username: &str, name: &str, id: &str| NewMember {
-        username: Username::parse(username).unwrap(),
-        display_name: name.into(),
-        password: Some(NewPassword::parse(PASSWORD).unwrap()),
-        member_id: id.into(),
-        birth_date: date!(1984 - 03 - 12),
-        // The time to bring records runs until 90 days after coverage starts.
-        coverage_start: time::OffsetDateTime::now_utc().date(),
-    };
+    let member = crate::support::member;
     let maria = services.accounts.create_member(member("maria", "Maria Garcia", "M-1")).await.unwrap().id;
     services.accounts.create_member(member("ana", "Ana Lopez", "M-2")).await.unwrap();
     for (username, roles) in [
@@ -185,10 +177,7 @@ impl TestApp {
     }
 
     async fn audit(&self, action: &str) -> Vec<baton_store::AuditEvent> {
-        self.store
-            .search_audit(&AuditQuery { action: Some(action.into()), ..Default::default() })
-            .await
-            .unwrap()
+        self.store.search_audit(&AuditQuery { action: Some(action.into()), ..Default::default() }).await.unwrap()
     }
 }
 
@@ -331,10 +320,7 @@ async fn views_and_actions_are_audited_and_exported() {
     let (_, body, _) = app.get(&format!("/staff/transfers/{failed}?confirm=cancel"), Some(&sam)).await;
     assert!(body.contains("confirm-cancel-button"));
     app.post("staff/transfer/cancel", &[("id", failed.as_str())], Some(&sam)).await;
-    assert_eq!(
-        app.store.transfer(&failed).await.unwrap().unwrap().state,
-        baton_vocab::TransferState::Cancelled
-    );
+    assert_eq!(app.store.transfer(&failed).await.unwrap().unwrap().state, baton_vocab::TransferState::Cancelled);
     assert_eq!(app.audit("transfer.cancel").await.len(), 1);
     // A second cancel is refused, and that is recorded as such.
     let (_, location) = app.post("staff/transfer/cancel", &[("id", failed.as_str())], Some(&sam)).await;
@@ -392,10 +378,7 @@ async fn a_roster_is_previewed_committed_once_and_invited_members_set_a_password
     let (status, _) = app.post("staff/roster/commit", &[("id", id.as_str())], Some(&sam)).await;
     assert!(status.is_redirection());
     let rosa = app.store.account_by_member_id("NP-7").await.unwrap().expect("enrolled");
-    assert!(
-        app.store.account_by_member_id("NP-8").await.unwrap().is_none(),
-        "rows with problems are left out"
-    );
+    assert!(app.store.account_by_member_id("NP-8").await.unwrap().is_none(), "rows with problems are left out");
     app.post("staff/roster/commit", &[("id", id.as_str())], Some(&sam)).await;
     assert_eq!(app.audit("roster.commit").await.len(), 1, "committed once");
 
@@ -823,13 +806,10 @@ async fn after_90_days_of_coverage_the_consent_page_says_the_time_has_ended() {
     let late_id = app
         .services
         .accounts
-        .create_member(NewMember {
-            username: Username::parse("late").unwrap(),
-            display_name: "Late Joiner".into(),
-            password: Some(NewPassword::parse(PASSWORD).unwrap()),
-            member_id: "M-9".into(),
+        .create_member(baton_accounts::NewMember {
             birth_date: date!(1970 - 01 - 01),
             coverage_start: started,
+            ..crate::support::member("late", "Late Joiner", "M-9")
         })
         .await
         .unwrap()

@@ -33,3 +33,16 @@ pub fn client() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// A member born 1984-03-12 whose coverage starts today (the time to bring records runs until
+/// 90 days after), with [`PASSWORD`].
+pub fn member(username: &str, name: &str, member_id: &str) -> baton_accounts::NewMember {
+    baton_accounts::NewMember {
+        username: baton_accounts::Username::parse(username).unwrap(),
+        display_name: name.into(),
+        password: Some(baton_accounts::NewPassword::parse(PASSWORD).unwrap()),
+        member_id: member_id.into(),
+        birth_date: time::macros::date!(1984 - 03 - 12),
+        coverage_start: time::OffsetDateTime::now_utc().date(),
+    }
+}

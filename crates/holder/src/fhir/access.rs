@@ -37,14 +37,7 @@ impl FromRequestParts<Holder> for Access {
     type Rejection = FhirError;
 
     async fn from_request_parts(parts: &mut Parts, holder: &Holder) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| FhirError::unauthorized("a bearer access token is required"))?;
+        let token = bearer(parts)?;
         if parts.extensions.get::<PlanApi>().is_some() {
             return plan_api_access(parts, holder, token).await;
         }
@@ -73,6 +66,18 @@ impl FromRequestParts<Holder> for Access {
             without_amounts: false,
         })
     }
+}
+
+/// The request's bearer token.
+pub(crate) fn bearer(parts: &Parts) -> Result<&str, FhirError> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| FhirError::unauthorized("a bearer access token is required"))
 }
 
 /// An API token issued by staff: read-only, every patient; each use is audited.

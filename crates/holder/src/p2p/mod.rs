@@ -8,7 +8,6 @@ pub mod read;
 pub mod request;
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
 use baton_fhir::smart::Scopes;
 use baton_store::{AccountId, NewAuditEvent, Timestamp};
@@ -40,15 +39,7 @@ impl FromRequestParts<Holder> for SystemAccess {
     type Rejection = FhirError;
 
     async fn from_request_parts(parts: &mut Parts, holder: &Holder) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| FhirError::unauthorized("a bearer access token is required"))?;
-        let hash = token_hash(token);
+        let hash = token_hash(crate::fhir::access::bearer(parts)?);
         if let Some(token) = holder.store.system_token(&hash, Timestamp::now()).await? {
             return Ok(SystemAccess { client_id: token.client_id, scopes: Scopes::parse(&token.scope) });
         }

@@ -339,3 +339,17 @@ pub async fn fhir_get(t: &TestHolder, token: &str, path: &str) -> (StatusCode, V
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
 }
+
+/// A test with a holder over a fresh SQLite store, on a multi-thread runtime.
+macro_rules! holder_test {
+    ($name:ident, |$t:ident| $body:block) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            baton_store::testing::on_sqlite(|store| async move {
+                let $t = start(store).await;
+                $body
+            })
+            .await;
+        }
+    };
+}
