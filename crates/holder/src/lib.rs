@@ -123,9 +123,14 @@ impl Holder {
             .route("/fhir/metadata", get(fhir::capability::metadata))
             .route("/fhir/Patient/{id}/$everything", get(fhir::everything::everything))
             .route("/fhir/Patient/$member-match", post(p2p::member_match::member_match))
-            .route("/fhir/Group/$bulk-member-match", post(p2p::bulk_match::kick_off))
-            .route("/fhir/bulk-status/{id}", get(p2p::bulk_match::status).delete(p2p::bulk_match::cancel))
-            .route("/fhir/bulk-files/{id}/{name}", get(p2p::bulk_match::file))
+            .route(
+                "/fhir/Group/$bulk-member-match",
+                post(p2p::bulk_match::kick_off)
+                    .layer(axum::extract::DefaultBodyLimit::max(p2p::bulk_match::MAX_REQUEST_BYTES)),
+            )
+            .route("/fhir/Group/{id}/$davinci-data-export", post(p2p::export::kick_off))
+            .route("/fhir/bulk-status/{id}", get(p2p::jobs::status).delete(p2p::jobs::cancel))
+            .route("/fhir/bulk-files/{id}/{name}", get(p2p::jobs::file))
             .route("/fhir/{resource_type}", get(fhir::search::search))
             .route("/fhir/{resource_type}/{id}", get(fhir::read::read))
             .merge(self.plan_api_router())

@@ -519,3 +519,118 @@ holder_test!(a_bulk_match_answers_asynchronously_with_a_group_per_outcome, |t| {
     assert_eq!(http().get(&location).bearer_auth(&token).send().await.unwrap().status(), StatusCode::NOT_FOUND);
     assert_eq!(http().get(url).bearer_auth(&token).send().await.unwrap().status(), StatusCode::NOT_FOUND);
 });
+
+/// Polls a kick-off's status until its manifest.
+async fn manifest(location: &str, token: &str) -> Value {
+    for _ in 0..300 {
+        let response = http().get(location).bearer_auth(token).send().await.unwrap();
+        match response.status() {
+            StatusCode::ACCEPTED => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            StatusCode::OK => return response.json().await.unwrap(),
+            other => panic!("{other}: {}", response.text().await.unwrap()),
+        }
+    }
+    panic!("{location} never completed")
+}
+
+/// Every line of every output file of a manifest, by resource type.
+async fn outputs(manifest: &Value, token: &str) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let mut all = std::collections::BTreeMap::new();
+    for output in manifest["output"].as_array().unwrap() {
+        let text =
+            http().get(output["url"].as_str().unwrap()).bearer_auth(token).send().await.unwrap().text().await.unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(output["count"].as_u64().unwrap() as usize, lines.len());
+        all.insert(output["type"].as_str().unwrap().to_owned(), lines);
+    }
+    all
+}
+
+holder_test!(a_matched_group_is_exported_as_its_consents_allow, |t| {
+    use baton_holder::oauth::client_credentials::BULK_MEMBER_MATCH_SCOPE;
+    let (status, body) = system_token(&t, PAYER_CLIENT, &format!("{BULK_MEMBER_MATCH_SCOPE} system/*.rs")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let post = |url: String, body: String, prefer: bool| {
+        let token = token.clone();
+        async move {
+            let mut ask =
+                http().post(url).bearer_auth(token).header("content-type", "application/fhir+json").body(body);
+            if prefer {
+                ask = ask.header("prefer", "respond-async");
+            }
+            ask.send().await.unwrap()
+        }
+    };
+    let request = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "MemberBundle", "part": maria_request(&t)["parameter"].clone()},
+        {"name": "MemberBundle", "part": pdex_example()["parameter"].clone()},
+    ]});
+    let accepted = post(format!("{}/Group/$bulk-member-match", t.fhir), request.to_string(), true).await;
+    let location = accepted.headers()["content-location"].to_str().unwrap().to_owned();
+    let groups = outputs(&manifest(&location, &token).await, &token).await.remove("Group").unwrap();
+    let id = |code: &str| {
+        groups.iter().find(|g| g["code"]["coding"][0]["code"] == code).unwrap()["id"].as_str().unwrap().to_owned()
+    };
+    let export = |group: String| format!("{}/Group/{group}/$davinci-data-export", t.fhir);
+    let p2p = json!({"resourceType": "Parameters", "parameter": [{"name": "exportType", "valueCode": "hl7.fhir.us.davinci-pdex#payertopayer"}]});
+
+    // What is refused, and how.
+    let refused = [
+        (export(id("match")), p2p.to_string(), false, StatusCode::BAD_REQUEST),
+        (
+            format!("{}?exportType=hl7.fhir.us.davinci-pdex%23provider-delta", export(id("match"))),
+            String::new(),
+            true,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("{}?_typeFilter=Condition%3Fcategory%3Dx", export(id("match"))),
+            String::new(),
+            true,
+            StatusCode::BAD_REQUEST,
+        ),
+        (format!("{}?_type=Spaceship", export(id("match"))), String::new(), true, StatusCode::BAD_REQUEST),
+        (export(id("nomatch")), p2p.to_string(), true, StatusCode::UNPROCESSABLE_ENTITY),
+        (export("not-a-group".into()), p2p.to_string(), true, StatusCode::NOT_FOUND),
+    ];
+    for (url, body, prefer, expected) in refused {
+        let response = post(url.clone(), body, prefer).await;
+        assert_eq!(response.status(), expected, "{url}: {}", response.text().await.unwrap());
+    }
+
+    // Everything Maria's #regular Consent allows: what her own app sees when she leaves
+    // sensitive information out, claims without amounts, and one transmitter Provenance.
+    let accepted = post(export(id("match")), p2p.to_string(), true).await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let location = accepted.headers()["content-location"].to_str().unwrap().to_owned();
+    let manifest_body = manifest(&location, &token).await;
+    assert_eq!(manifest_body["error"], json!([]));
+    let files = outputs(&manifest_body, &token).await;
+    let transmitter: Vec<&Value> =
+        files["Provenance"].iter().filter(|p| p["agent"][0]["type"]["coding"][0]["code"] == "transmitter").collect();
+    assert_eq!(transmitter.len(), 1);
+    assert_eq!(transmitter[0]["target"], json!([{"reference": format!("Patient/{}", t.maria)}]));
+    let exported: usize = files.values().map(Vec::len).sum::<usize>() - 1;
+    let app = tokens_for(&t, "maria", ALL_SCOPES, "exclude").await;
+    let (_, own) =
+        fhir_get(&t, app["access_token"].as_str().unwrap(), &format!("Patient/{}/$everything?_count=1", t.maria)).await;
+    assert_eq!(
+        exported as u64,
+        own["total"].as_u64().unwrap(),
+        "the same records as the member's own app without sensitive ones"
+    );
+    assert!(files["ExplanationOfBenefit"].iter().all(|c| c.get("total").is_none() && c.get("payment").is_none()));
+    assert!(files.values().flatten().all(|r| !r.to_string().contains("42CFRPart2")), "nothing sensitive");
+
+    // _since after everything was written: only the Provenance.
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let since = format!("{}?_since={}", export(id("match")), later.replace(':', "%3A").replace('+', "%2B"));
+    let accepted = post(since, p2p.to_string(), true).await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let location = accepted.headers()["content-location"].to_str().unwrap().to_owned();
+    let files = outputs(&manifest(&location, &token).await, &token).await;
+    assert_eq!(files.keys().collect::<Vec<_>>(), ["Provenance"], "{files:?}");
+});

@@ -15,6 +15,8 @@ use crate::Holder;
 const MEMBER_MATCH: &str = "http://hl7.org/fhir/us/davinci-hrex/OperationDefinition/member-match";
 /// PDex `$bulk-member-match` (asynchronous), likewise.
 const BULK_MEMBER_MATCH: &str = "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch";
+/// PDex `$davinci-data-export` on a matched Group.
+const DATA_EXPORT: &str = "http://hl7.org/fhir/us/davinci-atr/OperationDefinition/davinci-data-export";
 
 pub fn capability_statement(holder: &Holder) -> Value {
     let urls = &holder.urls;
@@ -81,7 +83,8 @@ pub fn capability_statement(holder: &Holder) -> Value {
             "operation": [
                 {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
                 {"name": "member-match", "definition": MEMBER_MATCH},
-                {"name": "bulk-member-match", "definition": BULK_MEMBER_MATCH}
+                {"name": "bulk-member-match", "definition": BULK_MEMBER_MATCH},
+                {"name": "davinci-data-export", "definition": DATA_EXPORT}
             ]
         }]
     })

@@ -7,7 +7,7 @@
 //! by the next status request, here or on another instance.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use baton_store::{BulkFile, BulkJob, MemberGroup, MemberMatch, Timestamp};
@@ -23,11 +23,10 @@ use crate::oauth::client_credentials::{BULK_MEMBER_MATCH_SCOPE, BULK_MEMBER_MATC
 
 /// Members one kick-off may carry.
 pub const MAX_MEMBERS: usize = 10_000;
-/// How long output is kept after a job completes.
-const RETENTION_HOURS: i64 = 24;
-/// A running job not heard of for this long lost its worker.
-const STALE_SECONDS: i64 = 60;
-const KIND: &str = "bulk-member-match";
+/// The largest kick-off body: 10,000 members of a few kilobytes each.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+/// The job kind of a bulk match.
+pub const KIND: &str = "bulk-member-match";
 const RESULT_SYSTEM: &str = "http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PdexMultiMemberMatchResultCS";
 const MATCH_PARAMETERS: &str = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-match-parameters";
 
@@ -36,7 +35,7 @@ pub async fn kick_off(State(holder): State<Holder>, access: SystemAccess, header
     match start(&holder, &access, &headers, &body).await {
         Ok(id) => {
             let mut response = StatusCode::ACCEPTED.into_response();
-            if let Ok(location) = HeaderValue::from_str(&status_url(&holder, &id)) {
+            if let Ok(location) = HeaderValue::from_str(&super::jobs::status_url(&holder, &id)) {
                 response.headers_mut().insert(header::CONTENT_LOCATION, location);
             }
             response
@@ -82,10 +81,10 @@ async fn start(holder: &Holder, access: &SystemAccess, headers: &HeaderMap, body
             created_at: now.millis(),
             updated_at: now.millis(),
             completed_at: None,
-            expires_at: now.plus(time::Duration::hours(RETENTION_HOURS)).millis(),
+            expires_at: now.plus(time::Duration::hours(super::jobs::RETENTION_HOURS)).millis(),
         })
         .await?;
-    spawn_run(holder, &id);
+    super::jobs::spawn_run(holder, &id);
     Ok(id)
 }
 
@@ -109,23 +108,10 @@ fn member_bundles(body: &Value) -> Result<Vec<Vec<Value>>, FhirError> {
     Ok(bundles)
 }
 
-fn spawn_run(holder: &Holder, id: &str) {
-    let (holder, id) = (holder.clone(), id.to_owned());
-    tokio::spawn(async move {
-        if let Err(error) = run(&holder, &id).await {
-            tracing::error!(job = %id, error = %error.message, "bulk member match failed");
-            let _ = holder.store.fail_bulk_job(&id, "the server failed to finish the job", Timestamp::now()).await;
-        }
-    });
-}
-
-/// Runs the job if no live worker has it.
-async fn run(holder: &Holder, id: &str) -> Result<(), FhirError> {
+/// Matches every member of a claimed job, and completes it.
+pub(super) async fn run(holder: &Holder, job: BulkJob) -> Result<(), FhirError> {
+    let id = job.id.as_str();
     let now = Timestamp::now();
-    if !holder.store.claim_bulk_job(id, now, now.plus(time::Duration::seconds(-STALE_SECONDS))).await? {
-        return Ok(());
-    }
-    let Some(job) = holder.store.bulk_job(id).await? else { return Ok(()) };
     let body: Value = serde_json::from_str(&job.request).map_err(FhirError::server)?;
     let today = now.to_datetime().date();
     let mut groups: [Vec<(Value, Option<String>)>; 3] = [vec![], vec![], vec![]];
@@ -244,97 +230,4 @@ fn group(holder: &Holder, code: &str, display: &str, members: Vec<(Value, Option
         group["member"] = json!(entries);
     }
     group
-}
-
-fn status_url(holder: &Holder, id: &str) -> String {
-    format!("{}/bulk-status/{id}", holder.urls.fhir_base)
-}
-
-/// `GET /fhir/bulk-status/{id}`
-pub async fn status(State(holder): State<Holder>, access: SystemAccess, Path(id): Path<String>) -> Response {
-    let result = async {
-        let job = owned(&holder, &access, &id).await?;
-        match job.state {
-            BulkJobState::Completed => Ok(manifest(&holder, &job).await?),
-            BulkJobState::Failed => Err(FhirError::server(job.error.unwrap_or_default())),
-            BulkJobState::Cancelled => Err(FhirError::not_found("that request was cancelled")),
-            BulkJobState::Queued | BulkJobState::Running => {
-                let stale = Timestamp::now().plus(time::Duration::seconds(-STALE_SECONDS)).millis();
-                if job.state == BulkJobState::Queued || job.updated_at < stale {
-                    spawn_run(&holder, &id);
-                }
-                let mut response = StatusCode::ACCEPTED.into_response();
-                let headers = response.headers_mut();
-                if let Ok(progress) = HeaderValue::from_str(&format!("{} of {} members", job.done, job.total)) {
-                    headers.insert("x-progress", progress);
-                }
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-                Ok(response)
-            }
-        }
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
-}
-
-/// `DELETE /fhir/bulk-status/{id}`: cancels the job and forgets its output.
-pub async fn cancel(State(holder): State<Holder>, access: SystemAccess, Path(id): Path<String>) -> Response {
-    let result = async {
-        owned(&holder, &access, &id).await?;
-        holder.store.cancel_bulk_job(&id, Timestamp::now()).await?;
-        Ok::<_, FhirError>(StatusCode::ACCEPTED.into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
-}
-
-/// `GET /fhir/bulk-files/{id}/{name}`: an output file, to the client that asked only.
-pub async fn file(
-    State(holder): State<Holder>,
-    access: SystemAccess,
-    Path((id, name)): Path<(String, String)>,
-) -> Response {
-    let result = async {
-        let job = owned(&holder, &access, &id).await?;
-        if job.state != BulkJobState::Completed || job.expires_at < Timestamp::now().millis() {
-            return Err(FhirError::not_found("that file is not available"));
-        }
-        let file = holder.store.bulk_file(&id, &name).await?.ok_or_else(|| FhirError::not_found("no such file"))?;
-        let mut response = file.body.into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
-        Ok(response)
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
-}
-
-/// The job, when it is this client's; 404 otherwise (another client's job does not exist for it).
-async fn owned(holder: &Holder, access: &SystemAccess, id: &str) -> Result<BulkJob, FhirError> {
-    match holder.store.bulk_job(id).await? {
-        Some(job) if job.client_id == access.client_id => Ok(job),
-        _ => Err(FhirError::not_found("no such request")),
-    }
-}
-
-async fn manifest(holder: &Holder, job: &BulkJob) -> Result<Response, FhirError> {
-    if job.expires_at < Timestamp::now().millis() {
-        return Err(FhirError::gone("the output of that request has expired"));
-    }
-    let files = holder.store.bulk_files(&job.id).await?;
-    let output: Vec<Value> = files
-        .iter()
-        .map(|f| {
-            json!({"type": f.resource_type, "url": format!("{}/bulk-files/{}/{}", holder.urls.fhir_base, job.id, f.name), "count": f.count})
-        })
-        .collect();
-    let body = json!({
-        "transactionTime": Timestamp::from_millis(job.completed_at.unwrap_or(job.updated_at)).to_fhir_instant(),
-        "request": job.request_url,
-        "requiresAccessToken": true,
-        "output": output,
-        "error": [],
-    });
-    let mut response = (StatusCode::OK, body.to_string()).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(response)
 }

@@ -3,6 +3,8 @@
 //! the member gave them. A match is the only way such a token reaches a member.
 
 pub mod bulk_match;
+pub mod export;
+pub mod jobs;
 pub mod member_match;
 pub mod read;
 pub mod request;

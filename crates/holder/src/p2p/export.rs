@@ -1,0 +1,288 @@
+//! `POST [base]/Group/{id}/$davinci-data-export` (PDex 2.2 §pdex-139..172): the members of a
+//! Group a bulk match made for this client, each only while their Consent holds at run time,
+//! as their Consent allows (`#regular`: nothing sensitive), claims without remittances and
+//! cost-sharing, as NDJSON per resource type with one transmitter Provenance for the export.
+//! Asynchronous like `$bulk-member-match` ([`super::jobs`]).
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use baton_fhir::exchange::{EXCHANGE_TYPES, is_compartment_type, is_exchange_type};
+use baton_fhir::smart::{Context, Scope};
+use baton_store::{BulkFile, BulkJob, ResourceQuery, Timestamp};
+use baton_vocab::{AuditAction, BulkJobState};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::SystemAccess;
+use crate::Holder;
+use crate::fhir::FhirError;
+
+/// The job kind of an export.
+pub const KIND: &str = "davinci-data-export";
+/// The one export type this operation serves.
+pub const PAYER_TO_PAYER: &str = "hl7.fhir.us.davinci-pdex#payertopayer";
+/// Resources read per page from the store.
+const PAGE: u32 = 1000;
+
+/// What an export asks for, as kept with its job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct ExportRequest {
+    group: String,
+    /// Patient ids of the Group's matched members.
+    patients: Vec<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    types: Vec<String>,
+}
+
+/// `POST /fhir/Group/{id}/$davinci-data-export`
+pub async fn kick_off(
+    State(holder): State<Holder>,
+    access: SystemAccess,
+    Path(group): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match start(&holder, &access, &group, query.as_deref(), &headers, &body).await {
+        Ok(id) => {
+            let mut response = StatusCode::ACCEPTED.into_response();
+            if let Ok(location) = HeaderValue::from_str(&super::jobs::status_url(&holder, &id)) {
+                response.headers_mut().insert(header::CONTENT_LOCATION, location);
+            }
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn start(
+    holder: &Holder,
+    access: &SystemAccess,
+    group_id: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, FhirError> {
+    let reads = access.scopes.iter().any(|s| matches!(s, Scope::Resource(r) if r.context == Context::System && r.read));
+    if !reads {
+        return Err(FhirError::forbidden("$davinci-data-export needs a system read scope (system/*.rs)"));
+    }
+    let asynchronous = headers
+        .get("prefer")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|p| p.trim() == "respond-async"));
+    if !asynchronous {
+        return Err(FhirError::bad_parameter("$davinci-data-export is asynchronous: send Prefer: respond-async"));
+    }
+    let group = holder
+        .store
+        .member_group(&access.client_id, group_id)
+        .await?
+        .ok_or_else(|| FhirError::not_found("no Group of this client has that id"))?;
+    if group.code != "match" {
+        return Err(FhirError::unprocessable("only the MatchedMembers Group can be exported"));
+    }
+    let mut request = ExportRequest { group: group.id.clone(), ..Default::default() };
+    for (name, value) in parameters(query, body)? {
+        match name.as_str() {
+            "exportType" if value == PAYER_TO_PAYER => {}
+            "exportType" => {
+                return Err(FhirError::bad_parameter(format!("exportType must be {PAYER_TO_PAYER}, not {value:?}")));
+            }
+            "_since" | "_until" => {
+                let at = Timestamp::parse_rfc3339(&value)
+                    .ok_or_else(|| FhirError::bad_parameter(format!("{name} must be an instant, not {value:?}")))?;
+                if name == "_since" { request.since = Some(at.millis()) } else { request.until = Some(at.millis()) }
+            }
+            "_type" => {
+                for resource_type in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                    if !is_exchange_type(resource_type) {
+                        return Err(FhirError::bad_parameter(format!(
+                            "_type {resource_type} is not a type this plan exports"
+                        )));
+                    }
+                    request.types.push(resource_type.to_owned());
+                }
+            }
+            "_typeFilter" => {
+                return Err(FhirError::bad_parameter(
+                    "_typeFilter is not supported; use _type, _since and _until (nothing is left unfiltered silently)",
+                ));
+            }
+            "_outputFormat"
+                if matches!(value.as_str(), "application/fhir+ndjson" | "application/ndjson" | "ndjson") => {}
+            other => return Err(FhirError::bad_parameter(format!("$davinci-data-export does not take {other}"))),
+        }
+    }
+    let group_body: Value = serde_json::from_str(&group.body).map_err(FhirError::server)?;
+    request.patients = group_body["member"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["entity"]["reference"].as_str()?.strip_prefix("Patient/").map(str::to_owned))
+        .collect();
+    let now = Timestamp::now();
+    let id = uuid::Uuid::new_v4().to_string();
+    holder
+        .store
+        .insert_bulk_job(&BulkJob {
+            id: id.clone(),
+            client_id: access.client_id.clone(),
+            kind: KIND.to_owned(),
+            state: BulkJobState::Queued,
+            request_url: format!("{}/Group/{group_id}/$davinci-data-export", holder.urls.fhir_base),
+            request: serde_json::to_string(&request).map_err(FhirError::server)?,
+            total: request.patients.len() as i64,
+            done: 0,
+            error: None,
+            created_at: now.millis(),
+            updated_at: now.millis(),
+            completed_at: None,
+            expires_at: now.plus(time::Duration::hours(super::jobs::RETENTION_HOURS)).millis(),
+        })
+        .await?;
+    super::jobs::spawn_run(holder, &id);
+    Ok(id)
+}
+
+/// The kick-off's parameters: the query string's, then a `Parameters` body's (`value[x]` as text).
+fn parameters(query: Option<&str>, body: &[u8]) -> Result<Vec<(String, String)>, FhirError> {
+    let mut found: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if body.iter().any(|b| !b.is_ascii_whitespace()) {
+        let body: Value = serde_json::from_slice(body).map_err(|_| FhirError::bad_parameter("the body is not JSON"))?;
+        if body["resourceType"] != "Parameters" {
+            return Err(FhirError::bad_parameter("the body must be a Parameters resource"));
+        }
+        for parameter in body["parameter"].as_array().into_iter().flatten() {
+            let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+            let value = parameter
+                .as_object()
+                .and_then(|p| p.iter().find(|(k, _)| k.starts_with("value")))
+                .and_then(|(_, v)| v.as_str())
+                .ok_or_else(|| FhirError::bad_parameter(format!("parameter {name:?} needs a value")))?;
+            found.push((name, value.to_owned()));
+        }
+    }
+    Ok(found)
+}
+
+/// Exports every member whose Consent still holds, and completes the job.
+pub(super) async fn run(holder: &Holder, job: BulkJob) -> Result<(), FhirError> {
+    let request: ExportRequest = serde_json::from_str(&job.request).map_err(FhirError::server)?;
+    let mut files: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    let mut exported = Vec::new();
+    let mut add = |resource_type: &str, line: String| {
+        let (count, body) = files.entry(resource_type.to_owned()).or_default();
+        *count += 1;
+        body.push_str(&line);
+        body.push('\n');
+    };
+    for (done, patient) in request.patients.iter().enumerate() {
+        let now = Timestamp::now();
+        let Some(matched) = holder.store.current_match(&job.client_id, patient, now).await? else {
+            let outcome = baton_fhir::outcome::error(
+                baton_fhir::outcome::IssueType::Forbidden,
+                &format!("Patient/{patient}: the member's Consent no longer holds; nothing was exported"),
+            );
+            add("OperationOutcome", outcome.to_string());
+            continue;
+        };
+        let exclude_sensitive = !matched.policy.includes_sensitive();
+        let types: Vec<String> = if request.types.is_empty() {
+            EXCHANGE_TYPES.iter().map(|t| (*t).to_owned()).collect()
+        } else {
+            request.types.clone()
+        };
+        let (compartment, directory): (Vec<String>, Vec<String>) =
+            types.into_iter().partition(|t| is_compartment_type(t));
+        for (resource_types, in_compartment) in [(compartment, true), (directory, false)] {
+            if resource_types.is_empty() {
+                continue;
+            }
+            let mut query = ResourceQuery {
+                resource_types,
+                exclude_sensitive,
+                last_updated_from: request.since.map(Timestamp::from_millis),
+                last_updated_before: request.until.map(Timestamp::from_millis),
+                limit: PAGE,
+                ..Default::default()
+            };
+            if in_compartment {
+                query.patient_id = Some(patient.clone());
+            } else {
+                query.no_compartment = true;
+                query.referenced_by_patient = Some(patient.clone());
+            }
+            loop {
+                let page = holder.store.search_resources(&query).await?;
+                for resource in page.resources {
+                    if resource.deleted_at.is_some() {
+                        continue;
+                    }
+                    let body = without_amounts(&resource.resource_type, resource.body);
+                    add(&resource.resource_type, body);
+                }
+                match page.next_after_seq {
+                    Some(after) => {
+                        query.after_seq = Some(after);
+                        query.snapshot_seq = Some(page.snapshot_seq);
+                    }
+                    None => break,
+                }
+            }
+        }
+        exported.push(json!({"reference": format!("Patient/{patient}")}));
+        holder.store.bulk_job_progress(&job.id, done as i64 + 1, Timestamp::now()).await?;
+    }
+    let now = Timestamp::now();
+    if !exported.is_empty() {
+        // One transmitter Provenance for what this export carries (PDex §1.7).
+        add("Provenance", json!({
+            "resourceType": "Provenance",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "target": exported,
+            "recorded": now.to_fhir_instant(),
+            "agent": [{
+                "type": {"coding": [{"system": "http://hl7.org/fhir/us/davinci-pdex/CodeSystem/ProvenanceAgentType", "code": "transmitter"}]},
+                "who": {"display": holder.plan_name},
+            }],
+        }).to_string());
+    }
+    let files: Vec<BulkFile> = files
+        .into_iter()
+        .map(|(resource_type, (count, body))| BulkFile {
+            job_id: job.id.clone(),
+            name: format!("{resource_type}.ndjson"),
+            resource_type,
+            count,
+            body,
+        })
+        .collect();
+    let summary: Vec<String> = files.iter().map(|f| format!("{} {}", f.count, f.resource_type)).collect();
+    if holder.store.complete_bulk_job(&job.id, &files, &[], now).await? {
+        let detail = format!("job {}: group {}, {}", job.id, request.group, summary.join(", "));
+        super::audit(holder, &job.client_id, None, AuditAction::MemberRead, "Group/$davinci-data-export", &detail)
+            .await?;
+    }
+    Ok(())
+}
+
+fn without_amounts(resource_type: &str, body: String) -> String {
+    if resource_type != "ExplanationOfBenefit" {
+        return body;
+    }
+    match serde_json::from_str::<Value>(&body) {
+        Ok(Value::Object(mut claim)) => {
+            baton_fhir::financial::strip_financial(&mut claim);
+            Value::Object(claim).to_string()
+        }
+        _ => body,
+    }
+}
