@@ -194,6 +194,31 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// How many of `client_id`'s jobs are queued or running.
+    pub async fn active_bulk_jobs(&self, client_id: &str) -> Result<u64, StoreError> {
+        let count: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM bulk_job WHERE client_id = $1 AND state IN ($2, $3)")
+                .bind(client_id)
+                .bind(BulkJobState::Queued)
+                .bind(BulkJobState::Running)
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Forgets the output files of jobs whose retention ended before `now` (their Groups stay:
+    /// an export names them); how many files went.
+    pub async fn purge_expired_bulk_files(&self, now: Timestamp) -> Result<u64, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query("DELETE FROM bulk_file WHERE job_id IN (SELECT id FROM bulk_job WHERE expires_at < $1)")
+                .bind(now.millis())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+
     /// A job's files, without their bodies.
     pub async fn bulk_files(&self, job_id: &str) -> Result<Vec<BulkFile>, StoreError> {
         Ok(on_pool!(self, pool => {

@@ -205,6 +205,7 @@ async fn payer_to_payer_tokens_matches_and_bulk_jobs(store: Store) {
         expires_at: minute(60).millis(),
     };
     store.insert_bulk_job(&job).await.unwrap();
+    assert_eq!(store.active_bulk_jobs(&client).await.unwrap(), 1);
     assert!(store.claim_bulk_job("j1", now, minute(-1)).await.unwrap());
     assert!(!store.claim_bulk_job("j1", now, minute(-1)).await.unwrap(), "a live worker has it");
     assert!(store.claim_bulk_job("j1", minute(2), minute(1)).await.unwrap(), "its worker died");
@@ -230,7 +231,11 @@ async fn payer_to_payer_tokens_matches_and_bulk_jobs(store: Store) {
     assert_eq!(store.bulk_file("j1", "Group.ndjson").await.unwrap(), Some(file));
     assert_eq!(store.member_group(&client, "g1").await.unwrap(), Some(group));
     assert_eq!(store.member_group("other", "g1").await.unwrap(), None);
-    assert!(store.cancel_bulk_job("j1", minute(4)).await.unwrap());
+    assert_eq!(store.active_bulk_jobs(&client).await.unwrap(), 0, "completed");
+    assert_eq!(store.purge_expired_bulk_files(minute(30)).await.unwrap(), 0, "kept until it expires");
+    assert_eq!(store.purge_expired_bulk_files(minute(61)).await.unwrap(), 1);
     assert_eq!(store.bulk_file("j1", "Group.ndjson").await.unwrap(), None);
+    assert!(store.member_group(&client, "g1").await.unwrap().is_some(), "the Group stays for exports");
+    assert!(store.cancel_bulk_job("j1", minute(62)).await.unwrap());
     assert_eq!(store.bulk_job("j1").await.unwrap().unwrap().state, BulkJobState::Cancelled);
 }

@@ -64,6 +64,7 @@ async fn start(holder: &Holder, access: &SystemAccess, headers: &HeaderMap, body
     if members.len() > MAX_MEMBERS {
         return Err(FhirError::bad_parameter(format!("at most {MAX_MEMBERS} MemberBundles per request")));
     }
+    super::jobs::admit(holder, &access.client_id).await?;
     let now = Timestamp::now();
     let id = uuid::Uuid::new_v4().to_string();
     holder

@@ -126,6 +126,7 @@ async fn start(
         .flatten()
         .filter_map(|m| m["entity"]["reference"].as_str()?.strip_prefix("Patient/").map(str::to_owned))
         .collect();
+    super::jobs::admit(holder, &access.client_id).await?;
     let now = Timestamp::now();
     let id = uuid::Uuid::new_v4().to_string();
     holder

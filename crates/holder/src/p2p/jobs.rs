@@ -18,6 +18,25 @@ pub const RETENTION_HOURS: i64 = 24;
 /// A running job not heard of for this long lost its worker.
 const STALE_SECONDS: i64 = 60;
 
+/// Jobs one client may have queued or running at once.
+pub const JOBS_PER_CLIENT: u64 = 4;
+
+/// Before a new job: forgets expired output, and refuses (429) a client with too many jobs
+/// under way.
+pub(super) async fn admit(holder: &Holder, client_id: &str) -> Result<(), FhirError> {
+    holder.store.purge_expired_bulk_files(Timestamp::now()).await?;
+    if holder.store.active_bulk_jobs(client_id).await? >= JOBS_PER_CLIENT {
+        return Err(FhirError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            baton_fhir::outcome::IssueType::Throttled,
+            format!(
+                "at most {JOBS_PER_CLIENT} requests may be under way at once; wait for one to finish, or cancel one"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs the job in the background if no live worker has it.
 pub(super) fn spawn_run(holder: &Holder, id: &str) {
     let (holder, id) = (holder.clone(), id.to_owned());
