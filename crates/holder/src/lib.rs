@@ -129,6 +129,8 @@ impl Holder {
                     .layer(axum::extract::DefaultBodyLimit::max(p2p::bulk_match::MAX_REQUEST_BYTES)),
             )
             .route("/fhir/Group/{id}/$davinci-data-export", post(p2p::export::kick_off))
+            .route("/fhir/Group", get(p2p::groups::search))
+            .route("/fhir/Group/{id}", get(p2p::groups::read))
             .route("/fhir/bulk-status/{id}", get(p2p::jobs::status).delete(p2p::jobs::cancel))
             .route("/fhir/bulk-files/{id}/{name}", get(p2p::jobs::file))
             .route("/fhir/{resource_type}", get(fhir::search::search))

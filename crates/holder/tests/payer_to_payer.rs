@@ -575,6 +575,20 @@ holder_test!(a_matched_group_is_exported_as_its_consents_allow, |t| {
     let export = |group: String| format!("{}/Group/{group}/$davinci-data-export", t.fhir);
     let p2p = json!({"resourceType": "Parameters", "parameter": [{"name": "exportType", "valueCode": "hl7.fhir.us.davinci-pdex#payertopayer"}]});
 
+    // The Groups are this client's to read and search.
+    let (status, read) = fhir_get(&t, &token, &format!("Group/{}", id("match"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read["id"], id("match").as_str());
+    assert_eq!(read["characteristic"][0]["code"]["coding"][0]["code"], "match");
+    for (query, total) in [("characteristic=match", 1), ("code=nomatch", 1), ("", 2), ("code=consentconstraint", 0)] {
+        let (status, found) = fhir_get(&t, &token, &format!("Group?{query}")).await;
+        assert_eq!((status, found["total"].as_u64()), (StatusCode::OK, Some(total)), "{query}: {found}");
+    }
+    let (_, by_id) = fhir_get(&t, &token, &format!("Group?identifier={}", id("nomatch"))).await;
+    assert_eq!(by_id["entry"][0]["resource"]["id"], id("nomatch").as_str());
+    assert_eq!(fhir_get(&t, &token, "Group?name=x").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(fhir_get(&t, &token, "Group/not-ours").await.0, StatusCode::NOT_FOUND);
+
     // What is refused, and how.
     let refused = [
         (export(id("match")), p2p.to_string(), false, StatusCode::BAD_REQUEST),

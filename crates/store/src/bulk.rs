@@ -241,6 +241,20 @@ impl Store {
         }))
     }
 
+    /// The Groups bulk matches made for `client_id`, newest first (at most `limit`).
+    pub async fn member_groups(&self, client_id: &str, limit: u32) -> Result<Vec<MemberGroup>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, client_id, job_id, code, body, created_at FROM member_group WHERE client_id = $1 \
+                 ORDER BY created_at DESC, id LIMIT $2",
+            )
+            .bind(client_id)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     /// A Group a bulk match made for `client_id`.
     pub async fn member_group(&self, client_id: &str, id: &str) -> Result<Option<MemberGroup>, StoreError> {
         Ok(on_pool!(self, pool => {

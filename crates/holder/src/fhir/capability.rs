@@ -20,7 +20,7 @@ const DATA_EXPORT: &str = "http://hl7.org/fhir/us/davinci-atr/OperationDefinitio
 
 pub fn capability_statement(holder: &Holder) -> Value {
     let urls = &holder.urls;
-    let resources: Vec<Value> = EXCHANGE_TYPES
+    let mut resources: Vec<Value> = EXCHANGE_TYPES
         .iter()
         .map(|t| {
             let mut params = vec![
@@ -53,6 +53,20 @@ pub fn capability_statement(holder: &Holder) -> Value {
             resource
         })
         .collect();
+    // The member Groups of Payer-to-Payer bulk matches, for the plan that asked.
+    resources.push(json!({
+        "type": "Group",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [
+            {"name": "identifier", "type": "token"},
+            {"name": "characteristic", "type": "token"},
+            {"name": "code", "type": "token"}
+        ],
+        "operation": [
+            {"name": "bulk-member-match", "definition": BULK_MEMBER_MATCH},
+            {"name": "davinci-data-export", "definition": DATA_EXPORT}
+        ]
+    }));
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -105,6 +119,9 @@ pub fn plan_api_capability_statement(holder: &Holder) -> Value {
     // The Payer-to-Payer operations answer at the member-facing base only.
     statement["rest"][0]["operation"] =
         json!([{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]);
+    if let Some(resources) = statement["rest"][0]["resource"].as_array_mut() {
+        resources.retain(|r| r["type"] != "Group");
+    }
     for resource in statement["rest"][0]["resource"].as_array_mut().into_iter().flatten() {
         if resource["type"] == "Patient" {
             resource["operation"] = json!([{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]);

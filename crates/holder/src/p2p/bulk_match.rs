@@ -165,7 +165,7 @@ pub(super) async fn run(holder: &Holder, job: BulkJob) -> Result<(), FhirError> 
             continue;
         }
         let (code, display) = codes[index];
-        let group = group(holder, code, display, members);
+        let group = group(holder, &job.client_id, code, display, members);
         lines.push(group.to_string());
         member_groups.push(MemberGroup {
             id: group["id"].as_str().unwrap_or_default().to_owned(),
@@ -200,7 +200,7 @@ pub(super) async fn run(holder: &Holder, job: BulkJob) -> Result<(), FhirError> 
 
 /// A result Group: each member a contained copy of the Patient as submitted (its `meta` left
 /// out), with the match-parameters extension; a matched member names this plan's Patient.
-fn group(holder: &Holder, code: &str, display: &str, members: Vec<(Value, Option<String>)>) -> Value {
+fn group(holder: &Holder, client_id: &str, code: &str, display: &str, members: Vec<(Value, Option<String>)>) -> Value {
     let mut contained = Vec::new();
     let mut entries = Vec::new();
     for (index, (mut patient, matched)) in members.into_iter().enumerate() {
@@ -217,12 +217,22 @@ fn group(holder: &Holder, code: &str, display: &str, members: Vec<(Value, Option
             "reference": reference,
         }}));
     }
+    let id = uuid::Uuid::new_v4().to_string();
+    let coding = json!({"system": RESULT_SYSTEM, "code": code, "display": display});
     let mut group = json!({
         "resourceType": "Group",
-        "id": uuid::Uuid::new_v4().to_string(),
+        "id": id,
+        "identifier": [{"system": format!("{}member-groups", holder.urls.public), "value": id}],
+        // Searchable by the plan that asked (PDex §pdex-157): the result, for whom, since when.
+        "characteristic": [{
+            "code": {"coding": [coding]},
+            "valueReference": {"identifier": {"system": format!("{}oauth-clients", holder.urls.public), "value": client_id}},
+            "exclude": false,
+            "period": {"start": Timestamp::now().to_fhir_instant()},
+        }],
         "type": "person",
         "actual": true,
-        "code": {"coding": [{"system": RESULT_SYSTEM, "code": code, "display": display}]},
+        "code": {"coding": [coding]},
         "managingEntity": {"display": holder.plan_name},
         "quantity": entries.len(),
     });

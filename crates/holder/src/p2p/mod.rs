@@ -4,6 +4,7 @@
 
 pub mod bulk_match;
 pub mod export;
+pub mod groups;
 pub mod jobs;
 pub mod member_match;
 pub mod read;
