@@ -18,13 +18,17 @@ CREATE TABLE bulk_job (
 );
 CREATE INDEX bulk_job_client ON bulk_job (client_id, created_at);
 
+-- An output file is its parts in order: a job writes one part per member (or per file, when
+-- it is written at once), with its progress, so that a job taken over after its worker died
+-- goes on from the last member written and never holds a whole file in memory.
 CREATE TABLE bulk_file (
     job_id        TEXT   NOT NULL REFERENCES bulk_job (id) ON DELETE CASCADE,
     name          TEXT   NOT NULL,
+    part          BIGINT NOT NULL,
     resource_type TEXT   NOT NULL,
     count         BIGINT NOT NULL,
-    body          TEXT   NOT NULL,          -- NDJSON
-    PRIMARY KEY (job_id, name)
+    body          TEXT   NOT NULL,          -- NDJSON lines
+    PRIMARY KEY (job_id, name, part)
 );
 
 -- The Groups a bulk match answered with, for the client that asked (`$davinci-data-export`

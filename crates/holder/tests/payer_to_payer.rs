@@ -648,3 +648,92 @@ holder_test!(a_matched_group_is_exported_as_its_consents_allow, |t| {
     let files = outputs(&manifest(&location, &token).await, &token).await;
     assert_eq!(files.keys().collect::<Vec<_>>(), ["Provenance"], "{files:?}");
 });
+
+holder_test!(an_export_whose_worker_died_goes_on_and_holds_every_resource_once, |t| {
+    use baton_holder::oauth::client_credentials::BULK_MEMBER_MATCH_SCOPE;
+    let (_, body) = system_token(&t, PAYER_CLIENT, &format!("{BULK_MEMBER_MATCH_SCOPE} system/*.rs")).await;
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let ask = |url: String, body: String| {
+        let token = token.clone();
+        async move { http().post(url).bearer_auth(token).header("prefer", "respond-async").body(body).send().await.unwrap() }
+    };
+    // James joins Maria in the match, so the export has two members.
+    let james = &baton_synth::demo_members("rb")[1];
+    let mut james_request = maria_request(&t);
+    parameter(&mut james_request, "MemberPatient")["resource"]["name"] =
+        json!([{"family": james.family, "given": [james.given]}]);
+    parameter(&mut james_request, "MemberPatient")["resource"]["birthDate"] =
+        json!(baton_vocab::day::format(james.birth_date));
+    parameter(&mut james_request, "CoverageToMatch")["resource"]["identifier"][0]["value"] = json!(james.member_id);
+    let request = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "MemberBundle", "part": maria_request(&t)["parameter"].clone()},
+        {"name": "MemberBundle", "part": james_request["parameter"].clone()},
+    ]});
+    let accepted = ask(format!("{}/Group/$bulk-member-match", t.fhir), request.to_string()).await;
+    let location = accepted.headers()["content-location"].to_str().unwrap().to_owned();
+    let groups = outputs(&manifest(&location, &token).await, &token).await.remove("Group").unwrap();
+    let matched = groups.iter().find(|g| g["code"]["coding"][0]["code"] == "match").unwrap();
+    assert_eq!(matched["quantity"], 2, "{matched}");
+    let export = format!("{}/Group/{}/$davinci-data-export", t.fhir, matched["id"].as_str().unwrap());
+
+    // A whole export, as the reference.
+    let accepted = ask(export.clone(), String::new()).await;
+    let location = accepted.headers()["content-location"].to_str().unwrap().to_owned();
+    let whole = outputs(&manifest(&location, &token).await, &token).await;
+
+    // The same export whose worker wrote the first member and part of the second, then died:
+    // the job sits "running", unheard of for minutes, with a stray part past its progress.
+    let accepted = ask(export, String::new()).await;
+    let location = accepted.headers()["content-location"].to_str().unwrap().to_owned();
+    let id = location.rsplit('/').next().unwrap().to_owned();
+    let _ = manifest(&location, &token).await;
+    let job = t.store.bulk_job(&id).await.unwrap().unwrap();
+    let first_member: Vec<baton_store::BulkFile> = {
+        let mut parts = Vec::new();
+        for file in t.store.bulk_files(&id).await.unwrap() {
+            parts.extend(
+                t.store.bulk_file_parts(&id, &file.name, None, 100).await.unwrap().into_iter().filter(|p| p.part == 0),
+            );
+        }
+        parts
+    };
+    t.store.cancel_bulk_job(&id, baton_store::Timestamp::now()).await.unwrap();
+    let long_ago = baton_store::Timestamp::now().plus(time::Duration::minutes(-10));
+    let died = baton_store::BulkJob {
+        id: "died-mid-export".into(),
+        state: baton_vocab::BulkJobState::Queued,
+        done: 0,
+        completed_at: None,
+        created_at: long_ago.millis(),
+        updated_at: long_ago.millis(),
+        ..job
+    };
+    t.store.insert_bulk_job(&died).await.unwrap();
+    assert!(t.store.claim_bulk_job(&died.id, long_ago, long_ago).await.unwrap());
+    let mut written: Vec<baton_store::BulkFile> =
+        first_member.into_iter().map(|p| baton_store::BulkFile { job_id: died.id.clone(), ..p }).collect();
+    let stray = baton_store::BulkFile { part: 1, count: 1, body: "{\"stray\": true}\n".into(), ..written[0].clone() };
+    assert!(t.store.append_bulk_parts(&died.id, &written, 1, long_ago).await.unwrap());
+    written.clear();
+    assert!(t.store.append_bulk_parts(&died.id, &[stray], 1, long_ago).await.unwrap());
+
+    // The next poll takes it over; the files hold what the whole export held.
+    let resumed = outputs(&manifest(&format!("{}/bulk-status/{}", t.fhir, died.id), &token).await, &token).await;
+    assert_eq!(resumed.keys().collect::<Vec<_>>(), whole.keys().collect::<Vec<_>>());
+    for (resource_type, lines) in &whole {
+        let ids = |lines: &Vec<Value>| {
+            let mut ids: Vec<String> = lines
+                .iter()
+                .filter(|l| l["resourceType"] != "Provenance" || l.get("target").is_none())
+                .map(|l| l["id"].as_str().unwrap_or("").to_owned())
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(&resumed[resource_type]), ids(lines), "{resource_type}");
+        assert!(!resumed[resource_type].iter().any(|l| l.get("stray").is_some()));
+    }
+    let transmitter =
+        resumed["Provenance"].iter().find(|p| p["agent"][0]["type"]["coding"][0]["code"] == "transmitter").unwrap();
+    assert_eq!(transmitter["target"].as_array().unwrap().len(), 2, "both members");
+});

@@ -22,11 +22,13 @@ pub struct BulkJob {
     pub expires_at: i64,
 }
 
-/// One output file of a job.
+/// A part of an output file of a job (files are their parts in `part` order). Listed as a
+/// whole file, `part` is 0, `count` the file's, and `body` empty.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct BulkFile {
     pub job_id: String,
     pub name: String,
+    pub part: i64,
     pub resource_type: String,
     pub count: i64,
     pub body: String,
@@ -41,6 +43,23 @@ pub struct MemberGroup {
     pub code: String,
     pub body: String,
     pub created_at: i64,
+}
+
+/// Inserts one [`BulkFile`] part through `$executor`.
+macro_rules! insert_part {
+    ($file:expr, $executor:expr) => {
+        sqlx::query(
+            "INSERT INTO bulk_file (job_id, name, part, resource_type, count, body) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&$file.job_id)
+        .bind(&$file.name)
+        .bind($file.part)
+        .bind(&$file.resource_type)
+        .bind($file.count)
+        .bind(&$file.body)
+        .execute($executor)
+        .await?
+    };
 }
 
 const JOB_COLUMNS: &str = "id, client_id, kind, state, request_url, request, total, done, error, created_at, \
@@ -133,14 +152,7 @@ impl Store {
             .rows_affected();
             if changed == 1 {
                 for file in files {
-                    sqlx::query("INSERT INTO bulk_file (job_id, name, resource_type, count, body) VALUES ($1, $2, $3, $4, $5)")
-                        .bind(&file.job_id)
-                        .bind(&file.name)
-                        .bind(&file.resource_type)
-                        .bind(file.count)
-                        .bind(&file.body)
-                        .execute(&mut *tx)
-                        .await?;
+                    insert_part!(file, &mut *tx);
                 }
                 for group in groups {
                     sqlx::query(
@@ -219,11 +231,50 @@ impl Store {
         }))
     }
 
-    /// A job's files, without their bodies.
+    /// Writes a running job's parts and notes its progress, at once: `false` (nothing written)
+    /// when the job is no longer running (cancelled, or taken over).
+    pub async fn append_bulk_parts(
+        &self,
+        id: &str,
+        parts: &[BulkFile],
+        done: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let changed = sqlx::query("UPDATE bulk_job SET done = $1, updated_at = $2 WHERE id = $3 AND state = $4")
+                .bind(done)
+                .bind(now.millis())
+                .bind(id)
+                .bind(BulkJobState::Running)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if changed == 1 {
+                for part in parts {
+                    insert_part!(part, &mut *tx);
+                }
+                tx.commit().await?;
+            }
+            changed == 1
+        }))
+    }
+
+    /// Forgets the parts from `part` on (a worker died after writing them, before its progress
+    /// said so — they will be written again).
+    pub async fn discard_bulk_parts_from(&self, id: &str, part: i64) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM bulk_file WHERE job_id = $1 AND part >= $2").bind(id).bind(part).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// A job's files, whole: name, type, and how many resources (bodies left empty).
     pub async fn bulk_files(&self, job_id: &str) -> Result<Vec<BulkFile>, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT job_id, name, resource_type, count, '' AS body FROM bulk_file WHERE job_id = $1 ORDER BY name",
+                "SELECT job_id, name, CAST(0 AS BIGINT) AS part, resource_type, CAST(SUM(count) AS BIGINT) AS count, \
+                 '' AS body FROM bulk_file WHERE job_id = $1 GROUP BY job_id, name, resource_type ORDER BY name",
             )
             .bind(job_id)
             .fetch_all(pool)
@@ -231,13 +282,25 @@ impl Store {
         }))
     }
 
-    pub async fn bulk_file(&self, job_id: &str, name: &str) -> Result<Option<BulkFile>, StoreError> {
+    /// The parts of a file after `after` (exclusive), in order, at most `limit`.
+    pub async fn bulk_file_parts(
+        &self,
+        job_id: &str,
+        name: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<BulkFile>, StoreError> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_as("SELECT job_id, name, resource_type, count, body FROM bulk_file WHERE job_id = $1 AND name = $2")
-                .bind(job_id)
-                .bind(name)
-                .fetch_optional(pool)
-                .await?
+            sqlx::query_as(
+                "SELECT job_id, name, part, resource_type, count, body FROM bulk_file \
+                 WHERE job_id = $1 AND name = $2 AND part > $3 ORDER BY part LIMIT $4",
+            )
+            .bind(job_id)
+            .bind(name)
+            .bind(after.unwrap_or(i64::MIN))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
         }))
     }
 

@@ -210,13 +210,18 @@ async fn payer_to_payer_tokens_matches_and_bulk_jobs(store: Store) {
     assert!(!store.claim_bulk_job("j1", now, minute(-1)).await.unwrap(), "a live worker has it");
     assert!(store.claim_bulk_job("j1", minute(2), minute(1)).await.unwrap(), "its worker died");
     store.bulk_job_progress("j1", 1, minute(2)).await.unwrap();
-    let file = BulkFile {
+    let part = |part: i64, body: &str| BulkFile {
         job_id: "j1".into(),
         name: "Group.ndjson".into(),
+        part,
         resource_type: "Group".into(),
         count: 1,
-        body: "{}\n".into(),
+        body: body.into(),
     };
+    // Parts go in with the progress; a dead worker's parts past its progress are discarded.
+    assert!(store.append_bulk_parts("j1", &[part(0, "a\n"), part(1, "b\n")], 1, minute(2)).await.unwrap());
+    store.discard_bulk_parts_from("j1", 1).await.unwrap();
+    let file = part(2, "c\n");
     let group = MemberGroup {
         id: "g1".into(),
         client_id: client.clone(),
@@ -228,13 +233,17 @@ async fn payer_to_payer_tokens_matches_and_bulk_jobs(store: Store) {
     assert!(store.complete_bulk_job("j1", &[file.clone()], &[group.clone()], minute(3)).await.unwrap());
     let done = store.bulk_job("j1").await.unwrap().unwrap();
     assert_eq!((done.state, done.done), (BulkJobState::Completed, 2));
-    assert_eq!(store.bulk_file("j1", "Group.ndjson").await.unwrap(), Some(file));
+    let parts = store.bulk_file_parts("j1", "Group.ndjson", None, 10).await.unwrap();
+    assert_eq!(parts.iter().map(|p| p.body.as_str()).collect::<Vec<_>>(), ["a\n", "c\n"]);
+    assert_eq!(store.bulk_file_parts("j1", "Group.ndjson", Some(0), 10).await.unwrap(), vec![file]);
+    let whole = store.bulk_files("j1").await.unwrap();
+    assert_eq!((whole.len(), whole[0].count, whole[0].name.as_str()), (1, 2, "Group.ndjson"));
     assert_eq!(store.member_group(&client, "g1").await.unwrap(), Some(group));
     assert_eq!(store.member_group("other", "g1").await.unwrap(), None);
     assert_eq!(store.active_bulk_jobs(&client).await.unwrap(), 0, "completed");
     assert_eq!(store.purge_expired_bulk_files(minute(30)).await.unwrap(), 0, "kept until it expires");
-    assert_eq!(store.purge_expired_bulk_files(minute(61)).await.unwrap(), 1);
-    assert_eq!(store.bulk_file("j1", "Group.ndjson").await.unwrap(), None);
+    assert_eq!(store.purge_expired_bulk_files(minute(61)).await.unwrap(), 2, "both parts");
+    assert!(store.bulk_files("j1").await.unwrap().is_empty());
     assert!(store.member_group(&client, "g1").await.unwrap().is_some(), "the Group stays for exports");
     assert!(store.cancel_bulk_job("j1", minute(62)).await.unwrap());
     assert_eq!(store.bulk_job("j1").await.unwrap().unwrap().state, BulkJobState::Cancelled);

@@ -179,6 +179,7 @@ pub(super) async fn run(holder: &Holder, job: BulkJob) -> Result<(), FhirError> 
     let file = BulkFile {
         job_id: id.to_owned(),
         name: "Group.ndjson".to_owned(),
+        part: 0,
         resource_type: "Group".to_owned(),
         count: lines.len() as i64,
         body: lines.join("\n") + "\n",

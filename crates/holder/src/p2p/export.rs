@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use baton_fhir::exchange::{EXCHANGE_TYPES, is_compartment_type, is_exchange_type};
 use baton_fhir::smart::{Context, Scope};
-use baton_store::{BulkFile, BulkJob, ResourceQuery, Timestamp};
+use baton_store::{BulkFile, BulkJob, ResourceQuery, StoredResource, Timestamp};
 use baton_vocab::{AuditAction, BulkJobState};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -174,78 +174,74 @@ fn parameters(query: Option<&str>, body: &[u8]) -> Result<Vec<(String, String)>,
     Ok(found)
 }
 
-/// Exports every member whose Consent still holds, and completes the job.
+/// Exports every member whose Consent still holds, and completes the job. Each member's output
+/// is written with the job's progress in one transaction, so a job taken over after its worker
+/// died goes on from the next member, and every resource is in the files exactly once.
 pub(super) async fn run(holder: &Holder, job: BulkJob) -> Result<(), FhirError> {
     let request: ExportRequest = serde_json::from_str(&job.request).map_err(FhirError::server)?;
-    let mut files: BTreeMap<String, (i64, String)> = BTreeMap::new();
-    let mut exported = Vec::new();
-    let mut add = |resource_type: &str, line: String| {
-        let (count, body) = files.entry(resource_type.to_owned()).or_default();
-        *count += 1;
-        body.push_str(&line);
-        body.push('\n');
-    };
-    for (done, patient) in request.patients.iter().enumerate() {
-        let now = Timestamp::now();
-        let Some(matched) = holder.store.current_match(&job.client_id, patient, now).await? else {
-            let outcome = baton_fhir::outcome::error(
-                baton_fhir::outcome::IssueType::Forbidden,
-                &format!("Patient/{patient}: the member's Consent no longer holds; nothing was exported"),
-            );
-            add("OperationOutcome", outcome.to_string());
-            continue;
+    let first = usize::try_from(job.done).unwrap_or(0);
+    holder.store.discard_bulk_parts_from(&job.id, job.done).await?;
+    for (index, patient) in request.patients.iter().enumerate().skip(first) {
+        let part = index as i64;
+        let mut files: BTreeMap<String, (i64, String)> = BTreeMap::new();
+        let mut add = |resource_type: &str, line: &str| {
+            let (count, body) = files.entry(resource_type.to_owned()).or_default();
+            *count += 1;
+            body.push_str(line);
+            body.push('\n');
         };
-        let exclude_sensitive = !matched.policy.includes_sensitive();
-        let types: Vec<String> = if request.types.is_empty() {
-            EXCHANGE_TYPES.iter().map(|t| (*t).to_owned()).collect()
-        } else {
-            request.types.clone()
-        };
-        let (compartment, directory): (Vec<String>, Vec<String>) =
-            types.into_iter().partition(|t| is_compartment_type(t));
-        for (resource_types, in_compartment) in [(compartment, true), (directory, false)] {
-            if resource_types.is_empty() {
-                continue;
+        match holder.store.current_match(&job.client_id, patient, Timestamp::now()).await? {
+            None => {
+                let outcome = baton_fhir::outcome::error(
+                    baton_fhir::outcome::IssueType::Forbidden,
+                    &format!("Patient/{patient}: the member's Consent no longer holds; nothing was exported"),
+                );
+                add(ERRORS, &outcome.to_string());
             }
-            let mut query = ResourceQuery {
-                resource_types,
-                exclude_sensitive,
-                last_updated_from: request.since.map(Timestamp::from_millis),
-                last_updated_before: request.until.map(Timestamp::from_millis),
-                limit: PAGE,
-                ..Default::default()
-            };
-            if in_compartment {
-                query.patient_id = Some(patient.clone());
-            } else {
-                query.no_compartment = true;
-                query.referenced_by_patient = Some(patient.clone());
-            }
-            loop {
-                let page = holder.store.search_resources(&query).await?;
-                for resource in page.resources {
-                    if resource.deleted_at.is_some() {
-                        continue;
-                    }
+            Some(matched) => {
+                for resource in
+                    member_resources(holder, &request, patient, !matched.policy.includes_sensitive()).await?
+                {
                     let body = without_amounts(&resource.resource_type, resource.body);
-                    add(&resource.resource_type, body);
-                }
-                match page.next_after_seq {
-                    Some(after) => {
-                        query.after_seq = Some(after);
-                        query.snapshot_seq = Some(page.snapshot_seq);
-                    }
-                    None => break,
+                    add(&resource.resource_type, &body);
                 }
             }
         }
-        exported.push(json!({"reference": format!("Patient/{patient}")}));
-        holder.store.bulk_job_progress(&job.id, done as i64 + 1, Timestamp::now()).await?;
+        let parts: Vec<BulkFile> = files
+            .into_iter()
+            .map(|(resource_type, (count, body))| BulkFile {
+                job_id: job.id.clone(),
+                name: format!("{resource_type}.ndjson"),
+                part,
+                resource_type,
+                count,
+                body,
+            })
+            .collect();
+        if !holder.store.append_bulk_parts(&job.id, &parts, part + 1, Timestamp::now()).await? {
+            return Ok(()); // cancelled, or another worker has it now
+        }
     }
+    // One transmitter Provenance for what this export carries (PDex §1.7): every member but
+    // those left out (their OperationOutcome's part is their place in the Group).
+    let left_out: Vec<i64> = holder
+        .store
+        .bulk_file_parts(&job.id, &format!("{ERRORS}.ndjson"), None, u32::MAX)
+        .await?
+        .into_iter()
+        .map(|p| p.part)
+        .collect();
+    let exported: Vec<Value> = request
+        .patients
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !left_out.contains(&(*index as i64)))
+        .map(|(_, patient)| json!({"reference": format!("Patient/{patient}")}))
+        .collect();
     let now = Timestamp::now();
+    let mut last = Vec::new();
     if !exported.is_empty() {
-        // One transmitter Provenance for what this export carries (PDex §1.7).
-        add("Provenance", json!({
+        let provenance = json!({
             "resourceType": "Provenance",
             "id": uuid::Uuid::new_v4().to_string(),
             "target": exported,
@@ -254,25 +250,75 @@ pub(super) async fn run(holder: &Holder, job: BulkJob) -> Result<(), FhirError> 
                 "type": {"coding": [{"system": "http://hl7.org/fhir/us/davinci-pdex/CodeSystem/ProvenanceAgentType", "code": "transmitter"}]},
                 "who": {"display": holder.plan_name},
             }],
-        }).to_string());
-    }
-    let files: Vec<BulkFile> = files
-        .into_iter()
-        .map(|(resource_type, (count, body))| BulkFile {
+        });
+        last.push(BulkFile {
             job_id: job.id.clone(),
-            name: format!("{resource_type}.ndjson"),
-            resource_type,
-            count,
-            body,
-        })
-        .collect();
-    let summary: Vec<String> = files.iter().map(|f| format!("{} {}", f.count, f.resource_type)).collect();
-    if holder.store.complete_bulk_job(&job.id, &files, &[], now).await? {
+            name: "Provenance.ndjson".to_owned(),
+            part: request.patients.len() as i64,
+            resource_type: "Provenance".to_owned(),
+            count: 1,
+            body: format!("{provenance}\n"),
+        });
+    }
+    if holder.store.complete_bulk_job(&job.id, &last, &[], now).await? {
+        let files = holder.store.bulk_files(&job.id).await?;
+        let summary: Vec<String> = files.iter().map(|f| format!("{} {}", f.count, f.resource_type)).collect();
         let detail = format!("job {}: group {}, {}", job.id, request.group, summary.join(", "));
         super::audit(holder, &job.client_id, None, AuditAction::MemberRead, "Group/$davinci-data-export", &detail)
             .await?;
     }
     Ok(())
+}
+
+/// The resource type of the file of members left out.
+const ERRORS: &str = "OperationOutcome";
+
+/// What the export carries of one member: their compartment, then the directory entries their
+/// records name, each read in pages under one snapshot.
+async fn member_resources(
+    holder: &Holder,
+    request: &ExportRequest,
+    patient: &str,
+    exclude_sensitive: bool,
+) -> Result<Vec<StoredResource>, FhirError> {
+    let types: Vec<String> = if request.types.is_empty() {
+        EXCHANGE_TYPES.iter().map(|t| (*t).to_owned()).collect()
+    } else {
+        request.types.clone()
+    };
+    let (compartment, directory): (Vec<String>, Vec<String>) = types.into_iter().partition(|t| is_compartment_type(t));
+    let mut found = Vec::new();
+    for (resource_types, in_compartment) in [(compartment, true), (directory, false)] {
+        if resource_types.is_empty() {
+            continue;
+        }
+        let mut query = ResourceQuery {
+            resource_types,
+            exclude_sensitive,
+            last_updated_from: request.since.map(Timestamp::from_millis),
+            last_updated_before: request.until.map(Timestamp::from_millis),
+            limit: PAGE,
+            ..Default::default()
+        };
+        if in_compartment {
+            query.patient_id = Some(patient.to_owned());
+        } else {
+            query.no_compartment = true;
+            query.referenced_by_patient = Some(patient.to_owned());
+        }
+        loop {
+            let page = holder.store.search_resources(&query).await?;
+            found.extend(page.resources.into_iter().filter(|r| r.deleted_at.is_none()));
+            match page.next_after_seq {
+                Some(after) => {
+                    query.after_seq = Some(after);
+                    query.snapshot_seq = Some(page.snapshot_seq);
+                }
+                None => break,
+            }
+        }
+    }
+    Ok(found)
 }
 
 fn without_amounts(resource_type: &str, body: String) -> String {

@@ -13,6 +13,9 @@ use super::SystemAccess;
 use crate::Holder;
 use crate::fhir::FhirError;
 
+/// File parts read from the store at a time while a file is served.
+const PARTS_PER_READ: u32 = 16;
+
 /// How long output is kept after a job completes.
 pub const RETENTION_HOURS: i64 = 24;
 /// A running job not heard of for this long lost its worker.
@@ -114,8 +117,27 @@ pub async fn file(
         if job.state != BulkJobState::Completed || job.expires_at < Timestamp::now().millis() {
             return Err(FhirError::not_found("that file is not available"));
         }
-        let file = holder.store.bulk_file(&id, &name).await?.ok_or_else(|| FhirError::not_found("no such file"))?;
-        let mut response = file.body.into_response();
+        if !holder.store.bulk_files(&id).await?.iter().any(|f| f.name == name) {
+            return Err(FhirError::not_found("no such file"));
+        }
+        // Streamed part by part: a file is never whole in memory.
+        let store = holder.store.clone();
+        let parts = futures_util::stream::unfold(Some(None), move |after: Option<Option<i64>>| {
+            let (store, id, name) = (store.clone(), id.clone(), name.clone());
+            async move {
+                let after = after?;
+                match store.bulk_file_parts(&id, &name, after, PARTS_PER_READ).await {
+                    Ok(parts) if parts.is_empty() => None,
+                    Ok(parts) => {
+                        let last = parts.last().map(|p| p.part);
+                        let body: String = parts.into_iter().map(|p| p.body).collect();
+                        Some((Ok::<_, std::io::Error>(body), Some(last)))
+                    }
+                    Err(error) => Some((Err(std::io::Error::other(error.to_string())), None)),
+                }
+            }
+        });
+        let mut response = axum::body::Body::from_stream(parts).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
         Ok(response)
     }
