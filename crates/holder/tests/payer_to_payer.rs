@@ -737,3 +737,42 @@ holder_test!(an_export_whose_worker_died_goes_on_and_holds_every_resource_once, 
         resumed["Provenance"].iter().find(|p| p["agent"][0]["type"]["coding"][0]["code"] == "transmitter").unwrap();
     assert_eq!(transmitter["target"].as_array().unwrap().len(), 2, "both members");
 });
+
+holder_test!(two_members_answering_to_one_request_match_neither, |t| {
+    // Maria's twin, with her own member id, name and birth date.
+    let maria = &baton_synth::demo_members("rb")[0];
+    let accounts = baton_accounts::Accounts::new(t.store.clone(), baton_accounts::ThrottlePolicy::default());
+    let twin = accounts
+        .create_member(baton_accounts::NewMember {
+            username: baton_accounts::Username::parse("twin").unwrap(),
+            display_name: "Twin".into(),
+            password: None,
+            member_id: "RB-TWIN-1".into(),
+            birth_date: maria.birth_date,
+            coverage_start: maria.birth_date,
+        })
+        .await
+        .unwrap();
+    t.store.set_account_patient(twin.id, "rb-twin").await.unwrap();
+    let patient = json!({"resourceType": "Patient", "id": "rb-twin", "name": [{"family": maria.family, "given": ["Ana"]}],
+        "birthDate": baton_vocab::day::format(maria.birth_date), "gender": "female"});
+    baton_records::load(&t.store, [patient], &t.fhir, Some(twin.id)).await.unwrap();
+
+    // The card names Maria, the Patient's member number the twin: two members, no answer.
+    let token = member_match_token(&t).await;
+    let mut both = maria_request(&t);
+    parameter(&mut both, "MemberPatient")["resource"]["identifier"] = json!([{
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}]},
+        "value": "RB-TWIN-1"
+    }]);
+    let (status, body) = member_match(&t, &token, &both.to_string()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(diagnostics(&body).contains("more than one member"), "{body}");
+    assert!(!body.to_string().contains(&t.maria) && !body.to_string().contains("rb-twin"));
+    // Either alone matches its own member.
+    let (status, body) = member_match(&t, &token, &maria_request(&t).to_string()).await;
+    assert_eq!(
+        (status, body["parameter"][1]["valueReference"]["reference"].as_str()),
+        (StatusCode::OK, Some(format!("Patient/{}", t.maria).as_str()))
+    );
+});
