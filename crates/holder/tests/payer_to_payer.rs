@@ -637,6 +637,13 @@ holder_test!(a_matched_group_is_exported_as_its_consents_allow, |t| {
     assert!(files["ExplanationOfBenefit"].iter().all(|c| c.get("total").is_none() && c.get("payment").is_none()));
     assert!(files.values().flatten().all(|r| !r.to_string().contains("42CFRPart2")), "nothing sensitive");
 
+    // `patient` names members of the Group only.
+    let outsider = json!({"resourceType": "Parameters", "parameter": [{"name": "patient", "valueReference": {"reference": format!("Patient/{}", t.james)}}]});
+    let response = post(export(id("match")), outsider.to_string(), true).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let response = post(format!("{}?patient=Patient/{}", export(id("match")), t.maria), String::new(), true).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "{}", response.text().await.unwrap());
+
     // _since after everything was written: only the Provenance.
     let later = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
         .format(&time::format_description::well_known::Rfc3339)

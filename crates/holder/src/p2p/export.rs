@@ -88,6 +88,7 @@ async fn start(
         return Err(FhirError::unprocessable("only the MatchedMembers Group can be exported"));
     }
     let mut request = ExportRequest { group: group.id.clone(), ..Default::default() };
+    let mut named: Vec<String> = Vec::new();
     for (name, value) in parameters(query, body)? {
         match name.as_str() {
             "exportType" if value == PAYER_TO_PAYER => {}
@@ -114,6 +115,11 @@ async fn start(
                     "_typeFilter is not supported; use _type, _since and _until (nothing is left unfiltered silently)",
                 ));
             }
+            "patient" => {
+                for reference in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                    named.push(reference.trim_start_matches("Patient/").to_owned());
+                }
+            }
             "_outputFormat"
                 if matches!(value.as_str(), "application/fhir+ndjson" | "application/ndjson" | "ndjson") => {}
             other => return Err(FhirError::bad_parameter(format!("$davinci-data-export does not take {other}"))),
@@ -126,6 +132,13 @@ async fn start(
         .flatten()
         .filter_map(|m| m["entity"]["reference"].as_str()?.strip_prefix("Patient/").map(str::to_owned))
         .collect();
+    // `patient`: some of the Group's members only.
+    if let Some(outside) = named.iter().find(|p| !request.patients.contains(p)) {
+        return Err(FhirError::bad_parameter(format!("Patient/{outside} is not a member of that Group")));
+    }
+    if !named.is_empty() {
+        request.patients.retain(|p| named.contains(p));
+    }
     super::jobs::admit(holder, &access.client_id).await?;
     let now = Timestamp::now();
     let id = uuid::Uuid::new_v4().to_string();
@@ -166,7 +179,7 @@ fn parameters(query: Option<&str>, body: &[u8]) -> Result<Vec<(String, String)>,
             let value = parameter
                 .as_object()
                 .and_then(|p| p.iter().find(|(k, _)| k.starts_with("value")))
-                .and_then(|(_, v)| v.as_str())
+                .and_then(|(_, v)| v.as_str().or_else(|| v.get("reference").and_then(Value::as_str)))
                 .ok_or_else(|| FhirError::bad_parameter(format!("parameter {name:?} needs a value")))?;
             found.push((name, value.to_owned()));
         }
