@@ -96,6 +96,21 @@ pub struct PayerConfig {
     pub enabled: bool,
 }
 
+impl PayerConfig {
+    /// Its credential, as a `[credentials.<name>]` table holds one. (The fields stay flat in
+    /// `[[payers]]`: serde cannot flatten a table that refuses unknown keys, and a mistyped key
+    /// must stop Baton at start.)
+    pub fn credential(&self) -> CredentialConfig {
+        CredentialConfig {
+            client_secret: self.client_secret.clone(),
+            private_key: self.private_key.clone(),
+            private_key_file: self.private_key_file.clone(),
+            private_key_alg: self.private_key_alg.clone(),
+            private_key_kid: self.private_key_kid.clone(),
+        }
+    }
+}
+
 /// This plan's client credential at one or more previous plans: a shared secret
 /// (`client_secret_basic`) or a private key (`private_key_jwt`, inline or in a file).
 #[derive(Debug, Clone, Serialize, Deserialize)]

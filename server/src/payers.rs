@@ -4,14 +4,13 @@
 
 use anyhow::Context;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use baton_journey::{ConfiguredPayer, Directory, Payer};
 use baton_transfer::{ClientAuth, PayerCredentials};
 use jsonwebtoken::Algorithm;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
-use crate::config::{Config, PayerConfig};
+use crate::config::{Config, CredentialConfig, PayerConfig};
 
 /// The directory: every payer of `config`, and its named credentials for payers
 /// staff load from brands files (see `Directory::reload`).
@@ -19,14 +18,7 @@ pub fn from_config(config: &Config) -> anyhow::Result<Directory> {
     let mut credentials = BTreeMap::new();
     for (name, credential) in &config.credentials {
         let label = format!("credential {name}");
-        let auth = client_auth(
-            &label,
-            credential.client_secret.as_ref(),
-            credential.private_key.as_ref(),
-            credential.private_key_file.as_ref(),
-            &credential.private_key_alg,
-            credential.private_key_kid.as_ref(),
-        )?;
+        let auth = client_auth(&label, credential)?;
         credentials.insert(name.clone(), auth);
     }
     Ok(Directory::new(configured(config)?, credentials))
@@ -65,14 +57,7 @@ fn configured(config: &Config) -> anyhow::Result<Vec<ConfiguredPayer>> {
 
 fn credentials(payer: &PayerConfig) -> anyhow::Result<PayerCredentials> {
     let label = format!("payer {}", payer.id);
-    let auth = client_auth(
-        &label,
-        payer.client_secret.as_ref(),
-        payer.private_key.as_ref(),
-        payer.private_key_file.as_ref(),
-        &payer.private_key_alg,
-        payer.private_key_kid.as_ref(),
-    )?;
+    let auth = client_auth(&label, &payer.credential())?;
     Ok(PayerCredentials {
         client_id: payer.client_id.clone(),
         auth,
@@ -83,15 +68,9 @@ fn credentials(payer: &PayerConfig) -> anyhow::Result<PayerCredentials> {
 
 /// A secret, or a private key (inline or from its file) checked to be usable now, not at the
 /// first refresh.
-fn client_auth(
-    label: &str,
-    secret: Option<&SecretString>,
-    pem: Option<&SecretString>,
-    file: Option<&PathBuf>,
-    alg: &str,
-    kid: Option<&String>,
-) -> anyhow::Result<ClientAuth> {
-    let pem = match (secret, pem, file) {
+fn client_auth(label: &str, credential: &CredentialConfig) -> anyhow::Result<ClientAuth> {
+    let (alg, kid) = (credential.private_key_alg.as_str(), credential.private_key_kid.as_ref());
+    let pem = match (&credential.client_secret, &credential.private_key, &credential.private_key_file) {
         // `ClientAuth` (baton-transfer) holds them as plain strings.
         (Some(secret), _, _) => return Ok(ClientAuth::Secret(secret.expose_secret().to_owned())),
         (None, Some(pem), _) => pem.expose_secret().to_owned(),
