@@ -60,18 +60,28 @@ impl Accounts {
         let ip_key = client_ip.map(|ip| format!("ip:{ip}"));
         let since = now.plus(-self.policy.window);
 
+        // The attempt takes its place among the failures first, then counts: of parallel
+        // attempts, the one reserved k-th sees at least k, so no more than the limit reach the
+        // password check. A throttled attempt takes its place back; a failed one keeps it.
+        let attempt = attempt_id();
+        let mut keys = vec![account_key.as_str()];
+        if let Some(ip_key) = &ip_key {
+            keys.push(ip_key);
+        }
+        self.store.reserve_sign_in_attempt(&keys, &attempt, now).await?;
         let mut retry_at: Option<Timestamp> = None;
         let (failures, oldest) = self.store.sign_in_failures_since(&account_key, since).await?;
-        if failures >= self.policy.max_failures_per_account {
+        if failures > self.policy.max_failures_per_account {
             retry_at = oldest.map(|t| t.plus(self.policy.window));
         }
         if let Some(ip_key) = &ip_key {
             let (failures, oldest) = self.store.sign_in_failures_since(ip_key, since).await?;
-            if failures >= self.policy.max_failures_per_ip {
+            if failures > self.policy.max_failures_per_ip {
                 retry_at = retry_at.max(oldest.map(|t| t.plus(self.policy.window)));
             }
         }
         if let Some(retry_at) = retry_at {
+            self.store.release_sign_in_attempt(&attempt).await?;
             let wait_ms = (retry_at.millis() - now.millis()).max(1_000);
             tracing::warn!(account = %account_key, ip = ?client_ip, "sign-in throttled");
             return Err(SignInError::TooManyAttempts { retry_after_secs: (wait_ms as u64).div_ceil(1_000) });
@@ -85,19 +95,19 @@ impl Accounts {
         let verified = password::verify_async(password.to_owned(), stored_hash).await.map_err(AccountError::from)?;
         match account {
             Some(row) if verified => {
+                self.store.release_sign_in_attempt(&attempt).await?;
                 self.store.clear_sign_in_failures(&account_key).await?;
                 Ok(row)
             }
-            _ => {
-                let mut keys = vec![account_key.as_str()];
-                if let Some(ip_key) = &ip_key {
-                    keys.push(ip_key);
-                }
-                self.store.record_sign_in_failure(&keys, now).await?;
-                Err(SignInError::InvalidCredentials)
-            }
+            // The reservation stays: it is this failure.
+            _ => Err(SignInError::InvalidCredentials),
         }
     }
+}
+
+/// A fresh name for one sign-in attempt.
+fn attempt_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// The name failures are counted under: normalised like a username, bounded in length, so

@@ -24,6 +24,7 @@ on_both!(
     success_resets_the_account_counter,
     duplicate_accounts_are_refused,
     invited_member_without_password_cannot_sign_in,
+    parallel_failures_cannot_pass_the_limit,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -173,4 +174,36 @@ async fn invited_member_without_password_cannot_sign_in(store: Store) {
     assert!(matches!(accounts.sign_in("newbie", "", ip("10.0.0.1"), now).await, Err(SignInError::InvalidCredentials)));
     accounts.set_password(invited.id, NewPassword::parse("my new password").unwrap()).await.unwrap();
     accounts.sign_in("newbie", "my new password", ip("10.0.0.1"), now).await.unwrap();
+}
+
+async fn parallel_failures_cannot_pass_the_limit(store: Store) {
+    let accounts = with_maria(store).await;
+    let now = Timestamp::now();
+    // Fifteen wrong passwords at once, from fifteen addresses: the account's limit (3) holds.
+    let attempts = (0..15).map(|i| {
+        let accounts = accounts.clone();
+        tokio::spawn(async move { accounts.sign_in("maria", "wrong password", ip(&format!("10.1.0.{i}")), now).await })
+    });
+    let attempts: Vec<_> = attempts.collect();
+    let mut checked = 0;
+    let mut throttled = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Err(SignInError::InvalidCredentials) => checked += 1,
+            Err(SignInError::TooManyAttempts { .. }) => throttled += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(checked <= 3, "{checked} passwords were checked past a limit of 3");
+    assert_eq!(checked + throttled, 15);
+    // Only the checked attempts count as failures (a throttled one leaves none behind): the
+    // right password waits exactly when the checked ones reached the limit, and not after it.
+    let right_now = accounts.sign_in("maria", PASSWORD, ip("10.2.0.1"), now).await;
+    if checked == 3 {
+        assert!(matches!(right_now, Err(SignInError::TooManyAttempts { .. })), "{right_now:?}");
+        let later = now.plus(time::Duration::minutes(16));
+        assert!(accounts.sign_in("maria", PASSWORD, ip("10.2.0.1"), later).await.is_ok());
+    } else {
+        assert!(right_now.is_ok(), "{checked} failures, yet {right_now:?}");
+    }
 }

@@ -19,6 +19,32 @@ impl Store {
         Ok(())
     }
 
+    /// Counts an attempt as a failure under each of `keys` before its password is checked (see
+    /// `Accounts::sign_in`); [`Store::release_sign_in_attempt`] takes it back.
+    pub async fn reserve_sign_in_attempt(&self, keys: &[&str], attempt: &str, at: Timestamp) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for key in keys {
+                sqlx::query("INSERT INTO sign_in_failure (key, at, attempt) VALUES ($1, $2, $3)")
+                    .bind(*key)
+                    .bind(at.millis())
+                    .bind(attempt)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Takes back an attempt's reservation (it was throttled, or it succeeded).
+    pub async fn release_sign_in_attempt(&self, attempt: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM sign_in_failure WHERE attempt = $1").bind(attempt).execute(pool).await?;
+        });
+        Ok(())
+    }
+
     /// How many failures `key` has since `since`, and the oldest of them.
     pub async fn sign_in_failures_since(
         &self,
