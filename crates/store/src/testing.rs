@@ -137,6 +137,13 @@ async fn build_template(admin_url: String) -> String {
         execute_when_free(&mut admin, &format!("ALTER DATABASE {building} WITH ALLOW_CONNECTIONS false"))
             .await
             .expect("close the test template");
+        // Nobody of ours is connected any more; a session still there is the server's own (an
+        // autovacuum worker analysing the fresh tables), which would block the rename.
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&building)
+            .execute(&mut admin)
+            .await
+            .expect("end the sessions on the test template");
         match execute_when_free(&mut admin, &format!("ALTER DATABASE {building} RENAME TO {name}")).await {
             Ok(()) => {}
             // Another build finished first (SQLSTATE 42P04, duplicate_database): use that one.
