@@ -24,7 +24,7 @@ use leptos_router::{SsrMode, path};
 use crate::components::layout::Layout;
 use crate::i18n::{I18nContextProvider, t_string, use_i18n};
 use crate::pages::{
-    ApiTokensPage, AuditPage, BringRecords, ConsentPage, Landing, MemberHome, MemberPage, MemberRecordsPage,
+    ApiTokensPage, AuditPage, PayerClientsPage, BringRecords, ConsentPage, Landing, MemberHome, MemberPage, MemberRecordsPage,
     MembersPage, NotFound, PayersPage, RecordPage, RosterImportPage, RosterPage, SignInPage, StaffHome,
     StaffTransferPage, TransferPage, TransfersPage, WelcomePage, WithdrawPage,
 };
@@ -104,6 +104,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("staff/audit") view=AuditPage ssr=SsrMode::Async/>
                         <Route path=path!("staff/payers") view=PayersPage ssr=SsrMode::Async/>
                         <Route path=path!("staff/api-tokens") view=ApiTokensPage ssr=SsrMode::Async/>
+                        <Route path=path!("staff/payer-clients") view=PayerClientsPage ssr=SsrMode::Async/>
                     </Routes>
                 </Layout>
             </Router>

@@ -226,6 +226,9 @@ async fn transfers(config: Config, command: TransfersCommand) -> anyhow::Result<
 }
 
 async fn run_demo(mut config: Config) -> anyhow::Result<()> {
+    if config.holder.identifiers.is_empty() {
+        config.holder.identifiers = vec![demo::NEW_PLAN_IDENTIFIER.into()];
+    }
     let old_plan_config = demo::old_plan_config(&config, &config.public_url())?;
     if !config.payers.iter().any(|p| p.id == "riverbend") {
         config.payers.push(demo::old_plan_payer(&old_plan_config, demo::client_secret(&config.data_dir)?));

@@ -94,6 +94,23 @@ pub struct PayerConfig {
     pub scopes: Option<String>,
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// The Payer-to-Payer API: this plan's system's client id there (SMART Backend Services,
+    /// signed with `secrets.backend_key`). Without it members can only bring records by
+    /// signing in at that plan.
+    #[serde(default)]
+    pub p2p_client_id: Option<String>,
+    /// Scopes this plan's system asks for there (default: reading what a match allows, and
+    /// the member-match operations).
+    #[serde(default)]
+    pub p2p_scopes: Option<String>,
+    /// A pinned token endpoint for this plan's system; otherwise its FHIR base's SMART
+    /// configuration names it.
+    #[serde(default)]
+    pub p2p_token_url: Option<Url>,
+    /// How a member's Consent names that plan: `system|value` (its NAIC company code,
+    /// `urn:oid:2.16.840.1.113883.6.300|…`). None: by its FHIR base.
+    #[serde(default)]
+    pub identifiers: Vec<String>,
 }
 
 impl PayerConfig {
@@ -205,6 +222,11 @@ pub struct SecretsConfig {
     /// Signs this plan's ID tokens: an RSA private key in PEM (`BATON_SECRETS__ID_TOKEN_KEY`).
     #[serde(skip_serializing)]
     pub id_token_key: Option<SecretString>,
+    /// Signs this plan's system's assertions at other plans (the Payer-to-Payer API): an RSA
+    /// (RS384) or P-384 (ES384) private key in PEM (`BATON_SECRETS__BACKEND_KEY`); its public
+    /// half is published at `/p2p/jwks.json`.
+    #[serde(skip_serializing)]
+    pub backend_key: Option<SecretString>,
 }
 
 /// Limits on failed sign-ins.

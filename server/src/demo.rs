@@ -127,9 +127,29 @@ pub fn old_plan_config(new_plan: &Config, new_plan_url: &url::Url) -> anyhow::Re
         jwks: None,
         jwks_url: None,
         scopes: baton_holder::settings::default_client_scopes(),
+        identifiers: vec![],
     });
+    // The new plan's system, for the Payer-to-Payer API: its public key fetched from where it
+    // publishes it, its Consents checked to name it as the recipient.
+    config.holder.clients.push(ClientSettings {
+        client_id: DEMO_P2P_CLIENT_ID.into(),
+        name: format!("{} (Payer-to-Payer)", new_plan.plan.name),
+        redirect_uris: vec![],
+        secret: None,
+        jwks: None,
+        jwks_url: Some(new_plan_url.join("p2p/jwks.json")?),
+        scopes: baton_staff::default_scopes(),
+        identifiers: new_plan.holder.identifiers.clone(),
+    });
+    config.holder.identifiers = vec![OLD_PLAN_IDENTIFIER.into()];
     Ok(config)
 }
+
+/// The demo plans' identifiers as Consents name them (NAIC-style company codes, made up).
+pub const OLD_PLAN_IDENTIFIER: &str = "urn:oid:2.16.840.1.113883.6.300|90001";
+pub const NEW_PLAN_IDENTIFIER: &str = "urn:oid:2.16.840.1.113883.6.300|90002";
+/// The new plan's system's client id at the demo old plan.
+pub const DEMO_P2P_CLIENT_ID: &str = "cedar-valley-p2p";
 
 /// The new plan's payer directory entry for the demo old plan (its registration there).
 pub fn old_plan_payer(old_plan: &Config, secret: String) -> crate::config::PayerConfig {
@@ -150,6 +170,12 @@ pub fn old_plan_payer(old_plan: &Config, secret: String) -> crate::config::Payer
         token_url: None,
         scopes: None,
         enabled: true,
+        // The Payer-to-Payer API too: this plan's system is registered there (see
+        // `old_plan_config`), so members can bring records without signing in at Riverbend.
+        p2p_client_id: Some(DEMO_P2P_CLIENT_ID.into()),
+        p2p_scopes: None,
+        p2p_token_url: None,
+        identifiers: vec![OLD_PLAN_IDENTIFIER.into()],
     }
 }
 
@@ -176,6 +202,10 @@ pub fn offline_plan_payer() -> crate::config::PayerConfig {
         token_url: None,
         scopes: None,
         enabled: true,
+        p2p_client_id: None,
+        p2p_scopes: None,
+        p2p_token_url: None,
+        identifiers: vec![],
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::Context;
 use std::collections::BTreeMap;
 
 use baton_journey::{ConfiguredPayer, Directory, Payer};
-use baton_transfer::{ClientAuth, PayerCredentials};
+use baton_transfer::{BackendCredentials, BackendKey, ClientAuth, PayerCredentials};
 use jsonwebtoken::Algorithm;
 use secrecy::ExposeSecret;
 
@@ -14,23 +14,23 @@ use crate::config::{Config, CredentialConfig, PayerConfig};
 
 /// The directory: every payer of `config`, and its named credentials for payers
 /// staff load from brands files (see `Directory::reload`).
-pub fn from_config(config: &Config) -> anyhow::Result<Directory> {
+pub fn from_config(config: &Config, backend_key: Option<&BackendKey>) -> anyhow::Result<Directory> {
     let mut credentials = BTreeMap::new();
     for (name, credential) in &config.credentials {
         let label = format!("credential {name}");
         let auth = client_auth(&label, credential)?;
         credentials.insert(name.clone(), auth);
     }
-    Ok(Directory::new(configured(config)?, credentials))
+    Ok(Directory::new(configured(config, backend_key)?, credentials))
 }
 
 /// Every configured payer. One switched off in configuration whose credential cannot be read is
 /// left out with a warning (as before, a payer switched off does not stop Baton from starting),
 /// so an admin cannot switch it on.
-fn configured(config: &Config) -> anyhow::Result<Vec<ConfiguredPayer>> {
+fn configured(config: &Config, backend_key: Option<&BackendKey>) -> anyhow::Result<Vec<ConfiguredPayer>> {
     let mut payers = Vec::new();
     for payer in &config.payers {
-        let credentials = match credentials(payer) {
+        let credentials = match credentials(payer, backend_key) {
             Ok(credentials) => credentials,
             Err(error) if !payer.enabled => {
                 tracing::warn!(payer = %payer.id, error = %format!("{error:#}"), "switched-off payer left out: its credential cannot be read");
@@ -55,14 +55,34 @@ fn configured(config: &Config) -> anyhow::Result<Vec<ConfiguredPayer>> {
     Ok(payers)
 }
 
-fn credentials(payer: &PayerConfig) -> anyhow::Result<PayerCredentials> {
+fn credentials(payer: &PayerConfig, backend_key: Option<&BackendKey>) -> anyhow::Result<PayerCredentials> {
     let label = format!("payer {}", payer.id);
     let auth = client_auth(&label, &payer.credential())?;
+    let backend = match (&payer.p2p_client_id, backend_key) {
+        (None, _) => None,
+        (Some(_), None) => anyhow::bail!(
+            "{label}: p2p_client_id needs this plan's Backend Services key (secrets.backend_key, required on PostgreSQL)"
+        ),
+        (Some(client_id), Some(key)) => {
+            for identifier in &payer.identifiers {
+                let well_formed = identifier.split_once('|').is_some_and(|(s, v)| !s.is_empty() && !v.is_empty());
+                anyhow::ensure!(well_formed, "{label}: identifier {identifier:?} must be system|value");
+            }
+            Some(BackendCredentials {
+                client_id: client_id.clone(),
+                key: key.clone(),
+                scope: payer.p2p_scopes.clone().unwrap_or_else(baton_staff::default_scopes),
+                payer_identifiers: payer.identifiers.clone(),
+                token_url: payer.p2p_token_url.as_ref().map(ToString::to_string),
+            })
+        }
+    };
     Ok(PayerCredentials {
         client_id: payer.client_id.clone(),
         auth,
         token_url: payer.token_url.as_ref().map(ToString::to_string),
         name: payer.name.clone(),
+        backend,
     })
 }
 

@@ -25,6 +25,9 @@ pub struct Secrets {
     pub token_key: SecretBox<[u8; TOKEN_KEY_LEN]>,
     /// RSA private key (PEM) signing this plan's ID tokens.
     pub id_token_key: SecretString,
+    /// The private key (PEM) of this plan's system at other plans (the Payer-to-Payer API); on
+    /// PostgreSQL only when configured.
+    pub backend_key: Option<SecretString>,
 }
 
 #[derive(Debug, Error)]
@@ -69,10 +72,20 @@ impl Secrets {
         };
         baton_holder::SigningKey::from_pem(&id_token_key)
             .map_err(|e| SecretsError::Invalid { key: "secrets.id_token_key", problem: e.to_string() })?;
+        let backend_key = match &config.secrets.backend_key {
+            Some(pem) => Some(pem.expose_secret().to_owned()),
+            None if embedded => Some(file_pem(&config.data_dir, "backend.pem")?),
+            None => None,
+        };
+        if let Some(pem) = &backend_key {
+            baton_transfer::BackendKey::from_pem(pem)
+                .map_err(|e| SecretsError::Invalid { key: "secrets.backend_key", problem: e.to_string() })?;
+        }
         Ok(Self {
             session_key: session_key.into(),
             token_key: Box::new(token_key).into(),
             id_token_key: id_token_key.into(),
+            backend_key: backend_key.map(Into::into),
         })
     }
 }
@@ -153,12 +166,14 @@ mod tests {
         assert_eq!(first.session_key.expose_secret(), second.session_key.expose_secret());
         assert_eq!(first.token_key.expose_secret(), second.token_key.expose_secret());
         assert_eq!(first.id_token_key.expose_secret(), second.id_token_key.expose_secret());
+        let backend = |s: &Secrets| s.backend_key.as_ref().map(|k| k.expose_secret().to_owned());
+        assert!(backend(&first).is_some() && backend(&first) == backend(&second));
         assert!(first.session_key.expose_secret().len() >= SESSION_KEY_MIN_LEN);
         assert_ne!(first.token_key.expose_secret(), &[0; TOKEN_KEY_LEN]);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            for name in ["session.key", "token.key", "id-token.pem"] {
+            for name in ["session.key", "token.key", "id-token.pem", "backend.pem"] {
                 let mode = fs::metadata(dir.path().join("secrets").join(name)).unwrap().permissions().mode();
                 assert_eq!(mode & 0o777, 0o600, "{name}");
             }
@@ -171,13 +186,17 @@ mod tests {
         let mut config = config_in(dir.path());
         config.secrets.session_key = Some(BASE64.encode([7u8; 64]).into());
         config.secrets.token_key = Some(BASE64.encode([9u8; 32]).into());
-        config.secrets.id_token_key = Some(baton_holder::SigningKey::generate_pem().unwrap().into());
+        let pem = baton_holder::SigningKey::generate_pem().unwrap();
+        config.secrets.id_token_key = Some(pem.clone().into());
+        config.secrets.backend_key = Some(pem.into());
         let secrets = Secrets::load(&config).unwrap();
         assert_eq!(secrets.token_key.expose_secret(), &[9u8; 32]);
         let shown = format!("{secrets:?}");
         assert!(!shown.contains(&BASE64.encode([9u8; 32])) && !shown.contains("9, 9"), "{shown}");
         assert!(!dir.path().join("secrets").exists(), "nothing generated when configured");
 
+        config.secrets.backend_key = Some("not a key".into());
+        assert!(Secrets::load(&config).unwrap_err().to_string().contains("secrets.backend_key"));
         config.secrets.id_token_key = Some("not a key".into());
         assert!(Secrets::load(&config).unwrap_err().to_string().contains("secrets.id_token_key"));
         config.secrets.id_token_key = None;

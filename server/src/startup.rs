@@ -56,7 +56,7 @@ pub struct Application {
 
 /// The transfer engine for `config`.
 pub async fn engine(config: &Config, store: &Store, secrets: &Secrets) -> anyhow::Result<Engine> {
-    let directory = payers::from_config(config)?;
+    let directory = payers::from_config(config, backend_key(secrets)?.as_ref())?;
     directory.reload(store).await.context("reading the payer directory")?;
     tokio::spawn(directory.clone().keep_current(store.clone(), DIRECTORY_CHECK));
     Ok(engine_with(config, store, secrets, directory))
@@ -65,6 +65,12 @@ pub async fn engine(config: &Config, store: &Store, secrets: &Secrets) -> anyhow
 fn engine_with(config: &Config, store: &Store, secrets: &Secrets, payers: Directory) -> Engine {
     let cipher = TokenCipher::new(secrets.token_key.expose_secret());
     Engine::new(store.clone(), cipher, config.engine_config(), Arc::new(payers))
+}
+
+/// This plan's system's key at other plans, when it has one.
+fn backend_key(secrets: &Secrets) -> anyhow::Result<Option<baton_transfer::BackendKey>> {
+    let Some(pem) = &secrets.backend_key else { return Ok(None) };
+    Ok(Some(baton_transfer::BackendKey::from_pem(pem.expose_secret())?))
 }
 
 /// How often an instance checks whether another changed the payer directory in the database.
@@ -84,6 +90,7 @@ fn journey(config: &Config, engine: &Engine, payers: Directory, public_url: &Url
         redirect_uri: public_url.join("oauth/callback")?,
         local_base: engine.config.local_base.clone(),
         plan_name: config.plan.name.clone(),
+        identifiers: config.holder.identifiers.clone(),
     }))
 }
 
@@ -101,7 +108,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
         let secrets = Secrets::load(&config)?;
         let store = open_store(&config).await?;
         let listener =
@@ -111,12 +118,15 @@ impl Application {
             Some(url) => url.clone(),
             None => Url::parse(&format!("http://{local_addr}/"))?,
         };
+        // Listening on port 0, the address is known only now: everything says the real one.
+        config.public_url = Some(public_url.clone());
 
         let accounts = Accounts::new(store.clone(), config.throttle_policy());
         // The payer directory is read once (private keys from their files) and shared.
         // Configured payers plus the brands entries staff registered; shared, and rebuilt
         // when staff change an entry.
-        let payers = payers::from_config(&config)?;
+        let backend_key = backend_key(&secrets)?;
+        let payers = payers::from_config(&config, backend_key.as_ref())?;
         payers.reload(&store).await.context("reading the payer directory")?;
         let engine = engine_with(&config, &store, &secrets, payers.clone());
         engine.upgrade_stored_records().await.context("upgrading stored records")?;
@@ -180,6 +190,7 @@ impl Application {
                     .layer(axum::extract::DefaultBodyLimit::max(staff::ROSTER_MAX_BYTES)),
             )
             .route("/staff/audit.csv", get(staff::export_audit))
+            .route("/p2p/jwks.json", get(crate::http::p2p::jwks).with_state(backend_key.clone()))
             .route(
                 "/staff/payers/brands",
                 axum::routing::post(staff::upload_brands)

@@ -85,6 +85,60 @@ pub async fn start_authorization(payer: String, sensitive: Option<String>) -> Re
     Ok(())
 }
 
+/// The same consent, without the member signing in at the old plan: this plan's system asks it
+/// to match them by the details on their old card (the Payer-to-Payer API). A match goes to the
+/// progress page; no match says why on the consent page.
+#[server(endpoint = "member/bring_by_match")]
+pub async fn bring_by_match(
+    payer: String,
+    sensitive: Option<String>,
+    member_id: String,
+    given: String,
+    family: String,
+) -> Result<(), AppError> {
+    use baton_journey::{JourneyError, Matched, OldCard};
+    let account = crate::ssr::require_member().await?;
+    let services = crate::ssr::services()?;
+    let back = format!("/member/bring/{}", crate::url::encode(&payer));
+    let include_sensitive = match sensitive.as_deref() {
+        Some("include") => true,
+        Some("exclude") => false,
+        _ => {
+            leptos_axum::redirect(&format!("{back}?problem=choice"));
+            return Ok(());
+        }
+    };
+    let card = match OldCard::parse(&member_id, &given, &family) {
+        Ok(card) => card,
+        Err(_) => {
+            leptos_axum::redirect(&format!("{back}?problem=card"));
+            return Ok(());
+        }
+    };
+    let now = baton_store::Timestamp::now();
+    match services.journey.bring_by_match(account.id, &payer, &card, include_sensitive, now).await {
+        Ok(Matched::Connected(connected)) => {
+            leptos_axum::redirect(&format!("/member/transfers/{}", connected.transfer_id));
+        }
+        Ok(Matched::Refused { result, .. }) => leptos_axum::redirect(&format!("{back}?problem={result}")),
+        Err(JourneyError::UnknownPayer(_)) => return Err(crate::ssr::fail(AppError::NotFound)),
+        // The consent page says why.
+        Err(JourneyError::WindowClosed { .. }) => leptos_axum::redirect(&back),
+        Err(error) => {
+            tracing::warn!(%payer, %error, "cannot ask the old plan to match the member");
+            let problem = match &error {
+                JourneyError::NotOffered(_) => BringProblem::NotOffered,
+                JourneyError::NoPayerToPayer(_) | JourneyError::PayerRefused(_) => BringProblem::NotSetUp,
+                JourneyError::Discovery(cause) if !cause.is_unreachable() => BringProblem::NotSetUp,
+                JourneyError::Discovery(_) => BringProblem::Unreachable,
+                _ => BringProblem::Unavailable,
+            };
+            leptos_axum::redirect(&format!("/member/bring?problem={problem}&payer={}", crate::url::encode(&payer)));
+        }
+    }
+    Ok(())
+}
+
 /// What went wrong on the way back from the previous plan (`?problem=`).
 #[component]
 fn Problem(problem: String, payer: Option<String>) -> impl IntoView {
@@ -183,6 +237,7 @@ pub fn ConsentPage() -> impl IntoView {
     let payer = move || params.read().get("payer").unwrap_or_default();
     let data = Resource::new(payer, load_consent_page);
     let choice_missing = move || query.read().get("problem").as_deref() == Some("choice");
+    let match_problem = move || query.read().get("problem").filter(|p| p != "choice");
     view! {
         <Title text=t_string!(i18n, consent.title).to_string()/>
         <Loaded data=data render={move |page: ConsentPageData| {
@@ -242,9 +297,52 @@ pub fn ConsentPage() -> impl IntoView {
                                 <button type="submit" class="button">{t!(i18n, consent.submit, old = old.clone())}</button>
                                 <A href="/member/bring" attr:class="button button--secondary">{t!(i18n, consent.back)}</A>
                             </div>
+                            {page.by_match.then(|| view! {
+                                <ByMatch old=old.clone() new=new.clone() given=page.given.clone()
+                                    family=page.family.clone() problem=match_problem()/>
+                            })}
                         </form>
                     </article>
                 }.into_any()
             }}/>
+    }
+}
+
+/// The other way, in the same form: this plan asks the old plan itself, by the details on the
+/// member's old card (the same sensitive-information choice above applies).
+#[component]
+fn ByMatch(old: String, new: String, given: String, family: String, problem: Option<String>) -> impl IntoView {
+    let i18n = use_i18n();
+    let said = problem.map(|p| {
+        let words = match p.as_str() {
+            "card" => t!(i18n, consent.match_card_missing).into_any(),
+            "no_match" => t!(i18n, consent.match_no_match, old = old.clone()).into_any(),
+            "several_matches" => t!(i18n, consent.match_several, old = old.clone()).into_any(),
+            "consent_refused" => t!(i18n, consent.match_consent_refused, old = old.clone()).into_any(),
+            _ => return None,
+        };
+        Some(view! { <p class="field__error" role="alert" id="match-problem">{words}</p> })
+    });
+    view! {
+        <fieldset class="card" id="by-match" aria-describedby="by-match-help">
+            <legend>{t!(i18n, consent.match_legend, old = old.clone())}</legend>
+            <p id="by-match-help" class="field__hint">{t!(i18n, consent.match_help, old = old.clone(), new = new.clone())}</p>
+            {said}
+            <div class="field">
+                <label for="match-member-id">{t!(i18n, consent.match_member_id, old = old.clone())}</label>
+                <input id="match-member-id" name="member_id" type="text" maxlength="100" autocomplete="off"/>
+            </div>
+            <div class="field">
+                <label for="match-given">{t!(i18n, consent.match_given)}</label>
+                <input id="match-given" name="given" type="text" maxlength="100" autocomplete="given-name" value=given/>
+            </div>
+            <div class="field">
+                <label for="match-family">{t!(i18n, consent.match_family)}</label>
+                <input id="match-family" name="family" type="text" maxlength="100" autocomplete="family-name" value=family/>
+            </div>
+            <button type="submit" class="button button--secondary" formaction=BringByMatch::url()>
+                {t!(i18n, consent.match_submit, old = old.clone())}
+            </button>
+        </fieldset>
     }
 }

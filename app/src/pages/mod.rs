@@ -14,7 +14,7 @@ pub use member::{MemberHome, MemberHomeData, load_member_home};
 pub use not_found::NotFound;
 pub use sign_in::SignInPage;
 pub use staff::{
-    ApiTokensPage, AuditPage, MemberPage, MemberRecordsPage, MembersPage, PayersPage, RecordPage, RosterImportPage,
+    ApiTokensPage, AuditPage, MemberPage, PayerClientsPage, MemberRecordsPage, MembersPage, PayersPage, RecordPage, RosterImportPage,
     RosterPage, StaffHome, StaffHomeData, StaffTransferPage, TransfersPage, load_staff_home,
 };
 pub use welcome::WelcomePage;

@@ -368,6 +368,7 @@ impl PayerDirectory for Credentials {
             auth: ClientAuth::Secret(CLIENT_SECRET.into()),
             token_url: Some(self.0.clone()),
             name: "Riverbend Health Plan".into(),
+            backend: None,
         })
     }
 }

@@ -221,6 +221,23 @@ impl Scopes {
         )
     }
 
+    /// System scopes read as one member's: a Payer-to-Payer token reaches only the member the
+    /// other plan matched, so `system/*.rs` there means what `patient/*.rs` means to a member's
+    /// app. Other scopes stay as they are.
+    pub fn system_as_patient(&self) -> Scopes {
+        Scopes(
+            self.0
+                .iter()
+                .map(|scope| match scope {
+                    Scope::Resource(r) if r.context == Context::System => {
+                        Scope::Resource(ResourceScope { context: Context::Patient, ..r.clone() })
+                    }
+                    other => other.clone(),
+                })
+                .collect(),
+        )
+    }
+
     /// The resource types readable with these scopes, among `candidates`.
     pub fn readable_types<'a>(&self, candidates: &[&'a str]) -> Vec<&'a str> {
         candidates.iter().copied().filter(|t| self.can_read(t) || self.can_search(t)).collect()
@@ -237,6 +254,14 @@ impl fmt::Display for Scopes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payer_to_payer_tokens_system_scopes_read_as_the_matched_members() {
+        let scopes = Scopes::parse("system/*.rs system/Coverage.read http://example.org/op").system_as_patient();
+        assert!(scopes.can_read("Condition") && scopes.can_search("Coverage"));
+        assert!(!Scopes::parse("system/*.rs").can_read("Condition"), "unmapped, a system scope is no member's");
+        assert!(scopes.contains(&Scope::Other("http://example.org/op".into())));
+    }
 
     #[test]
     fn v1_and_v2_scopes() {

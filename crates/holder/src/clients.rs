@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use baton_store::{OAuthClient, Store, StoreError, Timestamp};
+use baton_store::{ClientOrigin, ClientState, OAuthClient, Store, StoreError, Timestamp};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::ExposeSecret;
@@ -23,6 +23,8 @@ pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 /// How far in the future a client assertion may expire (SMART: at most five minutes).
 const MAX_ASSERTION_LIFETIME: i64 = 300;
 const JWKS_CACHE_TTL: Duration = Duration::from_secs(300);
+/// How soon an unknown `kid` may fetch a cached JWK Set again.
+const JWKS_REFETCH_AFTER: Duration = Duration::from_secs(1);
 
 /// Fetched JWK Sets by URL.
 pub type JwksCache = tokio::sync::Mutex<HashMap<String, (Instant, JwkSet)>>;
@@ -35,8 +37,15 @@ pub enum ClientError {
     Store(#[from] StoreError),
 }
 
-/// Validates a client from the settings and stores it (its secret hashed with argon2id).
+/// Validates a client from the configuration and stores it (its secret hashed with argon2id).
 pub async fn register(store: &Store, settings: &ClientSettings) -> Result<(), ClientError> {
+    let client = validate(settings, ClientOrigin::Configuration).await?;
+    store.put_oauth_client(&client).await?;
+    Ok(())
+}
+
+/// The registration `settings` describe, checked (its secret hashed with argon2id), active.
+pub async fn validate(settings: &ClientSettings, origin: ClientOrigin) -> Result<OAuthClient, ClientError> {
     let invalid = |problem: String| ClientError::Invalid { client_id: settings.client_id.clone(), problem };
     if settings.client_id.trim().is_empty() || settings.client_id.chars().any(char::is_whitespace) {
         return Err(invalid("client_id must be non-empty, without spaces".into()));
@@ -55,6 +64,14 @@ pub async fn register(store: &Store, settings: &ClientSettings) -> Result<(), Cl
     if settings.secret.is_none() && settings.jwks.is_none() && settings.jwks_url.is_none() {
         return Err(invalid("needs a secret, a JWK Set or a JWK Set URL".into()));
     }
+    for identifier in &settings.identifiers {
+        let well_formed = identifier
+            .split_once('|')
+            .is_some_and(|(system, value)| !system.trim().is_empty() && !value.trim().is_empty());
+        if !well_formed || identifier.chars().any(char::is_control) {
+            return Err(invalid(format!("identifier {identifier:?} must be system|value")));
+        }
+    }
     if let Some(jwks) = &settings.jwks {
         serde_json::from_str::<JwkSet>(jwks).map_err(|e| invalid(format!("jwks is not a JWK Set: {e}")))?;
     }
@@ -72,18 +89,19 @@ pub async fn register(store: &Store, settings: &ClientSettings) -> Result<(), Cl
         }
         None => None,
     };
-    store
-        .put_oauth_client(&OAuthClient {
-            client_id: settings.client_id.clone(),
-            name: settings.name.clone(),
-            redirect_uris: settings.redirect_uris.join("\n"),
-            secret_hash,
-            jwks: settings.jwks.clone(),
-            jwks_url: settings.jwks_url.as_ref().map(Url::to_string),
-            scopes: settings.scopes.clone(),
-        })
-        .await?;
-    Ok(())
+    Ok(OAuthClient {
+        client_id: settings.client_id.clone(),
+        name: settings.name.clone(),
+        redirect_uris: settings.redirect_uris.join("\n"),
+        secret_hash,
+        jwks: settings.jwks.clone(),
+        jwks_url: settings.jwks_url.as_ref().map(Url::to_string),
+        scopes: settings.scopes.clone(),
+        state: ClientState::Active,
+        origin,
+        state_changed_by: None,
+        identifiers: settings.identifiers.join("\n"),
+    })
 }
 
 /// How a client authenticated.
@@ -128,7 +146,7 @@ async fn basic(holder: &Holder, encoded: &str, params: &HashMap<String, String>)
     let stored = client.as_ref().and_then(|c| c.secret_hash.clone());
     let verified = baton_accounts::password::verify_async(secret, stored).await.unwrap_or(false);
     match client {
-        Some(client) if verified => Ok(client),
+        Some(client) if verified => active(client),
         _ => {
             tracing::warn!(client_id = %id, "client secret refused");
             Err(refused())
@@ -167,7 +185,8 @@ async fn private_key_jwt(
         .await
         .map_err(OAuthError::server)?
         .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
-    let jwks = client_jwks(holder, &client).await?;
+    let client = active(client)?;
+    let jwks = client_jwks(holder, &client, header.kid.as_deref()).await?;
     let candidates: Vec<_> =
         jwks.keys.iter().filter(|k| header.kid.is_none() || k.common.key_id == header.kid).collect();
     let mut validation = Validation::new(header.alg);
@@ -204,7 +223,19 @@ async fn private_key_jwt(
     Ok(client)
 }
 
-async fn client_jwks(holder: &Holder, client: &OAuthClient) -> Result<JwkSet, OAuthError> {
+/// A client an admin suspended or removed gets no token.
+fn active(client: OAuthClient) -> Result<OAuthClient, OAuthError> {
+    match client.state {
+        ClientState::Active => Ok(client),
+        ClientState::Suspended => Err(OAuthError::invalid_client("this client is suspended")),
+        ClientState::Removed => Err(OAuthError::invalid_client("this client was removed")),
+    }
+}
+
+/// The client's keys: inline, or fetched from its `jwks_url` and cached — fetched again before
+/// the cache expires when an assertion names a key the cached set lacks (the client rotated
+/// its keys), though not more often than every [`JWKS_REFETCH_AFTER`].
+async fn client_jwks(holder: &Holder, client: &OAuthClient, kid: Option<&str>) -> Result<JwkSet, OAuthError> {
     if let Some(inline) = &client.jwks {
         return serde_json::from_str(inline)
             .map_err(|_| OAuthError::invalid_client("the registered JWK Set is unreadable"));
@@ -217,7 +248,10 @@ async fn client_jwks(holder: &Holder, client: &OAuthClient) -> Result<JwkSet, OA
         if let Some((at, set)) = cache.get(url)
             && at.elapsed() < JWKS_CACHE_TTL
         {
-            return Ok(set.clone());
+            let knows_kid = kid.is_none_or(|kid| set.find(kid).is_some());
+            if knows_kid || at.elapsed() < JWKS_REFETCH_AFTER {
+                return Ok(set.clone());
+            }
         }
     }
     let set: JwkSet = async { holder.http.get(url).send().await?.error_for_status()?.json().await }.await.map_err(

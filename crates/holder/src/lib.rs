@@ -60,6 +60,8 @@ pub struct Inner {
     /// For fetching clients' JWK Sets (`jwks_url`).
     pub http: reqwest::Client,
     pub jwks_cache: clients::JwksCache,
+    /// When each asynchronous request under way was last polled (this instance's view).
+    pub polls: p2p::jobs::Polls,
 }
 
 impl std::ops::Deref for Holder {
@@ -93,6 +95,7 @@ impl Holder {
             key,
             http,
             jwks_cache: Default::default(),
+            polls: Default::default(),
         }))
     }
 

@@ -14,11 +14,21 @@ pub struct HolderSettings {
     pub brand: BrandSettings,
     /// Client apps allowed to ask members for their records (other plans' Batons, …).
     pub clients: Vec<ClientSettings>,
+    /// This plan's identifiers as other plans name it in a member's Consent, `system|value`
+    /// (the NAIC company code: `urn:oid:2.16.840.1.113883.6.300|12345`). When set, a Consent
+    /// that does not name one of them as the source is not honoured.
+    pub identifiers: Vec<String>,
 }
 
 impl Default for HolderSettings {
     fn default() -> Self {
-        Self { access_token_minutes: 60, refresh_token_days: 90, brand: BrandSettings::default(), clients: vec![] }
+        Self {
+            access_token_minutes: 60,
+            refresh_token_days: 90,
+            brand: BrandSettings::default(),
+            clients: vec![],
+            identifiers: vec![],
+        }
     }
 }
 
@@ -59,6 +69,10 @@ pub struct ClientSettings {
     /// The most this client may be granted.
     #[serde(default = "default_client_scopes")]
     pub scopes: String,
+    /// Another plan's identifiers (`system|value`, such as its NAIC company code): when set, a
+    /// Consent it sends must name one of them as the recipient.
+    #[serde(default)]
+    pub identifiers: Vec<String>,
 }
 
 pub fn default_client_scopes() -> String {

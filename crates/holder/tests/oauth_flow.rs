@@ -438,3 +438,79 @@ holder_test!(a_client_built_on_the_oauth2_crate_completes_the_flow, |t| {
     let (status, _) = fhir_get(&t, token.access_token().secret(), "ExplanationOfBenefit?_count=5").await;
     assert_eq!(status, StatusCode::OK);
 });
+
+holder_test!(a_suspended_system_gets_no_token_and_its_tokens_stop_at_once, |t| {
+    use baton_store::{ClientState, Timestamp};
+    let (status, body) = system_token(&t, PAYER_CLIENT, "system/*.rs").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(fhir_get(&t, &token, "Group").await.0, StatusCode::OK);
+
+    let now = Timestamp::now();
+    assert!(t.store.set_oauth_client_state(PAYER_CLIENT, ClientState::Suspended, "alex", now).await.unwrap());
+    assert_eq!(fhir_get(&t, &token, "Group").await.0, StatusCode::UNAUTHORIZED, "its token still works");
+    let (status, body) = system_token(&t, PAYER_CLIENT, "system/*.rs").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("suspended"), "{body}");
+
+    assert!(t.store.set_oauth_client_state(PAYER_CLIENT, ClientState::Active, "alex", now).await.unwrap());
+    assert_eq!(system_token(&t, PAYER_CLIENT, "system/*.rs").await.0, StatusCode::OK, "resumed");
+    // A suspended members' app is unknown at the authorization endpoint.
+    assert!(t.store.set_oauth_client_state(KEY_CLIENT, ClientState::Suspended, "alex", now).await.unwrap());
+    let response = http()
+        .get(format!("{}oauth/authorize?response_type=code&client_id={KEY_CLIENT}&redirect_uri={REDIRECT}", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+});
+
+holder_test!(a_key_set_url_is_fetched_again_when_the_client_signs_with_a_new_key, |t| {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    // The client's key set, served by the client: at first its EC key only.
+    let full: Value = serde_json::from_str(&client_jwks()).unwrap();
+    let ec_only = serde_json::json!({"keys": [full["keys"][1].clone()]});
+    assert_eq!(ec_only["keys"][0]["kid"], "ec-1");
+    let served = Arc::new(Mutex::new(ec_only.to_string()));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let app = {
+        let (served, fetches) = (served.clone(), fetches.clone());
+        axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                fetches.fetch_add(1, Ordering::SeqCst);
+                let body = served.lock().unwrap().clone();
+                async move { body }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let settings = baton_holder::ClientSettings {
+        client_id: "rotating-plan".into(),
+        name: "Rotating Plan".into(),
+        redirect_uris: vec![],
+        secret: None,
+        jwks: None,
+        jwks_url: Some(jwks_url.parse().unwrap()),
+        scopes: "system/*.rs".into(),
+        identifiers: vec![],
+    };
+    baton_holder::clients::register(&t.store, &settings).await.unwrap();
+
+    let token = |alg| system_token_signed(&t, "rotating-plan", alg, "system/*.rs");
+    assert_eq!(token(Algorithm::ES384).await.0, StatusCode::OK);
+    assert_eq!(token(Algorithm::ES384).await.0, StatusCode::OK);
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "the key set is cached");
+    // A key the set does not have yet: refused, and a burst of them does not hammer the URL.
+    assert_eq!(token(Algorithm::RS384).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    // The client publishes its new key: the next assertion naming it fetches the set again.
+    *served.lock().unwrap() = full.to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, body) = token(Algorithm::RS384).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+});

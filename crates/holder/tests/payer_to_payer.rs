@@ -11,32 +11,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::*;
 
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-/// `client_credentials` for `client` with a fresh assertion.
-async fn system_token(t: &TestHolder, client: &str, scope: &str) -> (StatusCode, Value) {
-    let assertion = client_assertion_for(
-        t,
-        client,
-        Algorithm::ES384,
-        &uuid::Uuid::new_v4().to_string(),
-        120,
-        &format!("{}oauth/token", t.base),
-    );
-    let response = http()
-        .post(format!("{}oauth/token", t.base))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", scope),
-            ("client_assertion_type", JWT_BEARER),
-            ("client_assertion", assertion.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    (response.status(), response.json().await.unwrap())
-}
-
 async fn member_match_token(t: &TestHolder) -> String {
     let (status, body) = system_token(t, PAYER_CLIENT, MEMBER_MATCH_SCOPE).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -221,6 +195,16 @@ holder_test!(no_match_several_or_an_unhonourable_consent_is_a_422_without_an_id,
         let (status, outcome) = member_match(&t, &token, &body.to_string()).await;
         refused(status, &outcome);
         assert!(diagnostics(&outcome).contains(why), "{element}: {outcome}");
+    }
+    // mm-1: the Consent names this plan as the source and the plan asking as the recipient
+    // (both known here by the identifiers of the IG's example).
+    for (index, why) in [(0, "as the source"), (1, "as the recipient")] {
+        let mut body = maria_request(&t);
+        parameter(&mut body, "Consent")["resource"]["provision"]["actor"][index]["reference"]["identifier"]["value"] =
+            json!("1111111111");
+        let (status, outcome) = member_match(&t, &token, &body.to_string()).await;
+        refused(status, &outcome);
+        assert!(diagnostics(&outcome).contains(why), "{outcome}");
     }
 });
 
@@ -471,10 +455,7 @@ holder_test!(a_bulk_match_answers_asynchronously_with_a_group_per_outcome, |t| {
     let manifest = loop {
         let response = http().get(&location).bearer_auth(&token).send().await.unwrap();
         match response.status() {
-            StatusCode::ACCEPTED => {
-                assert!(response.headers().contains_key("retry-after"));
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
+            StatusCode::ACCEPTED => wait_as_told(&response).await,
             StatusCode::OK => break response.json::<Value>().await.unwrap(),
             other => panic!("{other}: {}", response.text().await.unwrap()),
         }
@@ -520,12 +501,18 @@ holder_test!(a_bulk_match_answers_asynchronously_with_a_group_per_outcome, |t| {
     assert_eq!(http().get(url).bearer_auth(&token).send().await.unwrap().status(), StatusCode::NOT_FOUND);
 });
 
+/// Waits as long as a 202 says (`Retry-After`, seconds), as a conforming client does.
+async fn wait_as_told(response: &reqwest::Response) {
+    let seconds: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+}
+
 /// Polls a kick-off's status until its manifest.
 async fn manifest(location: &str, token: &str) -> Value {
-    for _ in 0..300 {
+    for _ in 0..60 {
         let response = http().get(location).bearer_auth(token).send().await.unwrap();
         match response.status() {
-            StatusCode::ACCEPTED => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            StatusCode::ACCEPTED => wait_as_told(&response).await,
             StatusCode::OK => return response.json().await.unwrap(),
             other => panic!("{other}: {}", response.text().await.unwrap()),
         }
@@ -782,4 +769,69 @@ holder_test!(two_members_answering_to_one_request_match_neither, |t| {
         (status, body["parameter"][1]["valueReference"]["reference"].as_str()),
         (StatusCode::OK, Some(format!("Patient/{}", t.maria).as_str()))
     );
+});
+
+holder_test!(polling_sooner_than_told_is_429_and_guessing_in_bulk_is_held_back, |t| {
+    use baton_holder::oauth::client_credentials::BULK_MEMBER_MATCH_SCOPE;
+    use baton_store::{BulkJob, Timestamp};
+    let (status, body) = system_token(&t, PAYER_CLIENT, BULK_MEMBER_MATCH_SCOPE).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    // A request under way (its worker alive): polled, then polled again at once.
+    let now = Timestamp::now();
+    t.store
+        .insert_bulk_job(&BulkJob {
+            id: "under-way".into(),
+            client_id: PAYER_CLIENT.into(),
+            kind: "bulk-member-match".into(),
+            state: baton_vocab::BulkJobState::Running,
+            request_url: format!("{}/Group/$bulk-member-match", t.fhir),
+            request: "{}".into(),
+            total: 10,
+            done: 3,
+            error: None,
+            created_at: now.millis(),
+            updated_at: now.millis(),
+            completed_at: None,
+            expires_at: now.millis() + 3_600_000,
+        })
+        .await
+        .unwrap();
+    let poll = || http().get(format!("{}/bulk-status/under-way", t.fhir)).bearer_auth(&token).send();
+    let first = poll().await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    assert_eq!(first.headers()["x-progress"], "3 of 10 members");
+    let too_soon = poll().await.unwrap();
+    assert_eq!(too_soon.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(too_soon.headers()["retry-after"], first.headers()["retry-after"]);
+    assert_eq!(too_soon.json::<Value>().await.unwrap()["issue"][0]["code"], "throttled");
+    wait_as_told(&first).await;
+    assert_eq!(poll().await.unwrap().status(), StatusCode::ACCEPTED, "polled as told");
+
+    // A batch that is mostly guesses counts as failed matches: afterwards the client is held
+    // back from single and bulk matching alike.
+    let mut guess = maria_request(&t);
+    parameter(&mut guess, "MemberPatient")["resource"]["birthDate"] = json!("1950-01-01");
+    let guesses: Vec<Value> = (0..baton_holder::p2p::member_match::FAILURES_ALLOWED)
+        .map(|_| json!({"name": "MemberBundle", "part": guess["parameter"].clone()}))
+        .collect();
+    let request = json!({"resourceType": "Parameters", "parameter": guesses}).to_string();
+    let kick_off = || {
+        http()
+            .post(format!("{}/Group/$bulk-member-match", t.fhir))
+            .bearer_auth(&token)
+            .header("prefer", "respond-async")
+            .header("content-type", "application/fhir+json")
+            .body(request.clone())
+            .send()
+    };
+    let accepted = kick_off().await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let manifest = manifest(accepted.headers()["content-location"].to_str().unwrap(), &token).await;
+    assert_eq!(manifest["output"].as_array().unwrap().len(), 1);
+    let refused = kick_off().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let single = member_match_token(&t).await;
+    assert_eq!(member_match(&t, &single, &maria_request(&t).to_string()).await.0, StatusCode::TOO_MANY_REQUESTS);
 });

@@ -22,6 +22,9 @@ pub struct PlanRef {
     pub base: String,
     pub id: String,
     pub name: String,
+    /// Its identifiers (`system|value`, the NAIC company code where known): the first names it
+    /// in the Consent; none, the FHIR base does.
+    pub identifiers: Vec<String>,
 }
 
 /// Everything the Consent says.
@@ -66,10 +69,11 @@ pub fn hrex_consent(facts: &ConsentFacts) -> Value {
     let given = facts.given_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     let statement = base64::engine::general_purpose::STANDARD.encode(facts.statement.as_bytes());
     let organization = |plan: &PlanRef| {
-        json!({
-            "identifier": {"system": format!("{}/payer-id", plan.base.trim_end_matches('/')), "value": plan.id},
-            "display": plan.name
-        })
+        let identifier = match plan.identifiers.first().and_then(|i| i.split_once('|')) {
+            Some((system, value)) => json!({"system": system, "value": value}),
+            None => json!({"system": format!("{}/payer-id", plan.base.trim_end_matches('/')), "value": plan.id}),
+        };
+        json!({"identifier": identifier, "display": plan.name})
     };
     json!({
         "resourceType": "Consent",
@@ -143,11 +147,13 @@ mod tests {
                 base: "https://old.example/fhir".into(),
                 id: "riverbend".into(),
                 name: "Riverbend".into(),
+                identifiers: vec![],
             },
             new_plan: PlanRef {
                 base: "https://new.example".into(),
                 id: "this-plan".into(),
                 name: "Cedar Valley".into(),
+                identifiers: vec!["urn:oid:2.16.840.1.113883.6.300|99999".into()],
             },
             include_sensitive,
             start: date!(2026 - 11 - 25),
@@ -179,6 +185,12 @@ mod tests {
         assert_eq!(provision["actor"][0]["reference"]["display"], "Riverbend");
         assert_eq!(provision["actor"][1]["role"]["coding"][0]["code"], "IRCP");
         assert_eq!(provision["actor"][1]["reference"]["display"], "Cedar Valley");
+        // A plan is named by its NAIC code where it is known, else by its FHIR base.
+        assert_eq!(
+            provision["actor"][1]["reference"]["identifier"],
+            serde_json::json!({"system": "urn:oid:2.16.840.1.113883.6.300", "value": "99999"})
+        );
+        assert_eq!(provision["actor"][0]["reference"]["identifier"]["system"], "https://old.example/fhir/payer-id");
         // Prohibited by the profile: rules live only in `policy`.
         for prohibited in ["securityLabel", "purpose", "class", "code", "dataPeriod", "data", "provision"] {
             assert!(provision.get(prohibited).is_none(), "{prohibited}");

@@ -328,6 +328,7 @@ mod tests {
                 auth: baton_transfer::ClientAuth::Secret("s".into()),
                 token_url: None,
                 name: "Third Party Health".into(),
+                backend: None,
             },
         }
     }

@@ -11,22 +11,26 @@
 
 pub mod authorization;
 pub mod brands;
+mod connect;
 pub mod consent;
 pub mod discovery;
+pub mod matching;
 pub mod payers;
 pub mod pinned;
 mod views;
 
 use std::sync::Arc;
 
-use baton_store::{AccountId, MemberConsent, PayerLink, Store, StoreError, Timestamp, TransferFilter};
+use baton_store::{AccountId, Store, StoreError, Timestamp, TransferFilter};
+use baton_vocab::LinkAccess;
 use baton_transfer::TokenCipher;
 use thiserror::Error;
-use time::{Date, OffsetDateTime};
+use time::Date;
 use url::Url;
 
 pub use authorization::{AuthorizationErrorCode, CallbackError, CallbackParams, Granted, PendingAuthorization};
 pub use discovery::{Discovery, DiscoveryError};
+pub use matching::{Matched, OldCard};
 pub use payers::{ConfiguredPayer, ConfiguredState, Directory, EntryState, Payer, Payers};
 pub use pinned::PinnedError;
 
@@ -51,6 +55,16 @@ pub enum JourneyError {
     /// More than 90 days have passed since the member's coverage started.
     #[error("the time to bring records from a previous plan ended on {ended} (90 days after the coverage started)")]
     WindowClosed { ended: Date },
+    /// The plan is in the directory, but this plan's system is not registered there for the
+    /// Payer-to-Payer API.
+    #[error("this plan has no Payer-to-Payer registration at {0:?}")]
+    NoPayerToPayer(String),
+    /// The old plan refused this plan's system (its registration, scopes or token).
+    #[error("the old plan refused this plan's system: {0}")]
+    PayerRefused(String),
+    /// A field the member typed is not usable: its name.
+    #[error("invalid {0}")]
+    Invalid(&'static str),
     #[error("{0}")]
     Failed(String),
     #[error(transparent)]
@@ -89,6 +103,8 @@ pub struct Inner {
     /// This plan's public base URL and name.
     pub local_base: String,
     pub plan_name: String,
+    /// This plan's identifiers (`system|value`, its NAIC company code) as Consents name it.
+    pub identifiers: Vec<String>,
 }
 
 impl std::ops::Deref for Journey {
@@ -210,7 +226,7 @@ impl Journey {
         // Nor when the time to give the permission ran out meanwhile.
         self.consent_until(member, now).await?;
         let granted = authorization::complete(pending, params, &payer.credentials, &self.http, now.millis()).await?;
-        self.connect(member, &payer, pending, granted, now).await
+        self.connect_pending(member, &payer, pending, granted, now).await
     }
 
     /// Records an authorization a member gave a previous plan some other way (an import, or the
@@ -235,7 +251,7 @@ impl Journey {
             include_sensitive,
             consent_given_at: now.millis(),
         };
-        self.connect(member, &payer, &pending, granted, now).await
+        self.connect_pending(member, &payer, &pending, granted, now).await
     }
 
     /// The last day a permission the member gives now would last, or why they cannot give one.
@@ -255,7 +271,8 @@ impl Journey {
         }
     }
 
-    async fn connect(
+    /// After the member's authorization at the old plan.
+    async fn connect_pending(
         &self,
         member: AccountId,
         payer: &Payer,
@@ -263,79 +280,9 @@ impl Journey {
         granted: Granted,
         now: Timestamp,
     ) -> Result<Connected, JourneyError> {
-        let store = &self.store;
-        let account =
-            store.account_by_id(member).await?.ok_or_else(|| JourneyError::Failed("no such member".into()))?;
-        let patient =
-            baton_transfer::member_patient(store, &self.local_base, member).await.map_err(JourneyError::Failed)?;
-        let given_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(pending.consent_given_at) * 1_000_000)
-            .unwrap_or_else(|_| OffsetDateTime::now_utc());
-        let end = consent_until(&account, now)?;
-        let consent_id = uuid::Uuid::new_v4().to_string();
-        let facts = consent::ConsentFacts {
-            id: consent_id.clone(),
-            patient: format!("Patient/{patient}"),
-            member_name: account.display_name.clone(),
-            old_plan: consent::PlanRef {
-                base: payer.fhir_base.to_string(),
-                id: payer.id.clone(),
-                name: payer.name.clone(),
-            },
-            new_plan: consent::PlanRef {
-                base: self.local_base.clone(),
-                id: "this-plan".into(),
-                name: self.plan_name.clone(),
-            },
-            include_sensitive: pending.include_sensitive,
-            start: given_at.date(),
-            end,
-            given_at,
-            statement: consent_statement(&payer.name, &self.plan_name, pending.include_sensitive, end),
-        };
-        let resource = consent::hrex_consent(&facts);
-        let end_ms = (end.midnight().assume_utc() + time::Duration::DAY).unix_timestamp() * 1000 - 1;
-        store
-            .insert_consent(&MemberConsent {
-                id: consent_id.clone(),
-                member_account: member,
-                payer_id: payer.id.clone(),
-                policy: baton_vocab::ConsentPolicy::of(pending.include_sensitive),
-                period_start: pending.consent_given_at,
-                period_end: end_ms,
-                given_at: pending.consent_given_at,
-                channel: baton_vocab::ConsentChannel::Web,
-                resource: resource.to_string(),
-                withdrawn_at: None,
-                created_at: now.millis(),
-                records_deleted: None,
-                records_kept: None,
-                records_shared: None,
-            })
-            .await?;
-        let seal = |token: &str| self.cipher.seal(token).map_err(|e| JourneyError::Failed(e.to_string()));
-        let link = PayerLink {
-            id: uuid::Uuid::new_v4().to_string(),
-            member_account: member,
-            payer_id: payer.id.clone(),
-            consent_id: Some(consent_id.clone()),
-            fhir_base: pending.fhir_base.clone(),
-            patient_id: granted.patient.clone(),
-            scope: granted.scope.clone(),
-            include_sensitive: pending.include_sensitive,
-            access_token: Some(seal(&granted.access_token)?),
-            access_expires_at: granted.expires_in_ms.map(|ms| now.millis() + ms),
-            refresh_token: granted.refresh_token.as_deref().map(seal).transpose()?,
-            id_token: granted.id_token.as_deref().map(seal).transpose()?,
-            state: baton_vocab::LinkState::Active,
-            created_at: now.millis(),
-            updated_at: now.millis(),
-            source_sensitive: granted.sensitive,
-        };
-        store.insert_link(&link).await?;
-        let transfer_id = uuid::Uuid::new_v4().to_string();
-        store.enqueue_transfer(&transfer_id, &link, baton_vocab::TransferKind::Initial, None, now).await?;
-        tracing::info!(member = member.0, payer = %payer.id, transfer = %transfer_id, scope = %granted.scope, "previous plan linked");
-        Ok(Connected { consent_id, link_id: link.id, transfer_id })
+        let consent =
+            self.give_consent(member, payer, pending.include_sensitive, pending.consent_given_at, now).await?;
+        self.connect(member, payer, consent, LinkAccess::Member, &pending.fhir_base, granted, now).await
     }
 
     /// The member withdraws a consent: its links are revoked (tokens dropped), queued and

@@ -290,6 +290,7 @@ impl Directory {
                 auth: auth.clone(),
                 token_url: token_url.as_ref().map(ToString::to_string),
                 name: entry.name.clone(),
+                backend: None,
             },
             authorize_url,
             token_url,
@@ -367,6 +368,7 @@ mod tests {
                 auth: ClientAuth::Secret("s".into()),
                 token_url: None,
                 name: name.into(),
+                backend: None,
             },
         }
     }

@@ -49,6 +49,10 @@ impl Journey {
             plan_name: self.plan_name.clone(),
             until: (until.year(), u8::from(until.month()), until.day()),
             closed,
+            by_match: found.credentials.backend.is_some(),
+            // The name on file, first word and the rest: the member corrects it to the card.
+            given: account.display_name.split_whitespace().next().unwrap_or_default().to_owned(),
+            family: account.display_name.split_whitespace().skip(1).collect::<Vec<_>>().join(" "),
         })
     }
 

@@ -114,6 +114,7 @@ fn payer(base: &Url, auth: ClientAuth) -> Payer {
             auth,
             token_url: None,
             name: "Riverbend Health Plan".into(),
+            backend: None,
         },
     }
 }
@@ -133,6 +134,7 @@ fn journey_with(store: Store, configured: Vec<ConfiguredPayer>, credentials: BTr
         redirect_uri: Url::parse("https://new-plan.example/oauth/callback").unwrap(),
         local_base: "https://new-plan.example".into(),
         plan_name: "Cedar Valley Health".into(),
+        identifiers: vec![],
     })
 }
 

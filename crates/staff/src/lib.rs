@@ -8,4 +8,4 @@ pub mod dashboard;
 pub mod records;
 
 pub use audit::{Actor, Auditor};
-pub use console::{BrandsLoad, Console, ConsoleError, IssuedToken, TransferQuery};
+pub use console::{BrandsLoad, Console, ConsoleError, IssuedToken, NewPayerClient, TransferQuery, default_scopes};

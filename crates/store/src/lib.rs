@@ -46,7 +46,9 @@ pub use audit::{AuditEvent, AuditQuery, NewAuditEvent};
 pub use error::{StoreError, Unique};
 pub use instance::{ReceivedRecord, Rename};
 pub use invitations::Invitation;
-pub use oauth::{CodeRedemption, NewCode, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, TokenKind};
+pub use oauth::{
+    ClientOrigin, ClientState, CodeRedemption, NewCode, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, TokenKind,
+};
 pub use p2p::{MemberMatch, SystemToken};
 pub use payer_entries::{BrandSource, EntriesApplied, PayerEnabledOverride, PayerEntry, PinnedEndpoints};
 pub use permissions::PermissionRecords;

@@ -14,11 +14,27 @@ pub struct OAuthClient {
     pub jwks: Option<String>,
     pub jwks_url: Option<String>,
     pub scopes: String,
+    pub state: ClientState,
+    pub origin: ClientOrigin,
+    /// Who last suspended, resumed or removed it (an admin, as the audit log names them).
+    pub state_changed_by: Option<String>,
+    /// Another plan's identifiers (`system|value`), one per line.
+    pub identifiers: String,
 }
 
 impl OAuthClient {
     pub fn redirect_uris(&self) -> impl Iterator<Item = &str> {
         self.redirect_uris.lines().map(str::trim).filter(|l| !l.is_empty())
+    }
+
+    pub fn identifiers(&self) -> impl Iterator<Item = &str> {
+        self.identifiers.lines().map(str::trim).filter(|l| !l.is_empty())
+    }
+
+    /// Another plan's system (SMART Backend Services): no redirect URI, so no member signs in
+    /// through it.
+    pub fn is_system(&self) -> bool {
+        self.redirect_uris().next().is_none()
     }
 }
 
@@ -69,7 +85,7 @@ pub enum CodeRedemption {
     Unknown,
 }
 
-pub use baton_vocab::TokenKind;
+pub use baton_vocab::{ClientOrigin, ClientState, TokenKind};
 
 /// A token (its hash) with its grant.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -84,20 +100,26 @@ pub struct OAuthToken {
     pub revoked_at: Option<i64>,
 }
 
+const CLIENT_COLUMNS: &str =
+    "client_id, name, redirect_uris, secret_hash, jwks, jwks_url, scopes, state, origin, state_changed_by, identifiers";
+
 const GRANT_COLUMNS: &str =
     "g.id, g.client_id, g.account_id, g.patient_id, g.scope, g.include_sensitive, g.created_at, g.revoked_at";
 
 impl Store {
-    /// Creates or replaces a client registration.
+    /// Creates or replaces a client registration. Its state is kept when it exists already: a
+    /// client an admin suspended stays suspended when the configuration registers it again.
     pub async fn put_oauth_client(&self, client: &OAuthClient) -> Result<(), StoreError> {
         let now = Timestamp::now().millis();
         on_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO oauth_client (client_id, name, redirect_uris, secret_hash, jwks, jwks_url, scopes, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+                 state, origin, identifiers, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
                  ON CONFLICT (client_id) DO UPDATE SET name = excluded.name, redirect_uris = excluded.redirect_uris, \
                  secret_hash = excluded.secret_hash, jwks = excluded.jwks, jwks_url = excluded.jwks_url, \
-                 scopes = excluded.scopes, updated_at = excluded.updated_at",
+                 scopes = excluded.scopes, origin = excluded.origin, identifiers = excluded.identifiers, \
+                 updated_at = excluded.updated_at",
             )
             .bind(&client.client_id)
             .bind(&client.name)
@@ -106,6 +128,9 @@ impl Store {
             .bind(&client.jwks)
             .bind(&client.jwks_url)
             .bind(&client.scopes)
+            .bind(client.state)
+            .bind(client.origin)
+            .bind(&client.identifiers)
             .bind(now)
             .execute(pool)
             .await?;
@@ -113,16 +138,92 @@ impl Store {
         Ok(())
     }
 
+    /// Registers a client only if its id was never used: false when it was.
+    pub async fn insert_oauth_client(&self, client: &OAuthClient) -> Result<bool, StoreError> {
+        let now = Timestamp::now().millis();
+        let inserted = on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO oauth_client (client_id, name, redirect_uris, secret_hash, jwks, jwks_url, scopes, \
+                 state, origin, state_changed_by, identifiers, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) ON CONFLICT (client_id) DO NOTHING",
+            )
+            .bind(&client.client_id)
+            .bind(&client.name)
+            .bind(&client.redirect_uris)
+            .bind(&client.secret_hash)
+            .bind(&client.jwks)
+            .bind(&client.jwks_url)
+            .bind(&client.scopes)
+            .bind(client.state)
+            .bind(client.origin)
+            .bind(&client.state_changed_by)
+            .bind(&client.identifiers)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(inserted == 1)
+    }
+
     pub async fn oauth_client(&self, client_id: &str) -> Result<Option<OAuthClient>, StoreError> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT client_id, name, redirect_uris, secret_hash, jwks, jwks_url, scopes FROM oauth_client \
-                 WHERE client_id = $1",
-            )
-            .bind(client_id)
-            .fetch_optional(pool)
-            .await?
+            sqlx::query_as(&format!("SELECT {CLIENT_COLUMNS} FROM oauth_client WHERE client_id = $1"))
+                .bind(client_id)
+                .fetch_optional(pool)
+                .await?
         }))
+    }
+
+    /// Every registered client, by name.
+    pub async fn oauth_clients(&self) -> Result<Vec<OAuthClient>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(&format!("SELECT {CLIENT_COLUMNS} FROM oauth_client ORDER BY name, client_id"))
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// Suspends, resumes or removes a client: false when it is unknown or removed already (a
+    /// removed client stays removed). Leaving `Active` ends its system tokens at once, and
+    /// removing it cancels its unfinished bulk requests.
+    pub async fn set_oauth_client_state(
+        &self,
+        client_id: &str,
+        state: ClientState,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let changed = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let changed = sqlx::query(
+                "UPDATE oauth_client SET state = $1, state_changed_by = $2, updated_at = $3 \
+                 WHERE client_id = $4 AND state <> 'removed'",
+            )
+            .bind(state)
+            .bind(by)
+            .bind(now.millis())
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 1 && state != ClientState::Active {
+                sqlx::query("DELETE FROM system_token WHERE client_id = $1").bind(client_id).execute(&mut *tx).await?;
+            }
+            if changed == 1 && state == ClientState::Removed {
+                sqlx::query(
+                    "UPDATE bulk_job SET state = 'cancelled', updated_at = $1 \
+                     WHERE client_id = $2 AND state IN ('queued', 'running')",
+                )
+                .bind(now.millis())
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            changed
+        });
+        Ok(changed == 1)
     }
 
     pub async fn insert_oauth_grant(&self, grant: &OAuthGrant) -> Result<(), StoreError> {

@@ -2,8 +2,8 @@
 
 use baton_store::testing::{on_postgres, on_sqlite};
 use baton_store::{
-    AccountId, BulkFile, BulkJob, CodeRedemption, MemberGroup, MemberMatch, NewAccount, NewCode, OAuthClient,
-    OAuthGrant, Store, SystemToken, Timestamp, TokenKind,
+    AccountId, BulkFile, BulkJob, ClientOrigin, ClientState, CodeRedemption, MemberGroup, MemberMatch, NewAccount,
+    NewCode, OAuthClient, OAuthGrant, Store, SystemToken, Timestamp, TokenKind,
 };
 use baton_vocab::{BulkJobState, ConsentPolicy};
 
@@ -16,6 +16,7 @@ macro_rules! on_both {
 
 on_both!(
     clients_are_upserted,
+    suspending_a_client_ends_its_tokens_and_survives_a_restart,
     a_code_is_redeemed_exactly_once,
     tokens_and_grant_revocation,
     refresh_tokens_are_spent_once,
@@ -56,6 +57,10 @@ fn client(id: &str) -> OAuthClient {
         jwks: None,
         jwks_url: None,
         scopes: "launch/patient patient/*.rs".into(),
+        state: ClientState::Active,
+        origin: ClientOrigin::Configuration,
+        state_changed_by: None,
+        identifiers: String::new(),
     }
 }
 
@@ -247,4 +252,34 @@ async fn payer_to_payer_tokens_matches_and_bulk_jobs(store: Store) {
     assert!(store.member_group(&client, "g1").await.unwrap().is_some(), "the Group stays for exports");
     assert!(store.cancel_bulk_job("j1", minute(62)).await.unwrap());
     assert_eq!(store.bulk_job("j1").await.unwrap().unwrap().state, BulkJobState::Cancelled);
+}
+
+async fn suspending_a_client_ends_its_tokens_and_survives_a_restart(store: Store) {
+    store.put_oauth_client(&client("payer")).await.unwrap();
+    let now = Timestamp::now();
+    let token = SystemToken {
+        token_hash: "t".into(),
+        client_id: "payer".into(),
+        scope: "system/*.rs".into(),
+        issued_at: now.millis(),
+        expires_at: now.millis() + 300_000,
+    };
+    store.insert_system_token(&token).await.unwrap();
+    assert!(store.set_oauth_client_state("payer", ClientState::Suspended, "admin", now).await.unwrap());
+    assert_eq!(store.system_token("t", now).await.unwrap(), None, "a suspended client's token still works");
+    // The configuration registers it again at the next start: it stays suspended.
+    store.put_oauth_client(&client("payer")).await.unwrap();
+    let read = store.oauth_client("payer").await.unwrap().unwrap();
+    assert_eq!((read.state, read.state_changed_by.as_deref()), (ClientState::Suspended, Some("admin")));
+    assert!(store.set_oauth_client_state("payer", ClientState::Active, "admin", now).await.unwrap());
+    assert!(store.set_oauth_client_state("payer", ClientState::Removed, "admin", now).await.unwrap());
+    // Removed is final, and its id is not given out again.
+    assert!(!store.set_oauth_client_state("payer", ClientState::Active, "admin", now).await.unwrap());
+    assert!(!store.set_oauth_client_state("nobody", ClientState::Suspended, "admin", now).await.unwrap());
+    let mut again = client("payer");
+    again.origin = ClientOrigin::Console;
+    assert!(!store.insert_oauth_client(&again).await.unwrap());
+    assert!(store.insert_oauth_client(&client("other")).await.unwrap());
+    let listed: Vec<_> = store.oauth_clients().await.unwrap().into_iter().map(|c| (c.client_id, c.state)).collect();
+    assert_eq!(listed, [("other".to_owned(), ClientState::Active), ("payer".to_owned(), ClientState::Removed)]);
 }

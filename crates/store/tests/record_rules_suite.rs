@@ -178,6 +178,7 @@ async fn member_with_link(store: &Store, consent: &str) -> (AccountId, PayerLink
         created_at: now,
         updated_at: now,
         source_sensitive: None,
+        access: baton_vocab::LinkAccess::Member,
     };
     store.insert_link(&link).await.unwrap();
     (member, link)

@@ -104,6 +104,7 @@ pub async fn previous_plan(store: Store, setup: PreviousPlanSetup) -> Result<Pre
             jwks: None,
             jwks_url: None,
             scopes: baton_holder::settings::default_client_scopes(),
+            identifiers: vec![],
         }],
         ..Default::default()
     };
@@ -220,6 +221,7 @@ pub async fn enroll(
         created_at: now.millis(),
         updated_at: now.millis(),
         source_sensitive: None,
+        access: baton_vocab::LinkAccess::Member,
     };
     store.insert_link(&link).await?;
     Ok(Enrollment { member: account.id, link })

@@ -39,6 +39,8 @@ pub struct PayerCredentials {
     pub token_url: Option<String>,
     /// The previous plan's name (for the Provenance this plan writes).
     pub name: String,
+    /// This plan's system's registration there for the Payer-to-Payer API, when it has one.
+    pub backend: Option<crate::backend::BackendCredentials>,
 }
 
 /// Where the engine finds the credentials for each previous plan (the payer directory).

@@ -11,6 +11,7 @@
 //! - [`Engine`]: workers that lease queued transfers from the database.
 
 pub mod auth;
+pub mod backend;
 pub mod client;
 pub mod ingest;
 pub mod job;
@@ -27,6 +28,7 @@ use baton_store::{Store, Timestamp};
 use tokio::sync::watch;
 
 pub use auth::{ClientAuth, PayerCredentials, PayerDirectory};
+pub use backend::{BackendCredentials, BackendKey};
 pub use client::ClientConfig;
 pub use ingest::RecordIds;
 pub use job::{JobEnd, member_patient};

@@ -39,5 +39,11 @@ vocabulary! {
         MemberMatchRefused = "p2p.member_match.refused",
         /// Another plan's system read a matched member's records.
         MemberRead = "p2p.read",
+        /// An admin registered another plan's system in the console.
+        ClientRegister = "p2p.client.register",
+        /// This plan's system asked a previous plan to match a member (the answer in the detail).
+        MatchRequested = "p2p.match.requested",
+        /// An admin suspended, resumed or removed another plan's system.
+        ClientState = "p2p.client.state",
     }
 }

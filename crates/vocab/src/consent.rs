@@ -61,6 +61,30 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// How this plan reaches a member's records at a previous plan.
+    pub enum LinkAccess {
+        /// The member signed in there and approved this plan's app (SMART, refresh tokens).
+        Member = "member",
+        /// The previous plan matched the member for this plan's system, with the member's
+        /// Consent (the Payer-to-Payer API, Backend Services tokens).
+        PayerToPayer = "payer_to_payer",
+    }
+}
+
+vocabulary! {
+    /// What a previous plan answered when this plan asked it to match a member.
+    pub enum MatchResult {
+        Matched = "matched",
+        /// It knows no member with those details.
+        NoMatch = "no_match",
+        /// Several of its members fit: it names none.
+        SeveralMatches = "several_matches",
+        /// It found the member but cannot honour the Consent.
+        ConsentRefused = "consent_refused",
+    }
+}
+
+vocabulary! {
     /// What a previous plan said about sensitive information when it granted access.
     pub enum SensitiveSharing {
         /// Its grant leaves sensitive information out (the member said so there).

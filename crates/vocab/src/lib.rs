@@ -8,6 +8,7 @@
 mod macros;
 
 pub mod audit;
+pub mod clients;
 pub mod consent;
 pub mod day;
 pub mod problems;
@@ -17,7 +18,8 @@ pub mod transfer;
 pub mod views;
 
 pub use audit::AuditAction;
-pub use consent::{ConsentChannel, ConsentPolicy, LinkState, SensitiveSharing, TokenKind};
+pub use clients::{ClientOrigin, ClientState};
+pub use consent::{ConsentChannel, ConsentPolicy, LinkAccess, LinkState, MatchResult, SensitiveSharing, TokenKind};
 pub use macros::UnknownValue;
 pub use problems::BringProblem;
 pub use records::{Category, SensitiveKind};
@@ -64,6 +66,11 @@ mod tests {
         round_trip(&SensitiveKind::ALL);
         round_trip(&AuditAction::ALL);
         round_trip(&BringProblem::ALL);
+        round_trip(&BulkJobState::ALL);
+        round_trip(&ClientState::ALL);
+        round_trip(&ClientOrigin::ALL);
+        round_trip(&LinkAccess::ALL);
+        round_trip(&MatchResult::ALL);
         let error = "maybe".parse::<SensitiveSharing>().unwrap_err();
         assert_eq!(error.to_string(), "\"maybe\" is not a SensitiveSharing (excluded, included)");
     }

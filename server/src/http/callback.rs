@@ -63,9 +63,13 @@ fn problem(error: &JourneyError) -> BringProblem {
         JourneyError::NotOffered(_) => BringProblem::NotOffered,
         JourneyError::WindowClosed { .. } => BringProblem::Closed,
         JourneyError::Discovery(error) if error.is_unreachable() => BringProblem::Unreachable,
-        JourneyError::Discovery(_) => BringProblem::NotSetUp,
-        JourneyError::Failed(_) | JourneyError::Brands(_) | JourneyError::Pinned(_) | JourneyError::Store(_) => {
-            BringProblem::Unavailable
+        JourneyError::Discovery(_) | JourneyError::NoPayerToPayer(_) | JourneyError::PayerRefused(_) => {
+            BringProblem::NotSetUp
         }
+        JourneyError::Invalid(_)
+        | JourneyError::Failed(_)
+        | JourneyError::Brands(_)
+        | JourneyError::Pinned(_)
+        | JourneyError::Store(_) => BringProblem::Unavailable,
     }
 }

@@ -6,6 +6,7 @@ pub mod client_ip;
 pub mod health;
 pub mod live;
 pub mod locale;
+pub mod p2p;
 pub mod panic;
 pub mod security;
 pub mod staff;

@@ -10,4 +10,6 @@ mod support;
 mod http;
 mod journey;
 mod kill;
+mod payer_clients;
+mod payer_to_payer;
 mod staff;

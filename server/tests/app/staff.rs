@@ -14,17 +14,17 @@ use time::macros::date;
 
 use crate::support::PASSWORD;
 
-struct TestApp {
-    base: String,
-    services: app::ssr::Services,
-    store: baton_store::Store,
-    maria: AccountId,
+pub(crate) struct TestApp {
+    pub(crate) base: String,
+    pub(crate) services: app::ssr::Services,
+    pub(crate) store: baton_store::Store,
+    pub(crate) maria: AccountId,
     _dir: tempfile::TempDir,
 }
 
 use crate::support::client;
 
-async fn spawn() -> TestApp {
+pub(crate) async fn spawn() -> TestApp {
     spawn_with(|_| {}).await
 }
 
@@ -62,7 +62,7 @@ async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 impl TestApp {
-    async fn sign_in(&self, username: &str) -> String {
+    pub(crate) async fn sign_in(&self, username: &str) -> String {
         let response = client()
             .post(format!("{}/api/sign_in", self.base))
             .header("accept", "text/html")
@@ -82,7 +82,7 @@ impl TestApp {
             .expect("signed in")
     }
 
-    async fn get(&self, path: &str, cookie: Option<&str>) -> (StatusCode, String, Option<String>) {
+    pub(crate) async fn get(&self, path: &str, cookie: Option<&str>) -> (StatusCode, String, Option<String>) {
         // As a browser navigates: accepting HTML.
         let mut request = client().get(format!("{}{path}", self.base)).header("accept", "text/html");
         if let Some(cookie) = cookie {
@@ -94,7 +94,12 @@ impl TestApp {
     }
 
     /// A server function called like a plain HTML form.
-    async fn post(&self, endpoint: &str, form: &[(&str, &str)], cookie: Option<&str>) -> (StatusCode, Option<String>) {
+    pub(crate) async fn post(
+        &self,
+        endpoint: &str,
+        form: &[(&str, &str)],
+        cookie: Option<&str>,
+    ) -> (StatusCode, Option<String>) {
         let mut request = client()
             .post(format!("{}/api/{endpoint}", self.base))
             .header("origin", self.base.as_str())
@@ -110,7 +115,7 @@ impl TestApp {
     }
 
     /// The same server function called by the app's own JavaScript (answers with the status).
-    async fn call(&self, endpoint: &str, form: &[(&str, &str)], cookie: Option<&str>) -> StatusCode {
+    pub(crate) async fn call(&self, endpoint: &str, form: &[(&str, &str)], cookie: Option<&str>) -> StatusCode {
         let mut request =
             client().post(format!("{}/api/{endpoint}", self.base)).header("origin", self.base.as_str()).form(form);
         if let Some(cookie) = cookie {
@@ -160,6 +165,7 @@ impl TestApp {
             created_at: now.millis(),
             updated_at: now.millis(),
             source_sensitive: None,
+            access: baton_vocab::LinkAccess::Member,
         };
         store.insert_link(&link).await.unwrap();
         store.enqueue_transfer(&id, &link, baton_vocab::TransferKind::Full, None, now).await.unwrap();
@@ -176,7 +182,7 @@ impl TestApp {
         id
     }
 
-    async fn audit(&self, action: &str) -> Vec<baton_store::AuditEvent> {
+    pub(crate) async fn audit(&self, action: &str) -> Vec<baton_store::AuditEvent> {
         self.store.search_audit(&AuditQuery { action: Some(action.into()), ..Default::default() }).await.unwrap()
     }
 }
@@ -213,7 +219,7 @@ async fn every_staff_route_checks_the_role_on_the_server() {
         assert_eq!(status, StatusCode::OK, "{page} as staff");
     }
     // Admin only.
-    for page in ["/staff/audit", "/staff/audit.csv", "/staff/api-tokens"] {
+    for page in ["/staff/audit", "/staff/audit.csv", "/staff/api-tokens", "/staff/payer-clients"] {
         assert_eq!(app.get(page, Some(&maria)).await.0, StatusCode::FORBIDDEN, "{page} as a member");
         assert_eq!(app.get(page, Some(&sam)).await.0, StatusCode::FORBIDDEN, "{page} as staff");
         assert_eq!(app.get(page, Some(&alex)).await.0, StatusCode::OK, "{page} as admin");

@@ -22,6 +22,8 @@ pub fn config(dir: &Path) -> Config {
     config.secrets.session_key = Some(base64.encode([7u8; 64]).into());
     config.secrets.token_key = Some(base64.encode([9u8; 32]).into());
     config.secrets.id_token_key = Some(id_token_key().into());
+    // Any RSA key will do for this plan's system at other plans (generating one takes a while).
+    config.secrets.backend_key = Some(id_token_key().into());
     config
 }
 

@@ -8,6 +8,7 @@ mod audit;
 mod dashboard;
 mod discovery;
 mod members;
+mod payer_clients;
 mod payers;
 mod records;
 mod roster;
@@ -23,6 +24,7 @@ pub use api_tokens::ApiTokensPage;
 pub use audit::AuditPage;
 pub use dashboard::{StaffHome, StaffHomeData, load_staff_home};
 pub use members::{MemberPage, MembersPage};
+pub use payer_clients::PayerClientsPage;
 pub use payers::PayersPage;
 pub use records::{MemberRecordsPage, RecordPage};
 pub use roster::{RosterImportPage, RosterPage};
@@ -43,6 +45,7 @@ pub fn StaffNav(#[prop(optional)] admin: bool) -> impl IntoView {
                 {admin.then(|| view! {
                     <li><A href="/staff/audit">{t!(i18n, console.nav_audit)}</A></li>
                     <li><A href="/staff/api-tokens">{t!(i18n, console.nav_tokens)}</A></li>
+                    <li><A href="/staff/payer-clients">{t!(i18n, console.nav_clients)}</A></li>
                 })}
             </ul>
         </nav>

@@ -8,11 +8,18 @@ pub struct FhirError {
     pub status: StatusCode,
     pub issue: IssueType,
     pub message: String,
+    /// Seconds to wait before asking again (`Retry-After`), for a 429 or 503.
+    pub retry_after: Option<u64>,
 }
 
 impl FhirError {
     pub fn new(status: StatusCode, issue: IssueType, message: impl Into<String>) -> Self {
-        Self { status, issue, message: message.into() }
+        Self { status, issue, message: message.into(), retry_after: None }
+    }
+
+    /// Tells the caller how long to wait (`Retry-After`).
+    pub fn retry_after(self, seconds: u64) -> Self {
+        Self { retry_after: Some(seconds), ..self }
     }
 
     pub fn bad_parameter(message: impl Into<String>) -> Self {
@@ -57,6 +64,9 @@ impl IntoResponse for FhirError {
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json"));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,

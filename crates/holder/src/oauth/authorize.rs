@@ -79,8 +79,9 @@ pub async fn start(
 ) -> Response {
     let plan = holder.plan_name.clone();
     let client = match query.client_id.as_deref() {
+        // A suspended or removed app is unknown here.
         Some(id) => match holder.store.oauth_client(id).await {
-            Ok(client) => client,
+            Ok(client) => client.filter(|c| c.state == baton_store::ClientState::Active),
             Err(error) => return server_error(&holder, lang, error),
         },
         None => None,

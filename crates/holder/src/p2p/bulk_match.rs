@@ -64,8 +64,9 @@ async fn start(holder: &Holder, access: &SystemAccess, headers: &HeaderMap, body
     if members.len() > MAX_MEMBERS {
         return Err(FhirError::bad_parameter(format!("at most {MAX_MEMBERS} MemberBundles per request")));
     }
-    super::jobs::admit(holder, &access.client_id).await?;
     let now = Timestamp::now();
+    super::member_match::held_back(holder, access, now).await?;
+    super::jobs::admit(holder, &access.client_id).await?;
     let id = uuid::Uuid::new_v4().to_string();
     holder
         .store
@@ -115,6 +116,7 @@ pub(super) async fn run(holder: &Holder, job: BulkJob) -> Result<(), FhirError> 
     let now = Timestamp::now();
     let body: Value = serde_json::from_str(&job.request).map_err(FhirError::server)?;
     let today = now.to_datetime().date();
+    let requester = super::member_match::requester_identifiers(holder, &job.client_id).await?;
     let mut groups: [Vec<(Value, Option<String>)>; 3] = [vec![], vec![], vec![]];
     for (done, parts) in member_bundles(&body)?.into_iter().enumerate() {
         let submitted = parts
@@ -125,7 +127,7 @@ pub(super) async fn run(holder: &Holder, job: BulkJob) -> Result<(), FhirError> 
             .unwrap_or_else(|| json!({"resourceType": "Patient"}));
         let outcome = match request::read_parts(&parts) {
             Err(_) => Err(Refusal::NoMatch),
-            Ok(request) => match find(holder, &request, today).await? {
+            Ok(request) => match find(holder, &requester, &request, today).await? {
                 Ok((account, policy)) => {
                     holder
                         .store
@@ -154,6 +156,15 @@ pub(super) async fn run(holder: &Holder, job: BulkJob) -> Result<(), FhirError> 
         }
         if done % 100 == 99 {
             holder.store.bulk_job_progress(id, done as i64 + 1, Timestamp::now()).await?;
+        }
+    }
+    // A batch that is mostly guesses counts against the client like single failed matches (a
+    // real plan's batch is mostly its new members, who were members here).
+    let not_matched = groups[1].len();
+    if not_matched * 2 > job.total as usize {
+        let now = Timestamp::now();
+        for _ in 0..not_matched.min(super::member_match::FAILURES_ALLOWED as usize) {
+            holder.store.record_match_failure(&job.client_id, now, now.plus(time::Duration::days(-1))).await?;
         }
     }
     let codes = [("match", "Matched"), ("nomatch", "Not Matched"), ("consentconstraint", "Consent Constraint")];

@@ -2,6 +2,9 @@
 //! a time (taken over when its worker stops answering), polled, cancelled, and its files
 //! served to the client that asked only.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +23,14 @@ const PARTS_PER_READ: u32 = 16;
 pub const RETENTION_HOURS: i64 = 24;
 /// A running job not heard of for this long lost its worker.
 const STALE_SECONDS: i64 = 60;
+
+/// The wait a poll of a request under way is told (`Retry-After`, seconds)…
+const RETRY_AFTER_SECONDS: u64 = 1;
+/// …and the least it must wait, or be told 429.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// When each request under way was last polled, by job id.
+pub type Polls = std::sync::Mutex<HashMap<String, Instant>>;
 
 /// Jobs one client may have queued or running at once.
 pub const JOBS_PER_CLIENT: u64 = 4;
@@ -77,6 +88,7 @@ pub async fn status(State(holder): State<Holder>, access: SystemAccess, Path(id)
             BulkJobState::Failed => Err(FhirError::server(job.error.unwrap_or_default())),
             BulkJobState::Cancelled => Err(FhirError::not_found("that request was cancelled")),
             BulkJobState::Queued | BulkJobState::Running => {
+                too_soon(&holder, &id)?;
                 let stale = Timestamp::now().plus(time::Duration::seconds(-STALE_SECONDS)).millis();
                 if job.state == BulkJobState::Queued || job.updated_at < stale {
                     spawn_run(&holder, &id);
@@ -86,13 +98,34 @@ pub async fn status(State(holder): State<Holder>, access: SystemAccess, Path(id)
                 if let Ok(progress) = HeaderValue::from_str(&format!("{} of {} members", job.done, job.total)) {
                     headers.insert("x-progress", progress);
                 }
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
                 Ok(response)
             }
         }
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Bulk Data STU2: a client polling a request under way sooner than it was told gets 429 (with
+/// the same `Retry-After`). Polls are remembered per instance; finished requests are forgotten.
+fn too_soon(holder: &Holder, id: &str) -> Result<(), FhirError> {
+    let now = Instant::now();
+    let mut polls = holder.polls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    polls.retain(|_, at| now.duration_since(*at) < Duration::from_secs(600));
+    let last = polls.insert(id.to_owned(), now);
+    match last {
+        Some(at) if now.duration_since(at) < MIN_POLL_INTERVAL => {
+            polls.insert(id.to_owned(), at);
+            Err(FhirError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                baton_fhir::outcome::IssueType::Throttled,
+                format!("polled too soon: wait {RETRY_AFTER_SECONDS} seconds between polls"),
+            )
+            .retry_after(RETRY_AFTER_SECONDS))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `DELETE /fhir/bulk-status/{id}`: cancels the job and forgets its output.

@@ -62,19 +62,12 @@ pub async fn member_match(State(holder): State<Holder>, access: SystemAccess, bo
 async fn run(holder: &Holder, access: &SystemAccess, body: &[u8]) -> Result<Value, FhirError> {
     access.require(MEMBER_MATCH_SCOPE)?;
     let now = Timestamp::now();
-    let since = now.plus(time::Duration::minutes(-FAILURE_WINDOW_MINUTES));
-    if holder.store.match_failures_since(&access.client_id, since).await? >= FAILURES_ALLOWED {
-        audit(holder, access, None, AuditAction::MemberMatchRefused, "held back: too many failed matches").await?;
-        return Err(FhirError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            IssueType::Throttled,
-            format!("too many failed matches; try again in {FAILURE_WINDOW_MINUTES} minutes"),
-        ));
-    }
+    held_back(holder, access, now).await?;
     let body: Value = serde_json::from_slice(body)
         .map_err(|_| FhirError::bad_parameter("the body is not JSON (a Parameters resource)"))?;
     let request = request::read(&body).map_err(|invalid| FhirError::bad_parameter(invalid.0))?;
-    match find(holder, &request, now.to_datetime().date()).await? {
+    let requester = requester_identifiers(holder, &access.client_id).await?;
+    match find(holder, &requester, &request, now.to_datetime().date()).await? {
         Ok((account, policy)) => {
             let umb = holder.store.member_umb(account.id, &uuid::Uuid::new_v4().to_string()).await?;
             holder
@@ -115,10 +108,37 @@ async fn run(holder: &Holder, access: &SystemAccess, body: &[u8]) -> Result<Valu
     }
 }
 
+/// The identifiers a client's plan is registered with (`system|value`).
+pub(super) async fn requester_identifiers(holder: &Holder, client_id: &str) -> Result<Vec<String>, FhirError> {
+    let client = holder.store.oauth_client(client_id).await?;
+    Ok(client.map(|c| c.identifiers().map(str::to_owned).collect()).unwrap_or_default())
+}
+
+/// mm-7: a client with too many failed matches lately is held back (429), from `$member-match`
+/// and `$bulk-member-match` alike; the refusal is audited.
+pub(super) async fn held_back(holder: &Holder, access: &SystemAccess, now: Timestamp) -> Result<(), FhirError> {
+    let since = now.plus(time::Duration::minutes(-FAILURE_WINDOW_MINUTES));
+    if holder.store.match_failures_since(&access.client_id, since).await? < FAILURES_ALLOWED {
+        return Ok(());
+    }
+    audit(holder, access, None, AuditAction::MemberMatchRefused, "held back: too many failed matches").await?;
+    Err(FhirError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        IssueType::Throttled,
+        format!("too many failed matches; try again in {FAILURE_WINDOW_MINUTES} minutes"),
+    )
+    .retry_after(FAILURE_WINDOW_MINUTES as u64 * 60))
+}
+
 /// The one member `request` describes, and the policy of their Consent when Baton can honour it
 /// today; or why not.
+///
+/// HRex mm-1: the Consent's source must include this plan and its recipient the plan asking,
+/// each checked when the identifiers are known (`[holder] identifiers`, the client's
+/// `identifiers`).
 pub async fn find(
     holder: &Holder,
+    requester: &[String],
     request: &MatchRequest,
     today: Date,
 ) -> Result<Result<(Account, ConsentPolicy), Refusal>, FhirError> {
@@ -146,9 +166,19 @@ pub async fn find(
         refusal("its period has ended")
     } else if consent.start > today {
         refusal("its period has not started")
+    } else if !names_one_of(&consent.sources, &holder.settings.identifiers) {
+        refusal("it does not name this plan as the source of the data (provision.actor with role performer)")
+    } else if !names_one_of(&consent.recipients, requester) {
+        refusal("it does not name the requesting plan as the recipient (provision.actor with role IRCP)")
     } else {
         Ok(Ok((account, policy)))
     }
+}
+
+/// Whether a Consent's actors include one of a plan's identifiers; true when the plan's are not
+/// known (nothing to check against).
+fn names_one_of(actors: &[String], plan: &[String]) -> bool {
+    plan.is_empty() || actors.iter().any(|actor| plan.iter().any(|ours| ours == actor))
 }
 
 /// Whether the member's own Patient record has the family name and birth date asked for

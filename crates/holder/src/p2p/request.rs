@@ -29,6 +29,10 @@ pub struct ConsentTerms {
     pub policy: Option<ConsentPolicy>,
     pub start: Date,
     pub end: Date,
+    /// The plans it names as the source of the data (`provision.actor`, role `performer`) and as
+    /// the recipient (role `IRCP`), as `system|value` identifiers.
+    pub sources: Vec<String>,
+    pub recipients: Vec<String>,
     /// The Consent as sent.
     pub json: String,
 }
@@ -163,8 +167,23 @@ fn consent_terms(consent: &Value) -> Result<ConsentTerms, Invalid> {
         policy,
         start: day("start")?,
         end: day("end")?,
+        sources: actors(consent, "performer"),
+        recipients: actors(consent, "IRCP"),
         json: consent.to_string(),
     })
+}
+
+/// The identifiers (`system|value`) of the Consent's actors in `role`.
+fn actors(consent: &Value, role: &str) -> Vec<String> {
+    let provision = consent.get("provision").unwrap_or(&Value::Null);
+    array(provision, "actor")
+        .filter(|actor| {
+            let codings = actor.get("role").map(|r| array(r, "coding").collect::<Vec<_>>()).unwrap_or_default();
+            codings.iter().any(|c| text(c, "code") == Some(role))
+        })
+        .filter_map(|actor| actor.get("reference").and_then(|r| r.get("identifier")))
+        .filter_map(|identifier| Some(format!("{}|{}", text(identifier, "system")?, text(identifier, "value")?)))
+        .collect()
 }
 
 fn is_member_number(identifier: &Value) -> bool {

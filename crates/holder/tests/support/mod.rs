@@ -53,6 +53,11 @@ fn signing_key() -> SigningKey {
     SigningKey::from_pem(PEM.get_or_init(|| SigningKey::generate_pem().unwrap())).unwrap()
 }
 
+/// The client keys' public JWK Set (`rsa-1`, `ec-1`).
+pub fn client_jwks() -> String {
+    client_keys().1
+}
+
 fn client_keys() -> (Arc<ClientKeys>, String) {
     static KEYS: OnceLock<(Arc<ClientKeys>, String)> = OnceLock::new();
     KEYS.get_or_init(|| {
@@ -94,6 +99,7 @@ pub async fn start(store: Store) -> TestHolder {
                 jwks: None,
                 jwks_url: None,
                 scopes: baton_holder::settings::default_client_scopes(),
+                identifiers: vec![],
             },
             ClientSettings {
                 client_id: KEY_CLIENT.into(),
@@ -103,6 +109,7 @@ pub async fn start(store: Store) -> TestHolder {
                 jwks: Some(jwks.clone()),
                 jwks_url: None,
                 scopes: baton_holder::settings::default_client_scopes(),
+                identifiers: vec![],
             },
             ClientSettings {
                 client_id: PAYER_CLIENT.into(),
@@ -116,8 +123,12 @@ pub async fn start(store: Store) -> TestHolder {
                     baton_holder::oauth::client_credentials::MEMBER_MATCH_SCOPE,
                     baton_holder::oauth::client_credentials::BULK_MEMBER_MATCH_SCOPE
                 ),
+                // The new plan of PDex's Consent example.
+                identifiers: vec!["http://hl7.org/fhir/sid/us-npi|0123456789".into()],
             },
         ],
+        // The old plan of PDex's Consent example.
+        identifiers: vec!["http://hl7.org/fhir/sid/us-npi|9876543210".into()],
         ..Default::default()
     };
     let holder = Holder::new(
@@ -330,6 +341,31 @@ pub fn client_assertion_for(
         }
     };
     jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// `client_credentials` for `client` with a fresh assertion.
+pub async fn system_token(t: &TestHolder, client: &str, scope: &str) -> (StatusCode, Value) {
+    system_token_signed(t, client, Algorithm::ES384, scope).await
+}
+
+/// `client_credentials` for `client` with a fresh assertion signed with the `alg` key.
+pub async fn system_token_signed(t: &TestHolder, client: &str, alg: Algorithm, scope: &str) -> (StatusCode, Value) {
+    let assertion =
+        client_assertion_for(t, client, alg, &uuid::Uuid::new_v4().to_string(), 120, &format!("{}oauth/token", t.base));
+    let response = http()
+        .post(format!("{}oauth/token", t.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", scope),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
 }
 
 /// GET on the FHIR API with a bearer token.

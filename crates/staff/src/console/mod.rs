@@ -3,6 +3,7 @@
 //! answering — a view whose record cannot be written is not shown.
 
 mod admin;
+mod clients;
 mod directory;
 mod home;
 mod members;
@@ -19,6 +20,7 @@ use thiserror::Error;
 use crate::audit::{Action, Actor, Auditor};
 
 pub use admin::IssuedToken;
+pub use clients::{NewPayerClient, default_scopes};
 pub use directory::BrandsLoad;
 pub use transfers::TransferQuery;
 

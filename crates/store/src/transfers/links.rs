@@ -1,6 +1,6 @@
 //! Members' authorizations at previous plans, holding the (sealed) tokens.
 
-use baton_vocab::{LinkState, SensitiveSharing};
+use baton_vocab::{LinkAccess, LinkState, SensitiveSharing};
 
 use crate::{AccountId, Store, StoreError, Timestamp, on_pool};
 
@@ -27,16 +27,18 @@ pub struct PayerLink {
     /// What the previous plan said about sensitive information when it granted access; `None`
     /// when it did not say.
     pub source_sensitive: Option<SensitiveSharing>,
+    /// The member's own authorization there, or a match for this plan's system.
+    pub access: LinkAccess,
 }
 
 const LINK_COLUMNS: &str = "id, member_account, payer_id, consent_id, fhir_base, patient_id, scope, include_sensitive, \
-     access_token, access_expires_at, refresh_token, id_token, state, created_at, updated_at, source_sensitive";
+     access_token, access_expires_at, refresh_token, id_token, state, created_at, updated_at, source_sensitive, access";
 
 impl Store {
     pub async fn insert_link(&self, link: &PayerLink) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query(&format!(
-                "INSERT INTO payer_link ({LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                "INSERT INTO payer_link ({LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
             ))
             .bind(&link.id)
             .bind(link.member_account.0)
@@ -54,6 +56,7 @@ impl Store {
             .bind(link.created_at)
             .bind(link.updated_at)
             .bind(link.source_sensitive)
+            .bind(link.access)
             .execute(pool)
             .await?;
         });

@@ -18,6 +18,15 @@ use crate::hex;
 use crate::plan::{Plan, plan};
 
 impl Job<'_> {
+    /// What the link's token allows, as a member's app would hold it.
+    fn scopes(&self) -> Scopes {
+        let scopes = Scopes::parse(&self.link.scope);
+        match self.link.access {
+            baton_vocab::LinkAccess::Member => scopes,
+            baton_vocab::LinkAccess::PayerToPayer => scopes.system_as_patient(),
+        }
+    }
+
     pub(super) async fn plan(&mut self) -> Step {
         let audit = Audit::default();
         let capability = match self.get(&self.client.url("metadata"), &audit).await {
@@ -38,7 +47,7 @@ impl Job<'_> {
         let since = self.transfer.since.map(|s| Timestamp::from_millis(s).to_fhir_instant());
         let plan = plan(
             &capability,
-            &Scopes::parse(&self.link.scope),
+            &self.scopes(),
             &patient,
             &start,
             since.as_deref(),

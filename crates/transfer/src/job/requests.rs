@@ -2,12 +2,12 @@
 //! refreshing tokens before they expire, and a failed request ending the job.
 
 use baton_store::Timestamp;
-use baton_vocab::LinkState;
+use baton_vocab::{LinkAccess, LinkState};
 use serde_json::Value;
 use tracing::Instrument;
 
 use super::{Checkpoint, Job, JobEnd, Stop};
-use crate::auth::{RefreshError, refresh};
+use crate::auth::{PayerCredentials, RefreshError, refresh};
 use crate::client::{Audit, FetchError};
 
 /// A page fetched ahead: its result and the requests it took, consumed by the `fetch` step that
@@ -91,8 +91,8 @@ impl Job<'_> {
     }
 
     pub(super) fn token_expiring(&self) -> bool {
-        self.link.refresh_token.is_some()
-            && self.link.access_expires_at.is_some_and(|at| at < Timestamp::now().millis() + 30_000)
+        let renewable = self.link.refresh_token.is_some() || self.link.access == LinkAccess::PayerToPayer;
+        renewable && self.link.access_expires_at.is_some_and(|at| at < Timestamp::now().millis() + 30_000)
     }
 
     pub(super) async fn refresh_token(&mut self) -> Result<(), Stop> {
@@ -103,6 +103,9 @@ impl Job<'_> {
                 self.link.payer_id
             )))
         })?;
+        if self.link.access == LinkAccess::PayerToPayer {
+            return self.system_token(&credentials).await;
+        }
         let token_url = match &credentials.token_url {
             Some(url) => url.clone(),
             None => self.discover_token_url().await?,
@@ -131,6 +134,36 @@ impl Job<'_> {
             }
             Err(RefreshError::Failed(why)) => Err(Stop::End(JobEnd::Failed(why))),
         }
+    }
+
+    /// A match for this plan's system: a new Backend Services token (there is no refresh
+    /// token), stored sealed like any other.
+    async fn system_token(&mut self, credentials: &PayerCredentials) -> Result<(), Stop> {
+        let engine = self.engine;
+        let backend = credentials.backend.as_ref().ok_or_else(|| {
+            Stop::End(JobEnd::Failed(format!(
+                "This plan has no Payer-to-Payer registration at {} any more.",
+                self.link.payer_id
+            )))
+        })?;
+        let token_url = match &backend.token_url {
+            Some(url) => url.clone(),
+            None => self.discover_token_url().await?,
+        };
+        let now = Timestamp::now();
+        let token = crate::backend::system_token(&engine.http, backend, &token_url, now.millis())
+            .await
+            .map_err(|e| Stop::End(JobEnd::Failed(e.to_string())))?;
+        let sealed = engine.cipher.seal(&token.access_token).map_err(|e| Stop::End(JobEnd::Failed(e.to_string())))?;
+        engine
+            .store
+            .update_link_tokens(&self.link.id, &sealed, token.expires_at, None, now)
+            .await
+            .map_err(|e| Stop::End(JobEnd::Failed(e.to_string())))?;
+        self.link.access_expires_at = token.expires_at;
+        self.token = Some(token.access_token);
+        tracing::info!(link = %self.link.id, "system token renewed");
+        Ok(())
     }
 
     pub(super) async fn discover_token_url(&self) -> Result<String, Stop> {

@@ -120,6 +120,7 @@ impl PayerDirectory for Directory {
             auth: ClientAuth::Secret(CLIENT_SECRET.into()),
             token_url: self.token_url.clone(),
             name: "Riverbend Health Plan".into(),
+            backend: None,
         })
     }
 }

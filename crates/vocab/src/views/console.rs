@@ -175,3 +175,31 @@ pub struct DirectoryView {
     pub sources: Vec<SourceRow>,
     pub credentials: Vec<String>,
 }
+
+/// Another plan's system registered for the Payer-to-Payer API, as admins see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayerClientRow {
+    pub client_id: String,
+    pub name: String,
+    /// Its JWK Set URL, or `None` for a JWK Set entered inline.
+    pub jwks_url: Option<String>,
+    /// How many keys an inline JWK Set holds.
+    pub inline_keys: usize,
+    pub scopes: Vec<String>,
+    /// Its plan's identifiers (`system|value`), which a Consent must name as the recipient.
+    pub identifiers: Vec<String>,
+    pub state: crate::ClientState,
+    pub origin: crate::ClientOrigin,
+    pub state_changed_by: Option<String>,
+}
+
+/// The page where admins register, suspend and remove other plans' systems.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayerClientsView {
+    /// What other plans need: this plan's FHIR base and token URL.
+    pub fhir_base: String,
+    pub token_url: String,
+    /// The scopes a new registration is offered.
+    pub default_scopes: String,
+    pub clients: Vec<PayerClientRow>,
+}

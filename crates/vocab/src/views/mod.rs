@@ -176,4 +176,9 @@ pub struct ConsentPageData {
     pub until: (i32, u8, u8),
     /// More than 90 days have passed since the member's coverage started.
     pub closed: bool,
+    /// This plan can ask the old plan itself (the Payer-to-Payer API), without the member
+    /// signing in there; then the form offers it, with the name on file to start from.
+    pub by_match: bool,
+    pub given: String,
+    pub family: String,
 }
