@@ -624,6 +624,42 @@ holder_test!(a_matched_group_is_exported_as_its_consents_allow, |t| {
     assert!(files["ExplanationOfBenefit"].iter().all(|c| c.get("total").is_none() && c.get("payment").is_none()));
     assert!(files.values().flatten().all(|r| !r.to_string().contains("42CFRPart2")), "nothing sensitive");
 
+    // _typeFilter on a date this plan indexes: the claims its own search finds, and only those.
+    let claims = &files["ExplanationOfBenefit"];
+    let mut starts: Vec<&str> = claims.iter().filter_map(|c| c["billablePeriod"]["start"].as_str()).collect();
+    starts.sort_unstable();
+    let middle = &starts[starts.len() / 2][..10];
+    let (_, searched) = fhir_get(
+        &t,
+        &token,
+        &format!("ExplanationOfBenefit?patient={}&service-date=ge{middle}&_count=1000", t.maria),
+    )
+    .await;
+    let mut expected: Vec<&str> =
+        searched["entry"].as_array().unwrap().iter().filter_map(|e| e["resource"]["id"].as_str()).collect();
+    expected.sort_unstable();
+    for (since, some) in [(middle, true), ("2100-01-01", false)] {
+        let filter = format!("ExplanationOfBenefit%3Fservice-date%3Dge{since}");
+        let url = format!("{}?_type=ExplanationOfBenefit&_typeFilter={filter}", export(id("match")));
+        let accepted = post(url, p2p.to_string(), true).await;
+        assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+        let location = accepted.headers()["content-location"].to_str().unwrap().to_owned();
+        let filtered = outputs(&manifest(&location, &token).await, &token).await;
+        let mut ids: Vec<&str> = filtered
+            .get("ExplanationOfBenefit")
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["id"].as_str())
+            .collect();
+        ids.sort_unstable();
+        if some {
+            assert!(!ids.is_empty() && ids.len() <= claims.len(), "{} of {}", ids.len(), claims.len());
+            assert_eq!(ids, expected, "the same claims as the search with that date");
+        } else {
+            assert!(ids.is_empty(), "nothing is dated after 2100");
+        }
+    }
+
     // `patient` names members of the Group only.
     let outsider = json!({"resourceType": "Parameters", "parameter": [{"name": "patient", "valueReference": {"reference": format!("Patient/{}", t.james)}}]});
     let response = post(export(id("match")), outsider.to_string(), true).await;

@@ -5,7 +5,7 @@ pub mod access;
 pub mod capability;
 mod error;
 pub mod everything;
-mod params;
+pub(crate) mod params;
 pub mod read;
 pub mod search;
 

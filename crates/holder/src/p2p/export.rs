@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::SystemAccess;
+use super::type_filter::TypeFilter;
 use crate::Holder;
 use crate::fhir::FhirError;
 
@@ -37,6 +38,9 @@ struct ExportRequest {
     since: Option<i64>,
     until: Option<i64>,
     types: Vec<String>,
+    /// `_typeFilter`, by type.
+    #[serde(default)]
+    type_filters: BTreeMap<String, TypeFilter>,
 }
 
 /// `POST /fhir/Group/{id}/$davinci-data-export`
@@ -111,9 +115,9 @@ async fn start(
                 }
             }
             "_typeFilter" => {
-                return Err(FhirError::bad_parameter(
-                    "_typeFilter is not supported; use _type, _since and _until (nothing is left unfiltered silently)",
-                ));
+                for filter in value.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                    super::type_filter::add(&mut request.type_filters, filter)?;
+                }
             }
             "patient" => {
                 for reference in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
@@ -124,6 +128,11 @@ async fn start(
                 if matches!(value.as_str(), "application/fhir+ndjson" | "application/ndjson" | "ndjson") => {}
             other => return Err(FhirError::bad_parameter(format!("$davinci-data-export does not take {other}"))),
         }
+    }
+    if let Some(outside) =
+        request.type_filters.keys().find(|t| !request.types.is_empty() && !request.types.contains(t))
+    {
+        return Err(FhirError::bad_parameter(format!("_typeFilter names {outside}, which _type leaves out")));
     }
     let group_body: Value = serde_json::from_str(&group.body).map_err(FhirError::server)?;
     request.patients = group_body["member"]
@@ -299,17 +308,30 @@ async fn member_resources(
     } else {
         request.types.clone()
     };
-    let (compartment, directory): (Vec<String>, Vec<String>) = types.into_iter().partition(|t| is_compartment_type(t));
+    // The types without a `_typeFilter` in one query per kind; each filtered type on its own.
+    let (filtered, plain): (Vec<String>, Vec<String>) =
+        types.into_iter().partition(|t| request.type_filters.contains_key(t));
+    let (compartment, directory): (Vec<String>, Vec<String>) = plain.into_iter().partition(|t| is_compartment_type(t));
+    let mut searches = vec![(compartment, None), (directory, None)];
+    searches.extend(filtered.into_iter().map(|t| (vec![t.clone()], request.type_filters.get(&t).copied())));
     let mut found = Vec::new();
-    for (resource_types, in_compartment) in [(compartment, true), (directory, false)] {
-        if resource_types.is_empty() {
-            continue;
-        }
+    for (resource_types, filter) in searches {
+        let Some(first) = resource_types.first() else { continue };
+        let in_compartment = is_compartment_type(first);
+        let filter = filter.unwrap_or_default();
+        // `None` is below every `Some`: the later of two bounds, or the one there is.
+        let latest = |a: Option<i64>, b: Option<i64>| a.max(b);
+        let earliest = |a: Option<i64>, b: Option<i64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut query = ResourceQuery {
             resource_types,
             exclude_sensitive,
-            last_updated_from: request.since.map(Timestamp::from_millis),
-            last_updated_before: request.until.map(Timestamp::from_millis),
+            last_updated_from: latest(request.since, filter.updated_from).map(Timestamp::from_millis),
+            last_updated_before: earliest(request.until, filter.updated_to.map(|t| t + 1)).map(Timestamp::from_millis),
+            date_from: filter.date_from.map(Timestamp::from_millis),
+            date_to: filter.date_to.map(Timestamp::from_millis),
             limit: PAGE,
             ..Default::default()
         };

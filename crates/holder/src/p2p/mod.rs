@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod member_match;
 pub mod read;
 pub mod request;
+pub mod type_filter;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
