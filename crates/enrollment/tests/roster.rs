@@ -79,6 +79,12 @@ async fn good_file_then_reimport_then_change(store: Store) {
         "single use"
     );
     assert!(enrollment.invitations.status(rosa.id, now).await.unwrap().unwrap().link.is_none());
+    // A link made for her now (by someone who should not have) cannot replace her password.
+    let link = enrollment.invitations.issue(rosa.id, Some(staff), now).await.unwrap();
+    let stolen = link.split("token=").nth(1).unwrap();
+    let taken = enrollment.invitations.accept(stolen, NewPassword::parse("an intruder's password").unwrap(), now).await;
+    assert!(matches!(taken, Err(baton_enrollment::InvitationError::NotValid)), "{taken:?}");
+    enrollment.accounts.sign_in("np-1001", "rosa's new password", None, Timestamp::now()).await.expect("still hers");
 
     // The same file again: nothing changes, no second account, no new version.
     let versions = store.read_resource("Patient", &patient_id).await.unwrap().unwrap().version_id;

@@ -157,6 +157,15 @@ impl Store {
         row.map(Account::try_from).transpose()
     }
 
+    /// Removes an account's password (an admin reset its access): it signs in again only
+    /// through a new invitation.
+    pub async fn clear_password(&self, id: AccountId) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE account SET password_hash = NULL WHERE id = $1").bind(id.0).execute(pool).await?;
+        });
+        Ok(())
+    }
+
     /// Replaces an account's password hash.
     pub async fn set_password_hash(&self, id: AccountId, hash: &str) -> Result<(), StoreError> {
         let updated = on_pool!(self, pool => {

@@ -82,15 +82,25 @@ impl Store {
             .bind(token_hash)
             .fetch_optional(&mut *tx)
             .await?;
-            if let Some(account) = account {
-                sqlx::query("UPDATE account SET password_hash = $1 WHERE id = $2")
-                    .bind(password_hash)
-                    .bind(account)
-                    .execute(&mut *tx)
-                    .await?;
+            // An invitation sets a first password only: never one over an account's own.
+            let set = match account {
+                Some(account) => sqlx::query(
+                    "UPDATE account SET password_hash = $1 WHERE id = $2 AND password_hash IS NULL",
+                )
+                .bind(password_hash)
+                .bind(account)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+                None => 0,
+            };
+            if set == 1 {
+                tx.commit().await?;
+                account.map(AccountId)
+            } else {
+                tx.rollback().await?;
+                None
             }
-            tx.commit().await?;
-            account.map(AccountId)
         }))
     }
 }

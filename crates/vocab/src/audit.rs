@@ -9,6 +9,8 @@ vocabulary! {
         MemberSearch = "member.search",
         MemberView = "member.view",
         InvitationCreate = "invitation.create",
+        /// An admin took a member's password away and made a new invitation, with a reason.
+        MemberAccessReset = "member.access_reset",
         RosterUpload = "roster.upload",
         RosterView = "roster.view",
         RosterCommit = "roster.commit",

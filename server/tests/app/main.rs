@@ -7,6 +7,7 @@
 
 mod support;
 
+mod access_reset;
 mod http;
 mod journey;
 mod kill;

@@ -244,6 +244,9 @@ async fn every_staff_route_checks_the_role_on_the_server() {
         ("staff/payers/check", vec![("id", "x")]),
         ("staff/payers/enable", vec![("id", "x"), ("enabled", "off")]),
         ("staff/payers/endpoints", vec![("id", "x"), ("authorize_url", ""), ("token_url", ""), ("scopes", "")]),
+        ("staff/member/reset", vec![("member", id.as_str()), ("reason", "r")]),
+        ("staff/payer-clients", vec![]),
+        ("staff/payer-clients/state", vec![("client_id", "x"), ("state", "suspended")]),
     ];
     for (endpoint, form) in &functions {
         assert_eq!(app.call(endpoint, form, None).await, StatusCode::UNAUTHORIZED, "{endpoint} as nobody");
@@ -512,6 +515,13 @@ async fn the_plan_api_answers_api_tokens_only_until_revoked() {
     let (status, location) = app.post("staff/api-tokens/create", &[("name", "claims warehouse")], Some(&alex)).await;
     assert!(status.is_redirection(), "{status}");
     assert_eq!(location.as_deref(), Some("/staff/api-tokens"));
+    // What waits in the session for the page that shows it (read before that page).
+    let sessions: Vec<Vec<u8>> = match app.store.db() {
+        baton_store::Db::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT data FROM tower_sessions").fetch_all(pool).await.unwrap()
+        }
+        baton_store::Db::Postgres(_) => unreachable!("the test app is on SQLite"),
+    };
     let (_, page, _) = app.get("/staff/api-tokens", Some(&alex)).await;
     let token = page
         .split("id=\"new-token\"")
@@ -520,6 +530,10 @@ async fn the_plan_api_answers_api_tokens_only_until_revoked() {
         .and_then(|s| s.split('"').next());
     let token = token.expect("the new token is shown once").to_owned();
     assert!(token.starts_with("baton_"));
+    assert!(
+        sessions.iter().all(|data| !data.windows(token.len()).any(|w| w == token.as_bytes())),
+        "the new token never sits in the sessions table in clear"
+    );
     let (_, again, _) = app.get("/staff/api-tokens", Some(&alex)).await;
     assert!(!again.contains(&token), "shown only once");
     let stored = app.store.api_tokens().await.unwrap();

@@ -21,7 +21,12 @@ pub async fn load_api_tokens() -> Result<TokensView, AppError> {
     let admin = crate::ssr::require_admin().await?;
     let services = crate::ssr::services()?;
     let session = crate::ssr::session().await?;
+    // Sealed in the session; opened (and gone from the session) for this one page.
     let new_token = session.remove::<(String, String)>(NEW_TOKEN).await.map_err(crate::ssr::session_error)?;
+    let new_token = new_token.and_then(|(name, sealed_secret)| {
+        let secret = services.console.issued_secret(&baton_staff::IssuedToken { name: name.clone(), sealed_secret })?;
+        Some((name, secret))
+    });
     let public = services.local_base.trim_end_matches('/').trim_end_matches("/fhir");
     let view = services.console.api_tokens(&admin, &format!("{public}/api/fhir")).await;
     Ok(TokensView { new_token, ..view.map_err(crate::ssr::console_error)? })
@@ -35,7 +40,7 @@ pub async fn create_api_token(name: String, sensitive: Option<String>) -> Result
     let issued =
         services.console.issue_api_token(&admin, &name, include_sensitive).await.map_err(crate::ssr::console_error)?;
     let session = crate::ssr::session().await?;
-    session.insert(NEW_TOKEN, (issued.name, issued.secret)).await.map_err(crate::ssr::session_error)?;
+    session.insert(NEW_TOKEN, (issued.name, issued.sealed_secret)).await.map_err(crate::ssr::session_error)?;
     leptos_axum::redirect("/staff/api-tokens");
     Ok(())
 }

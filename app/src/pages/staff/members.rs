@@ -98,6 +98,22 @@ pub async fn issue_invitation(member: String) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Admins only: take a member's password away, for a reason (kept in the audit log), and make
+/// a new invitation link for them.
+#[server(endpoint = "staff/member/reset")]
+pub async fn reset_access(member: String, reason: String) -> Result<(), AppError> {
+    let admin = crate::ssr::require_admin().await?;
+    let services = crate::ssr::services()?;
+    match services.console.reset_access(&admin, &member, &reason).await {
+        Ok(account) => leptos_axum::redirect(&format!("/staff/members/{account}")),
+        Err(baton_staff::ConsoleError::Invalid("reason")) => {
+            leptos_axum::redirect(&format!("/staff/members/{}?problem=reason", encode(&member)));
+        }
+        Err(error) => return Err(crate::ssr::console_error(error)),
+    }
+    Ok(())
+}
+
 #[component]
 pub fn MemberPage() -> impl IntoView {
     let i18n = use_i18n();
@@ -145,6 +161,7 @@ fn MemberDetails(m: MemberData) -> impl IntoView {
                     <button type="submit" class="button button--secondary">{t!(i18n, console.new_invitation)}</button>
                 </form>
             })}
+            {(m.has_password && m.admin).then(|| view! { <ResetAccessForm account/> })}
         </section>
         <section aria-labelledby="received-title">
             <h2 id="received-title">{t!(i18n, console.received_title)}</h2>
@@ -223,5 +240,26 @@ fn link_state_label(state: LinkState) -> AnyView {
         LinkState::Active => t!(i18n, console.link_active).into_any(),
         LinkState::NeedsReauthorization => t!(i18n, console.link_needs_reauthorization).into_any(),
         LinkState::Revoked => t!(i18n, console.link_revoked).into_any(),
+    }
+}
+
+/// The admin's reset form, with the reason it asks for.
+#[component]
+fn ResetAccessForm(account: i64) -> impl IntoView {
+    let i18n = use_i18n();
+    let query = leptos_router::hooks::use_query_map();
+    let missing = move || query.read().get("problem").as_deref() == Some("reason");
+    view! {
+        <form method="post" action=ResetAccess::url() class="form" id="reset-access">
+            <input type="hidden" name="member" value=account.to_string()/>
+            <div class="field">
+                <label for="reset-reason">{t!(i18n, console.reset_reason)}</label>
+                <textarea id="reset-reason" name="reason" rows="2" required maxlength="500"
+                    aria-describedby="reset-hint" aria-invalid=move || missing().then_some("true")></textarea>
+                <p class="field__hint" id="reset-hint">{t!(i18n, console.reset_hint)}</p>
+                {move || missing().then(|| view! { <p class="field__error" role="alert">{t!(i18n, console.reset_reason_required)}</p> })}
+            </div>
+            <button type="submit" class="button button--secondary">{t!(i18n, console.reset_access)}</button>
+        </form>
     }
 }

@@ -13,11 +13,12 @@ use baton_vocab::Role;
 /// Audit events per page of a search.
 const AUDIT_PAGE: u32 = 100;
 
-/// A token just issued: shown once, never kept.
+/// A token just issued, to show once: its secret sealed under the token key, so that what
+/// waits in the admin's session for the next page is never the token in clear.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedToken {
     pub name: String,
-    pub secret: String,
+    pub sealed_secret: String,
 }
 
 impl Console {
@@ -76,7 +77,13 @@ impl Console {
             .await?;
         let detail = if include_sensitive { "includes sensitive records" } else { "" };
         self.audit(admin, Action::ApiTokenCreate, None, &format!("api token {id} \"{name}\""), detail).await?;
-        Ok(IssuedToken { name, secret })
+        let sealed_secret = self.journey.cipher.seal(&secret).map_err(|e| ConsoleError::Failed(e.to_string()))?;
+        Ok(IssuedToken { name, sealed_secret })
+    }
+
+    /// The secret of a token just issued, for the one page that shows it.
+    pub fn issued_secret(&self, token: &IssuedToken) -> Option<String> {
+        self.journey.cipher.open(&token.sealed_secret).ok()
     }
 
     /// Revokes a token (revoking one already revoked, or unknown, changes nothing).

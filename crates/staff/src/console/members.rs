@@ -120,15 +120,45 @@ impl Console {
         })
     }
 
-    /// A new invitation link for a member (earlier links stop working); the member's account id.
+    /// A new invitation link for a member who has no password yet (earlier links stop working);
+    /// the member's account id. A member with a password keeps it: only an admin can reset their
+    /// access ([`Console::reset_access`]).
     pub async fn issue_invitation(&self, staff: &Account, member: &str) -> Result<i64, ConsoleError> {
         let account = self.member(member).await?;
+        if account.has_password() {
+            return Err(ConsoleError::Invalid("has_password"));
+        }
         self.enrollment
             .invitations
             .issue(account.id, Some(staff.id), Timestamp::now())
             .await
             .map_err(|e| ConsoleError::Failed(e.to_string()))?;
         self.audit(staff, Action::InvitationCreate, Some(account.id), &format!("member {}", account.id.0), "").await?;
+        Ok(account.id.0)
+    }
+}
+
+impl Console {
+    /// An admin resets a member's access, for a reason they give: the password goes (the member
+    /// can no longer sign in with it) and a new invitation link is made; the reason is in the
+    /// audit log. Returns the member's account id.
+    pub async fn reset_access(&self, admin: &Account, member: &str, reason: &str) -> Result<i64, ConsoleError> {
+        if !admin.roles.has(baton_vocab::Role::Admin) {
+            return Err(ConsoleError::Forbidden);
+        }
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(ConsoleError::Invalid("reason"));
+        }
+        let account = self.member(member).await?;
+        self.store.clear_password(account.id).await?;
+        self.enrollment
+            .invitations
+            .issue(account.id, Some(admin.id), Timestamp::now())
+            .await
+            .map_err(|e| ConsoleError::Failed(e.to_string()))?;
+        let subject = format!("member {}", account.id.0);
+        self.audit(admin, Action::MemberAccessReset, Some(account.id), &subject, reason).await?;
         Ok(account.id.0)
     }
 }
