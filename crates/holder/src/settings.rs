@@ -18,6 +18,9 @@ pub struct HolderSettings {
     /// (the NAIC company code: `urn:oid:2.16.840.1.113883.6.300|12345`). When set, a Consent
     /// that does not name one of them as the source is not honoured.
     pub identifiers: Vec<String>,
+    /// `$member-match`: how given names are compared (`ignore`, `folded`: without case or
+    /// accents, `exact`); member id, family name and birth date always must agree.
+    pub match_given_name: baton_vocab::GivenNameRule,
 }
 
 impl Default for HolderSettings {
@@ -28,6 +31,7 @@ impl Default for HolderSettings {
             brand: BrandSettings::default(),
             clients: vec![],
             identifiers: vec![],
+            match_given_name: baton_vocab::GivenNameRule::default(),
         }
     }
 }

@@ -177,6 +177,11 @@ holder_test!(no_match_several_or_an_unhonourable_consent_is_a_422_without_an_id,
     parameter(&mut other_family, "MemberPatient")["resource"]["name"][0]["family"] = json!("Somebody-Else");
     let (status, body) = member_match(&t, &token, &other_family.to_string()).await;
     refused(status, &body);
+    // Another given name (by default compared without case or accents) is another person.
+    let mut other_given = maria_request(&t);
+    parameter(&mut other_given, "MemberPatient")["resource"]["name"][0]["given"] = json!(["Someone"]);
+    let (status, body) = member_match(&t, &token, &other_given.to_string()).await;
+    refused(status, &body);
     // Demographics alone, with an id this plan never issued, match nobody.
     let mut unknown_id = maria_request(&t);
     parameter(&mut unknown_id, "CoverageToMatch")["resource"]["identifier"][0]["value"] = json!("NOT-OURS-1");
@@ -629,12 +634,9 @@ holder_test!(a_matched_group_is_exported_as_its_consents_allow, |t| {
     let mut starts: Vec<&str> = claims.iter().filter_map(|c| c["billablePeriod"]["start"].as_str()).collect();
     starts.sort_unstable();
     let middle = &starts[starts.len() / 2][..10];
-    let (_, searched) = fhir_get(
-        &t,
-        &token,
-        &format!("ExplanationOfBenefit?patient={}&service-date=ge{middle}&_count=1000", t.maria),
-    )
-    .await;
+    let (_, searched) =
+        fhir_get(&t, &token, &format!("ExplanationOfBenefit?patient={}&service-date=ge{middle}&_count=1000", t.maria))
+            .await;
     let mut expected: Vec<&str> =
         searched["entry"].as_array().unwrap().iter().filter_map(|e| e["resource"]["id"].as_str()).collect();
     expected.sort_unstable();
@@ -645,12 +647,8 @@ holder_test!(a_matched_group_is_exported_as_its_consents_allow, |t| {
         assert_eq!(accepted.status(), StatusCode::ACCEPTED);
         let location = accepted.headers()["content-location"].to_str().unwrap().to_owned();
         let filtered = outputs(&manifest(&location, &token).await, &token).await;
-        let mut ids: Vec<&str> = filtered
-            .get("ExplanationOfBenefit")
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["id"].as_str())
-            .collect();
+        let mut ids: Vec<&str> =
+            filtered.get("ExplanationOfBenefit").into_iter().flatten().filter_map(|c| c["id"].as_str()).collect();
         ids.sort_unstable();
         if some {
             assert!(!ids.is_empty() && ids.len() <= claims.len(), "{} of {}", ids.len(), claims.len());
@@ -769,7 +767,7 @@ holder_test!(an_export_whose_worker_died_goes_on_and_holds_every_resource_once, 
 });
 
 holder_test!(two_members_answering_to_one_request_match_neither, |t| {
-    // Maria's twin, with her own member id, name and birth date.
+    // Another member with Maria's name and birth date (a duplicate enrolment), her own member id.
     let maria = &baton_synth::demo_members("rb")[0];
     let accounts = baton_accounts::Accounts::new(t.store.clone(), baton_accounts::ThrottlePolicy::default());
     let twin = accounts
@@ -784,7 +782,7 @@ holder_test!(two_members_answering_to_one_request_match_neither, |t| {
         .await
         .unwrap();
     t.store.set_account_patient(twin.id, "rb-twin").await.unwrap();
-    let patient = json!({"resourceType": "Patient", "id": "rb-twin", "name": [{"family": maria.family, "given": ["Ana"]}],
+    let patient = json!({"resourceType": "Patient", "id": "rb-twin", "name": [{"family": maria.family, "given": [maria.given]}],
         "birthDate": baton_vocab::day::format(maria.birth_date), "gender": "female"});
     baton_records::load(&t.store, [patient], &t.fhir, Some(twin.id)).await.unwrap();
 
@@ -870,4 +868,59 @@ holder_test!(polling_sooner_than_told_is_429_and_guessing_in_bulk_is_held_back, 
     assert!(refused.headers().contains_key("retry-after"));
     let single = member_match_token(&t).await;
     assert_eq!(member_match(&t, &single, &maria_request(&t).to_string()).await.0, StatusCode::TOO_MANY_REQUESTS);
+});
+
+holder_test!(a_batch_of_fifty_sorts_each_member_on_its_own, |t| {
+    use baton_holder::oauth::client_credentials::BULK_MEMBER_MATCH_SCOPE;
+    let (_, body) = system_token(&t, PAYER_CLIENT, BULK_MEMBER_MATCH_SCOPE).await;
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    // 20 who match (Maria, James), 20 nobody here, 10 whose Consent has ended; one malformed
+    // member among them does not fail the batch.
+    let james = &baton_synth::demo_members("rb")[1];
+    let mut james_request = maria_request(&t);
+    parameter(&mut james_request, "MemberPatient")["resource"]["name"] =
+        json!([{"family": james.family, "given": [james.given]}]);
+    parameter(&mut james_request, "MemberPatient")["resource"]["birthDate"] =
+        json!(baton_vocab::day::format(james.birth_date));
+    parameter(&mut james_request, "CoverageToMatch")["resource"]["identifier"][0]["value"] = json!(james.member_id);
+    let mut nobody = maria_request(&t);
+    parameter(&mut nobody, "CoverageToMatch")["resource"]["identifier"][0]["value"] = json!("NOT-OURS-9");
+    let mut ended = maria_request(&t);
+    parameter(&mut ended, "Consent")["resource"]["provision"]["period"] =
+        json!({"start": "2020-01-01", "end": "2020-12-31"});
+    let mut malformed = maria_request(&t);
+    parameter(&mut malformed, "MemberPatient")["resource"]["birthDate"] = json!("not a date");
+    let bundle = |request: &Value| json!({"name": "MemberBundle", "part": request["parameter"].clone()});
+    let maria = maria_request(&t);
+    let mut members: Vec<Value> = (0..20).map(|n| bundle(if n % 2 == 0 { &maria } else { &james_request })).collect();
+    members.extend((0..19).map(|_| bundle(&nobody)));
+    members.push(bundle(&malformed));
+    members.extend((0..10).map(|_| bundle(&ended)));
+    assert_eq!(members.len(), 50);
+    let response = http()
+        .post(format!("{}/Group/$bulk-member-match", t.fhir))
+        .bearer_auth(&token)
+        .header("prefer", "respond-async")
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Parameters", "parameter": members}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["content-location"].to_str().unwrap().to_owned();
+    let groups = outputs(&manifest(&location, &token).await, &token).await.remove("Group").unwrap();
+    let quantity =
+        |code: &str| groups.iter().find(|g| g["code"]["coding"][0]["code"] == code).unwrap()["quantity"].clone();
+    assert_eq!(
+        (quantity("match"), quantity("nomatch"), quantity("consentconstraint")),
+        (json!(20), json!(20), json!(10))
+    );
+    // In the order sent, each a contained copy of what was sent.
+    let matched = groups.iter().find(|g| g["code"]["coding"][0]["code"] == "match").unwrap();
+    let references: Vec<&str> =
+        matched["member"].as_array().unwrap().iter().filter_map(|m| m["entity"]["reference"].as_str()).collect();
+    let (first, second) = (format!("Patient/{}", t.maria), format!("Patient/{}", t.james));
+    assert_eq!(references[..2], [first.as_str(), second.as_str()]);
+    // Fewer than half guessed wrong: the client is not held back.
+    assert_eq!(member_match(&t, &member_match_token(&t).await, &maria_request(&t).to_string()).await.0, StatusCode::OK);
 });

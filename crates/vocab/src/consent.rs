@@ -72,6 +72,25 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// How `$member-match` compares the given names asked for with the member's record (the
+    /// member id, family name and birth date always must agree).
+    pub enum GivenNameRule {
+        /// Given names are not compared.
+        Ignore = "ignore",
+        /// One of them agrees, without case or accents (`josé` = `Jose`).
+        Folded = "folded",
+        /// One of them agrees exactly.
+        Exact = "exact",
+    }
+}
+
+impl Default for GivenNameRule {
+    fn default() -> Self {
+        GivenNameRule::Folded
+    }
+}
+
+vocabulary! {
     /// What a previous plan answered when this plan asked it to match a member.
     pub enum MatchResult {
         Matched = "matched",

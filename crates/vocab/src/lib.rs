@@ -19,7 +19,7 @@ pub mod views;
 
 pub use audit::AuditAction;
 pub use clients::{ClientOrigin, ClientState};
-pub use consent::{ConsentChannel, ConsentPolicy, LinkAccess, LinkState, MatchResult, SensitiveSharing, TokenKind};
+pub use consent::{ConsentChannel, ConsentPolicy, GivenNameRule, LinkAccess, LinkState, MatchResult, SensitiveSharing, TokenKind};
 pub use macros::UnknownValue;
 pub use problems::BringProblem;
 pub use records::{Category, SensitiveKind};
@@ -71,6 +71,7 @@ mod tests {
         round_trip(&ClientOrigin::ALL);
         round_trip(&LinkAccess::ALL);
         round_trip(&MatchResult::ALL);
+        round_trip(&GivenNameRule::ALL);
         let error = "maybe".parse::<SensitiveSharing>().unwrap_err();
         assert_eq!(error.to_string(), "\"maybe\" is not a SensitiveSharing (excluded, included)");
     }

@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use baton_fhir::outcome::IssueType;
 use baton_store::{Account, AccountId, MemberMatch, Timestamp};
-use baton_vocab::{AuditAction, ConsentPolicy};
+use baton_vocab::{AuditAction, ConsentPolicy, GivenNameRule};
 use serde_json::{Value, json};
 use time::Date;
 use unicode_normalization::UnicodeNormalization;
@@ -192,8 +192,22 @@ async fn same_person(holder: &Holder, account: &Account, request: &MatchRequest)
         return Ok(false);
     }
     let wanted = folded(&request.family);
+    let rule = holder.settings.match_given_name;
     let names = patient.get("name").and_then(Value::as_array).into_iter().flatten();
-    Ok(names.filter_map(|n| n.get("family").and_then(Value::as_str)).any(|family| folded(family) == wanted))
+    Ok(names.filter(|n| n.get("family").and_then(Value::as_str).is_some_and(|f| folded(f) == wanted)).any(|name| {
+        let given = name.get("given").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str);
+        given_names_agree(rule, given, &request.given)
+    }))
+}
+
+/// Whether a record's given names and those asked for agree, as `[holder] match_given_name` says.
+fn given_names_agree<'a>(rule: GivenNameRule, ours: impl Iterator<Item = &'a str>, asked: &[String]) -> bool {
+    let ours: Vec<&str> = ours.collect();
+    match rule {
+        GivenNameRule::Ignore => true,
+        GivenNameRule::Folded => ours.iter().any(|o| asked.iter().any(|a| folded(o) == folded(a))),
+        GivenNameRule::Exact => ours.iter().any(|o| asked.iter().any(|a| o.trim() == a.trim())),
+    }
 }
 
 /// A name without case, accents or surrounding space.
@@ -233,5 +247,16 @@ mod tests {
     fn names_match_without_case_or_accents() {
         assert_eq!(folded(" López "), folded("LOPEZ"));
         assert_ne!(folded("Lopez"), folded("Lopes"));
+    }
+
+    #[test]
+    fn given_names_are_compared_as_configured() {
+        let asked = ["JOSE".to_owned()];
+        let ours = || ["José", "Luis"].into_iter();
+        assert!(given_names_agree(GivenNameRule::Folded, ours(), &asked));
+        assert!(!given_names_agree(GivenNameRule::Exact, ours(), &asked));
+        assert!(given_names_agree(GivenNameRule::Exact, ours(), &["Luis".to_owned()]));
+        assert!(!given_names_agree(GivenNameRule::Folded, ours(), &["Pedro".to_owned()]));
+        assert!(given_names_agree(GivenNameRule::Ignore, ours(), &["Pedro".to_owned()]));
     }
 }
