@@ -116,11 +116,11 @@ pub struct Figures {
 }
 
 impl Figures {
-    fn per_second(&self) -> f64 {
+    pub(crate) fn per_second(&self) -> f64 {
         self.resources as f64 / self.seconds.max(1e-9)
     }
 
-    fn megabytes_per_second(&self) -> f64 {
+    pub(crate) fn megabytes_per_second(&self) -> f64 {
         self.bytes as f64 / 1_000_000.0 / self.seconds.max(1e-9)
     }
 }
@@ -536,7 +536,7 @@ impl RawRows {
 }
 
 /// The process's peak resident set size (VmHWM), in KiB; 0 where /proc is not there.
-fn peak_rss_kib() -> u64 {
+pub(crate) fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {

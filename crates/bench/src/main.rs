@@ -2,10 +2,12 @@
 //!
 //! ```text
 //! cargo build --release -p baton-bench && <target>/release/baton-bench ingest
+//! <target>/release/baton-bench export
 //! ```
 //!
 //! It uses the allocator the `baton` binary uses, so memory figures compare.
 
+mod export;
 mod ingest;
 
 use std::process::ExitCode;
@@ -21,7 +23,15 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[command(name = "baton-bench", about = "Baton's benchmarks")]
 struct Cli {
     #[command(subcommand)]
-    command: ingest::BenchCommand,
+    command: Bench,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Bench {
+    #[command(flatten)]
+    Ingest(ingest::BenchCommand),
+    #[command(flatten)]
+    Export(export::ExportCommand),
 }
 
 fn main() -> ExitCode {
@@ -37,7 +47,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(ingest::run(cli.command)) {
+    let run = async {
+        match cli.command {
+            Bench::Ingest(command) => ingest::run(command).await,
+            Bench::Export(command) => export::run(command).await,
+        }
+    };
+    match runtime.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("baton-bench: {error:#}");
