@@ -74,6 +74,17 @@ fn maria_request(t: &TestHolder) -> Value {
     body
 }
 
+/// The same, about James (the holder's second member).
+fn james_request(t: &TestHolder) -> Value {
+    let james = &baton_synth::demo_members("rb")[1];
+    let mut request = maria_request(t);
+    parameter(&mut request, "MemberPatient")["resource"]["name"] =
+        json!([{"family": james.family, "given": [james.given]}]);
+    parameter(&mut request, "MemberPatient")["resource"]["birthDate"] = json!(baton_vocab::day::format(james.birth_date));
+    parameter(&mut request, "CoverageToMatch")["resource"]["identifier"][0]["value"] = json!(james.member_id);
+    request
+}
+
 fn parameter<'a>(body: &'a mut Value, name: &str) -> &'a mut Value {
     body["parameter"].as_array_mut().unwrap().iter_mut().find(|p| p["name"] == name).unwrap()
 }
@@ -686,16 +697,10 @@ holder_test!(an_export_whose_worker_died_goes_on_and_holds_every_resource_once, 
         async move { http().post(url).bearer_auth(token).header("prefer", "respond-async").body(body).send().await.unwrap() }
     };
     // James joins Maria in the match, so the export has two members.
-    let james = &baton_synth::demo_members("rb")[1];
-    let mut james_request = maria_request(&t);
-    parameter(&mut james_request, "MemberPatient")["resource"]["name"] =
-        json!([{"family": james.family, "given": [james.given]}]);
-    parameter(&mut james_request, "MemberPatient")["resource"]["birthDate"] =
-        json!(baton_vocab::day::format(james.birth_date));
-    parameter(&mut james_request, "CoverageToMatch")["resource"]["identifier"][0]["value"] = json!(james.member_id);
+    let for_james = james_request(&t);
     let request = json!({"resourceType": "Parameters", "parameter": [
         {"name": "MemberBundle", "part": maria_request(&t)["parameter"].clone()},
-        {"name": "MemberBundle", "part": james_request["parameter"].clone()},
+        {"name": "MemberBundle", "part": for_james["parameter"].clone()},
     ]});
     let accepted = ask(format!("{}/Group/$bulk-member-match", t.fhir), request.to_string()).await;
     let location = accepted.headers()["content-location"].to_str().unwrap().to_owned();
@@ -876,13 +881,7 @@ holder_test!(a_batch_of_fifty_sorts_each_member_on_its_own, |t| {
     let token = body["access_token"].as_str().unwrap().to_owned();
     // 20 who match (Maria, James), 20 nobody here, 10 whose Consent has ended; one malformed
     // member among them does not fail the batch.
-    let james = &baton_synth::demo_members("rb")[1];
-    let mut james_request = maria_request(&t);
-    parameter(&mut james_request, "MemberPatient")["resource"]["name"] =
-        json!([{"family": james.family, "given": [james.given]}]);
-    parameter(&mut james_request, "MemberPatient")["resource"]["birthDate"] =
-        json!(baton_vocab::day::format(james.birth_date));
-    parameter(&mut james_request, "CoverageToMatch")["resource"]["identifier"][0]["value"] = json!(james.member_id);
+    let for_james = james_request(&t);
     let mut nobody = maria_request(&t);
     parameter(&mut nobody, "CoverageToMatch")["resource"]["identifier"][0]["value"] = json!("NOT-OURS-9");
     let mut ended = maria_request(&t);
@@ -892,7 +891,7 @@ holder_test!(a_batch_of_fifty_sorts_each_member_on_its_own, |t| {
     parameter(&mut malformed, "MemberPatient")["resource"]["birthDate"] = json!("not a date");
     let bundle = |request: &Value| json!({"name": "MemberBundle", "part": request["parameter"].clone()});
     let maria = maria_request(&t);
-    let mut members: Vec<Value> = (0..20).map(|n| bundle(if n % 2 == 0 { &maria } else { &james_request })).collect();
+    let mut members: Vec<Value> = (0..20).map(|n| bundle(if n % 2 == 0 { &maria } else { &for_james })).collect();
     members.extend((0..19).map(|_| bundle(&nobody)));
     members.push(bundle(&malformed));
     members.extend((0..10).map(|_| bundle(&ended)));

@@ -110,60 +110,47 @@ impl Store {
     /// Creates or replaces a client registration. Its state is kept when it exists already: a
     /// client an admin suspended stays suspended when the configuration registers it again.
     pub async fn put_oauth_client(&self, client: &OAuthClient) -> Result<(), StoreError> {
-        let now = Timestamp::now().millis();
-        on_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO oauth_client (client_id, name, redirect_uris, secret_hash, jwks, jwks_url, scopes, \
-                 state, origin, identifiers, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
-                 ON CONFLICT (client_id) DO UPDATE SET name = excluded.name, redirect_uris = excluded.redirect_uris, \
-                 secret_hash = excluded.secret_hash, jwks = excluded.jwks, jwks_url = excluded.jwks_url, \
-                 scopes = excluded.scopes, origin = excluded.origin, identifiers = excluded.identifiers, \
-                 updated_at = excluded.updated_at",
-            )
-            .bind(&client.client_id)
-            .bind(&client.name)
-            .bind(&client.redirect_uris)
-            .bind(&client.secret_hash)
-            .bind(&client.jwks)
-            .bind(&client.jwks_url)
-            .bind(&client.scopes)
-            .bind(client.state)
-            .bind(client.origin)
-            .bind(&client.identifiers)
-            .bind(now)
-            .execute(pool)
-            .await?;
-        });
+        self.write_oauth_client(
+            client,
+            "DO UPDATE SET name = excluded.name, redirect_uris = excluded.redirect_uris, \
+             secret_hash = excluded.secret_hash, jwks = excluded.jwks, jwks_url = excluded.jwks_url, \
+             scopes = excluded.scopes, origin = excluded.origin, identifiers = excluded.identifiers, \
+             updated_at = excluded.updated_at",
+        )
+        .await?;
         Ok(())
     }
 
     /// Registers a client only if its id was never used: false when it was.
     pub async fn insert_oauth_client(&self, client: &OAuthClient) -> Result<bool, StoreError> {
+        Ok(self.write_oauth_client(client, "DO NOTHING").await? == 1)
+    }
+
+    /// Inserts `client`; `on_conflict` says what an existing registration of its id becomes.
+    async fn write_oauth_client(&self, client: &OAuthClient, on_conflict: &str) -> Result<u64, StoreError> {
         let now = Timestamp::now().millis();
-        let inserted = on_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO oauth_client (client_id, name, redirect_uris, secret_hash, jwks, jwks_url, scopes, \
-                 state, origin, state_changed_by, identifiers, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) ON CONFLICT (client_id) DO NOTHING",
-            )
-            .bind(&client.client_id)
-            .bind(&client.name)
-            .bind(&client.redirect_uris)
-            .bind(&client.secret_hash)
-            .bind(&client.jwks)
-            .bind(&client.jwks_url)
-            .bind(&client.scopes)
-            .bind(client.state)
-            .bind(client.origin)
-            .bind(&client.state_changed_by)
-            .bind(&client.identifiers)
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(inserted == 1)
+        let sql = format!(
+            "INSERT INTO oauth_client ({CLIENT_COLUMNS}, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) ON CONFLICT (client_id) {on_conflict}"
+        );
+        Ok(on_pool!(self, pool => {
+            sqlx::query(&sql)
+                .bind(&client.client_id)
+                .bind(&client.name)
+                .bind(&client.redirect_uris)
+                .bind(&client.secret_hash)
+                .bind(&client.jwks)
+                .bind(&client.jwks_url)
+                .bind(&client.scopes)
+                .bind(client.state)
+                .bind(client.origin)
+                .bind(&client.state_changed_by)
+                .bind(&client.identifiers)
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
     }
 
     pub async fn oauth_client(&self, client_id: &str) -> Result<Option<OAuthClient>, StoreError> {
