@@ -17,6 +17,7 @@ use thiserror::Error;
 use url::Url;
 
 use crate::oauth::errors::OAuthError;
+use crate::oauth::limits::Attempt;
 use crate::{ClientSettings, Holder};
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -111,8 +112,44 @@ pub enum Method {
     PrivateKeyJwt,
 }
 
-/// Authenticates the client of a token, introspection or revocation request.
+/// Authenticates the client of a token, introspection or revocation request from `ip`; a
+/// client or address with too many failures lately is held back first (see `oauth::limits`).
 pub async fn authenticate(
+    holder: &Holder,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    ip: Option<std::net::IpAddr>,
+) -> Result<(OAuthClient, Method), OAuthError> {
+    let attempt = Attempt::new(claimed_client(headers, params).as_deref(), ip);
+    if let Some(wait) = holder.client_failures.wait(&attempt) {
+        tracing::warn!(?ip, "client authentication held back");
+        return Err(OAuthError::held_back(wait));
+    }
+    let result = authenticate_client(holder, headers, params).await;
+    if result.as_ref().is_err_and(|e| e.error == "invalid_client") {
+        holder.client_failures.record(&attempt);
+    }
+    result
+}
+
+/// The client an authentication claims to be, before anything is checked: Basic's user, the
+/// assertion's `iss`, or `client_id`.
+fn claimed_client(headers: &HeaderMap, params: &HashMap<String, String>) -> Option<String> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|encoded| STANDARD.decode(encoded.trim()).ok())
+        .and_then(|decoded| String::from_utf8(decoded).ok())
+        .and_then(|text| text.split_once(':').map(|(id, _)| id.to_owned()));
+    let asserted = params
+        .get("client_assertion")
+        .and_then(|assertion| jsonwebtoken::dangerous::insecure_decode_claims::<AssertionClaims>(assertion).ok())
+        .map(|claims| claims.iss);
+    basic.or(asserted).or_else(|| params.get("client_id").cloned())
+}
+
+async fn authenticate_client(
     holder: &Holder,
     headers: &HeaderMap,
     params: &HashMap<String, String>,

@@ -62,6 +62,8 @@ pub struct Inner {
     pub jwks_cache: clients::JwksCache,
     /// When each asynchronous request under way was last polled (this instance's view).
     pub polls: p2p::jobs::Polls,
+    /// Recent failed client authentications (this instance's view).
+    pub client_failures: oauth::limits::ClientFailures,
 }
 
 impl std::ops::Deref for Holder {
@@ -96,6 +98,7 @@ impl Holder {
             http,
             jwks_cache: Default::default(),
             polls: Default::default(),
+            client_failures: Default::default(),
         }))
     }
 

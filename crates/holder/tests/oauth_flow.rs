@@ -514,3 +514,25 @@ holder_test!(a_key_set_url_is_fetched_again_when_the_client_signs_with_a_new_key
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
 });
+
+holder_test!(guessing_a_clients_secret_is_held_back, |t| {
+    use baton_holder::oauth::limits::PER_CLIENT;
+    let attempt = |secret: &'static str| {
+        http()
+            .post(format!("{}oauth/token", t.base))
+            .basic_auth(SECRET_CLIENT, Some(secret))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", "x")])
+            .send()
+    };
+    for _ in 0..PER_CLIENT {
+        assert_eq!(attempt("a-guessed-wrong-secret").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    // Even the right secret waits now, and is told how long.
+    let held = attempt(SECRET).await.unwrap();
+    assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(held.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 0);
+    assert_eq!(held.json::<Value>().await.unwrap()["error"], "invalid_client");
+    // Another client is not.
+    let (status, body) = system_token(&t, PAYER_CLIENT, "system/*.rs").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+});

@@ -13,11 +13,13 @@ pub struct OAuthError {
     pub status: StatusCode,
     /// Answer with `WWW-Authenticate: Basic` (the client tried Basic authentication).
     basic: bool,
+    /// Seconds to wait (`Retry-After`), when held back.
+    retry_after: Option<u64>,
 }
 
 impl OAuthError {
     fn new(error: &'static str, status: StatusCode, description: impl Into<String>) -> Self {
-        Self { error, description: description.into(), status, basic: false }
+        Self { error, description: description.into(), status, basic: false, retry_after: None }
     }
 
     pub fn invalid_request(description: impl Into<String>) -> Self {
@@ -50,6 +52,18 @@ impl OAuthError {
         Self::new("server_error", StatusCode::INTERNAL_SERVER_ERROR, "the authorization server failed")
     }
 
+    /// Too many failed client authentications lately: 429, and how long to wait.
+    pub fn held_back(wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs().max(1);
+        let mut error = Self::new(
+            "invalid_client",
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many failed client authentications; try again in {seconds} seconds"),
+        );
+        error.retry_after = Some(seconds);
+        error
+    }
+
     pub fn basic(mut self) -> Self {
         self.basic = true;
         self
@@ -63,6 +77,9 @@ impl IntoResponse for OAuthError {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.basic {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"baton\""));
         }

@@ -3,6 +3,7 @@
 pub mod authorize;
 pub mod client_credentials;
 pub mod errors;
+pub mod limits;
 pub mod token;
 
 use base64::Engine;

@@ -19,6 +19,7 @@ use baton_vocab::SensitiveSharing;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::authorize::RemoteIp;
 use super::client_credentials::client_credentials;
 use super::errors::OAuthError;
 use super::{pkce_matches, random_token, token_hash};
@@ -26,10 +27,10 @@ use crate::Holder;
 use crate::clients::authenticate;
 
 /// `POST /oauth/token`
-pub async fn token(State(holder): State<Holder>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn token(State(holder): State<Holder>, RemoteIp(ip): RemoteIp, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
         let params = form(&headers, &body)?;
-        let (client, method) = authenticate(&holder, &headers, &params).await?;
+        let (client, method) = authenticate(&holder, &headers, &params, ip).await?;
         match params.get("grant_type").map(String::as_str) {
             Some("authorization_code") => authorization_code(&holder, &client, &params).await,
             Some("refresh_token") => refresh(&holder, &client, &params).await,
@@ -236,10 +237,15 @@ fn id_token(holder: &Holder, grant: &OAuthGrant, nonce: Option<String>, now: Tim
 }
 
 /// `POST /oauth/introspect` (RFC 7662): a client may ask about its own tokens.
-pub async fn introspect(State(holder): State<Holder>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn introspect(
+    State(holder): State<Holder>,
+    RemoteIp(ip): RemoteIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = async {
         let params = form(&headers, &body)?;
-        let (client, _) = authenticate(&holder, &headers, &params).await?;
+        let (client, _) = authenticate(&holder, &headers, &params, ip).await?;
         let token = required(&params, "token")?;
         let now = Timestamp::now();
         let found = holder.store.oauth_token(&token_hash(token)).await.map_err(OAuthError::server)?;
@@ -276,10 +282,10 @@ pub async fn introspect(State(holder): State<Holder>, headers: HeaderMap, body: 
 }
 
 /// `POST /oauth/revoke` (RFC 7009): revoking a refresh token revokes its whole grant.
-pub async fn revoke(State(holder): State<Holder>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn revoke(State(holder): State<Holder>, RemoteIp(ip): RemoteIp, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
         let params = form(&headers, &body)?;
-        let (client, _) = authenticate(&holder, &headers, &params).await?;
+        let (client, _) = authenticate(&holder, &headers, &params, ip).await?;
         let token = required(&params, "token")?;
         let hash = token_hash(token);
         let now = Timestamp::now();
