@@ -229,6 +229,8 @@ async fn run_demo(mut config: Config) -> anyhow::Result<()> {
     if config.holder.identifiers.is_empty() {
         config.holder.identifiers = vec![demo::NEW_PLAN_IDENTIFIER.into()];
     }
+    // The demo's plans are on this machine: staff load Riverbend's brands file from loopback.
+    config.directory.allow_private_addresses = true;
     let old_plan_config = demo::old_plan_config(&config, &config.public_url())?;
     if !config.payers.iter().any(|p| p.id == "riverbend") {
         config.payers.push(demo::old_plan_payer(&old_plan_config, demo::client_secret(&config.data_dir)?));

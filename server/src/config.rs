@@ -52,6 +52,17 @@ pub struct Config {
     pub credentials: std::collections::BTreeMap<String, CredentialConfig>,
     /// The transfer engine.
     pub transfer: TransferConfig,
+    /// The payer directory.
+    pub directory: DirectoryConfig,
+}
+
+/// The payer directory's brands files.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectoryConfig {
+    /// Let staff load brands files from private and local addresses (off: only public ones, so
+    /// that a URL staff type cannot reach into the plan's own network). `baton demo` turns it on.
+    pub allow_private_addresses: bool,
 }
 
 /// A previous plan, and this Baton's registration there. Its credential (a client secret or a
@@ -258,6 +269,7 @@ impl Default for Config {
             payers: vec![],
             credentials: Default::default(),
             transfer: TransferConfig::default(),
+            directory: DirectoryConfig::default(),
         }
     }
 }

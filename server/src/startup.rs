@@ -91,6 +91,7 @@ fn journey(config: &Config, engine: &Engine, payers: Directory, public_url: &Url
         local_base: engine.config.local_base.clone(),
         plan_name: config.plan.name.clone(),
         identifiers: config.holder.identifiers.clone(),
+        allow_private_brands: config.directory.allow_private_addresses,
     }))
 }
 

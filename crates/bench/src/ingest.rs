@@ -382,7 +382,7 @@ async fn pull(args: ChildArgs) -> anyhow::Result<Figures> {
     let cipher = TokenCipher::new(&key);
     let member = baton_synth::numbered_member("bench", 1, 2026);
     let enrollment =
-        enroll(&store, &member, &authorization, true, |token| cipher.seal(token).unwrap_or_default()).await?;
+        enroll(&store, &member, &authorization, true, |token, place| cipher.seal_for(token, place).unwrap_or_default()).await?;
     let mut config = EngineConfig::new("https://new-plan.example/fhir", "Bench Plan");
     config.page_size = args.page_size;
     // The synthetic record goes back six years: ask for all of it.

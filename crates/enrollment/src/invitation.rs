@@ -65,10 +65,11 @@ impl Invitations {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let token = URL_SAFE_NO_PAD.encode(bytes);
-        let sealed_token = self.cipher.seal(&token).map_err(|_| InvitationError::Seal)?;
+        let token_hash = hash(&token);
+        let sealed_token = self.cipher.seal_for(&token, &place(&token_hash)).map_err(|_| InvitationError::Seal)?;
         self.store
             .insert_invitation(&Invitation {
-                token_hash: hash(&token),
+                token_hash,
                 account_id: account.0,
                 sealed_token,
                 created_by: by.map(|b| b.0),
@@ -93,7 +94,11 @@ impl Invitations {
     ) -> Result<Option<InvitationStatus>, InvitationError> {
         let Some(invitation) = self.store.latest_invitation(account).await? else { return Ok(None) };
         let link = if invitation.is_open(now) {
-            Some(self.link(&self.cipher.open(&invitation.sealed_token).map_err(|_| InvitationError::Seal)?))
+            let token = self
+                .cipher
+                .open_for(&invitation.sealed_token, &place(&invitation.token_hash))
+                .map_err(|_| InvitationError::Seal)?;
+            Some(self.link(&token))
         } else {
             None
         };
@@ -133,6 +138,11 @@ impl Invitations {
         let password_hash = baton_accounts::password::hash_async(password).await?;
         self.store.accept_invitation(&hash(token), &password_hash, now).await?.ok_or(InvitationError::NotValid)
     }
+}
+
+/// Where an invitation's token is sealed: bound to its own row.
+fn place(token_hash: &str) -> String {
+    format!("invitation/{token_hash}")
 }
 
 fn hash(token: &str) -> String {

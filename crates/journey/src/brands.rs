@@ -32,6 +32,12 @@ pub enum BrandsError {
     Fetch(String),
     #[error("the brands URL must be http or https")]
     Scheme,
+    /// The URL's host is (or resolves to) a private, local or otherwise non-public address.
+    #[error(
+        "the brands URL points to a private or local address ({0}); an operator can allow such addresses with \
+         directory.allow_private_addresses"
+    )]
+    PrivateAddress(String),
 }
 
 const BRAND_EXTENSION: &str = "http://hl7.org/fhir/StructureDefinition/organization-brand";
@@ -203,11 +209,25 @@ pub enum Fetched {
     },
 }
 
-/// Fetches a brands file, sending `If-None-Match` when an ETag is known. At most 10 MB.
-pub async fn fetch(http: &reqwest::Client, url: &Url, etag: Option<&str>) -> Result<Fetched, BrandsError> {
+/// Fetches a brands file, sending `If-None-Match` when an ETag is known. At most 10 MB. Unless
+/// `allow_private`, only from public addresses: staff give the URL, and the server must not
+/// become their way into the plan's own network.
+pub async fn fetch(
+    http: &reqwest::Client,
+    url: &Url,
+    etag: Option<&str>,
+    allow_private: bool,
+) -> Result<Fetched, BrandsError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(BrandsError::Scheme);
     }
+    let pinned;
+    let http = if allow_private {
+        http
+    } else {
+        pinned = public_only(url).await?;
+        &pinned
+    };
     let mut request = http.get(url.clone()).header("accept", "application/fhir+json, application/json");
     if let Some(etag) = etag {
         request = request.header("if-none-match", etag);
@@ -231,11 +251,103 @@ pub async fn fetch(http: &reqwest::Client, url: &Url, etag: Option<&str>) -> Res
     Ok(Fetched::Body { text, etag })
 }
 
+/// A client that reaches `url`'s host only at the public addresses it resolves to now (pinned,
+/// so a second lookup cannot answer differently), or why not.
+async fn public_only(url: &Url) -> Result<reqwest::Client, BrandsError> {
+    use std::net::SocketAddr;
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addresses: Vec<SocketAddr> = match url.host() {
+        Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(ip.into(), port)],
+        Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(ip.into(), port)],
+        Some(url::Host::Domain(name)) => tokio::net::lookup_host((name, port))
+            .await
+            .map_err(|e| BrandsError::Fetch(format!("{name} could not be resolved: {e}")))?
+            .collect(),
+        None => return Err(BrandsError::Scheme),
+    };
+    if let Some(private) = addresses.iter().find(|a| !is_public(a.ip())) {
+        return Err(BrandsError::PrivateAddress(private.ip().to_string()));
+    }
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30));
+    if let Some(name) = url.domain() {
+        builder = builder.resolve_to_addrs(name, &addresses);
+    }
+    builder.build().map_err(|e| BrandsError::Fetch(e.to_string()))
+}
+
+/// Whether `ip` is on the public internet: not loopback, private, link-local, shared,
+/// documentation, unspecified or multicast (IPv4 inside IPv6 judged as IPv4).
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80
+                    || first == 0x2001 && v6.segments()[1] == 0x0db8)
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["8.8.8.8", "2606:4700::1111", "::ffff:1.1.1.1"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_local_address_is_refused_before_anything_is_fetched() {
+        let http = reqwest::Client::new();
+        for url in ["http://127.0.0.1:9/brands.json", "http://localhost:9/brands.json", "http://[::1]:9/x"] {
+            let refused = fetch(&http, &Url::parse(url).unwrap(), None, false).await;
+            assert!(matches!(refused, Err(BrandsError::PrivateAddress(_))), "{url}: {refused:?}");
+        }
+        // Allowed, it is tried (and here nothing listens).
+        let tried = fetch(&http, &Url::parse("http://127.0.0.1:9/brands.json").unwrap(), None, true).await;
+        assert!(matches!(tried, Err(BrandsError::Fetch(_))), "{tried:?}");
+    }
 
     #[test]
     fn brands_become_directory_entries() {

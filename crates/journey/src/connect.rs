@@ -98,9 +98,13 @@ impl Journey {
                 records_shared: None,
             })
             .await?;
-        let seal = |token: &str| self.cipher.seal(token).map_err(|e| JourneyError::Failed(e.to_string()));
+        let link_id = uuid::Uuid::new_v4().to_string();
+        let sealer = |part: &'static str| {
+            let place = PayerLink::token_place(&link_id, part);
+            move |token: &str| self.cipher.seal_for(token, &place).map_err(|e| JourneyError::Failed(e.to_string()))
+        };
         let link = PayerLink {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: link_id.clone(),
             member_account: member,
             payer_id: payer.id.clone(),
             consent_id: Some(consent.id.clone()),
@@ -108,10 +112,10 @@ impl Journey {
             patient_id: granted.patient.clone(),
             scope: granted.scope.clone(),
             include_sensitive: consent.include_sensitive,
-            access_token: Some(seal(&granted.access_token)?),
+            access_token: Some(sealer("access")(&granted.access_token)?),
             access_expires_at: granted.expires_in_ms.map(|ms| now.millis() + ms),
-            refresh_token: granted.refresh_token.as_deref().map(seal).transpose()?,
-            id_token: granted.id_token.as_deref().map(seal).transpose()?,
+            refresh_token: granted.refresh_token.as_deref().map(sealer("refresh")).transpose()?,
+            id_token: granted.id_token.as_deref().map(sealer("id")).transpose()?,
             state: LinkState::Active,
             created_at: now.millis(),
             updated_at: now.millis(),

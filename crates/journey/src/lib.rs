@@ -105,6 +105,8 @@ pub struct Inner {
     pub plan_name: String,
     /// This plan's identifiers (`system|value`, its NAIC company code) as Consents name it.
     pub identifiers: Vec<String>,
+    /// Whether brands files may be fetched from private and local addresses.
+    pub allow_private_brands: bool,
 }
 
 impl std::ops::Deref for Journey {
@@ -380,7 +382,8 @@ impl Journey {
         let known_etag = known.as_ref().and_then(|k| k.etag.clone());
         let known_entries = known.as_ref().map_or(0, |k| k.entries);
         // (result, the ETag to keep, whether the content changed)
-        let (result, etag, changed) = match brands::fetch(&self.http, url, known_etag.as_deref()).await {
+        let fetched = brands::fetch(&self.http, url, known_etag.as_deref(), self.allow_private_brands).await;
+        let (result, etag, changed) = match fetched {
             Ok(brands::Fetched::NotModified) => {
                 let import =
                     BrandsImport { entries: known_entries as usize, added: 0, withdrawn: 0, not_modified: true };

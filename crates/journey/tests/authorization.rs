@@ -135,6 +135,8 @@ fn journey_with(store: Store, configured: Vec<ConfiguredPayer>, credentials: BTr
         local_base: "https://new-plan.example".into(),
         plan_name: "Cedar Valley Health".into(),
         identifiers: vec![],
+        // The test's brands file is served on loopback.
+        allow_private_brands: true,
     })
 }
 
@@ -314,8 +316,8 @@ async fn the_code_is_redeemed_form_encoded_with_the_verifier_and_basic_auth() {
             assert!(!sealed.contains("access-abc") && !sealed.contains("refresh-xyz") && !sealed.contains("id.token"));
         }
         let cipher = TokenCipher::new(&[7; 32]);
-        assert_eq!(cipher.open(link.access_token.as_deref().unwrap()).unwrap(), "access-abc");
-        assert_eq!(cipher.open(link.refresh_token.as_deref().unwrap()).unwrap(), "refresh-xyz");
+        assert_eq!(cipher.open_for(link.access_token.as_deref().unwrap(), &baton_store::PayerLink::token_place(&link.id, "access")).unwrap(), "access-abc");
+        assert_eq!(cipher.open_for(link.refresh_token.as_deref().unwrap(), &baton_store::PayerLink::token_place(&link.id, "refresh")).unwrap(), "refresh-xyz");
         let transfer = store.transfer(&connected.transfer_id).await.unwrap().unwrap();
         assert_eq!(transfer.state, baton_vocab::TransferState::Queued);
         assert_eq!(transfer.link_id, link.id);

@@ -172,7 +172,7 @@ pub async fn enroll(
     member: &Member,
     authorization: &Authorization,
     include_sensitive: bool,
-    seal: impl Fn(&str) -> String,
+    seal: impl Fn(&str, &str) -> String,
 ) -> Result<Enrollment, TestbedError> {
     let accounts = Accounts::new(store.clone(), ThrottlePolicy::default());
     let account = accounts
@@ -213,9 +213,9 @@ pub async fn enroll(
         patient_id: Some(authorization.patient_id.clone()),
         scope: authorization.scope.clone(),
         include_sensitive,
-        access_token: Some(seal(&authorization.access_token)),
+        access_token: Some(seal(&authorization.access_token, &PayerLink::token_place("link-1", "access"))),
         access_expires_at: Some(now.millis() + 3_600_000),
-        refresh_token: Some(seal(&authorization.refresh_token)),
+        refresh_token: Some(seal(&authorization.refresh_token, &PayerLink::token_place("link-1", "refresh"))),
         id_token: None,
         state: baton_vocab::LinkState::Active,
         created_at: now.millis(),

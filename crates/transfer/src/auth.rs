@@ -70,7 +70,9 @@ pub async fn refresh(
     let Some(sealed) = &link.refresh_token else {
         return Err(RefreshError::Reauthorize("there is no refresh token".into()));
     };
-    let refresh_token = cipher.open(sealed).map_err(|e| RefreshError::Failed(e.to_string()))?;
+    let refresh_token = cipher
+        .open_for(sealed, &PayerLink::token_place(&link.id, "refresh"))
+        .map_err(|e| RefreshError::Failed(e.to_string()))?;
     let url = TokenUrl::new(token_url.to_owned()).map_err(|e| RefreshError::Failed(e.to_string()))?;
     let client = BasicClient::new(ClientId::new(credentials.client_id.clone())).set_token_uri(url);
     let token = RefreshToken::new(refresh_token);
@@ -107,9 +109,12 @@ pub async fn refresh(
     })?;
     let now = Timestamp::now();
     let access = response.access_token().secret().clone();
-    let sealed_access = cipher.seal(&access).map_err(|e| RefreshError::Failed(e.to_string()))?;
+    let seal = |token: &str, part: &str| {
+        cipher.seal_for(token, &PayerLink::token_place(&link.id, part)).map_err(|e| RefreshError::Failed(e.to_string()))
+    };
+    let sealed_access = seal(&access, "access")?;
     let sealed_refresh = match response.refresh_token() {
-        Some(rotated) => Some(cipher.seal(rotated.secret()).map_err(|e| RefreshError::Failed(e.to_string()))?),
+        Some(rotated) => Some(seal(rotated.secret(), "refresh")?),
         None => None,
     };
     let expires_at = response.expires_in().map(|d| now.millis() + d.as_millis() as i64);

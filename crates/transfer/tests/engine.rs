@@ -445,7 +445,7 @@ async fn an_expired_token_is_refreshed_once_and_the_pull_resumes() {
     assert!(w.script.seen().iter().any(|r| r == "POST /oauth/token"), "refreshed");
     let link = w.store.link("link-1").await.unwrap().unwrap();
     let cipher = baton_transfer::TokenCipher::new(&KEY);
-    let refresh = cipher.open(link.refresh_token.as_deref().unwrap()).unwrap();
+    let refresh = cipher.open_for(link.refresh_token.as_deref().unwrap(), &baton_store::PayerLink::token_place(&link.id, "refresh")).unwrap();
     assert_ne!(refresh, w.authorization.refresh_token, "the rotated refresh token was stored");
     assert_ne!(link.refresh_token.unwrap(), refresh, "stored sealed");
     let source = w.source_counts().await;

@@ -254,8 +254,9 @@ async fn a_member_authorizes_and_no_token_ever_leaves_the_server() {
     let link = store.link(&transfer.link_id).await.unwrap().unwrap();
     let cipher = TokenCipher::new(&world.token_key);
     let mut tokens = vec![];
-    for sealed in [&link.access_token, &link.refresh_token, &link.id_token].into_iter().flatten() {
-        let token = cipher.open(sealed).unwrap();
+    let sealed = [("access", &link.access_token), ("refresh", &link.refresh_token), ("id", &link.id_token)];
+    for (part, sealed) in sealed.into_iter().filter_map(|(part, sealed)| Some((part, sealed.as_ref()?))) {
+        let token = cipher.open_for(sealed, &baton_store::PayerLink::token_place(&link.id, part)).unwrap();
         assert!(!sealed.contains(&token));
         tokens.push(token);
     }

@@ -81,7 +81,7 @@ async fn killed_and_resumed(dir: tempfile::TempDir, database_url: String) {
     store.migrate().await.unwrap();
     let cipher = TokenCipher::new(&KEY);
     let me =
-        enroll(&store, &previous.member, &previous.authorization, true, |t| cipher.seal(t).unwrap()).await.unwrap();
+        enroll(&store, &previous.member, &previous.authorization, true, |t, place| cipher.seal_for(t, place).unwrap()).await.unwrap();
     store.enqueue_transfer("t1", &me.link, baton_vocab::TransferKind::Full, None, Timestamp::now()).await.unwrap();
 
     let config = dir.path().join("baton.toml");

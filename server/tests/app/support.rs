@@ -24,6 +24,8 @@ pub fn config(dir: &Path) -> Config {
     config.secrets.id_token_key = Some(id_token_key().into());
     // Any RSA key will do for this plan's system at other plans (generating one takes a while).
     config.secrets.backend_key = Some(id_token_key().into());
+    // Brands files in these tests are served on loopback.
+    config.directory.allow_private_addresses = true;
     config
 }
 

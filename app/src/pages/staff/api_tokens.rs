@@ -24,7 +24,8 @@ pub async fn load_api_tokens() -> Result<TokensView, AppError> {
     // Sealed in the session; opened (and gone from the session) for this one page.
     let new_token = session.remove::<(String, String)>(NEW_TOKEN).await.map_err(crate::ssr::session_error)?;
     let new_token = new_token.and_then(|(name, sealed_secret)| {
-        let secret = services.console.issued_secret(&baton_staff::IssuedToken { name: name.clone(), sealed_secret })?;
+        let secret =
+            services.console.issued_secret(&admin, &baton_staff::IssuedToken { name: name.clone(), sealed_secret })?;
         Some((name, secret))
     });
     let public = services.local_base.trim_end_matches('/').trim_end_matches("/fhir");

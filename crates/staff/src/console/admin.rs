@@ -77,13 +77,17 @@ impl Console {
             .await?;
         let detail = if include_sensitive { "includes sensitive records" } else { "" };
         self.audit(admin, Action::ApiTokenCreate, None, &format!("api token {id} \"{name}\""), detail).await?;
-        let sealed_secret = self.journey.cipher.seal(&secret).map_err(|e| ConsoleError::Failed(e.to_string()))?;
+        let sealed_secret = self
+            .journey
+            .cipher
+            .seal_for(&secret, &issued_place(admin))
+            .map_err(|e| ConsoleError::Failed(e.to_string()))?;
         Ok(IssuedToken { name, sealed_secret })
     }
 
-    /// The secret of a token just issued, for the one page that shows it.
-    pub fn issued_secret(&self, token: &IssuedToken) -> Option<String> {
-        self.journey.cipher.open(&token.sealed_secret).ok()
+    /// The secret of a token `admin` just issued, for the one page that shows it to them.
+    pub fn issued_secret(&self, admin: &Account, token: &IssuedToken) -> Option<String> {
+        self.journey.cipher.open_for(&token.sealed_secret, &issued_place(admin)).ok()
     }
 
     /// Revokes a token (revoking one already revoked, or unknown, changes nothing).
@@ -129,6 +133,11 @@ impl Console {
         self.audit(admin, Action::AuditExport, None, &filters.describe(), &detail).await?;
         Ok(crate::audit::to_csv(&events))
     }
+}
+
+/// A token just issued is sealed for the admin who issued it.
+fn issued_place(admin: &Account) -> String {
+    format!("api_token_shown_to/{}", admin.id.0)
 }
 
 /// The store query the filters mean, or which field is malformed.

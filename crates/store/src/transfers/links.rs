@@ -31,6 +31,14 @@ pub struct PayerLink {
     pub access: LinkAccess,
 }
 
+impl PayerLink {
+    /// Where one of a link's tokens is sealed (`part`: `access`, `refresh` or `id`): the sealed
+    /// value opens only there.
+    pub fn token_place(link_id: &str, part: &str) -> String {
+        format!("payer_link/{link_id}/{part}")
+    }
+}
+
 const LINK_COLUMNS: &str = "id, member_account, payer_id, consent_id, fhir_base, patient_id, scope, include_sensitive, \
      access_token, access_expires_at, refresh_token, id_token, state, created_at, updated_at, source_sensitive, access";
 

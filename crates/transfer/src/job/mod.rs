@@ -205,7 +205,12 @@ impl<'a> Job<'a> {
             ids,
         };
         let token = match &link.access_token {
-            Some(sealed) => Some(engine.cipher.open(sealed).map_err(|e| failed("opening the access token", &e))?),
+            Some(sealed) => Some(
+                engine
+                    .cipher
+                    .open_for(sealed, &baton_store::PayerLink::token_place(&link.id, "access"))
+                    .map_err(|e| failed("opening the access token", &e))?,
+            ),
             None => None,
         };
         let checkpoint = if transfer.checkpoint.trim().is_empty() || transfer.checkpoint.trim() == "{}" {

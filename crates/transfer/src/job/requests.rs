@@ -154,7 +154,11 @@ impl Job<'_> {
         let token = crate::backend::system_token(&engine.http, backend, &token_url, now.millis())
             .await
             .map_err(|e| Stop::End(JobEnd::Failed(e.to_string())))?;
-        let sealed = engine.cipher.seal(&token.access_token).map_err(|e| Stop::End(JobEnd::Failed(e.to_string())))?;
+        let place = baton_store::PayerLink::token_place(&self.link.id, "access");
+        let sealed = engine
+            .cipher
+            .seal_for(&token.access_token, &place)
+            .map_err(|e| Stop::End(JobEnd::Failed(e.to_string())))?;
         engine
             .store
             .update_link_tokens(&self.link.id, &sealed, token.expires_at, None, now)

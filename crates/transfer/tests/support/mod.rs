@@ -198,7 +198,7 @@ pub async fn world(setup: Setup, store: Option<Store>) -> World {
     let cipher = TokenCipher::new(&KEY);
     let authorization = previous.authorization.clone();
     let enrollment =
-        enroll(&store, &previous.member, &authorization, setup.include_sensitive, |token| cipher.seal(token).unwrap())
+        enroll(&store, &previous.member, &authorization, setup.include_sensitive, |token, place| cipher.seal_for(token, place).unwrap())
             .await
             .unwrap();
 
