@@ -32,7 +32,8 @@ test('a member brings their records by match, without signing in at the old plan
 
   // An id Riverbend never issued: it finds nobody, and the page says what to check.
   await ask('RB-000000');
-  await expect(page).toHaveURL(/\/member\/bring\/riverbend\?problem=no_match$/);
+  await expect(page).toHaveURL(/\/member\/bring\/riverbend\?problem=no_match#by-match$/);
+  await expect(page.locator('#by-match')).toBeInViewport();
   await expect(page.locator('#match-problem')).toContainText(`${OLD_PLAN_NAME} could not find you with these details.`);
   await settle(page);
 

@@ -111,7 +111,7 @@ pub async fn bring_by_match(
     let card = match OldCard::parse(&member_id, &given, &family) {
         Ok(card) => card,
         Err(_) => {
-            leptos_axum::redirect(&format!("{back}?problem=card"));
+            leptos_axum::redirect(&format!("{back}?problem=card#by-match"));
             return Ok(());
         }
     };
@@ -120,7 +120,8 @@ pub async fn bring_by_match(
         Ok(Matched::Connected(connected)) => {
             leptos_axum::redirect(&format!("/member/transfers/{}", connected.transfer_id));
         }
-        Ok(Matched::Refused { result, .. }) => leptos_axum::redirect(&format!("{back}?problem={result}")),
+        // To the form's section, where the page says what went wrong.
+        Ok(Matched::Refused { result, .. }) => leptos_axum::redirect(&format!("{back}?problem={result}#by-match")),
         Err(JourneyError::UnknownPayer(_)) => return Err(crate::ssr::fail(AppError::NotFound)),
         // The consent page says why.
         Err(JourneyError::WindowClosed { .. }) => leptos_axum::redirect(&back),
@@ -324,7 +325,7 @@ fn ByMatch(old: String, new: String, given: String, family: String, problem: Opt
         Some(view! { <p class="field__error" role="alert" id="match-problem">{words}</p> })
     });
     view! {
-        <fieldset class="card" id="by-match" aria-describedby="by-match-help">
+        <fieldset class="choice" id="by-match" aria-describedby="by-match-help">
             <legend>{t!(i18n, consent.match_legend, old = old.clone())}</legend>
             <p id="by-match-help" class="field__hint">{t!(i18n, consent.match_help, old = old.clone(), new = new.clone())}</p>
             {said}

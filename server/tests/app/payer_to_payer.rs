@@ -125,7 +125,7 @@ async fn a_member_brings_their_records_without_signing_in_at_the_old_plan() {
 
     // A member id the old plan never issued: no match, said as such, nothing linked.
     let location = ask(&plans, &cookie, "RB-000000").await;
-    assert_eq!(location.as_deref(), Some("/member/bring/riverbend?problem=no_match"));
+    assert_eq!(location.as_deref(), Some("/member/bring/riverbend?problem=no_match#by-match"));
     let maria = plans.new_store.account_by_username("maria").await.unwrap().unwrap().id;
     assert!(plans.new_store.links_of(maria).await.unwrap().is_empty());
 

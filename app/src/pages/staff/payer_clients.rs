@@ -71,7 +71,7 @@ pub fn PayerClientsPage() -> impl IntoView {
     let data = Resource::new(|| (), |_| load_payer_clients());
     view! {
         <Title text=t_string!(i18n, console.clients_title).to_string()/>
-        <Loaded data render={move |v: PayerClientsView| view! {
+        <Loaded data render={move |v: PayerClientsView| { let none = v.clients.is_empty(); view! {
             <StaffNav admin=true/>
             <h1>{t!(i18n, console.clients_title)}</h1>
             <p>{t!(i18n, console.clients_intro)}</p>
@@ -92,7 +92,8 @@ pub fn PayerClientsPage() -> impl IntoView {
                 _ => t!(i18n, console.clients_problem_state).into_any(),
             }}</p> })}
             {registered().then(|| view! { <p class="alert" role="status">{t!(i18n, console.clients_registered)}</p> })}
-            <table class="data" id="payer-clients">
+            {none.then(|| view! { <p id="no-clients">{t!(i18n, console.clients_none)}</p> })}
+            <table class="data" id="payer-clients" hidden=none>
                 <caption>{t!(i18n, console.clients_list)}</caption>
                 <thead><tr>
                     <th scope="col">{t!(i18n, console.clients_name)}</th>
@@ -103,7 +104,7 @@ pub fn PayerClientsPage() -> impl IntoView {
                 <tbody>{v.clients.into_iter().map(|row| view! { <ClientRow row/> }).collect_view()}</tbody>
             </table>
             <RegisterForm default_scopes=v.default_scopes/>
-        }}/>
+        }}}/>
     }
 }
 
