@@ -54,6 +54,20 @@ pub struct Config {
     pub transfer: TransferConfig,
     /// The payer directory.
     pub directory: DirectoryConfig,
+    /// Email to members.
+    pub mail: MailConfig,
+}
+
+/// Email to members (an access reset today). Without a relay, messages are written to the log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    /// The SMTP relay: `smtps://user:password@host` (TLS) or `smtp://user:password@host:587?tls=required`
+    /// (STARTTLS) (`BATON_MAIL__SMTP_URL`).
+    #[serde(skip_serializing)]
+    pub smtp_url: Option<SecretString>,
+    /// The sender (`Plan Name <no-reply@plan.example>`); default `no-reply@` the public host.
+    pub from: Option<String>,
 }
 
 /// The payer directory's brands files.
@@ -270,6 +284,7 @@ impl Default for Config {
             credentials: Default::default(),
             transfer: TransferConfig::default(),
             directory: DirectoryConfig::default(),
+            mail: MailConfig::default(),
         }
     }
 }

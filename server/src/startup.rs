@@ -49,6 +49,7 @@ pub struct Application {
     store: Store,
     holder: Holder,
     engine: Engine,
+    mailer: baton_mail::Mailer,
     run_workers: bool,
     public_url: Url,
     local_addr: SocketAddr,
@@ -65,6 +66,22 @@ pub async fn engine(config: &Config, store: &Store, secrets: &Secrets) -> anyhow
 fn engine_with(config: &Config, store: &Store, secrets: &Secrets, payers: Directory) -> Engine {
     let cipher = TokenCipher::new(secrets.token_key.expose_secret());
     Engine::new(store.clone(), cipher, config.engine_config(), Arc::new(payers))
+}
+
+/// Email to members: through the configured relay, else to the log.
+fn mailer(config: &Config, public_url: &Url) -> anyhow::Result<baton_mail::Mailer> {
+    let from = match &config.mail.from {
+        Some(from) => from.clone(),
+        None => {
+            let host = public_url.domain().filter(|d| d.contains('.')).unwrap_or("localhost");
+            format!("{} <no-reply@{host}>", config.plan.name.replace(['<', '>', '"', ','], ""))
+        }
+    };
+    let mailer = match &config.mail.smtp_url {
+        Some(url) => baton_mail::Mailer::smtp(url, &from),
+        None => baton_mail::Mailer::log_only(&from),
+    };
+    mailer.context("invalid configuration: `mail`")
 }
 
 /// This plan's system's key at other plans, when it has one.
@@ -139,10 +156,11 @@ impl Application {
             plan_name: config.plan.name.clone(),
         };
         let journey = journey(&config, &engine, payers, &public_url)?;
+        let mailer = mailer(&config, &public_url)?;
         let services = Services {
             accounts: accounts.clone(),
             plan_name: config.plan.name.clone(),
-            console: baton_staff::Console::new(store.clone(), journey.clone(), enrollment.clone()),
+            console: baton_staff::Console::new(store.clone(), journey.clone(), enrollment.clone(), mailer.clone()),
             journey,
             enrollment,
             local_base: engine.config.local_base.clone(),
@@ -241,6 +259,7 @@ impl Application {
             store,
             holder,
             engine,
+            mailer,
             run_workers: config.transfer.workers,
             public_url,
             local_addr,
@@ -261,6 +280,11 @@ impl Application {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Email to members (what the log-only mailer kept, in tests and the demo).
+    pub fn mailer(&self) -> &baton_mail::Mailer {
+        &self.mailer
     }
 
     /// The data-holder side (its FHIR base, registered clients…).

@@ -8,4 +8,6 @@ pub mod dashboard;
 pub mod records;
 
 pub use audit::{Actor, Auditor};
-pub use console::{BrandsLoad, Console, ConsoleError, IssuedToken, NewPayerClient, TransferQuery, default_scopes};
+pub use console::{
+    BrandsLoad, Console, ConsoleError, IssuedToken, NewPayerClient, Notified, TransferQuery, default_scopes,
+};

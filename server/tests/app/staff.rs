@@ -19,6 +19,8 @@ pub(crate) struct TestApp {
     pub(crate) services: app::ssr::Services,
     pub(crate) store: baton_store::Store,
     pub(crate) maria: AccountId,
+    /// What the app's log-only mailer kept.
+    pub(crate) mailer: baton_mail::Mailer,
     _dir: tempfile::TempDir,
 }
 
@@ -57,8 +59,9 @@ async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
             .await
             .unwrap();
     }
+    let mailer = app.mailer().clone();
     tokio::spawn(app.run_until_stopped());
-    TestApp { base, services, store, maria, _dir: dir }
+    TestApp { base, services, store, maria, mailer, _dir: dir }
 }
 
 impl TestApp {

@@ -105,7 +105,7 @@ pub async fn reset_access(member: String, reason: String) -> Result<(), AppError
     let admin = crate::ssr::require_admin().await?;
     let services = crate::ssr::services()?;
     match services.console.reset_access(&admin, &member, &reason).await {
-        Ok(account) => leptos_axum::redirect(&format!("/staff/members/{account}")),
+        Ok((account, told)) => leptos_axum::redirect(&format!("/staff/members/{account}?reset={}", told.as_str())),
         Err(baton_staff::ConsoleError::Invalid("reason")) => {
             leptos_axum::redirect(&format!("/staff/members/{}?problem=reason", encode(&member)));
         }
@@ -162,6 +162,7 @@ fn MemberDetails(m: MemberData) -> impl IntoView {
                 </form>
             })}
             {(m.has_password && m.admin).then(|| view! { <ResetAccessForm account/> })}
+            <ResetOutcome/>
         </section>
         <section aria-labelledby="received-title">
             <h2 id="received-title">{t!(i18n, console.received_title)}</h2>
@@ -261,5 +262,22 @@ fn ResetAccessForm(account: i64) -> impl IntoView {
             </div>
             <button type="submit" class="button button--secondary">{t!(i18n, console.reset_access)}</button>
         </form>
+    }
+}
+
+/// What a reset just did about telling the member (`?reset=`).
+#[component]
+fn ResetOutcome() -> impl IntoView {
+    let i18n = use_i18n();
+    let query = use_query_map();
+    move || {
+        query.read().get("reset").map(|told| {
+            let words = match told.as_str() {
+                "emailed" => t!(i18n, console.reset_emailed).into_any(),
+                "no_address" => t!(i18n, console.reset_no_address).into_any(),
+                _ => t!(i18n, console.reset_not_sent).into_any(),
+            };
+            view! { <p class="alert" role="status" id="reset-outcome">{words}</p> }
+        })
     }
 }

@@ -138,11 +138,38 @@ impl Console {
     }
 }
 
+/// Whether the member was told their access was reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notified {
+    /// By email, to the address on file.
+    Emailed,
+    /// There is no email address on file.
+    NoAddress,
+    /// The email could not be sent (the relay refused it, or was not reachable).
+    Failed,
+}
+
+impl Notified {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Notified::Emailed => "emailed",
+            Notified::NoAddress => "no_address",
+            Notified::Failed => "failed",
+        }
+    }
+}
+
 impl Console {
     /// An admin resets a member's access, for a reason they give: the password goes (the member
-    /// can no longer sign in with it) and a new invitation link is made; the reason is in the
-    /// audit log. Returns the member's account id.
-    pub async fn reset_access(&self, admin: &Account, member: &str, reason: &str) -> Result<i64, ConsoleError> {
+    /// can no longer sign in with it), a new invitation link is made, and the member is told by
+    /// email where an address is on file (no reason, no health details in it). The reason and
+    /// whether the member was told are in the audit log. Returns the member's account id.
+    pub async fn reset_access(
+        &self,
+        admin: &Account,
+        member: &str,
+        reason: &str,
+    ) -> Result<(i64, Notified), ConsoleError> {
         if !admin.roles.has(baton_vocab::Role::Admin) {
             return Err(ConsoleError::Forbidden);
         }
@@ -157,9 +184,51 @@ impl Console {
             .issue(account.id, Some(admin.id), Timestamp::now())
             .await
             .map_err(|e| ConsoleError::Failed(e.to_string()))?;
+        let notified = match self.member_email(&account).await? {
+            None => Notified::NoAddress,
+            Some(address) => match self.mailer.send(reset_email(&address, &self.journey.plan_name)).await {
+                Ok(()) => Notified::Emailed,
+                Err(error) => {
+                    tracing::warn!(%error, member = account.id.0, "the access-reset email was not sent");
+                    Notified::Failed
+                }
+            },
+        };
         let subject = format!("member {}", account.id.0);
-        self.audit(admin, Action::MemberAccessReset, Some(account.id), &subject, reason).await?;
-        Ok(account.id.0)
+        let detail = format!("{reason} (member told: {})", notified.as_str());
+        self.audit(admin, Action::MemberAccessReset, Some(account.id), &subject, &detail).await?;
+        Ok((account.id.0, notified))
+    }
+
+    /// The email address on the member's own record (from the roster), if any.
+    async fn member_email(&self, account: &Account) -> Result<Option<String>, ConsoleError> {
+        let Some(patient) = &account.patient_id else { return Ok(None) };
+        let Some(stored) = self.store.read_resource("Patient", patient).await? else { return Ok(None) };
+        let patient: serde_json::Value = serde_json::from_str(&stored.body).unwrap_or_default();
+        Ok(patient["telecom"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["system"] == "email")
+            .and_then(|t| t["value"].as_str())
+            .map(str::to_owned))
+    }
+}
+
+/// The email telling a member their access was reset, in English and Spanish.
+fn reset_email(to: &str, plan: &str) -> baton_mail::Email {
+    let day = day::format(time::OffsetDateTime::now_utc().date());
+    baton_mail::Email {
+        to: to.to_owned(),
+        subject: format!("Your access to {plan} was reset / Se restableció su acceso a {plan}"),
+        body: format!(
+            "An administrator at {plan} reset your access to your member account on {day}. Your old password no \
+             longer works. If you asked for this, use the new link {plan} gave you to choose a password. If you did \
+             not ask for this, call {plan}'s member services right away.\n\n\
+             Un administrador de {plan} restableció el acceso a su cuenta de miembro el {day}. Su contraseña \
+             anterior ya no funciona. Si usted lo pidió, use el nuevo enlace que {plan} le dio para elegir una \
+             contraseña. Si no lo pidió, llame de inmediato a servicios para miembros de {plan}.\n"
+        ),
     }
 }
 

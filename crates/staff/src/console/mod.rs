@@ -13,6 +13,7 @@ mod transfers;
 
 use baton_enrollment::Enrollment;
 use baton_journey::Journey;
+use baton_mail::Mailer;
 use baton_store::{Account, AccountId, Store, StoreError};
 use baton_vocab::Role;
 use thiserror::Error;
@@ -21,6 +22,7 @@ use crate::audit::{Action, Actor, Auditor};
 
 pub use admin::IssuedToken;
 pub use clients::{NewPayerClient, default_scopes};
+pub use members::Notified;
 pub use directory::BrandsLoad;
 pub use transfers::TransferQuery;
 
@@ -49,11 +51,12 @@ pub struct Console {
     auditor: Auditor,
     journey: Journey,
     enrollment: Enrollment,
+    mailer: Mailer,
 }
 
 impl Console {
-    pub fn new(store: Store, journey: Journey, enrollment: Enrollment) -> Self {
-        Self { auditor: Auditor::new(store.clone()), store, journey, enrollment }
+    pub fn new(store: Store, journey: Journey, enrollment: Enrollment, mailer: Mailer) -> Self {
+        Self { auditor: Auditor::new(store.clone()), store, journey, enrollment, mailer }
     }
 
     /// Writes what `staff` saw or did.
