@@ -13,6 +13,8 @@ const CARIN: &str = "http://hl7.org/fhir/us/carin-bb/StructureDefinition/";
 const PDEX: &str = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/";
 const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
 const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+/// The latest date an episode writes, in days after its day (a claim's payment).
+const LATEST_AFTER_DAY: i64 = 14;
 
 pub struct State {
     member: Member,
@@ -238,6 +240,11 @@ impl State {
         loop {
             if let Some(episode) = self.pending.pop() {
                 let day = self.month + Duration::days(self.rng.random_range(0..27));
+                // Nothing is dated after `as_of`: an episode's claim is created and paid within
+                // two weeks of its day, so one that late is left out.
+                if day + Duration::days(LATEST_AFTER_DAY) > self.options.as_of {
+                    continue;
+                }
                 return Some(self.episode(episode, day));
             }
             if self.month > self.options.as_of {
@@ -754,6 +761,8 @@ impl State {
     }
 
     fn prior_authorization(&mut self, condition: Condition, day: Date) -> Vec<Value> {
+        // Approved for 90 days, and the record ends at `as_of`.
+        let end = (day + Duration::days(90)).min(self.options.as_of);
         let p = condition.profile();
         let Some((system, code, display)) = p.prior_authorization else { return vec![] };
         let sensitive = p.sensitive_label;
@@ -771,13 +780,13 @@ impl State {
             "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
             "use": "preauthorization",
             "patient": self.patient_ref(),
-            "billablePeriod": {"start": fmt_date(day), "end": fmt_date(day + Duration::days(90))},
+            "billablePeriod": {"start": fmt_date(day), "end": fmt_date(end)},
             "created": fmt_datetime(day, 10),
             "insurer": self.payer_ref(),
             "provider": {"reference": format!("Organization/{provider}")},
             "outcome": "complete",
             "preAuthRef": [format!("AUTH{:06}", self.counter)],
-            "preAuthRefPeriod": [{"start": fmt_date(day), "end": fmt_date(day + Duration::days(90))}],
+            "preAuthRefPeriod": [{"start": fmt_date(day), "end": fmt_date(end)}],
             "diagnosis": [{
                 "sequence": 1,
                 "diagnosisCodeableConcept": {"coding": [{"system": ICD10, "code": p.icd10, "display": p.icd10_display}]}
@@ -786,7 +795,7 @@ impl State {
             "item": [{
                 "sequence": 1,
                 "productOrService": {"coding": [{"system": system, "code": code, "display": display}]},
-                "servicedPeriod": {"start": fmt_date(day), "end": fmt_date(day + Duration::days(90))},
+                "servicedPeriod": {"start": fmt_date(day), "end": fmt_date(end)},
                 "adjudication": [{
                     "extension": [{
                         "url": format!("{PDEX}extension-reviewAction"),

@@ -207,3 +207,36 @@ fn random_ids_are_uuids_that_still_resolve_and_repeat_with_the_seed() {
     let first = |o: &Options| record(&maria, o).find(|r| r["resourceType"] == "Condition").unwrap()["id"].clone();
     assert_ne!(first(&options), first(&other), "another seed, other ids");
 }
+
+#[test]
+fn nothing_is_dated_after_the_day_the_record_runs_to() {
+    fn dates<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::String(text) if is_date(text) => out.push(text),
+            Value::Array(items) => items.iter().for_each(|v| dates(v, out)),
+            Value::Object(fields) => fields.values().for_each(|v| dates(v, out)),
+            _ => {}
+        }
+    }
+    fn is_date(text: &str) -> bool {
+        let bytes = text.as_bytes();
+        bytes.len() >= 10
+            && bytes[4] == b'-'
+            && bytes[7] == b'-'
+            && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| bytes[i].is_ascii_digit())
+    }
+    let options = Options::new(payer());
+    let as_of =
+        format!("{:04}-{:02}-{:02}", options.as_of.year(), u8::from(options.as_of.month()), options.as_of.day());
+    for member in demo_members("rb") {
+        let mut target = options.clone();
+        target.target_resources = 3_000;
+        for resources in [record(&member, &options).collect::<Vec<_>>(), record(&member, &target).collect()] {
+            let mut found = vec![];
+            resources.iter().for_each(|r| dates(r, &mut found));
+            assert!(found.len() > 100);
+            let late: Vec<&&str> = found.iter().filter(|d| d[..10] > *as_of).collect();
+            assert!(late.is_empty(), "{}: {} dates after {as_of}, e.g. {:?}", member.given, late.len(), late.first());
+        }
+    }
+}
