@@ -266,14 +266,6 @@ async fn unknown_pages_are_404_and_language_switch_sets_the_cookie() {
     assert_eq!(away.headers()["location"], "/", "never redirects off-site");
     let unknown = client().get(format!("{}/locale/xx", app.base)).send().await.unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    let spanish = client()
-        .get(format!("{}/", app.base))
-        .header("cookie", "i18n_pref_locale=es")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let spanish = crate::support::text(&format!("{}/", app.base), "i18n_pref_locale=es").await;
     assert!(spanish.contains("Traiga sus registros de salud"), "Spanish page from the cookie");
 }

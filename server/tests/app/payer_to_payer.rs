@@ -112,15 +112,7 @@ async fn audit(store: &baton_store::Store, action: &str) -> Vec<baton_store::Aud
 async fn a_member_brings_their_records_without_signing_in_at_the_old_plan() {
     let plans = two_batons().await;
     let cookie = sign_in(&plans, "maria").await;
-    let page = client()
-        .get(format!("{}/member/bring/riverbend", plans.new_plan))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = crate::support::text(&format!("{}/member/bring/riverbend", plans.new_plan), &cookie).await;
     assert!(page.contains("id=\"by-match\"") && page.contains("value=\"Garcia\""), "the form offers it");
 
     // A member id the old plan never issued: no match, said as such, nothing linked.

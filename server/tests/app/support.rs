@@ -38,6 +38,11 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// The text of `url`, fetched with `cookie` (a session or a preference).
+pub async fn text(url: &str, cookie: &str) -> String {
+    client().get(url).header("cookie", cookie).send().await.unwrap().text().await.unwrap()
+}
+
 /// A member born 1984-03-12 whose coverage starts today (the time to bring records runs until
 /// 90 days after), with [`PASSWORD`].
 pub fn member(username: &str, name: &str, member_id: &str) -> baton_accounts::NewMember {
