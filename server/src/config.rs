@@ -194,6 +194,9 @@ pub struct TransferConfig {
     pub history_years: i32,
     /// Keep claim payment and cost-sharing amounts.
     pub keep_financial: bool,
+    /// Pull again what changed, this many days after a link's last transfer completed, while
+    /// the member's permission holds (0: never).
+    pub repull_days: u32,
 }
 
 impl Default for TransferConfig {
@@ -205,6 +208,7 @@ impl Default for TransferConfig {
             lease_seconds: 60,
             history_years: 5,
             keep_financial: false,
+            repull_days: 30,
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct Application {
     engine: Engine,
     mailer: baton_mail::Mailer,
     run_workers: bool,
+    /// Days after which a link's records are pulled again (0: never).
+    repull_days: u32,
     public_url: Url,
     local_addr: SocketAddr,
 }
@@ -88,6 +90,22 @@ fn mailer(config: &Config, public_url: &Url) -> anyhow::Result<baton_mail::Maile
 fn backend_key(secrets: &Secrets) -> anyhow::Result<Option<baton_transfer::BackendKey>> {
     let Some(pem) = &secrets.backend_key else { return Ok(None) };
     Ok(Some(baton_transfer::BackendKey::from_pem(pem.expose_secret())?))
+}
+
+/// How often the periodic pulls that are due are queued.
+const PULLS_CHECK: Duration = Duration::from_secs(600);
+
+/// Queues the periodic pulls that are due, every [`PULLS_CHECK`]. Two instances looking at the
+/// same moment may both queue one for a link: the records stay as they are (a pull writes each
+/// record once), only the work is done twice.
+async fn queue_pulls(journey: Journey, every: time::Duration) {
+    let mut tick = tokio::time::interval(PULLS_CHECK);
+    loop {
+        tick.tick().await;
+        if let Err(error) = journey.queue_due_pulls(every, baton_store::Timestamp::now()).await {
+            tracing::warn!(%error, "periodic pulls could not be queued");
+        }
+    }
 }
 
 /// How often an instance checks whether another changed the payer directory in the database.
@@ -261,6 +279,7 @@ impl Application {
             engine,
             mailer,
             run_workers: config.transfer.workers,
+            repull_days: config.transfer.repull_days,
             public_url,
             local_addr,
         })
@@ -303,6 +322,9 @@ impl Application {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = self.run_workers.then(|| tokio::spawn(self.engine.clone().run(stopped)));
         let journey = self.services.journey.clone();
+        if self.run_workers && self.repull_days > 0 {
+            tokio::spawn(queue_pulls(journey.clone(), time::Duration::days(i64::from(self.repull_days))));
+        }
         tokio::spawn(journey.payers.clone().keep_current(store.clone(), DIRECTORY_CHECK));
         tokio::spawn(async move {
             // Give a previous plan starting alongside (the demo's) a moment to listen.

@@ -273,6 +273,24 @@ impl Journey {
         }
     }
 
+    /// Queues what is due of the periodic pulls: each link whose permission still holds and
+    /// whose last transfer completed more than `every` ago gets an incremental transfer, for
+    /// what changed since that one started (PDex run-off and re-pulls; nothing after the
+    /// consent ends or is withdrawn). Returns how many were queued.
+    pub async fn queue_due_pulls(&self, every: time::Duration, now: Timestamp) -> Result<usize, JourneyError> {
+        let due = self.store.links_due_for_pull(now.plus(-every), now, 100).await?;
+        let mut queued = 0;
+        for (link_id, since) in due {
+            let Some(link) = self.store.link(&link_id).await? else { continue };
+            let id = uuid::Uuid::new_v4().to_string();
+            let since = Timestamp::from_millis(since);
+            self.store.enqueue_transfer(&id, &link, baton_vocab::TransferKind::Incremental, Some(since), now).await?;
+            tracing::info!(link = %link.id, transfer = %id, "periodic pull queued");
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
     /// After the member's authorization at the old plan.
     async fn connect_pending(
         &self,

@@ -23,6 +23,7 @@ on_both!(
     a_page_in_flight_moves_the_checkpoint_only_after_the_one_before,
     pages_gathered_into_one_commit_leave_what_page_by_page_commits_would,
     withdrawing_consent_stops_transfers_and_forgets_tokens,
+    a_link_is_due_a_pull_while_its_permission_holds_and_nothing_runs,
 );
 
 async fn member_with_link(store: &Store) -> (AccountId, PayerLink) {
@@ -329,4 +330,32 @@ async fn withdrawing_consent_stops_transfers_and_forgets_tokens(store: Store) {
         matches!(store.commit_transfer_page(page).await, Err(CommitError::LeaseLost)),
         "the worker stops at its next page"
     );
+}
+
+async fn a_link_is_due_a_pull_while_its_permission_holds_and_nothing_runs(store: Store) {
+    // The suite's permission lasts a day from now.
+    let (_, link) = member_with_link(&store).await;
+    let now = Timestamp::now();
+    let due = |at: Timestamp, every: time::Duration| {
+        let store = store.clone();
+        async move { store.links_due_for_pull(at.plus(-every), at, 10).await.unwrap() }
+    };
+    let (hour, month) = (time::Duration::hours(1), time::Duration::days(30));
+    let noon = now.plus(time::Duration::hours(12));
+    store.enqueue_transfer("t1", &link, baton_vocab::TransferKind::Initial, None, now).await.unwrap();
+    let t1 = store.claim_transfer("w", later(30), now).await.unwrap().unwrap();
+    assert!(due(noon, hour).await.is_empty(), "running");
+    store.finish_transfer("t1", "w", baton_vocab::TransferState::Completed, None, now).await.unwrap();
+    assert_eq!(due(noon, hour).await, [("link-1".to_owned(), t1.started_at.unwrap())], "since it started");
+    assert!(due(noon, month).await.is_empty(), "too soon after the last");
+    assert!(due(now.plus(time::Duration::days(2)), hour).await.is_empty(), "the permission has ended");
+    // Queued again: not due while it waits; done, due again.
+    store.enqueue_transfer("t2", &link, baton_vocab::TransferKind::Incremental, None, now).await.unwrap();
+    assert!(due(noon, hour).await.is_empty(), "queued");
+    store.claim_transfer("w", later(30), now).await.unwrap().unwrap();
+    store.finish_transfer("t2", "w", baton_vocab::TransferState::Completed, None, now).await.unwrap();
+    assert_eq!(due(noon, hour).await.len(), 1);
+    // Withdrawn: never again.
+    store.withdraw_consent("consent-1", now).await.unwrap();
+    assert!(due(noon, hour).await.is_empty(), "withdrawn");
 }
