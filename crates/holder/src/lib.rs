@@ -19,7 +19,7 @@ pub mod fhir;
 pub mod keys;
 pub mod oauth;
 pub mod p2p;
-mod pages;
+pub mod pages;
 pub mod settings;
 mod urls;
 

@@ -208,3 +208,54 @@ mod tests {
         assert_eq!(load(include_str!("../locales/en.json")), load(include_str!("../locales/es.json")));
     }
 }
+
+/// A day as a member reads it: `March 5, 2027`, or `5 de marzo de 2027` in Spanish.
+pub fn day_in_words(day: time::Date, locale: &str) -> String {
+    const EN: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const ES: [&str; 12] = [
+        "enero",
+        "febrero",
+        "marzo",
+        "abril",
+        "mayo",
+        "junio",
+        "julio",
+        "agosto",
+        "septiembre",
+        "octubre",
+        "noviembre",
+        "diciembre",
+    ];
+    let month = usize::from(u8::from(day.month())) - 1;
+    if locale.starts_with("es") {
+        format!("{} de {} de {}", day.day(), ES[month], day.year())
+    } else {
+        format!("{} {}, {}", EN[month], day.day(), day.year())
+    }
+}
+
+#[cfg(test)]
+mod day_tests {
+    use time::macros::date;
+
+    use super::day_in_words;
+
+    #[test]
+    fn days_read_as_words_in_both_languages() {
+        assert_eq!(day_in_words(date!(2027 - 03 - 05), "en"), "March 5, 2027");
+        assert_eq!(day_in_words(date!(2027 - 03 - 05), "es"), "5 de marzo de 2027");
+    }
+}

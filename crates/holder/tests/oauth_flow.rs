@@ -252,6 +252,13 @@ holder_test!(refresh_tokens_rotate_and_reuse_revokes_the_family, |t| {
     assert_eq!(second["patient"], t.maria.as_str());
     let access_2 = second["access_token"].as_str().unwrap();
     assert_eq!(fhir_get(&t, access_2, "Condition").await.0, StatusCode::OK);
+    // Rotation does not extend the access the member approved: it ends when the first did.
+    let ends = |refresh: &str| {
+        let hash = baton_holder::oauth::token_hash(refresh);
+        let store = t.store.clone();
+        async move { store.oauth_token(&hash).await.unwrap().unwrap().0.expires_at }
+    };
+    assert_eq!(ends(refresh_1).await, ends(refresh_2).await);
 
     // Narrowing on refresh is allowed; widening is not.
     let (status, _) = token_request(

@@ -408,7 +408,9 @@ fn consent_page(holder: &Holder, lang: Lang, pending: &Pending, account: &Accoun
         }
     }
     if scopes.contains(&Scope::OfflineAccess) {
-        what.push(t!("consent.offline", locale = l, app = app).into_owned());
+        let ends = super::token::access_ends(holder, Timestamp::now()).to_datetime().date();
+        let date = crate::pages::day_in_words(ends, l);
+        what.push(t!("consent.offline", locale = l, app = app, date = date, plan = &holder.plan_name).into_owned());
     }
     let origin = Url::parse(&pending.redirect_uri).ok().map(|u| u.origin().ascii_serialization());
     let host = Url::parse(&pending.redirect_uri).ok().and_then(|u| {

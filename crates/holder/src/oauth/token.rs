@@ -159,6 +159,11 @@ async fn refresh(holder: &Holder, client: &OAuthClient, params: &HashMap<String,
     issue(holder, &grant, &scope, now).await
 }
 
+/// When an app's access approved at `approved` ends (`refresh_token_days` later).
+pub fn access_ends(holder: &Holder, approved: Timestamp) -> Timestamp {
+    approved.plus(time::Duration::days(i64::from(holder.settings.refresh_token_days)))
+}
+
 /// A new access token (and refresh token, with `offline_access`) for `grant`.
 async fn issue(holder: &Holder, grant: &OAuthGrant, scope: &str, now: Timestamp) -> Result<Value, OAuthError> {
     let access = random_token();
@@ -183,18 +188,13 @@ async fn issue(holder: &Holder, grant: &OAuthGrant, scope: &str, now: Timestamp)
         "patient": grant.patient_id,
         "sensitive_data": sensitive_data(grant),
     });
-    if Scopes::parse(&grant.scope).contains(&Scope::OfflineAccess) {
+    // The app's access lasts `refresh_token_days` from the member's approval, as the consent
+    // screen said: a rotated refresh token ends when the first one did.
+    let ends = access_ends(holder, Timestamp::from_millis(grant.created_at));
+    if Scopes::parse(&grant.scope).contains(&Scope::OfflineAccess) && ends.millis() > now.millis() {
         let refresh = random_token();
-        let days = i64::from(holder.settings.refresh_token_days);
         store
-            .insert_oauth_token(
-                &token_hash(&refresh),
-                &grant.id,
-                TokenKind::Refresh,
-                scope,
-                now,
-                now.plus(time::Duration::days(days)),
-            )
+            .insert_oauth_token(&token_hash(&refresh), &grant.id, TokenKind::Refresh, scope, now, ends)
             .await
             .map_err(OAuthError::server)?;
         response["refresh_token"] = Value::String(refresh);

@@ -265,6 +265,13 @@ pub async fn authorize_as(
         assert_eq!(signed.status(), StatusCode::SEE_OTHER, "{}", signed.text().await.unwrap());
         let consent = browser.get(format!("{}oauth/authorize/consent?request={request}", t.base)).send().await.unwrap();
         assert_eq!(consent.status(), StatusCode::OK);
+        if scope.contains("offline_access") {
+            // The screen says when the app's access ends.
+            let days = time::Duration::days(i64::from(t.holder.settings.refresh_token_days));
+            let ends = baton_holder::pages::day_in_words(time::OffsetDateTime::now_utc().date() + days, "en");
+            let html = consent.text().await.unwrap();
+            assert!(html.contains(&format!("Access lasts until {ends}")), "{html}");
+        }
     }
     let decided = browser
         .post(format!("{}oauth/authorize/decision", t.base))
