@@ -121,3 +121,30 @@ test('every page carries the security headers', async ({ page }) => {
   expect(headers['referrer-policy']).toBe('same-origin');
   expect(headers['cache-control']).toBe('no-store');
 });
+
+test('the keyboard focus ring stands out in the header', async ({ page }) => {
+  await visit(page, '/sign-in');
+  await settle(page);
+  // Tab until a link in the header has the focus.
+  for (let i = 0; i < 10; i++) {
+    await page.keyboard.press('Tab');
+    if (await page.evaluate(() => !!document.activeElement?.closest('.site-header'))) break;
+  }
+  const ratio = await page.evaluate(() => {
+    const focused = document.activeElement as HTMLElement;
+    const header = focused.closest('.site-header') as HTMLElement;
+    const rgb = (color: string) => (color.match(/\d+(\.\d+)?/g) ?? []).slice(0, 3).map(Number);
+    const luminance = ([r, g, b]: number[]) => {
+      const channel = (c: number) => {
+        const s = c / 255;
+        return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+      };
+      return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+    };
+    const ring = luminance(rgb(getComputedStyle(focused).outlineColor));
+    const background = luminance(rgb(getComputedStyle(header).backgroundColor));
+    return (Math.max(ring, background) + 0.05) / (Math.min(ring, background) + 0.05);
+  });
+  // WCAG 2.2 (focus appearance, non-text contrast): at least 3:1 against what is around it.
+  expect(ratio).toBeGreaterThanOrEqual(3);
+});
