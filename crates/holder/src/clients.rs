@@ -135,13 +135,7 @@ pub async fn authenticate(
 /// The client an authentication claims to be, before anything is checked: Basic's user, the
 /// assertion's `iss`, or `client_id`.
 fn claimed_client(headers: &HeaderMap, params: &HashMap<String, String>) -> Option<String> {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|encoded| STANDARD.decode(encoded.trim()).ok())
-        .and_then(|decoded| String::from_utf8(decoded).ok())
-        .and_then(|text| text.split_once(':').map(|(id, _)| id.to_owned()));
+    let basic = basic_credentials(headers).and_then(Result::ok).map(|(id, _)| id);
     let asserted = params
         .get("client_assertion")
         .and_then(|assertion| jsonwebtoken::dangerous::insecure_decode_claims::<AssertionClaims>(assertion).ok())
@@ -154,10 +148,8 @@ async fn authenticate_client(
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<(OAuthClient, Method), OAuthError> {
-    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
-        && let Some(encoded) = value.strip_prefix("Basic ")
-    {
-        return basic(holder, encoded.trim(), params).await.map(|c| (c, Method::Basic));
+    if let Some(credentials) = basic_credentials(headers) {
+        return basic(holder, credentials, params).await.map(|c| (c, Method::Basic));
     }
     if let Some(assertion) = params.get("client_assertion") {
         if params.get("client_assertion_type").map(String::as_str) != Some(JWT_BEARER) {
@@ -168,14 +160,26 @@ async fn authenticate_client(
     Err(OAuthError::invalid_client("client authentication is required (Basic or private_key_jwt)"))
 }
 
-async fn basic(holder: &Holder, encoded: &str, params: &HashMap<String, String>) -> Result<OAuthClient, OAuthError> {
-    let refused = || OAuthError::invalid_client("client authentication failed").basic();
-    let decoded = STANDARD.decode(encoded).map_err(|_| refused())?;
-    let text = String::from_utf8(decoded).map_err(|_| refused())?;
-    let (id, secret) = text.split_once(':').ok_or_else(refused)?;
-    // RFC 6749 §2.3.1: both parts are form-urlencoded.
+/// The client id and secret of an HTTP Basic `Authorization` header, each form-urlencoded
+/// (RFC 6749 §2.3.1): `None` without one, an error for one that cannot be read.
+fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
+    let encoded = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
     let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
-    let (id, secret) = (decode(id), decode(secret));
+    let read = || {
+        let text = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+        let (id, secret) = text.split_once(':')?;
+        Some((decode(id), decode(secret)))
+    };
+    Some(read().ok_or(()))
+}
+
+async fn basic(
+    holder: &Holder,
+    credentials: Result<(String, String), ()>,
+    params: &HashMap<String, String>,
+) -> Result<OAuthClient, OAuthError> {
+    let refused = || OAuthError::invalid_client("client authentication failed").basic();
+    let (id, secret) = credentials.map_err(|()| refused())?;
     if params.get("client_id").is_some_and(|given| *given != id) {
         return Err(OAuthError::invalid_client("client_id does not match the authenticated client").basic());
     }
