@@ -197,6 +197,14 @@ pub struct TransferConfig {
     /// Pull again what changed, this many days after a link's last transfer completed, while
     /// the member's permission holds (0: never).
     pub repull_days: u32,
+    /// Members per request to a previous plan on the Payer-to-Payer API (bulk match and export).
+    pub request_batch_size: usize,
+    /// The first wait between polls of a previous plan's bulk operation, in seconds (doubled
+    /// each poll up to five minutes; the plan's `Retry-After` wins).
+    pub request_poll_seconds: u64,
+    /// Hours a previous plan may take to finish a bulk match or export before the request
+    /// gives up and cancels it there.
+    pub request_give_up_hours: u64,
 }
 
 impl Default for TransferConfig {
@@ -209,6 +217,9 @@ impl Default for TransferConfig {
             history_years: 5,
             keep_financial: false,
             repull_days: 30,
+            request_batch_size: 500,
+            request_poll_seconds: 2,
+            request_give_up_hours: 24,
         }
     }
 }
@@ -455,6 +466,10 @@ impl Config {
         engine.lease = std::time::Duration::from_secs(self.transfer.lease_seconds);
         engine.history_years = self.transfer.history_years;
         engine.keep_financial = self.transfer.keep_financial;
+        engine.requests.batch_size = self.transfer.request_batch_size.max(1);
+        engine.requests.poll_min = std::time::Duration::from_secs(self.transfer.request_poll_seconds.max(1));
+        engine.requests.give_up_after =
+            std::time::Duration::from_secs(self.transfer.request_give_up_hours.max(1) * 3600);
         engine
     }
 

@@ -12,6 +12,7 @@
 pub mod authorization;
 pub mod brands;
 mod connect;
+pub mod coverage;
 pub mod consent;
 pub mod discovery;
 pub mod matching;
@@ -29,6 +30,7 @@ use time::Date;
 use url::Url;
 
 pub use authorization::{AuthorizationErrorCode, CallbackError, CallbackParams, Granted, PendingAuthorization};
+pub use coverage::{CoverageInput, OptInChoice};
 pub use discovery::{Discovery, DiscoveryError};
 pub use matching::{Matched, OldCard};
 pub use payers::{ConfiguredPayer, ConfiguredState, Directory, EntryState, Payer, Payers};

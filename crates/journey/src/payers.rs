@@ -67,6 +67,10 @@ impl PayerDirectory for Payers {
     fn credentials(&self, payer_id: &str) -> Option<PayerCredentials> {
         self.get(payer_id).map(|p| p.credentials.clone())
     }
+
+    fn fhir_base(&self, payer_id: &str) -> Option<String> {
+        self.get(payer_id).map(|p| p.fhir_base.to_string())
+    }
 }
 
 /// A payer from configuration (`[[payers]]`), and whether configuration offers it.
@@ -343,6 +347,11 @@ impl PayerDirectory for Directory {
     fn credentials(&self, payer_id: &str) -> Option<PayerCredentials> {
         let snapshot = self.snapshot();
         snapshot.offered.credentials(payer_id).or_else(|| snapshot.withheld.credentials(payer_id))
+    }
+
+    fn fhir_base(&self, payer_id: &str) -> Option<String> {
+        let snapshot = self.snapshot();
+        snapshot.offered.fhir_base(payer_id).or_else(|| snapshot.withheld.fhir_base(payer_id))
     }
 }
 

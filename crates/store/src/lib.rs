@@ -21,6 +21,7 @@ mod p2p;
 mod payer_entries;
 mod permissions;
 pub(crate) mod resources;
+mod requests;
 mod roster;
 mod sign_in_failures;
 mod sql;
@@ -53,6 +54,7 @@ pub use p2p::{MemberMatch, SystemToken};
 pub use payer_entries::{BrandSource, EntriesApplied, PayerEnabledOverride, PayerEntry, PinnedEndpoints};
 pub use permissions::PermissionRecords;
 pub use resources::{IndexedIdentifier, IndexedReference, ResourcePage, ResourceQuery, ResourceWrite, StoredResource};
+pub use requests::{P2pRequest, PreviousCoverage, RequestMember, SHARED as STAGED_SHARED, StagedLine};
 pub use roster::{MemberDetails, MemberQuery, RosterImport};
 pub use timestamp::Timestamp;
 pub use transfers::{

@@ -46,6 +46,11 @@ pub struct PayerCredentials {
 /// Where the engine finds the credentials for each previous plan (the payer directory).
 pub trait PayerDirectory: Send + Sync {
     fn credentials(&self, payer_id: &str) -> Option<PayerCredentials>;
+
+    /// The previous plan's FHIR base, where requests for batches of members go.
+    fn fhir_base(&self, _payer_id: &str) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Debug, Error)]

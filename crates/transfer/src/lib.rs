@@ -18,6 +18,7 @@ pub mod job;
 pub mod named;
 pub mod plan;
 pub mod progress;
+pub mod request;
 pub mod sealed;
 pub mod upgrade;
 
@@ -72,6 +73,8 @@ pub struct EngineConfig {
     /// 4,000 and ~8.9 s with 8,000 — whose peak RSS passed 150 MB (4,000: ~130 MB). `None`:
     /// 4,000 on SQLite, 0 on PostgreSQL.
     pub page_group_resources: Option<usize>,
+    /// How requests to previous plans for batches of members run (Payer-to-Payer, bulk).
+    pub requests: request::RequestConfig,
 }
 
 impl EngineConfig {
@@ -90,6 +93,7 @@ impl EngineConfig {
             max_resolve: 2000,
             page_commits_in_flight: None,
             page_group_resources: None,
+            requests: request::RequestConfig::default(),
         }
     }
 
@@ -200,7 +204,40 @@ impl Engine {
                 }
             });
         }
+        loops.spawn(self.clone().run_requests(shutdown.clone()));
         while loops.join_next().await.is_some() {}
+    }
+}
+
+impl Engine {
+    /// Works the requests to previous plans until `shutdown`: starts those that are due every
+    /// [`request::RequestConfig::schedule_every`], and runs each until it waits or ends.
+    async fn run_requests(self, mut shutdown: watch::Receiver<bool>) {
+        let mut scheduled: Option<std::time::Instant> = None;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if scheduled.is_none_or(|at| at.elapsed() >= self.config.requests.schedule_every) {
+                scheduled = Some(std::time::Instant::now());
+                if let Err(error) = self.queue_due_requests(Timestamp::now()).await {
+                    tracing::warn!(%error, "requests that are due could not be started");
+                }
+            }
+            match self.run_request_once().await {
+                Ok(Some((id, end))) => tracing::debug!(request = %id, ?end, "request ran"),
+                Ok(None) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.config.poll_interval) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot claim requests");
+                    tokio::time::sleep(self.config.poll_interval * 5).await;
+                }
+            }
+        }
     }
 }
 

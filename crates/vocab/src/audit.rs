@@ -47,5 +47,11 @@ vocabulary! {
         MatchRequested = "p2p.match.requested",
         /// An admin suspended, resumed or removed another plan's system.
         ClientState = "p2p.client.state",
+        /// A member's previous coverage was recorded or corrected (by them, staff or the roster).
+        CoverageRecorded = "p2p.coverage.recorded",
+        /// A member opted in or out of this plan asking their previous plan (channel in the detail).
+        OptInRecorded = "p2p.opt_in.recorded",
+        /// A request to a previous plan for a batch of members started, ended, was retried or cancelled.
+        RequestChanged = "p2p.request.changed",
     }
 }

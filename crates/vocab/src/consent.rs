@@ -68,6 +68,18 @@ vocabulary! {
         /// The previous plan matched the member for this plan's system, with the member's
         /// Consent (the Payer-to-Payer API, Backend Services tokens).
         PayerToPayer = "payer_to_payer",
+        /// This plan asked the previous plan for a batch of members (`$bulk-member-match`,
+        /// `$davinci-data-export`): the records came in the export's files; later requests
+        /// bring what changed (Backend Services tokens, like a match).
+        BulkExport = "bulk_export",
+    }
+}
+
+impl LinkAccess {
+    /// This plan's system holds the access (Backend Services tokens, asked for again when they
+    /// expire), not a member's authorization.
+    pub fn is_system(self) -> bool {
+        matches!(self, LinkAccess::PayerToPayer | LinkAccess::BulkExport)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod consent;
 pub mod day;
 pub mod problems;
 pub mod records;
+pub mod requests;
 pub mod roles;
 pub mod transfer;
 pub mod views;
@@ -23,6 +24,7 @@ pub use consent::{ConsentChannel, ConsentPolicy, GivenNameRule, LinkAccess, Link
 pub use macros::UnknownValue;
 pub use problems::BringProblem;
 pub use records::{Category, SensitiveKind};
+pub use requests::{OptIn, RequestState};
 pub use roles::{Role, Roles};
 pub use transfer::{BulkJobState, EventKind, Phase, TransferKind, TransferSort, TransferState};
 

@@ -19,6 +19,8 @@ struct Plans {
     new_plan: String,
     new_store: baton_store::Store,
     old_store: baton_store::Store,
+    journey: baton_journey::Journey,
+    engine: baton_transfer::Engine,
     _dirs: [tempfile::TempDir; 2],
 }
 
@@ -37,6 +39,7 @@ async fn two_batons() -> Plans {
     let mut config = crate::support::config(new_dir.path());
     config.holder.identifiers = vec![NEW_PLAN_IDENTIFIER.into()];
     config.transfer.history_years = 10;
+    config.transfer.request_poll_seconds = 1;
     let old_as_configured = Config { public_url: Some(old_url), ..Config::default() };
     config.payers.push(server::demo::old_plan_payer(&old_as_configured, "unused-shared-secret-here".into()));
     let new = Application::build(config).await.expect("build the new plan");
@@ -46,6 +49,7 @@ async fn two_batons() -> Plans {
     let mut maria = crate::support::member("maria", "Maria Garcia", "CVH-1");
     maria.birth_date = rb_maria.birth_date;
     new.services().accounts.create_member(maria).await.unwrap();
+    new.services().accounts.create_member(crate::support::member("lee", "Lee Chen", "CVH-2")).await.unwrap();
 
     // The old plan registers the new plan's system: its key by the address it publishes it at.
     let registration = ClientSettings {
@@ -59,9 +63,11 @@ async fn two_batons() -> Plans {
         identifiers: vec![NEW_PLAN_IDENTIFIER.into()],
     };
     baton_holder::clients::register(&old_store, &registration).await.unwrap();
+    let journey = new.services().journey.clone();
+    let engine = new.engine().clone();
     tokio::spawn(old.run_until_stopped());
     tokio::spawn(new.run_until_stopped());
-    Plans { new_plan, new_store, old_store, _dirs: [old_dir, new_dir] }
+    Plans { new_plan, new_store, old_store, journey, engine, _dirs: [old_dir, new_dir] }
 }
 
 async fn sign_in(plans: &Plans, username: &str) -> String {
@@ -162,4 +168,71 @@ async fn a_member_brings_their_records_without_signing_in_at_the_old_plan() {
 
 async fn rb_account(plans: &Plans) -> baton_store::AccountId {
     plans.old_store.account_by_username("maria.garcia").await.unwrap().unwrap().id
+}
+
+/// The new plan's own obligation (CMS-0057-F): members opted in at enrollment or by phone are
+/// asked for in one bulk request — `$bulk-member-match`, `$davinci-data-export`, the NDJSON
+/// files — with no sign-in at the old plan; each member's result is recorded, the matched one's
+/// records are filed as their Consent allows, and the next request is scheduled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opted_in_members_are_asked_for_in_one_bulk_request() {
+    use baton_journey::{CoverageInput, OptInChoice};
+    use baton_vocab::{ConsentChannel, MatchResult, RequestState};
+
+    let plans = two_batons().await;
+    let now = baton_store::Timestamp::now();
+    let maria = plans.new_store.account_by_username("maria").await.unwrap().unwrap().id;
+    let lee = plans.new_store.account_by_username("lee").await.unwrap().unwrap().id;
+    let rb_maria = &baton_synth::demo_members("rb")[0];
+    let phone = OptInChoice {
+        include_sensitive: false,
+        channel: ConsentChannel::Phone,
+        recorded_by: "staff.jordan".into(),
+        at: now,
+    };
+    for (member, card) in [(maria, rb_maria.member_id.as_str()), (lee, "RB-999999")] {
+        let input = CoverageInput::parse("riverbend", card, None, None, false).unwrap();
+        plans.journey.record_previous_coverage(member, &input, Some(&phone), "staff.jordan", now).await.unwrap();
+    }
+
+    let started = plans.engine.queue_due_requests(baton_store::Timestamp::now()).await.unwrap();
+    assert_eq!(started.len(), 1, "one request carries both members");
+    let mut request = plans.new_store.request(&started[0]).await.unwrap().unwrap();
+    for _ in 0..900 {
+        request = plans.new_store.request(&started[0]).await.unwrap().unwrap();
+        if request.state.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(request.state, RequestState::Completed, "{:?} {:?}", request.error, request.checkpoint);
+    assert_eq!((request.members, request.matched, request.not_matched), (2, 1, 1), "{}", request.checkpoint);
+    assert!(request.lines > 20, "{} lines read", request.lines);
+    assert_eq!(request.rejected, 0, "{}", request.checkpoint);
+
+    let members = plans.new_store.request_members(&request.id).await.unwrap();
+    let of = |account| members.iter().find(|m| m.member_account == account).unwrap();
+    assert_eq!(of(lee).result, Some(MatchResult::NoMatch));
+    assert!(of(lee).transfer_id.is_none());
+    assert_eq!(of(maria).result, Some(MatchResult::Matched));
+    let transfer = plans.new_store.transfer(of(maria).transfer_id.as_deref().unwrap()).await.unwrap().unwrap();
+    assert_eq!(transfer.state, TransferState::Completed, "{:?}", transfer.error);
+    let link = plans.new_store.link(&transfer.link_id).await.unwrap().unwrap();
+    assert_eq!(link.access, LinkAccess::BulkExport);
+
+    let query = baton_store::ResourceQuery { member_account: Some(maria), limit: 5000, ..Default::default() };
+    let received = plans.new_store.search_resources(&query).await.unwrap().resources;
+    assert!(received.len() > 20, "{} records", received.len());
+    assert!(received.iter().all(|r| !r.sensitive), "she left sensitive records out: none arrived");
+    assert!(received.iter().any(|r| r.resource_type == "ExplanationOfBenefit"));
+    let query = baton_store::ResourceQuery { member_account: Some(lee), limit: 10, ..Default::default() };
+    let lees = plans.new_store.search_resources(&query).await.unwrap().resources;
+    assert!(lees.iter().all(|r| r.resource_type == "Patient"), "nothing of anyone else's reached Lee");
+
+    // Asked again for what changes in the run-off period, only for the member matched.
+    let coverages = plans.new_store.previous_coverages(maria).await.unwrap();
+    assert!(coverages[0].next_request_at.is_some() && coverages[0].last_exported_at.is_some());
+    assert!(plans.new_store.previous_coverages(lee).await.unwrap()[0].next_request_at.is_none());
+    assert!(plans.engine.queue_due_requests(baton_store::Timestamp::now()).await.unwrap().is_empty());
+    assert!(!audit(&plans.new_store, "p2p.opt_in.recorded").await.is_empty());
 }

@@ -35,7 +35,8 @@ pub(super) const TRANSFER_COLUMNS: &str = "id, link_id, member_account, kind, si
      pages_done, error, lease_owner, lease_until, attempts, run_after, created_at, started_at, finished_at, updated_at";
 
 impl Store {
-    /// The links a periodic pull is due for: active, their consent in force at `now`, none of
+    /// The links a periodic pull is due for (those a request brought are asked for again by
+    /// request, see `previous_coverage`): active, their consent in force at `now`, none of
     /// their transfers queued or running, and the last one that completed done before
     /// `finished_before`; each with when that one started (the next asks for what changed
     /// since). Longest waiting first.
@@ -50,7 +51,7 @@ impl Store {
                 "SELECT l.id, MAX(COALESCE(t.started_at, t.created_at)) FROM payer_link l \
                  JOIN member_consent c ON c.id = l.consent_id \
                  JOIN transfer t ON t.link_id = l.id AND t.state = 'completed' \
-                 WHERE l.state = 'active' AND c.withdrawn_at IS NULL AND c.period_end > $1 \
+                 WHERE l.state = 'active' AND l.access <> 'bulk_export' AND c.withdrawn_at IS NULL AND c.period_end > $1 \
                    AND NOT EXISTS (SELECT 1 FROM transfer q WHERE q.link_id = l.id AND q.state IN ('queued', 'running')) \
                  GROUP BY l.id HAVING MAX(t.finished_at) < $2 \
                  ORDER BY MAX(t.finished_at) LIMIT $3",

@@ -16,6 +16,7 @@
 mod accept;
 mod commits;
 mod custodian;
+mod delivered;
 mod lease;
 mod patient;
 mod phases;
@@ -75,6 +76,11 @@ enum Checkpoint {
         /// Hashes of recent page URLs, to stop paging loops.
         recent: VecDeque<String>,
     },
+    /// Filing the lines a request's export brought for this member, after `after` (their
+    /// place among the staged lines).
+    Delivered {
+        after: i64,
+    },
     Resolve,
     Finish,
     Done,
@@ -122,6 +128,8 @@ struct Job<'a> {
     page_sources: std::collections::HashMap<u128, String>,
     /// The records the page being ingested left out as sensitive: noted with it.
     page_withheld: Vec<TransferTarget>,
+    /// The request (and coverage) whose export this transfer files, when a request brought it.
+    delivery: Option<(String, String)>,
 }
 
 /// Why a step stopped the job.
@@ -222,6 +230,7 @@ impl<'a> Job<'a> {
         let progress = Progress::from_json(&transfer.progress);
         let credentials = engine.payers.credentials(&link.payer_id);
         let named = matches!(checkpoint, Checkpoint::Plan).then(NamedTargets::default);
+        let delivery = store.delivery_of(&transfer.id).await.map_err(|e| failed("reading the request", &e))?;
         // What earlier runs left out: a Provenance naming one of them is left out too.
         let sensitive = store
             .transfer_withheld(&transfer.id)
@@ -252,6 +261,7 @@ impl<'a> Job<'a> {
             sensitive,
             page_sources: std::collections::HashMap::new(),
             page_withheld: vec![],
+            delivery,
         })
     }
 
@@ -272,7 +282,7 @@ impl<'a> Job<'a> {
             if let Err(end) = self.consent_in_force().await {
                 return end;
             }
-            if !matches!(self.checkpoint, Checkpoint::Fetch { .. })
+            if !matches!(self.checkpoint, Checkpoint::Fetch { .. } | Checkpoint::Delivered { .. })
                 && let Err(end) = self.settle().await
             {
                 return end;
@@ -280,6 +290,7 @@ impl<'a> Job<'a> {
             let step = match self.checkpoint.clone() {
                 Checkpoint::Plan => self.plan().await,
                 Checkpoint::Fetch { plan, step, next, recent } => self.fetch(plan, step, next, recent).await,
+                Checkpoint::Delivered { after } => self.delivered(after).await,
                 Checkpoint::Resolve => self.resolve().await,
                 Checkpoint::Finish => self.finish().await,
                 Checkpoint::Done => return JobEnd::Completed,

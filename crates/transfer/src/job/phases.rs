@@ -23,11 +23,14 @@ impl Job<'_> {
         let scopes = Scopes::parse(&self.link.scope);
         match self.link.access {
             baton_vocab::LinkAccess::Member => scopes,
-            baton_vocab::LinkAccess::PayerToPayer => scopes.system_as_patient(),
+            baton_vocab::LinkAccess::PayerToPayer | baton_vocab::LinkAccess::BulkExport => scopes.system_as_patient(),
         }
     }
 
     pub(super) async fn plan(&mut self) -> Step {
+        if self.delivery.is_some() {
+            return self.plan_delivery().await;
+        }
         let audit = Audit::default();
         let capability = match self.get(&self.client.url("metadata"), &audit).await {
             Ok(capability) => capability,
@@ -206,6 +209,13 @@ impl Job<'_> {
         let mut rejected = vec![];
         for ((target_type, local_id), source_id) in targets.into_iter().take(RESOLVE_BATCH) {
             self.attempted.insert((target_type.clone(), local_id));
+            // What the request's export brought is not asked for again.
+            if let Some(resource) = self.staged_shared(&target_type, &source_id).await? {
+                let before = resources.len();
+                self.accept(resource, &mut resources, &mut rejected).await?;
+                self.progress.resolved_references += (resources.len() > before) as u64;
+                continue;
+            }
             let url = self.client.url(&format!("{target_type}/{source_id}"));
             match self.get(&url, &audit).await {
                 Ok(resource) if resource["resourceType"] == target_type.as_str() => {

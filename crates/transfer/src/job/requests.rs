@@ -2,7 +2,7 @@
 //! refreshing tokens before they expire, and a failed request ending the job.
 
 use baton_store::Timestamp;
-use baton_vocab::{LinkAccess, LinkState};
+use baton_vocab::LinkState;
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -91,7 +91,7 @@ impl Job<'_> {
     }
 
     pub(super) fn token_expiring(&self) -> bool {
-        let renewable = self.link.refresh_token.is_some() || self.link.access == LinkAccess::PayerToPayer;
+        let renewable = self.link.refresh_token.is_some() || self.link.access.is_system();
         renewable && self.link.access_expires_at.is_some_and(|at| at < Timestamp::now().millis() + 30_000)
     }
 
@@ -103,7 +103,7 @@ impl Job<'_> {
                 self.link.payer_id
             )))
         })?;
-        if self.link.access == LinkAccess::PayerToPayer {
+        if self.link.access.is_system() {
             return self.system_token(&credentials).await;
         }
         let token_url = match &credentials.token_url {
