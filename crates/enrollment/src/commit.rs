@@ -32,6 +32,9 @@ pub struct ReportLine {
     pub name: String,
     #[serde(flatten)]
     pub outcome: MemberOutcome,
+    /// What else the line did or could not do (its previous coverage), in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// What a commit did.
@@ -71,7 +74,12 @@ impl Enrollment {
                 MemberOutcome::Unchanged { .. } => report.unchanged += 1,
                 MemberOutcome::Failed { .. } => report.failed += 1,
             }
-            report.lines.push(ReportLine { member_id: entry.member_id.clone(), name: entry.display_name(), outcome });
+            report.lines.push(ReportLine {
+                member_id: entry.member_id.clone(),
+                name: entry.display_name(),
+                outcome,
+                notes: vec![],
+            });
         }
         Ok(report)
     }

@@ -9,8 +9,10 @@
 
 pub mod commit;
 pub mod invitation;
+pub mod previous;
 pub mod roster;
 
 pub use commit::{CommitReport, Enrollment, MemberOutcome};
 pub use invitation::{InvitationError, Invitations};
+pub use previous::{OptInEntry, PreviousEntry};
 pub use roster::{Format, Preview, RosterEntry, RosterError, Row};

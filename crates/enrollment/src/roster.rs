@@ -7,6 +7,8 @@ use serde_json::Value;
 use thiserror::Error;
 use time::Date;
 
+use crate::previous::{self, PreviousEntry, PreviousFields};
+
 /// Rosters larger than this are refused whole (a plan splits them).
 pub const MAX_ROWS: usize = 50_000;
 
@@ -85,6 +87,9 @@ pub struct RosterEntry {
     pub coverage_start: Date,
     /// The plan (product) the member enrolled in.
     pub plan: String,
+    /// Their coverage at a previous plan, when the roster says (CSV columns, see [`crate::previous`]).
+    #[serde(default)]
+    pub previous: Option<PreviousEntry>,
 }
 
 impl RosterEntry {
@@ -188,7 +193,11 @@ fn parse_csv(content: &str) -> Result<Vec<Row>, RosterError> {
     let mut index = HashMap::new();
     for (position, header) in headers.iter().enumerate() {
         let header = normalise(header);
-        if let Some((field, _)) = COLUMNS.iter().find(|(_, names)| names.contains(&header.as_str())) {
+        if let Some((field, _)) = COLUMNS
+            .iter()
+            .chain(previous::COLUMNS.iter())
+            .find(|(_, names)| names.contains(&header.as_str()))
+        {
             index.entry(*field).or_insert(position);
         }
     }
@@ -225,6 +234,16 @@ fn parse_csv(content: &str) -> Result<Vec<Row>, RosterError> {
             email: field("email"),
             coverage_start: field("coverage_start"),
             plan: field("plan"),
+            previous: PreviousFields {
+                payer: field("previous_payer"),
+                member_id: field("previous_member_id"),
+                start: field("previous_coverage_start"),
+                end: field("previous_coverage_end"),
+                concurrent: field("previous_coverage_concurrent"),
+                opt_in: field("p2p_opt_in"),
+                opt_in_date: field("p2p_opt_in_date"),
+                sensitive: field("p2p_sensitive"),
+            },
         };
         rows.push(fields.check(number));
         if rows.len() > MAX_ROWS {
@@ -245,6 +264,7 @@ struct Fields {
     email: String,
     coverage_start: String,
     plan: String,
+    previous: PreviousFields,
 }
 
 impl Fields {
@@ -306,6 +326,7 @@ impl Fields {
         if plan.is_empty() {
             errors.push("plan is missing".to_owned());
         }
+        let previous = self.previous.check(coverage_start, &mut errors);
         let shown_id = Some(member_id.clone()).filter(|id| !id.is_empty());
         match (birth_date, coverage_start, gender) {
             (Some(birth_date), Some(coverage_start), Some(gender)) if errors.is_empty() => Row {
@@ -320,6 +341,7 @@ impl Fields {
                     email,
                     coverage_start,
                     plan,
+                    previous,
                 }),
                 errors,
             },
@@ -486,6 +508,7 @@ fn bundle_fields(patient: &Value, coverage: &Value) -> Fields {
         email: text(email),
         coverage_start: text(coverage.pointer("/period/start")).chars().take(10).collect(),
         plan: text(plan),
+        previous: PreviousFields::default(),
     }
 }
 

@@ -960,3 +960,53 @@ async fn with_hundreds_of_plans_the_picker_lists_the_first_fifty_and_search_narr
     assert_eq!(page.matches("class=\"payer\"").count(), 1);
     assert!(page.contains("Plan 077") && !page.contains("id=\"more-plans\""));
 }
+
+/// CMS-0057-F: the roster carries a new member's previous coverage and their opt-in at
+/// enrollment; committing it records both (the opt-in as a Consent given at enrollment), and
+/// says on each line what became of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roster_records_previous_coverage_and_the_opt_in_given_at_enrollment() {
+    let app = spawn_with(|config| {
+        let old = Config { public_url: Some("http://127.0.0.1:9/".parse().unwrap()), ..Config::default() };
+        config.payers.push(server::demo::old_plan_payer(&old, "unused-shared-secret-here".into()));
+    })
+    .await;
+    let sam = app.sign_in("sam").await;
+    let roster = "member_id,given_name,family_name,birth_date,sex,email,coverage_start,plan,previous_payer,previous_member_id,p2p_opt_in,p2p_sensitive\n\
+        NP-9,Rosa,Diaz,1980-04-23,F,,2026-11-01,Gold PPO,riverbend,RB-77,yes,no\n\
+        NP-10,Tom,Nguyen,1975-11-02,M,,2026-11-01,Gold PPO,nowhere,NW-1,yes,\n\
+        NP-11,Ana,Ruiz,1990-01-02,F,,2026-11-01,Gold PPO,riverbend,,maybe,\n";
+    let (content_type, body) = multipart("roster.csv", roster);
+    let response = client()
+        .post(format!("{}/staff/roster", app.base))
+        .header("origin", app.base.as_str())
+        .header("cookie", &sam)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let (_, preview, _) = app.get(&location, Some(&sam)).await;
+    assert!(preview.contains("previous member id is missing"), "a half coverage is a problem of its row");
+    let id = location.trim_start_matches("/staff/roster/").to_owned();
+    app.post("staff/roster/commit", &[("id", id.as_str())], Some(&sam)).await;
+
+    let rosa = app.store.account_by_member_id("NP-9").await.unwrap().expect("enrolled");
+    let coverages = app.store.previous_coverages(rosa.id).await.unwrap();
+    assert_eq!(coverages.len(), 1);
+    let coverage = &coverages[0];
+    assert_eq!((coverage.payer_id.as_str(), coverage.member_id.as_str()), ("riverbend", "RB-77"));
+    assert_eq!(coverage.opt_in, baton_vocab::OptIn::In);
+    assert_eq!(coverage.opt_in_channel, Some(baton_vocab::ConsentChannel::Enrollment));
+    assert!(coverage.next_request_at.is_some(), "due at once: asked well within the week");
+    let consent = app.store.consent(coverage.consent_id.as_deref().unwrap()).await.unwrap().unwrap();
+    assert_eq!(consent.policy, baton_vocab::ConsentPolicy::Regular);
+    assert_eq!(consent.channel, baton_vocab::ConsentChannel::Enrollment);
+
+    let tom = app.store.account_by_member_id("NP-10").await.unwrap().expect("enrolled all the same");
+    assert!(app.store.previous_coverages(tom.id).await.unwrap().is_empty());
+    let (_, report, _) = app.get(&location, Some(&sam)).await;
+    assert!(report.contains("opted in: records will be asked for"), "the line says what became of it");
+    assert!(report.contains("no payer \"nowhere\" in the directory") || report.contains("no payer &quot;nowhere&quot;"), "{report}");
+}

@@ -113,7 +113,8 @@ fn ImportDetails(v: RosterImportView) -> impl IntoView {
                                     Some(a) => view! { <A href=format!("/staff/members/{a}")>{r.name.clone()}</A> }.into_any(),
                                     None => r.name.clone().into_any(),
                                 }}</td>
-                                <td>{outcome_label(r.outcome)}{r.reason.clone().map(|reason| format!(": {reason}"))}</td>
+                                <td>{outcome_label(r.outcome)}{r.reason.clone().map(|reason| format!(": {reason}"))}
+                                    {r.notes.iter().map(|note| view! { <br/><small>{note.clone()}</small> }).collect_view()}</td>
                                 <td>{r.invitation_link.clone().map(|link| view! {
                                     <input class="copy" type="text" readonly value=link
                                         aria-label=format!("{} {}", t_string!(i18n, console.invitation_title), r.member_id)/>

@@ -94,8 +94,9 @@ impl Console {
         let format = Format::parse(&import.format).unwrap_or(Format::Csv);
         let preview = roster::parse(format, &import.content).map_err(|_| ConsoleError::Invalid("file"))?;
         let now = Timestamp::now();
-        let report =
+        let mut report =
             self.enrollment.commit(&preview, staff.id, now).await.map_err(|e| ConsoleError::Failed(e.to_string()))?;
+        self.record_previous_coverages(&preview, &mut report, now).await?;
         let json = serde_json::to_string(&report).map_err(|e| ConsoleError::Failed(e.to_string()))?;
         self.store.finish_roster_import(id, &json, now).await?;
         let detail = format!(
@@ -103,6 +104,74 @@ impl Console {
             report.created, report.updated, report.unchanged, report.failed, report.skipped
         );
         self.audit(staff, Action::RosterCommit, None, &format!("roster {id}"), &detail).await
+    }
+
+    /// The previous coverage (and enrollment opt-in) of each member enrolled or updated, noted
+    /// on their report line; a payer the directory does not know is said there.
+    async fn record_previous_coverages(
+        &self,
+        preview: &roster::Preview,
+        report: &mut CommitReport,
+        now: Timestamp,
+    ) -> Result<(), ConsoleError> {
+        use baton_journey::{CoverageInput, JourneyError, OptInChoice};
+        for entry in preview.valid() {
+            let Some(previous) = &entry.previous else { continue };
+            let Some(line) = report.lines.iter_mut().find(|l| l.member_id == entry.member_id) else { continue };
+            let account = match line.outcome {
+                MemberOutcome::Created { account }
+                | MemberOutcome::Updated { account }
+                | MemberOutcome::Unchanged { account } => baton_store::AccountId(account),
+                MemberOutcome::Failed { .. } => continue,
+            };
+            let input = match CoverageInput::parse(
+                &previous.payer,
+                &previous.member_id,
+                previous.start,
+                previous.end,
+                previous.concurrent,
+            ) {
+                Ok(input) => input,
+                Err(error) => {
+                    line.notes.push(format!("previous coverage not recorded: {error}"));
+                    continue;
+                }
+            };
+            let at = |day: time::Date| Timestamp::from_millis(day.midnight().assume_utc().unix_timestamp() * 1000);
+            let opt_in = previous.opt_in.as_ref().filter(|o| o.agreed).map(|o| OptInChoice {
+                include_sensitive: o.include_sensitive,
+                channel: baton_vocab::ConsentChannel::Enrollment,
+                recorded_by: "roster".into(),
+                at: at(o.on),
+            });
+            match self.journey.record_previous_coverage(account, &input, opt_in.as_ref(), "roster", now).await {
+                Ok(coverage) => {
+                    let declined = previous.opt_in.as_ref().is_some_and(|o| !o.agreed);
+                    if declined {
+                        self.journey.opt_out(account, &coverage.id, "roster", now).await.map_err(journey_failed)?;
+                    }
+                    line.notes.push(match (&opt_in, declined) {
+                        (Some(_), _) => format!(
+                            "previous coverage at {} recorded; opted in: records will be asked for",
+                            previous.payer
+                        ),
+                        (None, true) => format!("previous coverage at {} recorded; opted out", previous.payer),
+                        (None, false) => {
+                            format!("previous coverage at {} recorded; not asked about opting in yet", previous.payer)
+                        }
+                    });
+                }
+                Err(JourneyError::UnknownPayer(payer)) => {
+                    line.notes.push(format!("previous coverage not recorded: no payer {payer:?} in the directory"));
+                }
+                Err(JourneyError::WindowClosed { ended }) => {
+                    line.notes
+                        .push(format!("previous coverage recorded without opt-in: the time to ask ended on {ended}"));
+                }
+                Err(error) => return Err(journey_failed(error)),
+            }
+        }
+        Ok(())
     }
 
     /// Each committed line, with the invitation link of a member the commit created.
@@ -133,8 +202,13 @@ impl Console {
                 account,
                 reason,
                 invitation_link,
+                notes: line.notes,
             });
         }
         Ok(rows)
     }
+}
+
+fn journey_failed(error: baton_journey::JourneyError) -> ConsoleError {
+    ConsoleError::Failed(error.to_string())
 }

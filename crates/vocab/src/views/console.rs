@@ -90,6 +90,9 @@ pub struct ReportRow {
     pub account: Option<i64>,
     pub reason: Option<String>,
     pub invitation_link: Option<String>,
+    /// What became of the row's previous coverage and opt-in, in words.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// Created, updated, unchanged and failed members of a committed roster.
