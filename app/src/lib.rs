@@ -25,7 +25,7 @@ use crate::components::layout::Layout;
 use crate::i18n::{I18nContextProvider, t_string, use_i18n};
 use crate::pages::{
     ApiTokensPage, AuditPage, PayerClientsPage, BringRecords, ConsentPage, Landing, MemberHome, MemberPage, MemberRecordsPage,
-    MembersPage, NotFound, PayersPage, RecordPage, RosterImportPage, RosterPage, SignInPage, StaffHome,
+    MembersPage, NotFound, PayersPage, PreviousPlansPage, RecordPage, RosterImportPage, RosterPage, SignInPage, StaffHome,
     StaffTransferPage, TransferPage, TransfersPage, WelcomePage, WithdrawPage,
 };
 use crate::session::{SessionInfo, SignOut, get_session};
@@ -88,6 +88,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("sign-in") view=SignInPage ssr=SsrMode::Async/>
                         <Route path=path!("member") view=MemberHome ssr=SsrMode::Async/>
                         <Route path=path!("member/bring") view=BringRecords ssr=SsrMode::Async/>
+                        <Route path=path!("member/previous-plans") view=PreviousPlansPage ssr=SsrMode::Async/>
                         <Route path=path!("member/bring/:payer") view=ConsentPage ssr=SsrMode::Async/>
                         <Route path=path!("member/transfers/:id") view=TransferPage ssr=SsrMode::Async/>
                         <Route path=path!("member/transfers/:id/withdraw") view=WithdrawPage ssr=SsrMode::Async/>

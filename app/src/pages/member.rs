@@ -50,6 +50,11 @@ pub fn MemberHome() -> impl IntoView {
                         <p>{t!(i18n, member.bring_body)}</p>
                         <p><A href="/member/bring" attr:class="button">{t!(i18n, member.bring_start)}</A></p>
                     </section>
+                    <section class="card" aria-labelledby="previous-title">
+                        <h2 id="previous-title">{t!(i18n, member.previous_title)}</h2>
+                        <p>{t!(i18n, member.previous_body)}</p>
+                        <p><A href="/member/previous-plans" attr:class="button button--secondary">{t!(i18n, member.previous_start)}</A></p>
+                    </section>
                 }
             }}/>
     }

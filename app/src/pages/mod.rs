@@ -2,6 +2,7 @@ mod bring;
 mod landing;
 mod member;
 mod not_found;
+mod previous_plans;
 mod sign_in;
 mod staff;
 mod transfer;
@@ -12,6 +13,7 @@ pub use bring::{BringRecords, ConsentPage};
 pub use landing::Landing;
 pub use member::{MemberHome, MemberHomeData, load_member_home};
 pub use not_found::NotFound;
+pub use previous_plans::PreviousPlansPage;
 pub use sign_in::SignInPage;
 pub use staff::{
     ApiTokensPage, AuditPage, MemberPage, PayerClientsPage, MemberRecordsPage, MembersPage, PayersPage, RecordPage, RosterImportPage,

@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod matching;
 pub mod payers;
 pub mod pinned;
+mod previous_plans;
 mod views;
 
 use std::sync::Arc;

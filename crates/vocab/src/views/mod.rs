@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod console;
+pub mod requests;
 pub mod staff;
 
 /// A previous plan's SMART discovery as staff see it on the plan's card: what its
