@@ -21,6 +21,35 @@ pub(crate) struct GivenConsent {
     pub end: Date,
 }
 
+impl GivenConsent {
+    /// The consent as stored: given through `channel`, lasting to the end of its last day.
+    pub(crate) fn stored(
+        &self,
+        member: AccountId,
+        payer_id: &str,
+        channel: ConsentChannel,
+        now: Timestamp,
+    ) -> MemberConsent {
+        let end_ms = (self.end.midnight().assume_utc() + time::Duration::DAY).unix_timestamp() * 1000 - 1;
+        MemberConsent {
+            id: self.id.clone(),
+            member_account: member,
+            payer_id: payer_id.to_owned(),
+            policy: ConsentPolicy::of(self.include_sensitive),
+            period_start: self.given_at,
+            period_end: end_ms,
+            given_at: self.given_at,
+            channel,
+            resource: self.resource.to_string(),
+            withdrawn_at: None,
+            created_at: now.millis(),
+            records_deleted: None,
+            records_kept: None,
+            records_shared: None,
+        }
+    }
+}
+
 impl Journey {
     /// The HRex Consent `member` gives now for `payer`: this plan's own Patient for them, the two
     /// plans named by their identifiers where known, the words they read.
@@ -79,25 +108,7 @@ impl Journey {
         now: Timestamp,
     ) -> Result<Connected, JourneyError> {
         let store = &self.store;
-        let end_ms = (consent.end.midnight().assume_utc() + time::Duration::DAY).unix_timestamp() * 1000 - 1;
-        store
-            .insert_consent(&MemberConsent {
-                id: consent.id.clone(),
-                member_account: member,
-                payer_id: payer.id.clone(),
-                policy: ConsentPolicy::of(consent.include_sensitive),
-                period_start: consent.given_at,
-                period_end: end_ms,
-                given_at: consent.given_at,
-                channel: ConsentChannel::Web,
-                resource: consent.resource.to_string(),
-                withdrawn_at: None,
-                created_at: now.millis(),
-                records_deleted: None,
-                records_kept: None,
-                records_shared: None,
-            })
-            .await?;
+        store.insert_consent(&consent.stored(member, &payer.id, ConsentChannel::Web, now)).await?;
         let link_id = uuid::Uuid::new_v4().to_string();
         let sealer = |part: &'static str| {
             let place = PayerLink::token_place(&link_id, part);

@@ -4,8 +4,8 @@
 //! the member-mediated path stores; the member is then due at once (the first request goes out
 //! well within the rule's week). Opting out withdraws it: nothing more is asked.
 
-use baton_store::{AccountId, MemberConsent, NewAuditEvent, PreviousCoverage, Timestamp};
-use baton_vocab::{AuditAction, ConsentChannel, ConsentPolicy, OptIn};
+use baton_store::{AccountId, NewAuditEvent, PreviousCoverage, Timestamp};
+use baton_vocab::{AuditAction, ConsentChannel, OptIn};
 use time::Date;
 
 use crate::{Journey, JourneyError, Payer};
@@ -129,25 +129,7 @@ impl Journey {
             self.store.withdraw_consent(previous, now).await?;
         }
         let given = self.give_consent(member, &payer, choice.include_sensitive, choice.at.millis(), now).await?;
-        let end_ms = (given.end.midnight().assume_utc() + time::Duration::DAY).unix_timestamp() * 1000 - 1;
-        self.store
-            .insert_consent(&MemberConsent {
-                id: given.id.clone(),
-                member_account: member,
-                payer_id: payer.id.clone(),
-                policy: ConsentPolicy::of(choice.include_sensitive),
-                period_start: given.given_at,
-                period_end: end_ms,
-                given_at: given.given_at,
-                channel: choice.channel,
-                resource: given.resource.to_string(),
-                withdrawn_at: None,
-                created_at: now.millis(),
-                records_deleted: None,
-                records_kept: None,
-                records_shared: None,
-            })
-            .await?;
+        self.store.insert_consent(&given.stored(member, &payer.id, choice.channel, now)).await?;
         coverage.opt_in = OptIn::In;
         coverage.opted_at = Some(choice.at.millis());
         coverage.opt_in_channel = Some(choice.channel);
