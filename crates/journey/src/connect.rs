@@ -58,6 +58,7 @@ impl Journey {
         member: AccountId,
         payer: &Payer,
         include_sensitive: bool,
+        concurrent: bool,
         given_at: i64,
         now: Timestamp,
     ) -> Result<GivenConsent, JourneyError> {
@@ -68,7 +69,7 @@ impl Journey {
             baton_transfer::member_patient(store, &self.local_base, member).await.map_err(JourneyError::Failed)?;
         let given = OffsetDateTime::from_unix_timestamp_nanos(i128::from(given_at) * 1_000_000)
             .unwrap_or_else(|_| OffsetDateTime::now_utc());
-        let end = consent_until(&account, now)?;
+        let end = consent_until(&account, concurrent, now)?;
         let id = uuid::Uuid::new_v4().to_string();
         let payer_identifiers = payer.credentials.backend.as_ref().map(|b| b.payer_identifiers.clone());
         let facts = consent::ConsentFacts {

@@ -61,6 +61,27 @@ impl Window {
         let until = coverage_start.unwrap_or(today).saturating_add(time::Duration::days(DAYS_AFTER_COVERAGE_START));
         if until < today { Window::Closed { ended: until } } else { Window::Open { until } }
     }
+
+    /// For a member the previous plan still covers (concurrent coverage): the permission lasts
+    /// to the end of this plan's current plan year — years run from the coverage start's
+    /// anniversary (1 January with no start on record) — and never less than the 90 days.
+    pub fn for_concurrent(coverage_start: Option<Date>, today: Date) -> Window {
+        let anchor = coverage_start.unwrap_or_else(|| Date::from_ordinal_date(today.year(), 1).unwrap_or(today));
+        let anniversary = |year: i32| {
+            Date::from_calendar_date(year, anchor.month(), anchor.day())
+                .or_else(|_| Date::from_calendar_date(year, anchor.month(), anchor.day() - 1))
+                .unwrap_or(today)
+        };
+        let mut next = anniversary(today.year());
+        if next <= today {
+            next = anniversary(today.year() + 1);
+        }
+        let year_end = next.previous_day().unwrap_or(today);
+        match Window::for_coverage(coverage_start, today) {
+            Window::Open { until } if until > year_end => Window::Open { until },
+            _ => Window::Open { until: year_end },
+        }
+    }
 }
 
 /// The HRex Consent resource.
@@ -226,5 +247,26 @@ mod tests {
         );
         // No coverage start on record: 90 days from today.
         assert_eq!(Window::for_coverage(None, today), Window::Open { until: date!(2027 - 02 - 23) });
+    }
+
+    #[test]
+    fn concurrent_coverage_lasts_to_the_plan_year_end() {
+        let today = date!(2026 - 11 - 25);
+        // Plan years from 1 July: the current one ends 30 June.
+        assert_eq!(
+            Window::for_concurrent(Some(date!(2025 - 07 - 01)), today),
+            Window::Open { until: date!(2027 - 06 - 30) }
+        );
+        // Calendar plan years with no start on record.
+        assert_eq!(Window::for_concurrent(None, date!(2026 - 03 - 10)), Window::Open { until: date!(2026 - 12 - 31) });
+        // A year ending sooner than the 90 days keeps the 90 days.
+        assert_eq!(
+            Window::for_concurrent(Some(date!(2026 - 11 - 01)), date!(2027 - 10 - 20)),
+            Window::Open { until: date!(2027 - 10 - 31) }
+        );
+        assert_eq!(
+            Window::for_concurrent(Some(date!(2026 - 12 - 01)), today),
+            Window::Open { until: date!(2027 - 03 - 01) }
+        );
     }
 }

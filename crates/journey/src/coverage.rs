@@ -128,7 +128,9 @@ impl Journey {
         if let Some(previous) = &coverage.consent_id {
             self.store.withdraw_consent(previous, now).await?;
         }
-        let given = self.give_consent(member, &payer, choice.include_sensitive, choice.at.millis(), now).await?;
+        let given = self
+            .give_consent(member, &payer, choice.include_sensitive, coverage.concurrent, choice.at.millis(), now)
+            .await?;
         self.store.insert_consent(&given.stored(member, &payer.id, choice.channel, now)).await?;
         coverage.opt_in = OptIn::In;
         coverage.opted_at = Some(choice.at.millis());

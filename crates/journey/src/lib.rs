@@ -12,8 +12,8 @@
 pub mod authorization;
 pub mod brands;
 mod connect;
-pub mod coverage;
 pub mod consent;
+pub mod coverage;
 pub mod discovery;
 pub mod matching;
 pub mod payers;
@@ -24,8 +24,8 @@ mod views;
 use std::sync::Arc;
 
 use baton_store::{AccountId, Store, StoreError, Timestamp, TransferFilter};
-use baton_vocab::LinkAccess;
 use baton_transfer::TokenCipher;
+use baton_vocab::LinkAccess;
 use thiserror::Error;
 use time::Date;
 use url::Url;
@@ -263,7 +263,7 @@ impl Journey {
     pub async fn consent_until(&self, member: AccountId, now: Timestamp) -> Result<Date, JourneyError> {
         let account =
             self.store.account_by_id(member).await?.ok_or_else(|| JourneyError::Failed("no such member".into()))?;
-        consent_until(&account, now)
+        consent_until(&account, false, now)
     }
 
     /// A payer members may start an authorization with: offered in the directory. A payer staff
@@ -304,7 +304,7 @@ impl Journey {
         now: Timestamp,
     ) -> Result<Connected, JourneyError> {
         let consent =
-            self.give_consent(member, payer, pending.include_sensitive, pending.consent_given_at, now).await?;
+            self.give_consent(member, payer, pending.include_sensitive, false, pending.consent_given_at, now).await?;
         self.connect(member, payer, consent, LinkAccess::Member, &pending.fhir_base, granted, now).await
     }
 
@@ -324,6 +324,14 @@ impl Journey {
         let consent = store.consent(consent_id).await?.filter(|c| c.member_account == member);
         let Some(consent) = consent else { return Err(JourneyError::UnknownConsent) };
         let withdrawn = store.withdraw_consent(&consent.id, now).await?;
+        // An opt-in to being asked for server to server ends with its Consent: nothing more is
+        // asked of that plan.
+        for coverage in store.previous_coverages(member).await? {
+            if coverage.consent_id.as_deref() == Some(consent.id.as_str()) && coverage.opt_in == baton_vocab::OptIn::In
+            {
+                self.opt_out(member, &coverage.id, "member", now).await?;
+            }
+        }
         let mut outcome = Withdrawal { withdrawn, ..Withdrawal::default() };
         if delete_received {
             let records = store.delete_permission_records(member, &consent.id).await?;
@@ -568,8 +576,15 @@ pub fn consent_statement(old_plan: &str, new_plan: &str, include_sensitive: bool
     )
 }
 
-fn consent_until(account: &baton_store::Account, now: Timestamp) -> Result<Date, JourneyError> {
-    match consent::Window::for_coverage(account.coverage_start, now_date(now)) {
+/// The last day a permission given now lasts; for a member the previous plan still covers, to
+/// the plan year's end.
+fn consent_until(account: &baton_store::Account, concurrent: bool, now: Timestamp) -> Result<Date, JourneyError> {
+    let window = if concurrent {
+        consent::Window::for_concurrent(account.coverage_start, now_date(now))
+    } else {
+        consent::Window::for_coverage(account.coverage_start, now_date(now))
+    };
+    match window {
         consent::Window::Open { until } => Ok(until),
         consent::Window::Closed { ended } => Err(JourneyError::WindowClosed { ended }),
     }

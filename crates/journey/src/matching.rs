@@ -61,7 +61,7 @@ impl Journey {
         let payer = self.offered(payer_id)?;
         let backend =
             payer.credentials.backend.clone().ok_or_else(|| JourneyError::NoPayerToPayer(payer.id.clone()))?;
-        let consent = self.give_consent(member, &payer, include_sensitive, now.millis(), now).await?;
+        let consent = self.give_consent(member, &payer, include_sensitive, false, now.millis(), now).await?;
         let account =
             self.store.account_by_id(member).await?.ok_or_else(|| JourneyError::Failed("no such member".into()))?;
         let body = request(&account, card, &consent.resource);

@@ -316,8 +316,24 @@ async fn the_code_is_redeemed_form_encoded_with_the_verifier_and_basic_auth() {
             assert!(!sealed.contains("access-abc") && !sealed.contains("refresh-xyz") && !sealed.contains("id.token"));
         }
         let cipher = TokenCipher::new(&[7; 32]);
-        assert_eq!(cipher.open_for(link.access_token.as_deref().unwrap(), &baton_store::PayerLink::token_place(&link.id, "access")).unwrap(), "access-abc");
-        assert_eq!(cipher.open_for(link.refresh_token.as_deref().unwrap(), &baton_store::PayerLink::token_place(&link.id, "refresh")).unwrap(), "refresh-xyz");
+        assert_eq!(
+            cipher
+                .open_for(
+                    link.access_token.as_deref().unwrap(),
+                    &baton_store::PayerLink::token_place(&link.id, "access")
+                )
+                .unwrap(),
+            "access-abc"
+        );
+        assert_eq!(
+            cipher
+                .open_for(
+                    link.refresh_token.as_deref().unwrap(),
+                    &baton_store::PayerLink::token_place(&link.id, "refresh")
+                )
+                .unwrap(),
+            "refresh-xyz"
+        );
         let transfer = store.transfer(&connected.transfer_id).await.unwrap().unwrap();
         assert_eq!(transfer.state, baton_vocab::TransferState::Queued);
         assert_eq!(transfer.link_id, link.id);
@@ -932,6 +948,42 @@ async fn junk_pins_are_refused_with_the_reason_and_nothing_is_stored() {
         let stored = store.payer_entries().await.unwrap().remove(0);
         assert_eq!((stored.authorize_url, stored.token_url, stored.scopes), (None, None, None));
         assert!(!journey.pin_payer_endpoints("brand-nobody", "", "", "", Timestamp::now()).await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_opt_in_for_concurrent_coverage_lasts_the_plan_year_and_ends_with_its_withdrawal() {
+    let old = old_plan().await;
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
+        let maria = member(&store).await;
+        let now = Timestamp::now();
+        let input = baton_journey::CoverageInput::parse("riverbend", "RB-77", None, None, true).unwrap();
+        let choice = baton_journey::OptInChoice {
+            include_sensitive: false,
+            channel: baton_vocab::ConsentChannel::Phone,
+            recorded_by: "staff.jordan".into(),
+            at: now,
+        };
+        let coverage =
+            journey.record_previous_coverage(maria, &input, Some(&choice), "staff.jordan", now).await.unwrap();
+        assert_eq!(coverage.opt_in, baton_vocab::OptIn::In);
+        assert!(coverage.next_request_at.is_some(), "due at once");
+        let consent_id = coverage.consent_id.clone().unwrap();
+        let consent = store.consent(&consent_id).await.unwrap().unwrap();
+        // Coverage started today: the plan year ends the day before its anniversary.
+        let today = time::OffsetDateTime::now_utc().date();
+        let year_end = today.replace_year(today.year() + 1).unwrap_or(today).previous_day().unwrap();
+        let resource: Value = serde_json::from_str(&consent.resource).unwrap();
+        assert_eq!(resource["provision"]["period"]["end"], year_end.to_string(), "{resource}");
+
+        // Withdrawing that permission, wherever the member does it, stops the asking.
+        assert!(journey.withdraw(maria, &consent_id, false, Timestamp::now()).await.unwrap().withdrawn);
+        let coverage = store.previous_coverage(&coverage.id).await.unwrap().unwrap();
+        assert_eq!(coverage.opt_in, baton_vocab::OptIn::Out);
+        assert_eq!(coverage.next_request_at, None);
+        assert!(store.coverages_due("riverbend", Timestamp::now(), 10).await.unwrap().is_empty());
     })
     .await;
 }
