@@ -25,7 +25,7 @@ use crate::components::layout::Layout;
 use crate::i18n::{I18nContextProvider, t_string, use_i18n};
 use crate::pages::{
     ApiTokensPage, AuditPage, PayerClientsPage, BringRecords, ConsentPage, Landing, MemberHome, MemberPage, MemberRecordsPage,
-    MembersPage, NotFound, PayersPage, PreviousPlansPage, RecordPage, RosterImportPage, RosterPage, SignInPage, StaffHome,
+    MembersPage, NotFound, PayersPage, PreviousPlansPage, RecordPage, RequestPage, RequestsListPage, RosterImportPage, RosterPage, SignInPage, StaffHome,
     StaffTransferPage, TransferPage, TransfersPage, WelcomePage, WithdrawPage,
 };
 use crate::session::{SessionInfo, SignOut, get_session};
@@ -102,6 +102,8 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("staff/roster/:id") view=RosterImportPage ssr=SsrMode::Async/>
                         <Route path=path!("staff/transfers") view=TransfersPage ssr=SsrMode::Async/>
                         <Route path=path!("staff/transfers/:id") view=StaffTransferPage ssr=SsrMode::Async/>
+                        <Route path=path!("staff/requests") view=RequestsListPage ssr=SsrMode::Async/>
+                        <Route path=path!("staff/requests/:id") view=RequestPage ssr=SsrMode::Async/>
                         <Route path=path!("staff/audit") view=AuditPage ssr=SsrMode::Async/>
                         <Route path=path!("staff/payers") view=PayersPage ssr=SsrMode::Async/>
                         <Route path=path!("staff/api-tokens") view=ApiTokensPage ssr=SsrMode::Async/>

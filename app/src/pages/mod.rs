@@ -17,7 +17,7 @@ pub use previous_plans::PreviousPlansPage;
 pub use sign_in::SignInPage;
 pub use staff::{
     ApiTokensPage, AuditPage, MemberPage, PayerClientsPage, MemberRecordsPage, MembersPage, PayersPage, RecordPage, RosterImportPage,
-    RosterPage, StaffHome, StaffHomeData, StaffTransferPage, TransfersPage, load_staff_home,
+    RequestPage, RequestsListPage, RosterPage, StaffHome, StaffHomeData, StaffTransferPage, TransfersPage, load_staff_home,
 };
 pub use welcome::WelcomePage;
 

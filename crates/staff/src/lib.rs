@@ -9,5 +9,6 @@ pub mod records;
 
 pub use audit::{Actor, Auditor};
 pub use console::{
-    BrandsLoad, Console, ConsoleError, IssuedToken, NewPayerClient, Notified, TransferQuery, default_scopes,
+    BrandsLoad, Console, ConsoleError, IssuedToken, NewPayerClient, Notified, RequestAction, StaffOptIn, TransferQuery,
+    default_scopes,
 };

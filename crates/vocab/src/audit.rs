@@ -53,5 +53,8 @@ vocabulary! {
         OptInRecorded = "p2p.opt_in.recorded",
         /// A request to a previous plan for a batch of members started, ended, was retried or cancelled.
         RequestChanged = "p2p.request.changed",
+        /// Staff looked at the requests to previous plans, or at one of them.
+        RequestList = "p2p.request.list",
+        RequestView = "p2p.request.view",
     }
 }

@@ -50,6 +50,16 @@ async fn two_batons() -> Plans {
     maria.birth_date = rb_maria.birth_date;
     new.services().accounts.create_member(maria).await.unwrap();
     new.services().accounts.create_member(crate::support::member("lee", "Lee Chen", "CVH-2")).await.unwrap();
+    new.services()
+        .accounts
+        .create_staff(baton_accounts::NewStaff {
+            username: baton_accounts::Username::parse("jordan").unwrap(),
+            display_name: "Jordan Lee".into(),
+            password: baton_accounts::NewPassword::parse(PASSWORD).unwrap(),
+            roles: baton_vocab::Roles::of([baton_vocab::Role::Staff]),
+        })
+        .await
+        .unwrap();
 
     // The old plan registers the new plan's system: its key by the address it publishes it at.
     let registration = ClientSettings {
@@ -190,10 +200,42 @@ async fn opted_in_members_are_asked_for_in_one_bulk_request() {
         recorded_by: "staff.jordan".into(),
         at: now,
     };
-    for (member, card) in [(maria, rb_maria.member_id.as_str()), (lee, "RB-999999")] {
-        let input = CoverageInput::parse("riverbend", card, None, None, false).unwrap();
-        plans.journey.record_previous_coverage(member, &input, Some(&phone), "staff.jordan", now).await.unwrap();
-    }
+    // Lee's came with the roster; Maria told staff on the phone, who record it in the console.
+    let input = CoverageInput::parse("riverbend", "RB-999999", None, None, false).unwrap();
+    plans.journey.record_previous_coverage(lee, &input, Some(&phone), "roster", now).await.unwrap();
+    let staff = sign_in(&plans, "jordan").await;
+    let post = |form: Vec<(&'static str, String)>| {
+        client()
+            .post(format!("{}/api/staff/member/opt_in", plans.new_plan))
+            .header("accept", "text/html")
+            .header("origin", plans.new_plan.as_str())
+            .header("cookie", staff.as_str())
+            .form(&form)
+            .send()
+    };
+    let mut form = vec![
+        ("member", maria.0.to_string()),
+        ("payer", "riverbend".to_owned()),
+        ("member_id", rb_maria.member_id.clone()),
+        ("channel", "phone".to_owned()),
+    ];
+    // Nothing is pre-selected: without her sensitive choice nothing is recorded.
+    let refused = post(form.clone()).await.unwrap();
+    let location = refused.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(location.contains("opt_in_problem=sensitive"), "{location}");
+    assert!(plans.new_store.previous_coverages(maria).await.unwrap().is_empty());
+    form.push(("sensitive", "exclude".to_owned()));
+    let recorded = post(form).await.unwrap();
+    let location = recorded.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(location.contains("opt_in=recorded"), "{location}");
+    let coverage = &plans.new_store.previous_coverages(maria).await.unwrap()[0];
+    assert_eq!(
+        (coverage.opt_in_channel, coverage.opt_in_recorded_by.as_deref()),
+        (Some(ConsentChannel::Phone), Some("jordan"))
+    );
+    let page = crate::support::text(&format!("{}/staff/requests", plans.new_plan), &staff).await;
+    let waiting = page.split("id=\"waiting\"").nth(1).unwrap_or_default();
+    assert!(waiting.contains("Maria Garcia") && waiting.contains("Lee Chen"), "both wait to be asked: {page}");
 
     let started = plans.engine.queue_due_requests(baton_store::Timestamp::now()).await.unwrap();
     assert_eq!(started.len(), 1, "one request carries both members");
@@ -235,4 +277,14 @@ async fn opted_in_members_are_asked_for_in_one_bulk_request() {
     assert!(plans.new_store.previous_coverages(lee).await.unwrap()[0].next_request_at.is_none());
     assert!(plans.engine.queue_due_requests(baton_store::Timestamp::now()).await.unwrap().is_empty());
     assert!(!audit(&plans.new_store, "p2p.opt_in.recorded").await.is_empty());
+
+    // Staff see the request: its counts, each member's answer, the records filed.
+    let page = crate::support::text(&format!("{}/staff/requests", plans.new_plan), &staff).await;
+    assert!(page.contains(&format!("/staff/requests/{}", request.id)) && page.contains("id=\"no-waiting\""), "{page}");
+    let page = crate::support::text(&format!("{}/staff/requests/{}", plans.new_plan, request.id), &staff).await;
+    assert!(page.contains("id=\"request-matched\">1<"), "{page}");
+    assert!(page.contains("data-result=\"matched\"") && page.contains("data-result=\"no_match\""), "{page}");
+    let filed = baton_transfer::Progress::from_json(&transfer.progress).stored();
+    assert!(page.contains(&format!("id=\"request-records\">{filed}<")), "{filed} records: {page}");
+    assert!(!audit(&plans.new_store, "p2p.request.view").await.is_empty());
 }

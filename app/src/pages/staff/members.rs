@@ -164,6 +164,7 @@ fn MemberDetails(m: MemberData) -> impl IntoView {
             {(m.has_password && m.admin).then(|| view! { <ResetAccessForm account/> })}
             <ResetOutcome/>
         </section>
+        <super::previous::StaffPreviousPlans account plans=m.previous.clone() payers=m.payers.clone()/>
         <section aria-labelledby="received-title">
             <h2 id="received-title">{t!(i18n, console.received_title)}</h2>
             <p>{t!(i18n, console.received_count, count = move || received)}" "

@@ -1,4 +1,5 @@
-//! The staff console: dashboard, members and the roster, transfers, received records, audit.
+//! The staff console: dashboard, members and the roster, transfers, requests to previous plans,
+//! received records, audit.
 //!
 //! Every server function here checks the role on the server (`require_staff`/`require_admin`)
 //! and records what was seen or done in the audit log before answering.
@@ -10,7 +11,9 @@ mod discovery;
 mod members;
 mod payer_clients;
 mod payers;
+mod previous;
 mod records;
+mod requests;
 mod roster;
 mod transfers;
 
@@ -27,6 +30,7 @@ pub use members::{MemberPage, MembersPage};
 pub use payer_clients::PayerClientsPage;
 pub use payers::PayersPage;
 pub use records::{MemberRecordsPage, RecordPage};
+pub use requests::{RequestPage, RequestsListPage};
 pub use roster::{RosterImportPage, RosterPage};
 pub use transfers::{StaffTransferPage, TransfersPage};
 
@@ -41,6 +45,7 @@ pub fn StaffNav(#[prop(optional)] admin: bool) -> impl IntoView {
                 <li><A href="/staff/members">{t!(i18n, console.nav_members)}</A></li>
                 <li><A href="/staff/roster">{t!(i18n, console.nav_roster)}</A></li>
                 <li><A href="/staff/transfers">{t!(i18n, console.nav_transfers)}</A></li>
+                <li><A href="/staff/requests">{t!(i18n, requests.nav)}</A></li>
                 <li><A href="/staff/payers">{t!(i18n, console.nav_payers)}</A></li>
                 {admin.then(|| view! {
                     <li><A href="/staff/audit">{t!(i18n, console.nav_audit)}</A></li>

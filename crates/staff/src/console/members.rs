@@ -100,6 +100,11 @@ impl Console {
             .count_resources(&ResourceQuery { member_account: Some(member.id), ..ResourceQuery::default() })
             .await?;
         let plan = self.enrollment.plan_name_of(&member).await.map_err(ConsoleError::Store)?;
+        let previous = self
+            .journey
+            .previous_plans_page(member.id, Timestamp::now())
+            .await
+            .map_err(|e| ConsoleError::Failed(e.to_string()))?;
         self.audit(staff, Action::MemberView, Some(member.id), &format!("member {}", member.id.0), "").await?;
         Ok(MemberDetail {
             admin: is_admin(staff),
@@ -117,6 +122,8 @@ impl Console {
             links,
             transfers,
             received,
+            previous: previous.plans,
+            payers: previous.payers,
         })
     }
 

@@ -8,6 +8,7 @@ mod directory;
 mod home;
 mod members;
 mod records;
+mod requests;
 mod roster;
 mod transfers;
 
@@ -22,8 +23,9 @@ use crate::audit::{Action, Actor, Auditor};
 
 pub use admin::IssuedToken;
 pub use clients::{NewPayerClient, default_scopes};
-pub use members::Notified;
 pub use directory::BrandsLoad;
+pub use members::Notified;
+pub use requests::{RequestAction, StaffOptIn};
 pub use transfers::TransferQuery;
 
 /// Why a console call did not answer.

@@ -328,6 +328,17 @@ impl Store {
         }))
     }
 
+    /// The transfers a request started to file its members' records.
+    pub async fn request_transfers(&self, id: &str) -> Result<Vec<crate::Transfer>, StoreError> {
+        let columns =
+            crate::transfers::TRANSFER_COLUMNS.split(", ").map(|c| format!("t.{}", c.trim())).collect::<Vec<_>>();
+        let sql = format!(
+            "SELECT {} FROM transfer t JOIN p2p_request_member m ON m.transfer_id = t.id WHERE m.request_id = $1",
+            columns.join(", ")
+        );
+        Ok(on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_all(pool).await?))
+    }
+
     /// The requests that carried `member`, newest first, with what became of them there.
     pub async fn member_requests(&self, member: AccountId) -> Result<Vec<(P2pRequest, RequestMember)>, StoreError> {
         let mut out = vec![];

@@ -26,4 +26,5 @@ pub use history::{TransferEvent, TransferFilter, TransferRejection, TransferRequ
 pub use links::PayerLink;
 pub use pages::{CommitError, PreparedTransferPage, TransferPage, TransferTarget};
 pub use queue::Transfer;
+pub(crate) use queue::TRANSFER_COLUMNS;
 pub use received::TransferredResource;

@@ -31,7 +31,7 @@ pub struct Transfer {
     pub updated_at: i64,
 }
 
-pub(super) const TRANSFER_COLUMNS: &str = "id, link_id, member_account, kind, since, state, checkpoint, progress, resources_stored, \
+pub(crate) const TRANSFER_COLUMNS: &str = "id, link_id, member_account, kind, since, state, checkpoint, progress, resources_stored, \
      pages_done, error, lease_owner, lease_until, attempts, run_after, created_at, started_at, finished_at, updated_at";
 
 impl Store {

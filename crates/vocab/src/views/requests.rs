@@ -59,6 +59,8 @@ pub struct PreviousPlansPage {
 /// A request to a previous plan, for staff.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestView {
+    /// The viewer may use the admin pages.
+    pub admin: bool,
     pub id: String,
     pub payer_id: String,
     pub payer_name: String,
@@ -97,9 +99,12 @@ pub struct RequestMemberView {
 /// The staff requests page: the latest requests, and opted-in members not asked yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestsPage {
+    pub admin: bool,
+    /// Plans a request may be to, for the filter: (id, name).
+    pub payers: Vec<(String, String)>,
+    /// The latest requests, newest first (without their members).
     pub requests: Vec<RequestView>,
-    /// Opted-in members not yet asked for, oldest opt-in first: (account, name, payer name,
-    /// opted in on, days since).
+    /// Opted-in members not yet asked for, oldest opt-in first.
     pub waiting: Vec<WaitingMember>,
 }
 
@@ -107,6 +112,7 @@ pub struct RequestsPage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaitingMember {
     pub account: i64,
+    pub coverage_id: String,
     pub name: String,
     pub payer_name: String,
     pub opted_on: Option<Day>,

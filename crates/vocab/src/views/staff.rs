@@ -71,6 +71,10 @@ pub struct MemberDetail {
     pub transfers: Vec<TransferLine>,
     /// Records this plan holds about the member.
     pub received: u64,
+    /// Their previous plans on the Payer-to-Payer path, with opt-in and requests.
+    pub previous: Vec<super::requests::PreviousPlanView>,
+    /// Plans a previous coverage may name: (id, name).
+    pub payers: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
