@@ -1,7 +1,11 @@
 //! The embedded demo: this Baton as the new plan (Cedar Valley Health), plus a second Baton in
 //! the same process as the members' previous plan (Riverbend Health Plan), with synthetic
-//! records for the same three people. Everything is created when missing, so a second run
-//! starts in seconds with the same data.
+//! records for the same people. Everything is created when missing, so a second run starts in
+//! seconds with the same data.
+//!
+//! Rosa Martínez came with the roster already opted in to Payer-to-Payer: Cedar Valley asks
+//! Riverbend for her records in bulk (`$bulk-member-match`, `$davinci-data-export`) within a
+//! minute of starting, with no sign-in by anyone — staff watch it under Previous plans.
 
 use std::path::Path;
 
@@ -59,7 +63,7 @@ impl CoverageStart {
     }
 }
 
-const MEMBERS: [DemoMember; 4] = [
+const MEMBERS: [DemoMember; 5] = [
     DemoMember {
         username: "maria",
         display_name: "Maria Garcia",
@@ -89,10 +93,35 @@ const MEMBERS: [DemoMember; 4] = [
         birth_date: date!(1977 - 05 - 30),
         coverage_start: CoverageStart::ThisMonth,
     },
+    // Opted in at enrollment: asked for in bulk (see `seed_previous_coverage`).
+    DemoMember {
+        username: "rosa",
+        display_name: "Rosa Martínez",
+        member_id: "CVH-102311",
+        birth_date: date!(1971 - 09 - 14),
+        coverage_start: CoverageStart::ThisMonth,
+    },
 ];
 
+/// Rosa at Riverbend: a member no one signs in for, asked for in bulk.
+fn bulk_member() -> baton_synth::Member {
+    baton_synth::Member {
+        patient_id: "rb-rosa".into(),
+        member_id: "RB-206112".into(),
+        given: "Rosa".into(),
+        family: "Martínez".into(),
+        gender: "female",
+        birth_date: date!(1971 - 09 - 14),
+        city: "Decatur".into(),
+        state: "IL".into(),
+        postal_code: "62521".into(),
+        conditions: vec![baton_synth::Condition::Diabetes, baton_synth::Condition::Depression],
+        labelling: baton_synth::Labelling::Some,
+    }
+}
+
 /// The same people's accounts at the demo old plan, in the order of `baton_synth::demo_members`.
-const OLD_PLAN_USERNAMES: [&str; 3] = ["maria.garcia", "james.wilson", "ana.lopez"];
+const OLD_PLAN_USERNAMES: [&str; 4] = ["maria.garcia", "james.wilson", "ana.lopez", "rosa.martinez"];
 pub const OLD_PLAN_NAME: &str = "Riverbend Health Plan";
 
 /// The demo old plan's configuration, derived from the new plan's: the next port, its own
@@ -236,6 +265,40 @@ pub async fn seed_offline_history(app: &Application) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rosa's previous coverage at Riverbend, opted in at enrollment (sensitive information left
+/// out), as the roster recorded it (seeded once): the new plan's workers ask Riverbend for her
+/// records in bulk at their next scheduling tick.
+pub async fn seed_previous_coverage(app: &Application) -> anyhow::Result<()> {
+    let services = app.services();
+    let Some(rosa) = services.accounts.by_username(&Username::parse("rosa")?).await? else { return Ok(()) };
+    let id = AccountId(rosa.id.0);
+    if !app.store().previous_coverages(id).await?.is_empty() {
+        return Ok(());
+    }
+    let now = baton_store::Timestamp::now();
+    let ended = time::OffsetDateTime::now_utc().date().replace_day(1).ok().and_then(|d| d.previous_day());
+    let input = baton_journey::CoverageInput::parse(
+        "riverbend",
+        &bulk_member().member_id,
+        Some(date!(2020 - 01 - 01)),
+        ended,
+        false,
+    )
+    .context("Rosa's previous coverage")?;
+    let opt_in = baton_journey::OptInChoice {
+        include_sensitive: false,
+        channel: baton_vocab::ConsentChannel::Enrollment,
+        recorded_by: "roster".into(),
+        at: now,
+    };
+    services
+        .journey
+        .record_previous_coverage(id, &input, Some(&opt_in), "roster", now)
+        .await
+        .context("recording Rosa's opt-in")?;
+    Ok(())
+}
+
 /// The shared secret of the new plan's registration at the demo old plan: generated once under
 /// the new plan's data directory (mode 0600), like the other demo secrets.
 pub fn client_secret(data_dir: &Path) -> anyhow::Result<String> {
@@ -309,7 +372,8 @@ pub async fn seed_old_plan(app: &Application) -> anyhow::Result<Vec<DemoAccount>
         identifier_system: "https://riverbend.example".into(),
     };
     let mut accounts = vec![];
-    for (member, username) in baton_synth::demo_members("rb").into_iter().zip(OLD_PLAN_USERNAMES) {
+    let members = baton_synth::demo_members("rb").into_iter().chain([bulk_member()]);
+    for (member, username) in members.zip(OLD_PLAN_USERNAMES) {
         let display_name = format!("{} {}", member.given, member.family);
         let created = services
             .accounts
@@ -332,8 +396,7 @@ pub async fn seed_old_plan(app: &Application) -> anyhow::Result<Vec<DemoAccount>
         if store.read_resource("Patient", &member.patient_id).await?.is_none() {
             store.set_account_patient(account.id, &member.patient_id).await?;
             let record = baton_synth::record(&member, &Options::new(payer.clone()));
-            let report =
-                baton_records::load(store, record, &fhir_base, Some(AccountId(account.id.0))).await?;
+            let report = baton_records::load(store, record, &fhir_base, Some(AccountId(account.id.0))).await?;
             tracing::info!(member = %display_name, stored = report.stored, "demo old plan: records loaded");
         }
         accounts.push(DemoAccount {
@@ -341,6 +404,7 @@ pub async fn seed_old_plan(app: &Application) -> anyhow::Result<Vec<DemoAccount>
             display_name: match username {
                 "maria.garcia" => "Maria Garcia",
                 "james.wilson" => "James Wilson",
+                "rosa.martinez" => "Rosa Martínez",
                 _ => "Ana López",
             },
             kind: Role::Member,
@@ -378,6 +442,9 @@ pub fn print_banner(
     for account in old_accounts {
         println!("    {:<7} {:<14} {}", account.kind.as_str(), account.username, account.display_name);
     }
+    println!();
+    println!("  Rosa Martínez opted in at enrollment: Cedar Valley asks Riverbend for her records in");
+    println!("  bulk within a minute, server to server (staff: Previous plans).");
     println!();
     println!("  Stop with Ctrl-C.");
     println!();

@@ -251,6 +251,7 @@ async fn opted_in_members_are_asked_for_in_one_bulk_request() {
     assert_eq!((request.members, request.matched, request.not_matched), (2, 1, 1), "{}", request.checkpoint);
     assert!(request.lines > 20, "{} lines read", request.lines);
     assert_eq!(request.rejected, 0, "{}", request.checkpoint);
+    assert_eq!(request.progress_note, None, "a finished request waits for nothing");
 
     let members = plans.new_store.request_members(&request.id).await.unwrap();
     let of = |account| members.iter().find(|m| m.member_account == account).unwrap();

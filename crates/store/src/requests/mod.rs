@@ -245,7 +245,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let changed = sqlx::query(
                 "UPDATE p2p_request SET state = $1, error = $2, finished_at = $3, updated_at = $3, lease_owner = NULL, \
-                 lease_until = NULL WHERE id = $4 AND lease_owner = $5",
+                 lease_until = NULL, progress_note = NULL WHERE id = $4 AND lease_owner = $5",
             )
             .bind(state)
             .bind(error)
@@ -271,7 +271,7 @@ impl Store {
         let changed = on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE p2p_request SET state = $1, error = $2, finished_at = $3, updated_at = $3, lease_owner = NULL, \
-                 lease_until = NULL WHERE id = $4 AND state NOT IN ($5, $6, $7)",
+                 lease_until = NULL, progress_note = NULL WHERE id = $4 AND state NOT IN ($5, $6, $7)",
             )
             .bind(RequestState::Cancelled)
             .bind(format!("Cancelled by {by}."))

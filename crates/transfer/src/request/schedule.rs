@@ -14,15 +14,19 @@ impl Engine {
     pub async fn queue_due_requests(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
         let mut started = vec![];
         for payer in self.store.payers_due(now).await? {
-            if self.payers.credentials(&payer).and_then(|c| c.backend).is_none()
-                || self.payers.fhir_base(&payer).is_none()
-            {
+            if !self.registered_for_requests(&payer) {
                 tracing::warn!(%payer, "members are due at a payer this plan has no Payer-to-Payer registration at");
                 continue;
             }
             started.extend(self.queue_payer(&payer, now).await?);
         }
         Ok(started)
+    }
+
+    /// This plan can ask `payer` server to server: it knows its FHIR base and has a
+    /// Payer-to-Payer (Backend Services) registration there.
+    pub fn registered_for_requests(&self, payer: &str) -> bool {
+        self.payers.credentials(payer).and_then(|c| c.backend).is_some() && self.payers.fhir_base(payer).is_some()
     }
 
     /// Starts requests for what is due at one payer now (also the operator's `baton p2p run`).

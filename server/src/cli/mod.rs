@@ -1,4 +1,6 @@
-//! The command line: `baton serve | migrate | demo | demo-data | transfers`.
+//! The command line: `baton serve | migrate | demo | demo-data | transfers | p2p`.
+
+mod p2p;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,10 @@ pub enum Command {
     /// Inspect and steer transfers, or run transfer workers.
     #[command(subcommand)]
     Transfers(TransfersCommand),
+    /// This plan's requests to previous plans (Payer-to-Payer, server to server): list, show,
+    /// send what is due now, retry, cancel.
+    #[command(subcommand)]
+    P2p(p2p::P2pCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo => run_demo(config).await,
         Command::DemoData(args) => demo_data(config, args).await,
         Command::Transfers(command) => transfers(config, command).await,
+        Command::P2p(command) => p2p::p2p(config, command).await,
     }
 }
 
@@ -242,6 +249,7 @@ async fn run_demo(mut config: Config) -> anyhow::Result<()> {
     let old_plan = Application::build(old_plan_config).await.context("starting the demo old plan")?;
     let accounts = demo::seed(new_plan.services()).await.context("seeding demo accounts")?;
     demo::seed_offline_history(&new_plan).await?;
+    demo::seed_previous_coverage(&new_plan).await?;
     let old_accounts = demo::seed_old_plan(&old_plan).await.context("seeding the demo old plan")?;
     demo::print_banner(&new_plan, &accounts, &old_plan, &old_accounts);
     let (a, b) = tokio::join!(new_plan.run_until_stopped(), old_plan.run_until_stopped());
