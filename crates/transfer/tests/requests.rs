@@ -3,9 +3,11 @@
 //! (result Groups with the submitted Patients contained) — or, on request, with the STU 2.1
 //! Parameters envelope — and misbehaves the way real servers do: `429` with `Retry-After`, a
 //! status URL that errors then recovers, a line cut off, a record about a patient nobody asked
-//! about, a file on another server, a match that never finishes.
+//! about, a file on another server, a match that never finishes, a file that stalls mid-way
+//! while its worker dies.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,8 @@ struct Behaviour {
     never_completes: bool,
     /// The claims file ends with a line cut off, and names a patient no one asked about.
     bad_lines: bool,
+    /// The claims file sends this many lines, then nothing more while `Plan::stalled` holds.
+    stall_claims_after: Option<usize>,
 }
 
 /// Cards the plan knows: member id → (its Patient id, whether the Consent can be honoured).
@@ -63,12 +67,14 @@ struct Plan {
     base: String,
     seen: Mutex<Seen>,
     polls: Mutex<u32>,
+    stalled: AtomicBool,
 }
 
 async fn serve(behaviour: Behaviour) -> Arc<Plan> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let plan = Arc::new(Plan { behaviour, base, seen: Mutex::default(), polls: Mutex::new(0) });
+    let stalled = AtomicBool::new(behaviour.stall_claims_after.is_some());
+    let plan = Arc::new(Plan { behaviour, base, seen: Mutex::default(), polls: Mutex::new(0), stalled });
     let router = Router::new()
         .route("/.well-known/smart-configuration", axum::routing::get(smart))
         .route("/token", axum::routing::post(token))
@@ -275,6 +281,13 @@ async fn file(
         "errors.ndjson" => vec![json!({"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "processing", "diagnostics": "Coverage history before 2021 is archived"}]}).to_string()],
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
+    if let Some(sent) = plan.behaviour.stall_claims_after.filter(|_| name == "ExplanationOfBenefit.ndjson")
+        && plan.stalled.load(Ordering::SeqCst)
+    {
+        let first: Vec<Result<String, std::io::Error>> = lines.into_iter().take(sent).map(|l| Ok(l + "\n")).collect();
+        let body = futures_util::StreamExt::chain(futures_util::stream::iter(first), futures_util::stream::pending());
+        return ([("content-type", "application/fhir+ndjson")], axum::body::Body::from_stream(body)).into_response();
+    }
     let mut text = lines.join("\n");
     if !(plan.behaviour.bad_lines && name == "ExplanationOfBenefit.ndjson") {
         text.push('\n');
@@ -326,6 +339,7 @@ struct World {
     plan: Arc<Plan>,
     store: Store,
     engine: Engine,
+    config: EngineConfig,
     /// Maria (matched), Lee (unknown there), Sam (a Consent it cannot honour).
     members: [AccountId; 3],
     _dir: tempfile::TempDir,
@@ -345,7 +359,7 @@ async fn world(behaviour: Behaviour) -> World {
     config.requests.give_up_after = Duration::from_secs(3);
     config.lease = Duration::from_secs(30);
     let directory = Directory { base: plan.base.clone(), key: backend_key() };
-    let engine = Engine::new(store.clone(), TokenCipher::new(&[7; 32]), config, Arc::new(directory));
+    let engine = Engine::new(store.clone(), TokenCipher::new(&[7; 32]), config.clone(), Arc::new(directory));
     let now = Timestamp::now();
     let mut members = vec![];
     for (i, (username, name, card, sensitive)) in [
@@ -410,7 +424,7 @@ async fn world(behaviour: Behaviour) -> World {
             .unwrap();
         members.push(account);
     }
-    World { plan, store, engine, members: members.try_into().unwrap(), _dir: dir }
+    World { plan, store, engine, config, members: members.try_into().unwrap(), _dir: dir }
 }
 
 impl World {
@@ -441,6 +455,16 @@ impl World {
         let query = ResourceQuery { member_account: Some(member), limit: 1000, ..Default::default() };
         let page = self.store.search_resources(&query).await.unwrap();
         page.resources.iter().map(|r| serde_json::from_str(&r.body).unwrap()).collect()
+    }
+
+    /// Another worker on the same store, with its own lease length.
+    fn worker(&self, id: &str, lease: Duration, lines_per_commit: usize) -> Engine {
+        let mut config = self.config.clone();
+        config.worker_id = id.into();
+        config.lease = lease;
+        config.requests.lines_per_commit = lines_per_commit;
+        let directory = Directory { base: self.plan.base.clone(), key: backend_key() };
+        Engine::new(self.store.clone(), TokenCipher::new(&[7; 32]), config, Arc::new(directory))
     }
 
     fn seen(&self, what: &str) -> Vec<Instant> {
@@ -570,4 +594,64 @@ async fn a_match_that_never_finishes_is_given_up_clearly_and_cancelled_there() {
     assert!(world.seen("POST /Group/matched/$davinci-data-export").is_empty());
     let coverage = world.store.previous_coverage("coverage-maria").await.unwrap().unwrap();
     assert!(coverage.last_exported_at.is_none());
+}
+
+#[tokio::test]
+async fn a_worker_that_dies_mid_file_is_taken_over_and_each_line_is_filed_once() {
+    let world = world(Behaviour { stall_claims_after: Some(2), ..Default::default() }).await;
+    let started = world.engine.queue_due_requests(Timestamp::now()).await.unwrap();
+    let id = started[0].clone();
+    // The first worker commits every line; it dies while the claims file hangs after two.
+    let first = world.worker("worker-a", Duration::from_secs(1), 1);
+    let runner = {
+        let first = first.clone();
+        tokio::spawn(async move {
+            loop {
+                if first.run_request_once().await.unwrap().is_none() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let request = world.store.request(&id).await.unwrap().unwrap();
+        let staged = world.store.staged_lines(&id, "coverage-maria", 0, 100).await.unwrap();
+        let claims = staged.iter().filter(|(_, body)| body.contains("\"ExplanationOfBenefit\"")).count();
+        if claims == 2 {
+            assert_eq!(request.lease_owner.as_deref(), Some("worker-a"), "{request:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first worker never reached the stalled file: {request:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    runner.abort();
+    let _ = runner.await;
+    drop(first);
+
+    // The plan recovers; another worker takes the request over once the lease has run out.
+    world.plan.stalled.store(false, Ordering::SeqCst);
+    let second = world.worker("worker-b", Duration::from_secs(30), 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let request = loop {
+        let request = world.store.request(&id).await.unwrap().unwrap();
+        if request.state.is_finished() {
+            break request;
+        }
+        assert!(Instant::now() < deadline, "not taken over: {request:?}");
+        let ran = second.run_request_once().await.unwrap();
+        let filed = second.run_once().await.unwrap();
+        if ran.is_none() && filed.is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert_eq!(request.state, RequestState::Completed, "{:?}", request.error);
+    assert_eq!(request.rejected, 0);
+    let claims_requested = world.seen("GET /files/ExplanationOfBenefit.ndjson").len();
+    assert_eq!(claims_requested, 2, "the file was read again from the line reached");
+    let maria = world.stored(world.members[0]).await;
+    assert_eq!(of_type(&maria, "ExplanationOfBenefit").len(), 3, "each claim once");
+    // The same export read by a worker that never died.
+    let undisturbed = self::world(Behaviour::default()).await.run().await;
+    assert_eq!(request.lines, undisturbed.lines, "every line read once");
 }

@@ -8,9 +8,26 @@ use baton_store::Timestamp;
 
 use crate::Engine;
 
+/// A running heartbeat: it stops when dropped, so a job or request whose future is dropped
+/// (shutdown, a cancelled task) stops renewing its lease and another worker takes it over, as
+/// after a crash.
+pub(crate) struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Heartbeat {
+    pub(crate) fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        Heartbeat(tokio::spawn(task))
+    }
+}
+
 /// Renews the lease every third of its length; flags the job when the lease is lost.
-pub(super) fn spawn_heartbeat(engine: Engine, id: String, lost: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(
+pub(super) fn spawn_heartbeat(engine: Engine, id: String, lost: Arc<AtomicBool>) -> Heartbeat {
+    Heartbeat::spawn(
         async move {
             let every = engine.config.lease / 3;
             loop {

@@ -45,6 +45,7 @@ use crate::named::NamedTargets;
 use crate::plan::Plan;
 use crate::progress::Progress;
 use commits::InFlight;
+pub(crate) use lease::Heartbeat;
 use lease::spawn_heartbeat;
 use patient::own_patient;
 use requests::Prefetch;
@@ -152,7 +153,7 @@ async fn run_in_span(engine: &Engine, transfer: Transfer) -> JobEnd {
         Ok(mut job) => job.run().await,
         Err(end) => end,
     };
-    heartbeat.abort();
+    drop(heartbeat);
     let now = Timestamp::now();
     let store = &engine.store;
     let recorded = match &end {
@@ -237,9 +238,7 @@ impl<'a> Job<'a> {
             .await
             .map_err(|e| failed("reading what the transfer left out", &e))?
             .into_iter()
-            .filter_map(|(t, id, reason)| {
-                Some((crate::named::key(&t, &id), sensitivity::Reason::from_key(&reason)?))
-            })
+            .filter_map(|(t, id, reason)| Some((crate::named::key(&t, &id), sensitivity::Reason::from_key(&reason)?)))
             .collect();
         Ok(Job {
             engine,

@@ -48,14 +48,7 @@ impl Job<'_> {
         let start = now.replace_year(now.year() - self.engine.config.history_years).unwrap_or(now);
         let start = format!("{:04}-{:02}-{:02}", start.year(), u8::from(start.month()), start.day());
         let since = self.transfer.since.map(|s| Timestamp::from_millis(s).to_fhir_instant());
-        let plan = plan(
-            &capability,
-            &self.scopes(),
-            &patient,
-            &start,
-            since.as_deref(),
-            self.engine.config.page_size,
-        );
+        let plan = plan(&capability, &self.scopes(), &patient, &start, since.as_deref(), self.engine.config.page_size);
         self.progress.phase = Phase::Fetch;
         self.progress.not_permitted = plan.not_permitted.clone();
         self.progress.not_supported = plan.not_supported.clone();
@@ -176,7 +169,8 @@ impl Job<'_> {
         for (_, _, target_type, target_id) in dangling {
             let key = (target_type, target_id);
             // A record left out as sensitive is not fetched again.
-            let withheld = self.sensitive.contains_key(&crate::named::key(&key.0, &key.1)) && !self.ctx.include_sensitive;
+            let withheld =
+                self.sensitive.contains_key(&crate::named::key(&key.0, &key.1)) && !self.ctx.include_sensitive;
             if is_exchange_type(&key.0) && !withheld && !self.attempted.contains(&key) && seen.insert(key.clone()) {
                 candidates.push(key);
             }

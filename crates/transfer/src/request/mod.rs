@@ -181,7 +181,7 @@ impl Engine {
             }
             Err(end) => end,
         };
-        heartbeat.abort();
+        drop(heartbeat);
         let owner = &self.config.worker_id;
         match &end {
             RequestEnd::Completed => {
@@ -195,9 +195,9 @@ impl Engine {
         Ok(Some((id, end)))
     }
 
-    fn request_heartbeat(&self, id: String, lost: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    fn request_heartbeat(&self, id: String, lost: Arc<AtomicBool>) -> crate::job::Heartbeat {
         let engine = self.clone();
-        tokio::spawn(async move {
+        crate::job::Heartbeat::spawn(async move {
             loop {
                 tokio::time::sleep(engine.config.lease / 3).await;
                 let until = Timestamp::now()
