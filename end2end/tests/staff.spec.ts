@@ -27,12 +27,15 @@ test('staff import a roster, find a member, retry a failed transfer and open a r
   await expect(page.locator('#transfers-chart')).toBeVisible();
   await expect(page.locator('#transfer-states')).toContainText('Transfers');
 
-  // Import a roster: one good row, one with a problem.
+  // Import a roster: one good row (with the previous coverage and opt-in taken at enrollment),
+  // one with a problem.
   const suffix = Date.now().toString(36).toUpperCase();
+  // Coverage from the first of this month: the time to opt in runs until 90 days after it.
+  const start = `${new Date().toISOString().slice(0, 7)}-01`;
   const roster = [
-    'member_id,given_name,family_name,birth_date,sex,email,coverage_start,plan',
-    `E2E-${suffix},Noor,Haddad,1991-06-15,F,noor@example.org,2026-01-01,Gold PPO`,
-    `E2E-${suffix}-B,Ravi,,1988-02-30,M,,2026-01-01,Gold PPO`,
+    'member_id,given_name,family_name,birth_date,sex,email,coverage_start,plan,previous_payer,previous_member_id,p2p_opt_in,p2p_sensitive',
+    `E2E-${suffix},Noor,Haddad,1991-06-15,F,noor@example.org,${start},Gold PPO,riverbend,RB-${suffix},yes,exclude`,
+    `E2E-${suffix}-B,Ravi,,1988-02-30,M,,2026-01-01,Gold PPO,,,,`,
   ].join('\n');
   await page.getByRole('link', { name: 'Import roster' }).click();
   await expect(page.getByRole('heading', { level: 1 })).toHaveText('Import the enrollment roster');
@@ -60,6 +63,10 @@ test('staff import a roster, find a member, retry a failed transfer and open a r
   await page.getByRole('link', { name: 'Noor Haddad' }).click();
   await expect(page.locator('#member-id')).toHaveText(`E2E-${suffix}`);
   await expect(page.locator('#invitation-link')).toHaveValue(/\/welcome\?token=/);
+  // Her previous coverage and the opt-in she gave at enrollment, ready to be asked for.
+  const previous = page.locator('#member-previous tr[data-payer="riverbend"]');
+  await expect(previous).toHaveAttribute('data-opt-in', 'in');
+  await expect(previous).toContainText(`RB-${suffix}`);
   await settle(page);
 
   // Retry the transfer that failed (the previous plan never answered).
