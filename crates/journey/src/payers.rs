@@ -193,6 +193,28 @@ impl Directory {
         payers
     }
 
+    /// The payer a roster or a form names: by its directory id, else by an identifier's value
+    /// (the NAIC company code in `system|value`), else by its name or an alias (any case).
+    pub fn resolve(&self, text: &str) -> Option<Payer> {
+        let text = text.trim();
+        if let Some(payer) = self.known(text) {
+            return Some(payer);
+        }
+        let all = self.all_known();
+        let by_identifier = all.iter().find(|p| {
+            let identifiers =
+                p.credentials.backend.as_ref().map(|b| b.payer_identifiers.as_slice()).unwrap_or_default();
+            identifiers.iter().any(|i| i == text || i.rsplit_once('|').is_some_and(|(_, value)| value == text))
+        });
+        let lower = text.to_lowercase();
+        by_identifier
+            .or_else(|| {
+                all.iter()
+                    .find(|p| p.name.to_lowercase() == lower || p.aliases.iter().any(|a| a.to_lowercase() == lower))
+            })
+            .cloned()
+    }
+
     /// The payers from configuration, with what configuration and the admins' overrides say.
     pub fn configured(&self) -> Vec<ConfiguredState> {
         let snapshot = self.snapshot();

@@ -1008,5 +1008,62 @@ async fn a_roster_records_previous_coverage_and_the_opt_in_given_at_enrollment()
     assert!(app.store.previous_coverages(tom.id).await.unwrap().is_empty());
     let (_, report, _) = app.get(&location, Some(&sam)).await;
     assert!(report.contains("opted in: records will be asked for"), "the line says what became of it");
-    assert!(report.contains("no payer \"nowhere\" in the directory") || report.contains("no payer &quot;nowhere&quot;"), "{report}");
+    assert!(
+        report.contains("no payer \"nowhere\" in the directory") || report.contains("no payer &quot;nowhere&quot;"),
+        "{report}"
+    );
+}
+
+/// The same from a FHIR roster: the member's second Coverage is their previous one, its payer
+/// named by NAIC code, and a Consent about them is the opt-in they gave at enrollment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fhir_roster_carries_the_previous_coverage_and_the_opt_in_as_a_consent() {
+    let app = spawn_with(|config| {
+        let old = Config { public_url: Some("http://127.0.0.1:9/".parse().unwrap()), ..Config::default() };
+        config.payers.push(server::demo::old_plan_payer(&old, "unused-shared-secret-here".into()));
+    })
+    .await;
+    let sam = app.sign_in("sam").await;
+    let today = time::OffsetDateTime::now_utc().date();
+    let start = baton_vocab::day::format(today.replace_day(1).unwrap());
+    let roster = serde_json::json!({
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [
+            {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient", "name": [{"family": "Okafor", "given": ["Ada"]}],
+                "gender": "female", "birthDate": "1988-07-14"}},
+            {"resource": {"resourceType": "Coverage", "status": "cancelled", "subscriberId": "RB-88",
+                "beneficiary": {"reference": "urn:uuid:p1"}, "payor": [{"identifier": {"value": "90001"}}],
+                "period": {"start": "2019-01-01", "end": "2025-12-31"}}},
+            {"resource": {"resourceType": "Coverage", "status": "active", "subscriberId": "NP-21",
+                "beneficiary": {"reference": "urn:uuid:p1"}, "period": {"start": start},
+                "class": [{"type": {"coding": [{"code": "plan"}]}, "value": "G1", "name": "Gold PPO"}]}},
+            {"resource": {"resourceType": "Consent", "status": "active", "dateTime": start,
+                "patient": {"reference": "urn:uuid:p1"},
+                "policy": [{"uri": "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular"}]}}
+        ]
+    });
+    let (content_type, body) = multipart("roster.json", &roster.to_string());
+    let response = client()
+        .post(format!("{}/staff/roster", app.base))
+        .header("origin", app.base.as_str())
+        .header("cookie", &sam)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let id = location.trim_start_matches("/staff/roster/").to_owned();
+    app.post("staff/roster/commit", &[("id", id.as_str())], Some(&sam)).await;
+
+    let ada = app.store.account_by_member_id("NP-21").await.unwrap().expect("enrolled once, by this plan's Coverage");
+    let coverages = app.store.previous_coverages(ada.id).await.unwrap();
+    assert_eq!(coverages.len(), 1, "{coverages:?}");
+    let coverage = &coverages[0];
+    assert_eq!((coverage.payer_id.as_str(), coverage.member_id.as_str()), ("riverbend", "RB-88"), "found by NAIC code");
+    assert!(!coverage.concurrent);
+    assert_eq!(coverage.opt_in, baton_vocab::OptIn::In);
+    let consent = app.store.consent(coverage.consent_id.as_deref().unwrap()).await.unwrap().unwrap();
+    assert_eq!(consent.policy, baton_vocab::ConsentPolicy::Regular);
+    assert!(app.store.account_by_member_id("RB-88").await.unwrap().is_none(), "the old card enrols no one");
 }

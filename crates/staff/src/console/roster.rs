@@ -124,8 +124,10 @@ impl Console {
                 | MemberOutcome::Unchanged { account } => baton_store::AccountId(account),
                 MemberOutcome::Failed { .. } => continue,
             };
+            // The roster may name the payer by its id here, its NAIC code or its name.
+            let payer = self.journey.payers.resolve(&previous.payer).map_or_else(|| previous.payer.clone(), |p| p.id);
             let input = match CoverageInput::parse(
-                &previous.payer,
+                &payer,
                 &previous.member_id,
                 previous.start,
                 previous.end,

@@ -1,9 +1,10 @@
-//! Reading a roster: CSV or a FHIR Bundle of Patient + Coverage, row by row.
+//! Reading a roster: CSV or a FHIR Bundle of Patient + Coverage ([`bundle`]), row by row.
 
-use std::collections::{HashMap, HashSet};
+mod bundle;
+
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use thiserror::Error;
 use time::Date;
 
@@ -147,7 +148,7 @@ pub enum RosterError {
 pub fn parse(format: Format, content: &str) -> Result<Preview, RosterError> {
     let mut rows = match format {
         Format::Csv => parse_csv(content)?,
-        Format::FhirBundle => parse_bundle(content)?,
+        Format::FhirBundle => bundle::parse_bundle(content)?,
     };
     if rows.len() > MAX_ROWS {
         return Err(RosterError::TooLarge);
@@ -193,10 +194,8 @@ fn parse_csv(content: &str) -> Result<Vec<Row>, RosterError> {
     let mut index = HashMap::new();
     for (position, header) in headers.iter().enumerate() {
         let header = normalise(header);
-        if let Some((field, _)) = COLUMNS
-            .iter()
-            .chain(previous::COLUMNS.iter())
-            .find(|(_, names)| names.contains(&header.as_str()))
+        if let Some((field, _)) =
+            COLUMNS.iter().chain(previous::COLUMNS.iter()).find(|(_, names)| names.contains(&header.as_str()))
         {
             index.entry(*field).or_insert(position);
         }
@@ -373,145 +372,6 @@ fn is_email(text: &str) -> bool {
         && !domain.contains('@')
 }
 
-/// A Bundle of Patient and Coverage: one row per Coverage, its beneficiary the Patient.
-fn parse_bundle(content: &str) -> Result<Vec<Row>, RosterError> {
-    if content.trim().is_empty() {
-        return Err(RosterError::Empty);
-    }
-    let bundle: Value = serde_json::from_str(content).map_err(|e| RosterError::Json(e.to_string()))?;
-    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        return Err(RosterError::NotABundle);
-    }
-    let entries = bundle.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    // Patients by every name a Coverage may use for them: fullUrl and Patient/{id}.
-    let mut patients: HashMap<String, &Value> = HashMap::new();
-    for entry in entries {
-        let Some(resource) = entry.get("resource").filter(|r| r["resourceType"] == "Patient") else { continue };
-        if let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) {
-            patients.insert(full_url.to_owned(), resource);
-        }
-        if let Some(id) = resource.get("id").and_then(Value::as_str) {
-            patients.insert(format!("Patient/{id}"), resource);
-        }
-    }
-    let mut rows = Vec::new();
-    let mut beneficiaries = HashSet::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let number = i + 1;
-        let resource = entry.get("resource");
-        let kind = resource.and_then(|r| r.get("resourceType")).and_then(Value::as_str);
-        match kind {
-            Some("Coverage") => {}
-            Some("Patient") => continue,
-            Some(other) => {
-                rows.push(Row {
-                    number,
-                    member_id: None,
-                    entry: None,
-                    errors: vec![format!("a roster Bundle holds Patient and Coverage, not {other}")],
-                });
-                continue;
-            }
-            None => {
-                rows.push(Row { number, member_id: None, entry: None, errors: vec!["entry has no resource".into()] });
-                continue;
-            }
-        }
-        let Some(coverage) = resource else { continue };
-        let beneficiary = coverage.pointer("/beneficiary/reference").and_then(Value::as_str).unwrap_or("");
-        let Some(patient) = patients.get(beneficiary) else {
-            rows.push(Row {
-                number,
-                member_id: coverage_member_id(coverage),
-                entry: None,
-                errors: vec![format!("Coverage.beneficiary {beneficiary:?} is not a Patient in this Bundle")],
-            });
-            continue;
-        };
-        beneficiaries.insert(beneficiary.to_owned());
-        rows.push(bundle_fields(patient, coverage).check(number));
-    }
-    for (i, entry) in entries.iter().enumerate() {
-        let Some(patient) = entry.get("resource").filter(|r| r["resourceType"] == "Patient") else { continue };
-        let full_url = entry.get("fullUrl").and_then(Value::as_str).unwrap_or("");
-        let local = patient.get("id").and_then(Value::as_str).map(|id| format!("Patient/{id}")).unwrap_or_default();
-        if !beneficiaries.contains(full_url) && !beneficiaries.contains(&local) {
-            rows.push(Row {
-                number: i + 1,
-                member_id: patient_member_id(patient),
-                entry: None,
-                errors: vec!["Patient has no Coverage in this Bundle (coverage start and plan are missing)".into()],
-            });
-        }
-    }
-    rows.sort_by_key(|row| row.number);
-    Ok(rows)
-}
-
-fn coverage_member_id(coverage: &Value) -> Option<String> {
-    coverage
-        .get("subscriberId")
-        .and_then(Value::as_str)
-        .or_else(|| coverage.pointer("/identifier/0/value").and_then(Value::as_str))
-        .map(str::to_owned)
-}
-
-/// The identifier typed MB (member number), else the first.
-fn patient_member_id(patient: &Value) -> Option<String> {
-    let identifiers = patient.get("identifier").and_then(Value::as_array)?;
-    let is_mb = |i: &&Value| {
-        i.pointer("/type/coding")
-            .and_then(Value::as_array)
-            .is_some_and(|codings| codings.iter().any(|c| c.get("code").and_then(Value::as_str) == Some("MB")))
-    };
-    identifiers
-        .iter()
-        .find(is_mb)
-        .or_else(|| identifiers.first())
-        .and_then(|i| i.get("value"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-}
-
-fn bundle_fields(patient: &Value, coverage: &Value) -> Fields {
-    let text = |value: Option<&Value>| value.and_then(Value::as_str).unwrap_or("").to_owned();
-    let name = patient
-        .get("name")
-        .and_then(Value::as_array)
-        .and_then(|names| names.iter().find(|n| n["use"] == "official").or_else(|| names.first()));
-    let given = name
-        .and_then(|n| n.get("given"))
-        .and_then(Value::as_array)
-        .map(|g| g.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
-    let email = patient
-        .get("telecom")
-        .and_then(Value::as_array)
-        .and_then(|t| t.iter().find(|c| c["system"] == "email"))
-        .and_then(|c| c.get("value"));
-    let plan = coverage.get("class").and_then(Value::as_array).and_then(|classes| {
-        classes
-            .iter()
-            .find(|c| {
-                c.pointer("/type/coding")
-                    .and_then(Value::as_array)
-                    .is_some_and(|codings| codings.iter().any(|k| k["code"] == "plan"))
-            })
-            .and_then(|c| c.get("name").or_else(|| c.get("value")))
-    });
-    Fields {
-        member_id: coverage_member_id(coverage).or_else(|| patient_member_id(patient)).unwrap_or_default(),
-        given_name: given,
-        family_name: text(name.and_then(|n| n.get("family"))),
-        birth_date: text(patient.get("birthDate")),
-        sex: text(patient.get("gender")),
-        email: text(email),
-        coverage_start: text(coverage.pointer("/period/start")).chars().take(10).collect(),
-        plan: text(plan),
-        previous: PreviousFields::default(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,34 +430,5 @@ mod tests {
         assert_eq!(parse(Format::Csv, "  \n"), Err(RosterError::Empty));
         assert!(matches!(parse(Format::FhirBundle, "{not json"), Err(RosterError::Json(_))));
         assert_eq!(parse(Format::FhirBundle, r#"{"resourceType":"Patient"}"#), Err(RosterError::NotABundle));
-    }
-
-    #[test]
-    fn a_bundle_pairs_each_coverage_with_its_patient() {
-        let bundle = serde_json::json!({
-            "resourceType": "Bundle", "type": "collection",
-            "entry": [
-                {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient",
-                    "identifier": [{"type": {"coding": [{"code": "MB"}]}, "value": "NP-2001"}],
-                    "name": [{"family": "Okafor", "given": ["Ada", "N."]}], "gender": "female",
-                    "birthDate": "1988-07-14", "telecom": [{"system": "email", "value": "Ada@Example.org"}]}},
-                {"resource": {"resourceType": "Coverage", "status": "active", "subscriberId": "NP-2001",
-                    "beneficiary": {"reference": "urn:uuid:p1"}, "period": {"start": "2026-02-01"},
-                    "class": [{"type": {"coding": [{"code": "plan"}]}, "value": "G1", "name": "Gold PPO"}]}},
-                {"resource": {"resourceType": "Coverage", "beneficiary": {"reference": "Patient/nobody"}}},
-                {"resource": {"resourceType": "Patient", "id": "lonely", "identifier": [{"value": "NP-2003"}]}},
-                {"resource": {"resourceType": "Observation"}}
-            ]
-        });
-        let preview = parse(Format::FhirBundle, &bundle.to_string()).unwrap();
-        assert_eq!(preview.rows.len(), 4, "{preview:#?}");
-        let ada = preview.rows[0].entry.as_ref().expect("valid");
-        assert_eq!((ada.member_id.as_str(), ada.given_name.as_str()), ("NP-2001", "Ada N."));
-        assert_eq!(ada.email.as_deref(), Some("ada@example.org"));
-        assert_eq!(ada.plan, "Gold PPO");
-        assert!(preview.rows[1].errors[0].contains("Patient/nobody"));
-        assert!(preview.rows[2].errors[0].contains("no Coverage"));
-        assert_eq!(preview.rows[2].member_id.as_deref(), Some("NP-2003"));
-        assert!(preview.rows[3].errors[0].contains("not Observation"));
     }
 }
