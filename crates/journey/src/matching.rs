@@ -5,6 +5,7 @@
 
 use baton_store::{AccountId, NewAuditEvent, Timestamp};
 use baton_transfer::backend::{BackendCredentials, TokenError, system_token};
+use baton_transfer::request::single::{Answer, classify, diagnostics, read_match};
 use baton_vocab::{AuditAction, LinkAccess, MatchResult};
 use serde_json::{Value, json};
 
@@ -136,7 +137,7 @@ impl Journey {
         let text = response.text().await.unwrap_or_default();
         let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         match status.as_u16() {
-            200 => read_match(&json),
+            200 => read_match(&json).map_err(JourneyError::Failed),
             422 => {
                 let said = diagnostics(&json);
                 Ok(Answer::Refused { result: classify(&said), said })
@@ -167,11 +168,6 @@ impl Journey {
             .map(str::to_owned)
             .ok_or_else(|| JourneyError::Failed("the old plan matched the member but names no Patient for them".into()))
     }
-}
-
-enum Answer {
-    Matched { patient: Option<String>, identifier: Value },
-    Refused { result: MatchResult, said: String },
 }
 
 /// The `$member-match` input (HRex `hrex-parameters-member-match-in`): the member as this plan
@@ -211,44 +207,6 @@ fn request(account: &baton_store::Account, card: &OldCard, consent: &Value) -> V
     ]})
 }
 
-/// A 200: `MemberIdentifier` (required) and `MemberId` (optional, a Patient reference).
-fn read_match(parameters: &Value) -> Result<Answer, JourneyError> {
-    let parameter =
-        |name: &str| parameters["parameter"].as_array().into_iter().flatten().find(|p| p["name"] == name).cloned();
-    let identifier = parameter("MemberIdentifier")
-        .map(|p| p["valueIdentifier"].clone())
-        .filter(Value::is_object)
-        .ok_or_else(|| JourneyError::Failed("the old plan's match answer has no MemberIdentifier".into()))?;
-    let patient = parameter("MemberId")
-        .and_then(|p| p["valueReference"]["reference"].as_str().map(str::to_owned))
-        .and_then(|r| r.rsplit('/').next().map(str::to_owned))
-        .filter(|id| !id.is_empty());
-    Ok(Answer::Matched { patient, identifier })
-}
-
-/// What an OperationOutcome says, in one line.
-fn diagnostics(outcome: &Value) -> String {
-    let said: Vec<&str> = outcome["issue"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|issue| issue["diagnostics"].as_str().or_else(|| issue["details"]["text"].as_str()))
-        .collect();
-    if said.is_empty() { "no reason given".to_owned() } else { said.join("; ") }
-}
-
-/// HRex answers every refusal 422: which one, from its words.
-fn classify(said: &str) -> MatchResult {
-    let said = said.to_lowercase();
-    if said.contains("consent") {
-        MatchResult::ConsentRefused
-    } else if ["more than one", "several", "multiple"].iter().any(|w| said.contains(w)) {
-        MatchResult::SeveralMatches
-    } else {
-        MatchResult::NoMatch
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,20 +216,5 @@ mod tests {
         assert!(OldCard::parse(" RB-1 ", "Maria", "Garcia").is_ok_and(|c| c.member_id == "RB-1"));
         assert!(matches!(OldCard::parse("", "Maria", "Garcia"), Err(JourneyError::Invalid("member_id"))));
         assert!(matches!(OldCard::parse("RB-1", "Maria", "\u{7}"), Err(JourneyError::Invalid("family"))));
-    }
-
-    #[test]
-    fn refusals_are_told_apart_by_their_words() {
-        assert_eq!(classify("the member's Consent cannot be honoured: it is not active"), MatchResult::ConsentRefused);
-        assert_eq!(classify("more than one member matches; no member is returned"), MatchResult::SeveralMatches);
-        assert_eq!(classify("no member matches the demographics"), MatchResult::NoMatch);
-    }
-
-    #[test]
-    fn an_answer_without_member_identifier_is_not_a_match() {
-        let answer = json!({"resourceType": "Parameters", "parameter": [
-            {"name": "MemberId", "valueReference": {"reference": "Patient/p1"}}
-        ]});
-        assert!(read_match(&answer).is_err());
     }
 }

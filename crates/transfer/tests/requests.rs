@@ -45,6 +45,8 @@ struct Behaviour {
     bad_lines: bool,
     /// The claims file sends this many lines, then nothing more while `Plan::stalled` holds.
     stall_claims_after: Option<usize>,
+    /// No bulk match (404): only `Patient/$member-match`, then `$everything` for the member.
+    no_bulk: bool,
 }
 
 /// Cards the plan knows: member id → (its Patient id, whether the Consent can be honoured).
@@ -79,6 +81,9 @@ async fn serve(behaviour: Behaviour) -> Arc<Plan> {
         .route("/.well-known/smart-configuration", axum::routing::get(smart))
         .route("/token", axum::routing::post(token))
         .route("/Group/$bulk-member-match", axum::routing::post(bulk_match))
+        .route("/Patient/$member-match", axum::routing::post(member_match))
+        .route("/metadata", axum::routing::get(metadata))
+        .route("/Patient/{id}/$everything", axum::routing::get(everything))
         .route("/Group/{id}/$davinci-data-export", axum::routing::post(export))
         .route("/status/{which}", axum::routing::get(status).delete(cancel))
         .route("/files/{name}", axum::routing::get(file))
@@ -127,10 +132,76 @@ async fn bulk_match(State(plan): State<Arc<Plan>>, headers: HeaderMap, body: Byt
     if !authorized(&headers) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
+    if plan.behaviour.no_bulk {
+        let outcome = json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-supported",
+            "diagnostics": "Unknown operation $bulk-member-match"}]});
+        return (StatusCode::NOT_FOUND, axum::Json(outcome)).into_response();
+    }
     let mut seen = plan.seen.lock().unwrap();
     seen.prefer.push(headers.get("prefer").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned());
     seen.match_body = serde_json::from_slice(&body).ok();
     accepted(&plan, "match")
+}
+
+/// HRex `$member-match`: one member, answered at once (200 or 422, as HRex has it).
+async fn member_match(headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let parameters: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let part = |name: &str| {
+        parameters["parameter"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name)
+            .map(|p| p["resource"].clone())
+    };
+    assert!(part("Consent").is_some() && part("MemberPatient").is_some(), "{parameters}");
+    let card = part("CoverageToMatch").and_then(|c| c["subscriberId"].as_str().map(str::to_owned)).unwrap_or_default();
+    let refuse = |said: &str| {
+        let outcome = json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "processing", "diagnostics": said}]});
+        (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(outcome)).into_response()
+    };
+    match known_cards().get(card.as_str()) {
+        Some((id, true)) => axum::Json(json!({"resourceType": "Parameters", "parameter": [
+            {"name": "MemberIdentifier", "valueIdentifier": {"type": {"coding": [{"code": "UMB"}]}, "system": "https://old.example/member", "value": card}},
+            {"name": "MemberId", "valueReference": {"reference": format!("Patient/{id}")}}
+        ]}))
+        .into_response(),
+        Some((_, false)) => refuse("The Consent cannot be honoured: this plan requires a Consent for sensitive data"),
+        None => refuse("No member matches the demographics and coverage given"),
+    }
+}
+
+async fn metadata() -> Response {
+    axum::Json(json!({"resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",
+        "format": ["json"], "rest": [{"mode": "server", "resource": [{"type": "Patient",
+            "operation": [{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]}]}]}))
+    .into_response()
+}
+
+/// Maria's records, as one page of `$everything`.
+async fn everything(Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if !authorized(&headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    if id != "rb-maria" {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let resources = [
+        json!({"resourceType": "Patient", "id": "rb-maria", "name": [{"family": "Garcia", "given": ["Maria"]}]}),
+        json!({"resourceType": "Organization", "id": "clinic", "name": "Riverside Clinic"}),
+        json!({"resourceType": "ExplanationOfBenefit", "id": "eob-1", "status": "active", "use": "claim",
+            "patient": {"reference": "Patient/rb-maria"}, "provider": {"reference": "Organization/clinic"},
+            "billablePeriod": {"start": "2025-03-01"}}),
+        json!({"resourceType": "Condition", "id": "diabetes", "subject": {"reference": "Patient/rb-maria"},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9"}]}}),
+    ];
+    let entry: Vec<Value> =
+        resources.into_iter().map(|r| json!({"resource": r, "search": {"mode": "match"}})).collect();
+    axum::Json(json!({"resourceType": "Bundle", "type": "searchset", "total": entry.len(), "entry": entry}))
+        .into_response()
 }
 
 async fn export(State(plan): State<Arc<Plan>>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
@@ -654,4 +725,44 @@ async fn a_worker_that_dies_mid_file_is_taken_over_and_each_line_is_filed_once()
     // The same export read by a worker that never died.
     let undisturbed = self::world(Behaviour::default()).await.run().await;
     assert_eq!(request.lines, undisturbed.lines, "every line read once");
+}
+
+#[tokio::test]
+async fn a_plan_without_bulk_match_is_asked_for_each_member_and_the_matched_one_s_records_pulled() {
+    let world = world(Behaviour { no_bulk: true, ..Default::default() }).await;
+    let request = world.run().await;
+    assert_eq!(request.state, RequestState::Completed, "{:?} {}", request.error, request.checkpoint);
+    assert_eq!((request.members, request.matched, request.not_matched, request.constrained), (3, 1, 1, 1));
+    assert_eq!(world.seen("POST /Patient/$member-match").len(), 3, "one $member-match per member");
+    assert!(world.seen("POST /Group/matched/$davinci-data-export").is_empty(), "no export without a bulk match");
+    let problems = baton_transfer::request::problems(&request.checkpoint);
+    assert!(problems.iter().any(|p| p.contains("each member was asked with $member-match")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("Consent cannot be honoured")), "{problems:?}");
+
+    let results: HashMap<AccountId, (Option<MatchResult>, Option<String>)> = world
+        .store
+        .request_members(&request.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.member_account, (m.result, m.transfer_id)))
+        .collect();
+    let [maria, lee, sam] = world.members;
+    assert_eq!(results[&lee].0, Some(MatchResult::NoMatch));
+    assert_eq!(results[&sam].0, Some(MatchResult::ConsentRefused));
+    assert_eq!(results[&maria].0, Some(MatchResult::Matched));
+    let transfer = world.store.transfer(results[&maria].1.as_deref().unwrap()).await.unwrap().unwrap();
+    assert_eq!(transfer.state, baton_vocab::TransferState::Completed, "{:?}", transfer.error);
+    let link = world.store.link(&transfer.link_id).await.unwrap().unwrap();
+    assert_eq!(link.access, baton_vocab::LinkAccess::PayerToPayer, "pulled with the system's token");
+    assert_eq!(world.seen("GET /Patient/rb-maria/$everything").len(), 1);
+    let stored = world.stored(maria).await;
+    assert_eq!(of_type(&stored, "ExplanationOfBenefit").len(), 1);
+    assert_eq!(of_type(&stored, "Condition").len(), 1);
+    assert!(world.stored(lee).await.iter().all(|r| r["resourceType"] == "Patient"), "nothing reached Lee");
+    let coverage = world.store.previous_coverage("coverage-maria").await.unwrap().unwrap();
+    assert!(
+        coverage.next_request_at.is_some() && coverage.last_exported_at.is_some(),
+        "asked again later: {coverage:?}"
+    );
 }

@@ -231,7 +231,13 @@ impl<'a> Job<'a> {
         let progress = Progress::from_json(&transfer.progress);
         let credentials = engine.payers.credentials(&link.payer_id);
         let named = matches!(checkpoint, Checkpoint::Plan).then(NamedTargets::default);
-        let delivery = store.delivery_of(&transfer.id).await.map_err(|e| failed("reading the request", &e))?;
+        // Only an export's lines are delivered; a member matched one by one has their records pulled.
+        let delivery = match link.access {
+            baton_vocab::LinkAccess::BulkExport => {
+                store.delivery_of(&transfer.id).await.map_err(|e| failed("reading the request", &e))?
+            }
+            _ => None,
+        };
         // What earlier runs left out: a Provenance naming one of them is left out too.
         let sensitive = store
             .transfer_withheld(&transfer.id)

@@ -117,14 +117,17 @@ impl Run<'_> {
                 created_at: now.millis(),
                 updated_at: now.millis(),
                 source_sensitive: None,
-                access: LinkAccess::BulkExport,
+                // Matched one by one: the transfer pulls the records (no export was made).
+                access: if self.place.single { LinkAccess::PayerToPayer } else { LinkAccess::BulkExport },
             };
             store.insert_link(&link).await.map_err(|e| failed(e.to_string()))?;
         }
         let link =
             store.link(id).await.map_err(|e| failed(e.to_string()))?.ok_or_else(|| failed("link vanished".into()))?;
         let kind = if self.request.since.is_some() { TransferKind::Incremental } else { TransferKind::Initial };
-        store.enqueue_transfer(id, &link, kind, None, now).await.map_err(|e| failed(e.to_string()))?;
+        // A pull asks for what changed since the last request itself; an export already did.
+        let since = self.request.since.as_deref().filter(|_| self.place.single).and_then(Timestamp::parse_rfc3339);
+        store.enqueue_transfer(id, &link, kind, since, now).await.map_err(|e| failed(e.to_string()))?;
         Ok(())
     }
 

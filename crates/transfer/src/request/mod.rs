@@ -15,6 +15,9 @@
 //!    which files their staged lines through the same ingest as every other transfer
 //!    (sensitivity, new ids, Provenance); the request ends when they all have ([`deliver`]).
 //!
+//! A plan that offers no bulk match (404, 405 or 501) is asked about each member with
+//! `Patient/$member-match` instead, and each matched member's records are pulled ([`single`]).
+//!
 //! Everything is leased like transfers: a request whose worker dies is taken over by another
 //! (on PostgreSQL, by another process). Waits (polls, `Retry-After`, back-off) release the
 //! request until they are over. [`schedule`] starts requests for the members that are due.
@@ -25,6 +28,7 @@ mod download;
 mod members;
 pub mod remote;
 mod schedule;
+pub mod single;
 
 pub use answers::{Manifest, MatchAnswer, OutputFile, manifest};
 pub use members::key_system;
@@ -104,6 +108,11 @@ enum Step {
         file: usize,
         line: u64,
     },
+    /// The plan offers no bulk match: each member asked with `$member-match`, from the `next`th.
+    Single {
+        next: usize,
+        answered: Vec<single::Answered>,
+    },
     /// Shared Provenance routed to the member its targets belong to; then transfers.
     Deliver {
         transaction_time: Option<String>,
@@ -117,6 +126,9 @@ pub(crate) struct Place {
     step: Step,
     #[serde(default)]
     problems: Vec<String>,
+    /// Members were matched one by one: their records are pulled, not read from an export.
+    #[serde(default)]
+    single: bool,
 }
 
 /// Problems kept per request (the first ones; the count says how many more).
@@ -243,6 +255,7 @@ impl<'a> Run<'a> {
                 Step::Download { files, requires_token, transaction_time, file, line } => {
                     self.download(&files, requires_token, transaction_time, file, line).await
                 }
+                Step::Single { next, answered } => self.match_each(next, answered).await,
                 Step::Deliver { transaction_time, routed } => self.deliver(transaction_time, routed).await,
             };
             if let Err(end) = step {
@@ -318,7 +331,7 @@ impl<'a> Run<'a> {
     fn back_off(&self, error: &RemoteError) -> RequestEnd {
         let config = &self.engine.config.requests;
         match error {
-            RemoteError::Refused(why) => RequestEnd::Failed(why.clone()),
+            RemoteError::Refused(why) | RemoteError::NotOffered(why) => RequestEnd::Failed(why.clone()),
             RemoteError::Busy(said) => RequestEnd::Waiting(remote::next_wait(
                 *said,
                 self.request.attempts as u32,
@@ -369,9 +382,16 @@ impl<'a> Run<'a> {
         let body = json!({"resourceType": "Parameters", "parameter": bundles});
         let token = self.token().await?;
         let url = format!("{}/Group/$bulk-member-match", self.fhir_base);
-        let status = remote::kick_off(&self.engine.http, &url, &token, &body, "$bulk-member-match")
-            .await
-            .map_err(|e| self.back_off(&e))?;
+        let status = match remote::kick_off(&self.engine.http, &url, &token, &body, "$bulk-member-match").await {
+            Ok(status) => status,
+            Err(RemoteError::NotOffered(why)) => {
+                self.place.note(format!("{why}; each member was asked with $member-match"));
+                self.place.single = true;
+                self.place.step = Step::Single { next: 0, answered: vec![] };
+                return self.save(RequestState::Matching).await;
+            }
+            Err(error) => return Err(self.back_off(&error)),
+        };
         self.check_status_url(&status)?;
         self.place.step = Step::MatchPoll { status, started: Self::now().millis(), polls: 0 };
         self.note = Some("asked the previous plan to match the members".into());

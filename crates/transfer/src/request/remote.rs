@@ -15,12 +15,16 @@ pub enum RemoteError {
     Unavailable(String),
     /// It asked this plan to wait (429), for this long when it said.
     Busy(Option<Duration>),
+    /// It does not offer the operation (404, 405 or 501 to a kick-off).
+    NotOffered(String),
 }
 
 impl std::fmt::Display for RemoteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RemoteError::Refused(why) | RemoteError::Unavailable(why) => f.write_str(why),
+            RemoteError::Refused(why) | RemoteError::Unavailable(why) | RemoteError::NotOffered(why) => {
+                f.write_str(why)
+            }
             RemoteError::Busy(_) => f.write_str("the previous plan asked to wait (429)"),
         }
     }
@@ -57,7 +61,12 @@ pub fn said(body: &str) -> String {
     if said.is_empty() { body.chars().take(200).collect() } else { said.join("; ") }
 }
 
-fn failed(what: &str, status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap, body: &str) -> RemoteError {
+pub(super) fn failed(
+    what: &str,
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &str,
+) -> RemoteError {
     let why = format!("{what} answered {status}: {}", said(body));
     match status.as_u16() {
         429 => RemoteError::Busy(retry_after(headers)),
@@ -66,7 +75,7 @@ fn failed(what: &str, status: reqwest::StatusCode, headers: &reqwest::header::He
     }
 }
 
-fn unreachable(what: &str, error: &reqwest::Error) -> RemoteError {
+pub(super) fn unreachable(what: &str, error: &reqwest::Error) -> RemoteError {
     RemoteError::Unavailable(format!("{what} could not be reached: {}", error.without_url_ref()))
 }
 
@@ -116,6 +125,9 @@ pub async fn kick_off(
     let body = response.text().await.unwrap_or_default();
     if status.is_success() {
         return Err(RemoteError::Refused(format!("{what} answered {status}, not 202: it did not run asynchronously")));
+    }
+    if matches!(status.as_u16(), 404 | 405 | 501) {
+        return Err(RemoteError::NotOffered(format!("{what} answered {status}: {}", said(&body))));
     }
     Err(failed(what, status, &headers, &body))
 }
