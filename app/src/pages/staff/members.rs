@@ -127,7 +127,7 @@ pub fn MemberPage() -> impl IntoView {
 }
 
 #[component]
-fn MemberDetails(m: MemberData) -> impl IntoView {
+fn MemberDetails(m: MemberData) -> AnyView {
     let i18n = use_i18n();
     let account = m.account;
     let received = m.received;
@@ -232,6 +232,7 @@ fn MemberDetails(m: MemberData) -> impl IntoView {
             }}
         </section>
     }
+    .into_any()
 }
 
 /// The words for a link's state.

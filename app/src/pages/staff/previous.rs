@@ -65,7 +65,7 @@ pub async fn staff_ask_again(member: String, coverage: String) -> Result<(), App
 }
 
 #[component]
-pub fn StaffPreviousPlans(account: i64, plans: Vec<PreviousPlanView>, payers: Vec<(String, String)>) -> impl IntoView {
+pub fn StaffPreviousPlans(account: i64, plans: Vec<PreviousPlanView>, payers: Vec<(String, String)>) -> AnyView {
     let i18n = use_i18n();
     let query = use_query_map();
     let recorded = query.read_untracked().get("opt_in").is_some();
@@ -95,10 +95,11 @@ pub fn StaffPreviousPlans(account: i64, plans: Vec<PreviousPlanView>, payers: Ve
             <OptInForm account payers problem/>
         </section>
     }
+    .into_any()
 }
 
 #[component]
-fn PlanRow(account: i64, plan: PreviousPlanView) -> impl IntoView {
+fn PlanRow(account: i64, plan: PreviousPlanView) -> AnyView {
     let i18n = use_i18n();
     let opt_in = match plan.opt_in {
         OptIn::In => t!(i18n, requests.opt_in_in).into_any(),
@@ -137,11 +138,12 @@ fn PlanRow(account: i64, plan: PreviousPlanView) -> impl IntoView {
             })}</td>
         </tr>
     }
+    .into_any()
 }
 
 /// Recording an opt-in given by phone or on paper.
 #[component]
-fn OptInForm(account: i64, payers: Vec<(String, String)>, problem: Option<String>) -> impl IntoView {
+fn OptInForm(account: i64, payers: Vec<(String, String)>, problem: Option<String>) -> AnyView {
     let i18n = use_i18n();
     let said = problem.map(|field| {
         let words = match field.as_str() {
@@ -217,4 +219,5 @@ fn OptInForm(account: i64, payers: Vec<(String, String)>, problem: Option<String
             <button type="submit" class="button" id="record-opt-in">{t!(i18n, requests.record_submit)}</button>
         </form>
     }
+    .into_any()
 }
