@@ -34,7 +34,7 @@ test('staff import a roster, find a member, retry a failed transfer and open a r
   const start = `${new Date().toISOString().slice(0, 7)}-01`;
   const roster = [
     'member_id,given_name,family_name,birth_date,sex,email,coverage_start,plan,previous_payer,previous_member_id,p2p_opt_in,p2p_sensitive',
-    `E2E-${suffix},Noor,Haddad,1991-06-15,F,noor@example.org,${start},Gold PPO,riverbend,RB-${suffix},yes,exclude`,
+    `E2E-${suffix},Noor,Haddad,1991-06-15,F,noor@example.org,${start},Gold PPO,riverbend,RB-${suffix},yes,no`,
     `E2E-${suffix}-B,Ravi,,1988-02-30,M,,2026-01-01,Gold PPO,,,,`,
   ].join('\n');
   await page.getByRole('link', { name: 'Import roster' }).click();

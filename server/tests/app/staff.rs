@@ -976,17 +976,7 @@ async fn a_roster_records_previous_coverage_and_the_opt_in_given_at_enrollment()
         NP-9,Rosa,Diaz,1980-04-23,F,,2026-11-01,Gold PPO,riverbend,RB-77,yes,no\n\
         NP-10,Tom,Nguyen,1975-11-02,M,,2026-11-01,Gold PPO,nowhere,NW-1,yes,\n\
         NP-11,Ana,Ruiz,1990-01-02,F,,2026-11-01,Gold PPO,riverbend,,maybe,\n";
-    let (content_type, body) = multipart("roster.csv", roster);
-    let response = client()
-        .post(format!("{}/staff/roster", app.base))
-        .header("origin", app.base.as_str())
-        .header("cookie", &sam)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let location = upload_roster(&app, &sam, "roster.csv", roster).await;
     let (_, preview, _) = app.get(&location, Some(&sam)).await;
     assert!(preview.contains("previous member id is missing"), "a half coverage is a problem of its row");
     let id = location.trim_start_matches("/staff/roster/").to_owned();
@@ -1042,17 +1032,7 @@ async fn a_fhir_roster_carries_the_previous_coverage_and_the_opt_in_as_a_consent
                 "policy": [{"uri": "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular"}]}}
         ]
     });
-    let (content_type, body) = multipart("roster.json", &roster.to_string());
-    let response = client()
-        .post(format!("{}/staff/roster", app.base))
-        .header("origin", app.base.as_str())
-        .header("cookie", &sam)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let location = upload_roster(&app, &sam, "roster.json", &roster.to_string()).await;
     let id = location.trim_start_matches("/staff/roster/").to_owned();
     app.post("staff/roster/commit", &[("id", id.as_str())], Some(&sam)).await;
 
@@ -1066,4 +1046,19 @@ async fn a_fhir_roster_carries_the_previous_coverage_and_the_opt_in_as_a_consent
     let consent = app.store.consent(coverage.consent_id.as_deref().unwrap()).await.unwrap().unwrap();
     assert_eq!(consent.policy, baton_vocab::ConsentPolicy::Regular);
     assert!(app.store.account_by_member_id("RB-88").await.unwrap().is_none(), "the old card enrols no one");
+}
+
+/// Uploads a roster file as staff; where its preview is.
+async fn upload_roster(app: &TestApp, cookie: &str, name: &str, content: &str) -> String {
+    let (content_type, body) = multipart(name, content);
+    let response = client()
+        .post(format!("{}/staff/roster", app.base))
+        .header("origin", app.base.as_str())
+        .header("cookie", cookie)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    response.headers()["location"].to_str().unwrap().to_owned()
 }

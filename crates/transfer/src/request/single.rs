@@ -79,9 +79,7 @@ async fn member_match(
         .send()
         .await
         .map_err(|e| remote::unreachable(what, &e))?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap_or_default();
+    let (status, headers, text) = read(response).await;
     let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     match status.as_u16() {
         200 => read_match(&json).map_err(RemoteError::Refused),
@@ -91,6 +89,13 @@ async fn member_match(
         }
         _ => Err(remote::failed(what, status, &headers, &text)),
     }
+}
+
+/// An answer's status, headers and body (an unreadable body is empty).
+async fn read(response: reqwest::Response) -> (reqwest::StatusCode, reqwest::header::HeaderMap, String) {
+    let status = response.status();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap_or_default())
 }
 
 /// The Patient a `MemberIdentifier` names, when the answer had no `MemberId`.
@@ -111,9 +116,7 @@ async fn find_patient(
         .send()
         .await
         .map_err(|e| remote::unreachable(what, &e))?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap_or_default();
+    let (status, headers, text) = read(response).await;
     if !status.is_success() {
         return Err(remote::failed(what, status, &headers, &text));
     }
