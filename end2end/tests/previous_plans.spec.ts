@@ -39,7 +39,7 @@ test('staff see the bulk request that brought an opted-in member, and she sees w
   await settle(page);
   const coverage = page.locator('#member-previous tr[data-payer="riverbend"]');
   await expect(coverage).toHaveAttribute('data-opt-in', 'in');
-  await expect(coverage).toContainText('enrollment');
+  await expect(coverage).toContainText('when you enrolled');
 
   // Rosa herself: where the asking stands, and the records.
   await page.context().clearCookies();

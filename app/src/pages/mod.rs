@@ -2,7 +2,7 @@ mod bring;
 mod landing;
 mod member;
 mod not_found;
-mod previous_plans;
+pub mod previous_plans;
 mod sign_in;
 mod staff;
 mod transfer;

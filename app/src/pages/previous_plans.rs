@@ -139,18 +139,24 @@ pub fn PreviousPlansPage() -> impl IntoView {
     }
 }
 
+/// How an opt-in was given, in words.
+pub fn channel_label(channel: ConsentChannel) -> AnyView {
+    let i18n = use_i18n();
+    match channel {
+        ConsentChannel::Web => t!(i18n, previous.channel_web).into_any(),
+        ConsentChannel::Phone => t!(i18n, previous.channel_phone).into_any(),
+        ConsentChannel::Paper => t!(i18n, previous.channel_paper).into_any(),
+        ConsentChannel::Enrollment => t!(i18n, previous.channel_enrollment).into_any(),
+    }
+}
+
 /// One previous plan: the card, the opt-in, where the asking stands.
 #[component]
 fn PlanItem(plan: PreviousPlanView) -> impl IntoView {
     let i18n = use_i18n();
     let old = plan.payer_name.clone();
     let opted = plan.opted_on.and_then(|(y, m, d)| icu_date(y, m, d));
-    let how = plan.channel.map(|channel| match channel {
-        ConsentChannel::Web => t!(i18n, previous.channel_web).into_any(),
-        ConsentChannel::Phone => t!(i18n, previous.channel_phone).into_any(),
-        ConsentChannel::Paper => t!(i18n, previous.channel_paper).into_any(),
-        ConsentChannel::Enrollment => t!(i18n, previous.channel_enrollment).into_any(),
-    });
+    let how = plan.channel.map(channel_label);
     let decision = match (plan.opt_in, opted) {
         (OptIn::In, Some(date)) => {
             view! { <p>{t!(i18n, previous.opted_in, date = move || date, old = old.clone())} " (" {how} ")"</p> }.into_any()

@@ -80,6 +80,7 @@ pub fn StaffPreviousPlans(account: i64, plans: Vec<PreviousPlanView>, payers: Ve
                 view! { <p id="no-previous">{t!(i18n, requests.previous_none)}</p> }.into_any()
             } else {
                 view! {
+                    <div class="table-scroll" tabindex="0" role="region" aria-labelledby="previous-title">
                     <table class="data" id="member-previous">
                         <thead><tr>
                             <th scope="col">{t!(i18n, console.old_plan)}</th>
@@ -90,6 +91,7 @@ pub fn StaffPreviousPlans(account: i64, plans: Vec<PreviousPlanView>, payers: Ve
                         </tr></thead>
                         <tbody>{plans.into_iter().map(|plan| view! { <PlanRow account plan/> }).collect_view()}</tbody>
                     </table>
+                    </div>
                 }.into_any()
             }}
             <OptInForm account payers problem/>
@@ -106,17 +108,18 @@ fn PlanRow(account: i64, plan: PreviousPlanView) -> AnyView {
         OptIn::Out => t!(i18n, requests.opt_in_out).into_any(),
         OptIn::Unknown => t!(i18n, requests.opt_in_unknown).into_any(),
     };
-    let how = [
-        plan.opted_on.map(iso),
-        plan.channel.map(|c| c.to_string()),
-        plan.recorded_by.clone(),
-        plan.include_sensitive.map(|s| if s { "#sensitive".to_owned() } else { "#regular".to_owned() }),
-        plan.until.map(|d| format!("→ {}", iso(d))),
-    ]
-    .into_iter()
-    .flatten()
-    .collect::<Vec<_>>()
-    .join(", ");
+    // When, how, who recorded it, the sensitive choice and until when, in words.
+    let how = view! {
+        {plan.opted_on.map(|d| view! { <span>{iso(d)}</span> })}
+        {plan.channel.map(|c| view! { " · " {crate::pages::previous_plans::channel_label(c)} })}
+        {plan.recorded_by.clone().map(|by| view! { " · " {t!(i18n, requests.recorded_by, by = by.clone())} })}
+        {plan.include_sensitive.map(|s| view! { " · " {if s {
+            t!(i18n, console.policy_sensitive).into_any()
+        } else {
+            t!(i18n, console.policy_regular).into_any()
+        }} })}
+        {plan.until.map(|d| view! { " · " {t!(i18n, requests.until, date = iso(d))} })}
+    };
     let request = plan.request.clone().map(|r| {
         view! {
             <A href=format!("/staff/requests/{}", r.request_id)>{iso(r.asked_on)}</A>
@@ -127,7 +130,7 @@ fn PlanRow(account: i64, plan: PreviousPlanView) -> AnyView {
         <tr data-payer=plan.payer_id.clone() data-opt-in=plan.opt_in.as_str()>
             <td>{plan.payer_name.clone()}{plan.concurrent.then(|| view! { <br/><span class="muted">{t!(i18n, requests.concurrent)}</span> })}</td>
             <td>{plan.member_id.clone()}</td>
-            <td>{opt_in}{(!how.is_empty()).then(|| view! { <br/><span class="muted">{how}</span> })}</td>
+            <td>{opt_in}<br/><span class="muted">{how}</span></td>
             <td>{request.map_or_else(|| "–".into_any(), IntoAny::into_any)}</td>
             <td>{(plan.opt_in == OptIn::In).then(|| view! {
                 <form method="post" action=StaffAskAgain::url() class="inline-form">

@@ -171,6 +171,7 @@ fn Waiting(waiting: Vec<baton_vocab::views::requests::WaitingMember>) -> impl In
             } else {
                 view! {
                     <p>{t!(i18n, requests.waiting_lead)}</p>
+                    <div class="table-scroll" tabindex="0" role="region" aria-labelledby="waiting-title">
                     <table class="data" id="waiting">
                         <thead><tr>
                             <th scope="col">{t!(i18n, console.member_name)}</th>
@@ -190,6 +191,7 @@ fn Waiting(waiting: Vec<baton_vocab::views::requests::WaitingMember>) -> impl In
                             }
                         }).collect_view()}</tbody>
                     </table>
+                    </div>
                 }.into_any()
             }}
         </section>
@@ -262,6 +264,7 @@ fn RequestDetails(r: RequestView) -> impl IntoView {
         })}
         <section aria-labelledby="request-members-title">
             <h2 id="request-members-title">{t!(i18n, requests.members_title)}</h2>
+            <div class="table-scroll" tabindex="0" role="region" aria-labelledby="request-members-title">
             <table class="data" id="request-member-rows">
                 <thead><tr>
                     <th scope="col">{t!(i18n, console.member_name)}</th>
@@ -281,6 +284,7 @@ fn RequestDetails(r: RequestView) -> impl IntoView {
                     </tr>
                 }).collect_view()}</tbody>
             </table>
+            </div>
         </section>
     }
 }
