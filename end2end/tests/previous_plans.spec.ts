@@ -60,6 +60,22 @@ test('staff see the bulk request that brought an opted-in member, and she sees w
 test('a member opts in without leaving Baton, and is told what the old plan answered', async ({ page }) => {
   await signIn(page, 'lee');
   await expect(page).toHaveURL(/\/member$/);
+
+  // Lakeshore never answers: his transfer from there failed, and the page says so plainly —
+  // no full bar, no rows of zeros, no "nothing was left out".
+  const failed = page.locator('.link-item[data-state="failed"]');
+  await expect(async () => {
+    await page.goto('/member');
+    await expect(failed).toHaveCount(1, { timeout: 1_000 });
+  }).toPass({ timeout: 90_000 });
+  await failed.getByRole('link').first().click();
+  await expect(page.locator('#failure')).toContainText('We will not try again by ourselves.');
+  await expect(page.locator('progress.transfer__bar')).toHaveCount(0);
+  await expect(page.locator('#nothing-arrived')).toHaveText(/^No records arrived from Lakeshore Health/);
+  await expect(page.locator('#nothing-left-out')).toHaveCount(0);
+  await expect(page.locator('#not-finished')).toBeVisible();
+  await settle(page);
+
   await visit(page, '/member/previous-plans');
   const form = page.locator('#add-section');
   await form.getByLabel('Previous plan').selectOption({ label: OLD_PLAN_NAME });

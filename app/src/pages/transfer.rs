@@ -102,7 +102,10 @@ pub fn TransferPage() -> impl IntoView {
 fn TransferDetails(view: TransferView) -> impl IntoView {
     let i18n = use_i18n();
     let old = view.payer_name.clone();
+    let failed = view.state == TransferState::Failed;
     let percent = match (view.active, view.expected) {
+        // A transfer that failed is not shown as finished.
+        (false, _) if failed => None,
         (false, _) => Some(100),
         (true, Some(expected)) if expected > 0 => Some((view.received * 100 / expected).min(99)),
         _ => None,
@@ -116,8 +119,19 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
         {view.active.then(|| view! { <noscript><meta http-equiv="refresh" content="3"/></noscript> })}
         <section class="card transfer" aria-labelledby="transfer-status">
             <h2 id="transfer-status" class="transfer__status" data-state=view.state.as_str()>{status}</h2>
-            <progress class="transfer__bar" max="100" value=percent.map(|p| p.to_string())
-                aria-label=move || t_string!(i18n, transfer.progress_label).to_string()></progress>
+            {(!failed).then(|| view! {
+                <progress class="transfer__bar" max="100" value=percent.map(|p| p.to_string())
+                    aria-label=move || t_string!(i18n, transfer.progress_label).to_string()></progress>
+            })}
+            {failed.then(|| {
+                let old = old.clone();
+                view! {
+                    <div id="failure">
+                        <p>{t!(i18n, transfer.failed_what, old = old.clone())}</p>
+                        <p>{t!(i18n, transfer.failed_next)}</p>
+                    </div>
+                }
+            })}
             <p class="transfer__total" aria-live="polite">{if view.active {
                 t!(i18n, transfer.stored, count = move || stored).into_any()
             } else {
@@ -131,7 +145,11 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
 
         <section aria-labelledby="arrived-title">
             <h2 id="arrived-title">{t!(i18n, transfer.arrived_title)}</h2>
-            <table class="counts">
+            {(!view.active && stored == 0).then(|| {
+                let old = old.clone();
+                view! { <p id="nothing-arrived">{t!(i18n, transfer.nothing_arrived, old = old.clone())}</p> }
+            })}
+            <table class="counts" hidden={!view.active && stored == 0}>
                 <thead><tr>
                     <th scope="col">{t!(i18n, transfer.kind)}</th>
                     <th scope="col" class="num">{t!(i18n, transfer.count)}</th>
@@ -231,6 +249,10 @@ fn NotReceived(view: TransferView) -> impl IntoView {
     let rejected = view.rejected;
     let held_back = view.source_sensitive == Some(SensitiveSharing::Excluded);
     let unknown = view.source_sensitive.is_none();
+    if view.state == TransferState::Failed {
+        // Not everything arrived, and not by anyone's choice: say that, not "nothing left out".
+        return view! { <p id="not-finished">{t!(i18n, transfer.not_finished, old = old.clone())}</p> }.into_any();
+    }
     let nothing = excluded_total == 0 && !held_back && !unknown && view.not_permitted.is_empty() && rejected == 0;
     if nothing {
         return view! { <p id="nothing-left-out">{t!(i18n, transfer.nothing_left_out)}</p> }.into_any();
