@@ -62,7 +62,7 @@ pub fn MemberHome() -> impl IntoView {
 
 /// One previous plan on the member home: its state in words, and what to do.
 #[component]
-fn LinkItem(link: LinkSummary) -> impl IntoView {
+fn LinkItem(link: LinkSummary) -> AnyView {
     let i18n = use_i18n();
     let old = link.payer_name.clone();
     let stored = link.stored;
@@ -91,18 +91,62 @@ fn LinkItem(link: LinkSummary) -> impl IntoView {
             <A href=format!("/member/bring/{}", link.payer_id)>{t!(i18n, member.link_sign_in_again, old = old.clone())}</A>
         }
     });
+    // The permission in force (or the last one): when, the sensitive choice, until when.
+    let given = link.given_on.and_then(|(y, m, d)| icu_date(y, m, d));
+    let until = link.until.and_then(|(y, m, d)| icu_date(y, m, d)).filter(|_| !link.withdrawn);
+    let permission = given.map(|given| {
+        view! {
+            <p class="link-item__permission">
+                {t!(i18n, member.link_given, date = move || given)}" "
+                {if link.include_sensitive {
+                    t!(i18n, member.link_sensitive_included).into_any()
+                } else {
+                    t!(i18n, member.link_sensitive_left_out).into_any()
+                }}
+                {until.map(|until| view! { " " {t!(i18n, member.link_until, date = move || until)} })}
+            </p>
+        }
+    });
+    let earlier = link.earlier.clone();
+    let count = earlier.len();
+    let history = (!earlier.is_empty()).then(|| {
+        view! {
+            <details class="link-item__history">
+                <summary>{t!(i18n, member.link_history, count = move || count)}</summary>
+                <ul>
+                    {earlier.into_iter().map(|e| {
+                        let given = e.given_on.and_then(|(y, m, d)| icu_date(y, m, d));
+                        let label = match given {
+                            Some(date) => t!(i18n, member.link_earlier, date = move || date).into_any(),
+                            None => t!(i18n, member.link_earlier_undated).into_any(),
+                        };
+                        let label = match e.transfer_id {
+                            Some(id) => view! { <A href=format!("/member/transfers/{id}")>{label}</A> }.into_any(),
+                            None => label,
+                        };
+                        view! {
+                            <li>{label}{e.withdrawn.then(|| view! { " — " {t!(i18n, member.link_earlier_withdrawn)} })}</li>
+                        }
+                    }).collect_view()}
+                </ul>
+            </details>
+        }
+    });
     view! {
         <li class="link-item" data-state=key>
             <h3 class="link-item__name">{link.payer_name.clone()}</h3>
             <p class="link-item__state">{words}</p>
+            {permission}
             <p class="link-item__actions">
                 {link.transfer_id.map(|id| view! {
                     <A href=format!("/member/transfers/{id}")>{t!(i18n, member.link_details)}</A>
                 })}
                 {action}
             </p>
+            {history}
         </li>
     }
+    .into_any()
 }
 
 /// An ICU calendar date for locale-aware formatting.

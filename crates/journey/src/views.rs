@@ -8,8 +8,8 @@ use baton_store::{Account, AccountId, MemberConsent, PayerLink, PermissionRecord
 use baton_transfer::Progress;
 use baton_vocab::LinkState;
 use baton_vocab::views::{
-    CategoryCount, ConsentPageData, Day, Deletion, LinkSummary, MEMBER_CATEGORIES, MemberHome, PayerCard, PayerResults,
-    TransferView, WithdrawalPreview,
+    CategoryCount, ConsentPageData, Day, Deletion, EarlierLink, LinkSummary, MEMBER_CATEGORIES, MemberHome, PayerCard,
+    PayerResults, TransferView, WithdrawalPreview,
 };
 use serde_json::Value;
 
@@ -56,13 +56,14 @@ impl Journey {
         })
     }
 
-    /// The member home: who they are, and each previous plan they linked with its latest
-    /// transfer (newest first).
+    /// The member home: who they are, and one card per previous plan — its current permission
+    /// (the newest still in force, else the newest) with its latest transfer, the earlier ones
+    /// behind it.
     pub async fn member_home(&self, account: &Account) -> Result<MemberHome, JourneyError> {
         let store = &self.store;
         let mut links = store.links_of(account.id).await?;
-        links.sort_by_key(|l| std::cmp::Reverse(l.created_at));
-        let mut summaries = Vec::with_capacity(links.len());
+        links.sort_by_key(|l| (l.state == LinkState::Revoked, std::cmp::Reverse(l.created_at)));
+        let mut summaries: Vec<LinkSummary> = Vec::with_capacity(links.len());
         for link in links {
             let filter = TransferFilter {
                 link_id: Some(link.id.clone()),
@@ -71,14 +72,31 @@ impl Journey {
                 ..TransferFilter::default()
             };
             let latest = store.list_transfers(&filter).await?.into_iter().next();
+            let consent = match &link.consent_id {
+                Some(id) => store.consent(id).await?,
+                None => None,
+            };
+            let given_on = consent.as_ref().and_then(|c| day(c.given_at));
+            let withdrawn = link.state == LinkState::Revoked;
+            if let Some(card) = summaries.iter_mut().find(|s| s.payer_id == link.payer_id) {
+                card.earlier.push(EarlierLink { transfer_id: latest.map(|t| t.id), given_on, withdrawn });
+                continue;
+            }
             summaries.push(LinkSummary {
                 payer_name: self.payer_name(&link.payer_id),
-                payer_id: link.payer_id,
                 stored: latest.as_ref().map_or(0, |t| Progress::from_json(&t.progress).stored()),
                 state: latest.as_ref().map(|t| t.state),
                 transfer_id: latest.map(|t| t.id),
-                withdrawn: link.state == LinkState::Revoked,
+                withdrawn,
+                given_on,
+                include_sensitive: link.include_sensitive,
+                until: consent.as_ref().and_then(|c| day(c.period_end)),
+                earlier: vec![],
+                payer_id: link.payer_id,
             });
+        }
+        for card in &mut summaries {
+            card.earlier.sort_by_key(|e| std::cmp::Reverse(e.given_on));
         }
         Ok(MemberHome {
             display_name: account.display_name.clone(),

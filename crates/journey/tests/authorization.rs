@@ -987,3 +987,29 @@ async fn an_opt_in_for_concurrent_coverage_lasts_the_plan_year_and_ends_with_its
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_member_home_shows_one_card_per_plan_with_the_earlier_permissions_behind_it() {
+    let old = old_plan().await;
+    old.shared.lock().unwrap().token_answer =
+        Some(json!({"access_token": "a", "token_type": "Bearer", "scope": "patient/*.rs", "patient": "p"}));
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
+        let maria = member(&store).await;
+        let first = authorized(&journey, maria).await;
+        let second = authorized(&journey, maria).await;
+        // The newer one withdrawn: the card shows the one still in force.
+        journey.withdraw(maria, &second.consent_id, false, Timestamp::now()).await.unwrap();
+        let account = store.account_by_id(maria).await.unwrap().unwrap();
+        let home = journey.member_home(&account).await.unwrap();
+        assert_eq!(home.links.len(), 1, "one card per plan: {:?}", home.links);
+        let card = &home.links[0];
+        assert!(!card.withdrawn);
+        assert_eq!(card.transfer_id.as_deref(), Some(first.transfer_id.as_str()));
+        assert!(card.given_on.is_some() && card.until.is_some() && !card.include_sensitive);
+        assert_eq!(card.earlier.len(), 1);
+        assert!(card.earlier[0].withdrawn);
+        assert_eq!(card.earlier[0].transfer_id.as_deref(), Some(second.transfer_id.as_str()));
+    })
+    .await;
+}

@@ -148,6 +148,20 @@ pub struct LinkSummary {
     /// Records that arrived with it (the progress page's count).
     pub stored: u64,
     pub withdrawn: bool,
+    /// The permission: when given, whether sensitive information is included, until when.
+    pub given_on: Option<Day>,
+    pub include_sensitive: bool,
+    pub until: Option<Day>,
+    /// Earlier permissions with the same plan, newest first: the card's history.
+    pub earlier: Vec<EarlierLink>,
+}
+
+/// An earlier permission with a plan the member home shows a newer one of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlierLink {
+    pub transfer_id: Option<String>,
+    pub given_on: Option<Day>,
+    pub withdrawn: bool,
 }
 
 /// A previous plan in the directory, as the member sees it.
