@@ -330,6 +330,12 @@ async fn withdrawing_consent_stops_transfers_and_forgets_tokens(store: Store) {
         matches!(store.commit_transfer_page(page).await, Err(CommitError::LeaseLost)),
         "the worker stops at its next page"
     );
+    // Staff lists say so, and list only those when asked.
+    let filter = |withdrawn| baton_store::TransferFilter { withdrawn, limit: 10, ..Default::default() };
+    let rows = store.list_transfer_rows(&filter(None)).await.unwrap();
+    assert!(rows.len() == 1 && rows[0].withdrawn, "{rows:?}");
+    assert_eq!(store.list_transfer_rows(&filter(Some(true))).await.unwrap().len(), 1);
+    assert!(store.list_transfer_rows(&filter(Some(false))).await.unwrap().is_empty());
 }
 
 async fn a_link_is_due_a_pull_while_its_permission_holds_and_nothing_runs(store: Store) {

@@ -1062,3 +1062,21 @@ async fn upload_roster(app: &TestApp, cookie: &str, name: &str, content: &str) -
         .unwrap();
     response.headers()["location"].to_str().unwrap().to_owned()
 }
+
+/// A transfer whose permission the member withdrew says so in the staff list, and staff can list
+/// just those: it ran and completed, but the permission it ran under has ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_whose_permission_was_withdrawn_are_marked_and_can_be_listed() {
+    let app = spawn().await;
+    let kept = app.transfer_for(app.maria, "completed").await;
+    let withdrawn = app.transfer_for(app.maria, "completed").await;
+    let link = app.store.transfer(&withdrawn).await.unwrap().unwrap().link_id;
+    app.store.set_link_state(&link, baton_vocab::LinkState::Revoked, Timestamp::now()).await.unwrap();
+    let sam = app.sign_in("sam").await;
+    let (_, all, _) = app.get("/staff/transfers", Some(&sam)).await;
+    assert!(all.contains(&kept) && all.contains(&withdrawn));
+    assert_eq!(all.matches("data-withdrawn=\"true\"").count(), 1, "only the withdrawn one is marked");
+    let (status, only, _) = app.get("/staff/transfers?state=withdrawn", Some(&sam)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(only.contains(&withdrawn) && !only.contains(&kept), "{only}");
+}

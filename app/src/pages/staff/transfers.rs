@@ -65,6 +65,7 @@ pub fn TransfersPage() -> impl IntoView {
                                 {TransferState::ALL.into_iter().map(|s| view! {
                                     <option value=s.as_str() selected=selected_state == s.as_str()>{state_label(s)}</option>
                                 }).collect_view()}
+                                <option value="withdrawn" selected=selected_state == "withdrawn">{t!(i18n, console.permission_withdrawn)}</option>
                             </select>
                         </div>
                         <div class="field">
@@ -115,7 +116,9 @@ pub fn TransfersPage() -> impl IntoView {
                                         <td><A href=format!("/staff/transfers/{}", r.id)>{r.created_at}</A></td>
                                         <td><A href=format!("/staff/members/{}", r.member)>{r.member_name}</A></td>
                                         <td>{r.payer}</td>
-                                        <td>{state_label(r.state)}</td>
+                                        <td>{state_label(r.state)}{r.withdrawn.then(|| view! {
+                                            <br/><span class="muted" data-withdrawn="true">{t!(i18n, console.permission_withdrawn)}</span>
+                                        })}</td>
                                         <td>{r.finished_at.unwrap_or_default()}</td>
                                         <td class="num">{r.stored}</td>
                                     </tr>

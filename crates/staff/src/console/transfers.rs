@@ -10,6 +10,9 @@ use baton_vocab::{TransferSort, TransferState, day};
 use super::{Console, ConsoleError, is_admin};
 use crate::audit::Action;
 
+/// The state filter's value for transfers whose permission was withdrawn.
+pub const WITHDRAWN: &str = "withdrawn";
+
 /// Transfers per page of the list.
 const PAGE: u32 = 50;
 
@@ -27,9 +30,11 @@ pub struct TransferQuery {
 
 impl Console {
     pub async fn transfers(&self, staff: &Account, query: &TransferQuery) -> Result<TransferList, ConsoleError> {
-        let state = match query.state.as_str() {
-            "" => None,
-            s => Some(s.parse::<TransferState>().map_err(|_| ConsoleError::Invalid("state"))?),
+        // `withdrawn` is a filter beside the states: the permission, not the transfer, ended.
+        let (state, withdrawn) = match query.state.as_str() {
+            "" => (None, None),
+            WITHDRAWN => (None, Some(true)),
+            s => (Some(s.parse::<TransferState>().map_err(|_| ConsoleError::Invalid("state"))?), None),
         };
         let day_start = |text: &str, field: &'static str| match text.trim() {
             "" => Ok(None),
@@ -51,6 +56,7 @@ impl Console {
                 payer_id: Some(query.payer.clone()).filter(|p| !p.is_empty()),
                 created_from,
                 created_before,
+                withdrawn,
                 sort,
                 limit: PAGE + 1,
                 offset: query.page.saturating_mul(PAGE),
@@ -74,6 +80,7 @@ impl Console {
                     created_at: day::utc(row.transfer.created_at),
                     finished_at: row.transfer.finished_at.map(day::utc),
                     stored: Progress::from_json(&row.transfer.progress).stored(),
+                    withdrawn: row.withdrawn,
                     id: row.transfer.id,
                 })
                 .collect(),

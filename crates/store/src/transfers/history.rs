@@ -44,6 +44,8 @@ pub struct TransferFilter {
     pub payer_id: Option<String>,
     pub created_from: Option<Timestamp>,
     pub created_before: Option<Timestamp>,
+    /// Only transfers whose permission the member withdrew (`Some(true)`) or not (`Some(false)`).
+    pub withdrawn: Option<bool>,
     pub sort: TransferSort,
     pub limit: u32,
     pub offset: u32,
@@ -66,6 +68,8 @@ pub struct TransferRow {
     pub transfer: Transfer,
     pub member_name: String,
     pub payer_id: String,
+    /// The member withdrew the permission it ran under.
+    pub withdrawn: bool,
 }
 
 /// When a transfer started and finished and how, for the dashboard's chart.
@@ -85,9 +89,15 @@ impl Store {
     pub async fn list_transfer_rows(&self, filter: &TransferFilter) -> Result<Vec<TransferRow>, StoreError> {
         let columns = TRANSFER_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
         let mut sql = SqlBuilder::new(&format!(
-            "SELECT {columns}, a.display_name AS member_name, l.payer_id AS payer_id FROM transfer t \
-             JOIN account a ON a.id = t.member_account JOIN payer_link l ON l.id = t.link_id WHERE 1 = 1"
+            "SELECT {columns}, a.display_name AS member_name, l.payer_id AS payer_id, (l.state = '{revoked}') AS withdrawn \
+             FROM transfer t JOIN account a ON a.id = t.member_account JOIN payer_link l ON l.id = t.link_id WHERE 1 = 1",
+            revoked = baton_vocab::LinkState::Revoked.as_str()
         ));
+        match filter.withdrawn {
+            Some(true) => sql.push(" AND l.state = ").arg(Arg::Text(baton_vocab::LinkState::Revoked.as_str().into())),
+            Some(false) => sql.push(" AND l.state <> ").arg(Arg::Text(baton_vocab::LinkState::Revoked.as_str().into())),
+            None => &mut sql,
+        };
         if !filter.states.is_empty() {
             sql.push(" AND t.state IN ").text_list(filter.states.iter().map(|s| s.as_str()));
         }

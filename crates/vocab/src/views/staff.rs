@@ -126,6 +126,8 @@ pub struct ListedTransfer {
     pub created_at: String,
     pub finished_at: Option<String>,
     pub stored: u64,
+    /// The member withdrew the permission it ran under.
+    pub withdrawn: bool,
 }
 
 /// One transfer in full.
