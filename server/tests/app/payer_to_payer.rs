@@ -278,6 +278,9 @@ async fn opted_in_members_are_asked_for_in_one_bulk_request() {
     assert!(plans.new_store.previous_coverages(lee).await.unwrap()[0].next_request_at.is_none());
     assert!(plans.engine.queue_due_requests(baton_store::Timestamp::now()).await.unwrap().is_empty());
     assert!(!audit(&plans.new_store, "p2p.opt_in.recorded").await.is_empty());
+    let changes = audit(&plans.new_store, "p2p.request.changed").await;
+    let said: Vec<&str> = changes.iter().map(|e| e.detail.as_str()).collect();
+    assert!(said.contains(&"started: 2 members to riverbend") && said.contains(&"completed"), "{said:?}");
 
     // Staff see the request: its counts, each member's answer, the records filed.
     let page = crate::support::text(&format!("{}/staff/requests", plans.new_plan), &staff).await;

@@ -197,14 +197,33 @@ impl Engine {
         let owner = &self.config.worker_id;
         match &end {
             RequestEnd::Completed => {
-                self.store.finish_request(&id, owner, RequestState::Completed, None, Timestamp::now()).await?;
+                if self.store.finish_request(&id, owner, RequestState::Completed, None, Timestamp::now()).await? {
+                    self.audit_request(&id, "completed").await?;
+                }
             }
             RequestEnd::Failed(why) => {
-                self.store.finish_request(&id, owner, RequestState::Failed, Some(why), Timestamp::now()).await?;
+                if self.store.finish_request(&id, owner, RequestState::Failed, Some(why), Timestamp::now()).await? {
+                    self.audit_request(&id, &format!("failed: {why}")).await?;
+                }
             }
             RequestEnd::Waiting(_) | RequestEnd::LeaseLost => {}
         }
         Ok(Some((id, end)))
+    }
+
+    /// Writes what became of a request to the audit log, as this plan's system did it.
+    pub(crate) async fn audit_request(&self, id: &str, detail: &str) -> Result<(), StoreError> {
+        self.store
+            .record_audit(&baton_store::NewAuditEvent {
+                at: Timestamp::now(),
+                actor_account: None,
+                actor: format!("system ({})", self.config.worker_id),
+                action: baton_vocab::AuditAction::RequestChanged.to_string(),
+                member_account: None,
+                subject: format!("request {id}"),
+                detail: detail.to_owned(),
+            })
+            .await
     }
 
     fn request_heartbeat(&self, id: String, lost: Arc<AtomicBool>) -> crate::job::Heartbeat {

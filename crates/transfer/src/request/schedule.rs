@@ -70,6 +70,7 @@ impl Engine {
                     let members: Vec<_> = chunk.iter().map(|c| (c.id.clone(), c.member_account)).collect();
                     self.store.create_request(&request, &members).await?;
                     tracing::info!(request = %id, %payer, members = chunk.len(), "request to a previous plan started");
+                    self.audit_request(&id, &format!("started: {} members to {payer}", chunk.len())).await?;
                     started.push(id);
                 }
             }
