@@ -2,19 +2,14 @@
 //! opt-in, and where this plan's asking stands (the read model of `/member/previous-plans`).
 
 use baton_store::{AccountId, Timestamp};
-use baton_vocab::views::Day;
 use baton_vocab::views::requests::{MemberRequestView, PreviousPlanView, PreviousPlansPage};
+use baton_vocab::views::{Day, day_of};
 use baton_vocab::{ConsentPolicy, day};
-use time::Date;
 
 use crate::{Journey, JourneyError};
 
-fn of_date(date: Date) -> Day {
-    (date.year(), u8::from(date.month()), date.day())
-}
-
 fn of_millis(ms: i64) -> Day {
-    of_date(day::of_millis(ms))
+    day_of(day::of_millis(ms))
 }
 
 impl Journey {
@@ -45,8 +40,8 @@ impl Journey {
                 coverage_id: coverage.id,
                 payer_id: coverage.payer_id,
                 member_id: coverage.member_id,
-                start: coverage.coverage_start.map(of_date),
-                end: coverage.coverage_end.map(of_date),
+                start: coverage.coverage_start.map(day_of),
+                end: coverage.coverage_end.map(day_of),
                 concurrent: coverage.concurrent,
                 opt_in: coverage.opt_in,
                 opted_on: coverage.opted_at.map(of_millis),
@@ -59,7 +54,7 @@ impl Journey {
             });
         }
         let payers = self.payers.all_known().into_iter().map(|p| (p.id, p.name)).collect();
-        let until = self.consent_until(member, now).await.ok().map(of_date);
+        let until = self.consent_until(member, now).await.ok().map(day_of);
         Ok(PreviousPlansPage { plan_name: self.plan_name.clone(), plans, payers, until })
     }
 }

@@ -47,7 +47,7 @@ impl Journey {
             payer_id: found.id.clone(),
             payer_name: found.name.clone(),
             plan_name: self.plan_name.clone(),
-            until: (until.year(), u8::from(until.month()), until.day()),
+            until: baton_vocab::views::day_of(until),
             closed,
             by_match: found.credentials.backend.is_some(),
             // The name on file, first word and the rest: the member corrects it to the card.
@@ -101,7 +101,7 @@ impl Journey {
         Ok(MemberHome {
             display_name: account.display_name.clone(),
             member_id: account.member_id.clone(),
-            coverage_start: account.coverage_start.map(|d| (d.year(), u8::from(d.month()), d.day())),
+            coverage_start: account.coverage_start.map(baton_vocab::views::day_of),
             links: summaries,
         })
     }
@@ -195,9 +195,7 @@ fn by_kind(records: &PermissionRecords) -> Vec<(String, u64)> {
 }
 
 fn day(ms: i64) -> Option<Day> {
-    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .ok()
-        .map(|t| (t.year(), u8::from(t.month()), t.day()))
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok().map(|t| baton_vocab::views::day_of(t.date()))
 }
 
 fn transfer_view(

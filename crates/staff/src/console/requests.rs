@@ -48,8 +48,7 @@ pub enum RequestAction {
 }
 
 fn of_millis(ms: i64) -> Day {
-    let date = day::of_millis(ms);
-    (date.year(), u8::from(date.month()), date.day())
+    baton_vocab::views::day_of(day::of_millis(ms))
 }
 
 impl Console {

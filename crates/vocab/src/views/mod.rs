@@ -42,6 +42,11 @@ pub struct UsedEndpoints {
 /// A day as (year, month, day).
 pub type Day = (i32, u8, u8);
 
+/// A calendar date as pages carry it.
+pub fn day_of(date: time::Date) -> Day {
+    (date.year(), u8::from(date.month()), date.day())
+}
+
 /// Kinds of record a member's pages always list (in this order), so counts never move the page
 /// around: every kind a pull stores, and last the supporting details (care providers, where
 /// records came from).
