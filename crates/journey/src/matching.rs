@@ -5,7 +5,7 @@
 
 use baton_store::{AccountId, NewAuditEvent, Timestamp};
 use baton_transfer::backend::{BackendCredentials, TokenError, system_token};
-use baton_transfer::request::single::{Answer, classify, diagnostics, read_match};
+use baton_transfer::request::single::{Answer, classify, diagnostics, find_patient, read_match};
 use baton_vocab::{AuditAction, LinkAccess, MatchResult};
 use serde_json::{Value, json};
 
@@ -77,7 +77,12 @@ impl Journey {
             Answer::Matched { patient, identifier } => {
                 let patient = match patient {
                     Some(patient) => patient,
-                    None => self.find_patient(&fhir_base, &token.access_token, &identifier).await?,
+                    None => find_patient(&self.http, &fhir_base, &token.access_token, &identifier)
+                        .await
+                        .map_err(|e| JourneyError::Failed(e.to_string()))?
+                        .ok_or_else(|| {
+                            JourneyError::Failed("the old plan matched the member but names no Patient for them".into())
+                        })?,
                 };
                 let granted = Granted {
                     access_token: token.access_token,
@@ -147,26 +152,6 @@ impl Journey {
             }
             _ => Err(JourneyError::Failed(format!("$member-match answered {status}: {}", diagnostics(&json)))),
         }
-    }
-
-    /// The Patient a `MemberIdentifier` names, when the answer had no `MemberId`.
-    async fn find_patient(&self, fhir_base: &str, token: &str, identifier: &Value) -> Result<String, JourneyError> {
-        let system = identifier["system"].as_str().unwrap_or_default();
-        let value = identifier["value"].as_str().unwrap_or_default();
-        let response = self
-            .http
-            .get(format!("{fhir_base}/Patient"))
-            .query(&[("identifier", format!("{system}|{value}"))])
-            .bearer_auth(token)
-            .header(reqwest::header::ACCEPT, "application/fhir+json")
-            .send()
-            .await
-            .map_err(|e| JourneyError::Failed(format!("the old plan could not be reached: {}", e.without_url())))?;
-        let bundle: Value = response.json().await.unwrap_or(Value::Null);
-        bundle["entry"][0]["resource"]["id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| JourneyError::Failed("the old plan matched the member but names no Patient for them".into()))
     }
 }
 

@@ -98,8 +98,8 @@ async fn read(response: reqwest::Response) -> (reqwest::StatusCode, reqwest::hea
     (status, headers, response.text().await.unwrap_or_default())
 }
 
-/// The Patient a `MemberIdentifier` names, when the answer had no `MemberId`.
-async fn find_patient(
+/// The Patient a `MemberIdentifier` names, when the answer had no `MemberId` (`Patient?identifier=`).
+pub async fn find_patient(
     http: &reqwest::Client,
     fhir_base: &str,
     token: &str,
