@@ -24,6 +24,7 @@ on_both!(
     pages_gathered_into_one_commit_leave_what_page_by_page_commits_would,
     withdrawing_consent_stops_transfers_and_forgets_tokens,
     a_link_is_due_a_pull_while_its_permission_holds_and_nothing_runs,
+    a_request_stopped_mid_way_keeps_its_lines_until_it_is_readied_for_a_retry,
 );
 
 async fn member_with_link(store: &Store) -> (AccountId, PayerLink) {
@@ -364,4 +365,61 @@ async fn a_link_is_due_a_pull_while_its_permission_holds_and_nothing_runs(store:
     // Withdrawn: never again.
     store.withdraw_consent("consent-1", now).await.unwrap();
     assert!(due(noon, hour).await.is_empty(), "withdrawn");
+}
+
+async fn a_request_stopped_mid_way_keeps_its_lines_until_it_is_readied_for_a_retry(store: Store) {
+    use baton_store::{P2pRequest, StagedLine};
+    use baton_vocab::RequestState;
+    let now = Timestamp::now();
+    let request = |id: &str| P2pRequest {
+        id: id.into(),
+        payer_id: "oldplan".into(),
+        state: RequestState::Queued,
+        checkpoint: "{}".into(),
+        members: 0,
+        matched: 0,
+        not_matched: 0,
+        constrained: 0,
+        lines: 0,
+        rejected: 0,
+        since: None,
+        progress_note: None,
+        error: None,
+        attempts: 0,
+        lease_owner: None,
+        lease_until: None,
+        run_after: now.millis(),
+        created_at: now.millis(),
+        updated_at: now.millis(),
+        finished_at: None,
+    };
+    let reading = r#"{"step":{"phase":"download","files":[],"requires_token":true,"file":0,"line":2}}"#;
+    let single = r#"{"step":{"phase":"deliver","routed":false},"single":true}"#;
+    for (id, checkpoint) in [("r-bulk", reading), ("r-single", single)] {
+        store.create_request(&request(id), &[]).await.unwrap();
+        store.claim_request("w", later(30), now).await.unwrap().unwrap();
+        let line = StagedLine {
+            coverage_id: "c1".into(),
+            resource_type: "Condition".into(),
+            source_id: "x".into(),
+            body: "{}".into(),
+        };
+        assert!(store.advance_request(id, "w", RequestState::Downloading, checkpoint, None, now).await.unwrap());
+        assert!(store.stage_lines(id, "w", &[line], 2, 1, checkpoint, now).await.unwrap());
+        assert!(store.finish_request(id, "w", RequestState::Failed, Some("the file broke off"), now).await.unwrap());
+        assert_eq!(store.staged_lines(id, "c1", 0, 10).await.unwrap().len(), 1, "kept: a retry resumes there");
+    }
+    let stopped = store.stopped_requests_mid_way(10).await.unwrap();
+    assert_eq!(stopped.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r-bulk"], "one matched one by one pulls");
+    assert!(
+        !store.ready_stopped_request("r-bulk", "{}", r#"{"step":{"phase":"match"}}"#).await.unwrap(),
+        "not its place"
+    );
+    assert!(store.ready_stopped_request("r-bulk", reading, r#"{"step":{"phase":"match"}}"#).await.unwrap());
+    let readied = store.request("r-bulk").await.unwrap().unwrap();
+    assert_eq!((readied.state, readied.lines, readied.rejected), (RequestState::Failed, 0, 0));
+    assert!(store.staged_lines("r-bulk", "c1", 0, 10).await.unwrap().is_empty(), "let go");
+    assert!(store.stopped_requests_mid_way(10).await.unwrap().is_empty());
+    assert!(store.retry_request("r-bulk", now).await.unwrap());
+    assert!(!store.ready_stopped_request("r-bulk", r#"{"step":{"phase":"match"}}"#, "{}").await.unwrap(), "running");
 }

@@ -210,8 +210,9 @@ impl Engine {
 }
 
 impl Engine {
-    /// Works the requests to previous plans until `shutdown`: starts those that are due every
-    /// [`request::RequestConfig::schedule_every`], and runs each until it waits or ends.
+    /// Works the requests to previous plans until `shutdown`: every
+    /// [`request::RequestConfig::schedule_every`] starts those that are due and readies those
+    /// that stopped part-way for a retry; runs each until it waits or ends.
     async fn run_requests(self, mut shutdown: watch::Receiver<bool>) {
         let mut scheduled: Option<std::time::Instant> = None;
         loop {
@@ -222,6 +223,9 @@ impl Engine {
                 scheduled = Some(std::time::Instant::now());
                 if let Err(error) = self.queue_due_requests(Timestamp::now()).await {
                     tracing::warn!(%error, "requests that are due could not be started");
+                }
+                if let Err(error) = self.withdraw_stopped_requests().await {
+                    tracing::warn!(%error, "stopped requests could not be readied for a retry");
                 }
             }
             match self.run_request_once().await {

@@ -668,6 +668,102 @@ async fn a_match_that_never_finishes_is_given_up_clearly_and_cancelled_there() {
 }
 
 #[tokio::test]
+async fn a_request_cancelled_while_the_plan_is_matching_is_stopped_there_and_a_retry_asks_afresh() {
+    let world = world(Behaviour { never_completes: true, ..Default::default() }).await;
+    let id = world.engine.queue_due_requests(Timestamp::now()).await.unwrap().remove(0);
+    let (_, end) = world.engine.run_request_once().await.unwrap().unwrap();
+    assert!(matches!(end, RequestEnd::Waiting(_)), "{end:?}");
+    assert_eq!(world.store.request(&id).await.unwrap().unwrap().state, RequestState::Matching);
+    assert_eq!(world.engine.withdraw_stopped_requests().await.unwrap(), 0, "nothing stopped yet");
+
+    assert!(world.store.cancel_request(&id, "jordan", Timestamp::now()).await.unwrap());
+    assert_eq!(world.engine.withdraw_stopped_requests().await.unwrap(), 1);
+    assert_eq!(world.seen("DELETE /status/match").len(), 1, "the plan is asked to stop");
+    assert_eq!(world.engine.withdraw_stopped_requests().await.unwrap(), 0, "and asked once");
+    let cancelled = world.store.request(&id).await.unwrap().unwrap();
+    assert_eq!(cancelled.state, RequestState::Cancelled);
+    let problems = baton_transfer::request::problems(&cancelled.checkpoint);
+    assert!(problems.iter().any(|p| p.contains("that plan was asked to stop")), "{problems:?}");
+
+    // Retried, it sends the match again instead of polling an operation that was stopped.
+    assert!(world.store.retry_request(&id, Timestamp::now()).await.unwrap());
+    world.engine.run_request_once().await.unwrap().unwrap();
+    assert_eq!(world.seen("POST /Group/$bulk-member-match").len(), 2);
+    assert_eq!(world.store.request(&id).await.unwrap().unwrap().state, RequestState::Matching);
+}
+
+#[tokio::test]
+async fn a_request_cancelled_mid_file_and_retried_files_each_record_once() {
+    cancelled_mid_file_and_retried(true).await;
+}
+
+#[tokio::test]
+async fn a_request_retried_before_it_was_readied_resumes_at_the_line_reached() {
+    cancelled_mid_file_and_retried(false).await;
+}
+
+/// Cancelled while a file is read, then retried — after a worker readied it (the export asked
+/// again), or at once (resumed from the line reached): each record filed once either way.
+async fn cancelled_mid_file_and_retried(readied: bool) {
+    let world = world(Behaviour { stall_claims_after: Some(2), ..Default::default() }).await;
+    let id = world.engine.queue_due_requests(Timestamp::now()).await.unwrap().remove(0);
+    let worker = world.worker("worker-a", Duration::from_secs(30), 1);
+    let runner = {
+        let worker = worker.clone();
+        tokio::spawn(async move {
+            loop {
+                if worker.run_request_once().await.unwrap().is_none() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let claims_staged = || async {
+        let staged = world.store.staged_lines(&id, "coverage-maria", 0, 100).await.unwrap();
+        staged.iter().filter(|(_, body)| body.contains("\"ExplanationOfBenefit\"")).count()
+    };
+    while claims_staged().await < 2 {
+        assert!(Instant::now() < deadline, "never reached the stalled file");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(world.store.cancel_request(&id, "jordan", Timestamp::now()).await.unwrap());
+    runner.abort();
+    let _ = runner.await;
+    if readied {
+        assert_eq!(world.engine.withdraw_stopped_requests().await.unwrap(), 1, "readied: the export is asked again");
+        assert!(world.seen("DELETE /status/export").is_empty(), "the export had finished there: nothing to stop");
+        assert_eq!(claims_staged().await, 0, "its lines let go");
+    } else {
+        assert_eq!(claims_staged().await, 2, "its lines kept until it is readied");
+    }
+
+    world.plan.stalled.store(false, Ordering::SeqCst);
+    assert!(world.store.retry_request(&id, Timestamp::now()).await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let request = loop {
+        let request = world.store.request(&id).await.unwrap().unwrap();
+        if request.state.is_finished() {
+            break request;
+        }
+        assert!(Instant::now() < deadline, "the retry did not end: {request:?}");
+        let ran = world.engine.run_request_once().await.unwrap();
+        let filed = world.engine.run_once().await.unwrap();
+        if ran.is_none() && filed.is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert_eq!(request.state, RequestState::Completed, "{:?}", request.error);
+    let exports = if readied { 2 } else { 1 };
+    assert_eq!(world.seen("POST /Group/matched/$davinci-data-export").len(), exports);
+    assert_eq!(world.seen("POST /Group/$bulk-member-match").len(), 1, "the match stands");
+    let maria = world.stored(world.members[0]).await;
+    assert_eq!(of_type(&maria, "ExplanationOfBenefit").len(), 3, "each claim once");
+    let undisturbed = self::world(Behaviour::default()).await.run().await;
+    assert_eq!(request.lines, undisturbed.lines, "the lines counted once");
+}
+
+#[tokio::test]
 async fn a_worker_that_dies_mid_file_is_taken_over_and_each_line_is_filed_once() {
     let world = world(Behaviour { stall_claims_after: Some(2), ..Default::default() }).await;
     let started = world.engine.queue_due_requests(Timestamp::now()).await.unwrap();

@@ -255,7 +255,9 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            if changed == 1 {
+            // A stopped request keeps its lines until it is readied for a retry
+            // (`ready_stopped_request`): retried before that, it resumes where it was.
+            if changed == 1 && state == RequestState::Completed {
                 sqlx::query("DELETE FROM p2p_staged WHERE request_id = $1").bind(id).execute(&mut *tx).await?;
             }
             tx.commit().await?;
@@ -290,10 +292,58 @@ impl Store {
                     self.cancel_transfer(&transfer, by, now).await?;
                 }
             }
-            on_pool!(self, pool => {
-                sqlx::query("DELETE FROM p2p_staged WHERE request_id = $1").bind(id).execute(pool).await?;
-            });
         }
+        Ok(changed == 1)
+    }
+
+    /// Failed or cancelled requests whose checkpoint is part-way through a bulk exchange (a
+    /// match or an export polled, files read or filed): to be readied for a retry.
+    pub async fn stopped_requests_mid_way(&self, limit: i64) -> Result<Vec<P2pRequest>, StoreError> {
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM p2p_request WHERE state IN ($1, $2) \
+             AND (checkpoint LIKE $3 OR checkpoint LIKE $4 OR checkpoint LIKE $5 OR checkpoint LIKE $6) \
+             AND checkpoint NOT LIKE $7 ORDER BY finished_at LIMIT $8"
+        );
+        let phase = |p: &str| format!("%\"phase\":\"{p}\"%");
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(&sql)
+                .bind(RequestState::Failed)
+                .bind(RequestState::Cancelled)
+                .bind(phase("match_poll"))
+                .bind(phase("export_poll"))
+                .bind(phase("download"))
+                .bind(phase("deliver"))
+                .bind("%\"single\":true%")
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// Gives a stopped request its new checkpoint, from before the export was read (its lines
+    /// let go), only if its checkpoint is still `expected`, so two workers never both act on
+    /// it; whether it did.
+    pub async fn ready_stopped_request(&self, id: &str, expected: &str, checkpoint: &str) -> Result<bool, StoreError> {
+        let changed = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let changed = sqlx::query(
+                "UPDATE p2p_request SET checkpoint = $1, lines = 0, rejected = 0 \
+                 WHERE id = $2 AND state IN ($3, $4) AND checkpoint = $5",
+            )
+            .bind(checkpoint)
+            .bind(id)
+            .bind(RequestState::Failed)
+            .bind(RequestState::Cancelled)
+            .bind(expected)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                sqlx::query("DELETE FROM p2p_staged WHERE request_id = $1").bind(id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            changed
+        });
         Ok(changed == 1)
     }
 

@@ -23,12 +23,14 @@
 //! request until they are over. [`schedule`] starts requests for the members that are due.
 
 mod answers;
+mod claim;
 mod deliver;
 mod download;
 mod members;
 pub mod remote;
 mod schedule;
 pub mod single;
+mod withdraw;
 
 pub use answers::{Manifest, MatchAnswer, OutputFile, manifest};
 pub use members::key_system;
@@ -37,7 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use baton_store::{P2pRequest, StoreError, Timestamp};
+use baton_store::{P2pRequest, Timestamp};
 use baton_vocab::{MatchResult, RequestState};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -129,10 +131,27 @@ pub(crate) struct Place {
     /// Members were matched one by one: their records are pulled, not read from an export.
     #[serde(default)]
     single: bool,
+    /// The Group of matched members the previous plan made (exported again when a request
+    /// stopped after its export is retried).
+    #[serde(default)]
+    group: Option<String>,
 }
 
 /// Problems kept per request (the first ones; the count says how many more).
 const PROBLEMS_KEPT: usize = 20;
+
+impl Step {
+    /// The state a request in this step is in (`None`: not sent yet).
+    fn state(&self) -> Option<RequestState> {
+        match self {
+            Step::Match => None,
+            Step::MatchPoll { .. } | Step::Single { .. } => Some(RequestState::Matching),
+            Step::Export { .. } | Step::ExportPoll { .. } => Some(RequestState::Exporting),
+            Step::Download { .. } => Some(RequestState::Downloading),
+            Step::Deliver { .. } => Some(RequestState::Delivering),
+        }
+    }
+}
 
 impl Place {
     fn note(&mut self, problem: String) {
@@ -170,82 +189,6 @@ struct Run<'a> {
     note: Option<String>,
 }
 
-impl Engine {
-    /// Claims one due request and runs it until it waits or ends; `None` when none was due.
-    pub async fn run_request_once(&self) -> Result<Option<(String, RequestEnd)>, StoreError> {
-        let now = Timestamp::now();
-        let lease = time::Duration::try_from(self.config.lease).unwrap_or(time::Duration::MINUTE);
-        let Some(request) = self.store.claim_request(&self.config.worker_id, now.plus(lease), now).await? else {
-            return Ok(None);
-        };
-        let id = request.id.clone();
-        let lost = Arc::new(AtomicBool::new(false));
-        let heartbeat = self.request_heartbeat(id.clone(), lost.clone());
-        let end = match Run::load(self, request, lost).await {
-            Ok(mut run) => {
-                let end = run.run().await;
-                if let RequestEnd::Waiting(wait) = &end {
-                    let after =
-                        Timestamp::now().plus(time::Duration::try_from(*wait).unwrap_or(time::Duration::MINUTE));
-                    self.store.release_request(&id, &self.config.worker_id, after, run.note.as_deref()).await?;
-                }
-                end
-            }
-            Err(end) => end,
-        };
-        drop(heartbeat);
-        let owner = &self.config.worker_id;
-        match &end {
-            RequestEnd::Completed => {
-                if self.store.finish_request(&id, owner, RequestState::Completed, None, Timestamp::now()).await? {
-                    self.audit_request(&id, "completed").await?;
-                }
-            }
-            RequestEnd::Failed(why) => {
-                if self.store.finish_request(&id, owner, RequestState::Failed, Some(why), Timestamp::now()).await? {
-                    self.audit_request(&id, &format!("failed: {why}")).await?;
-                }
-            }
-            RequestEnd::Waiting(_) | RequestEnd::LeaseLost => {}
-        }
-        Ok(Some((id, end)))
-    }
-
-    /// Writes what became of a request to the audit log, as this plan's system did it.
-    pub(crate) async fn audit_request(&self, id: &str, detail: &str) -> Result<(), StoreError> {
-        self.store
-            .record_audit(&baton_store::NewAuditEvent {
-                at: Timestamp::now(),
-                actor_account: None,
-                actor: format!("system ({})", self.config.worker_id),
-                action: baton_vocab::AuditAction::RequestChanged.to_string(),
-                member_account: None,
-                subject: format!("request {id}"),
-                detail: detail.to_owned(),
-            })
-            .await
-    }
-
-    fn request_heartbeat(&self, id: String, lost: Arc<AtomicBool>) -> crate::job::Heartbeat {
-        let engine = self.clone();
-        crate::job::Heartbeat::spawn(async move {
-            loop {
-                tokio::time::sleep(engine.config.lease / 3).await;
-                let until = Timestamp::now()
-                    .plus(time::Duration::try_from(engine.config.lease).unwrap_or(time::Duration::MINUTE));
-                match engine.store.renew_request_lease(&id, &engine.config.worker_id, until).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        lost.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                    Err(error) => tracing::warn!(%error, "request lease renewal failed"),
-                }
-            }
-        })
-    }
-}
-
 impl<'a> Run<'a> {
     async fn load(engine: &'a Engine, request: P2pRequest, lost: Arc<AtomicBool>) -> Result<Run<'a>, RequestEnd> {
         let place = if request.checkpoint.trim().is_empty() || request.checkpoint.trim() == "{}" {
@@ -262,6 +205,13 @@ impl<'a> Run<'a> {
     }
 
     async fn run(&mut self) -> RequestEnd {
+        // A request retried part-way is `queued` until it is under way in its step again.
+        if let Some(state) = self.place.step.state()
+            && state != self.request.state
+            && let Err(end) = self.save(state).await
+        {
+            return end;
+        }
         loop {
             if self.lost.load(Ordering::SeqCst) {
                 return RequestEnd::LeaseLost;
@@ -412,9 +362,25 @@ impl<'a> Run<'a> {
             Err(error) => return Err(self.back_off(&error)),
         };
         self.check_status_url(&status)?;
-        self.place.step = Step::MatchPoll { status, started: Self::now().millis(), polls: 0 };
+        self.place.step = Step::MatchPoll { status: status.clone(), started: Self::now().millis(), polls: 0 };
         self.note = Some("asked the previous plan to match the members".into());
-        self.save(RequestState::Matching).await
+        self.kicked_off(&status, RequestState::Matching).await
+    }
+
+    /// Saves the poll step after a kick-off and gives the previous plan the first wait before
+    /// it is polled. A request cancelled (or taken over) meanwhile kept the kick-off as its
+    /// place: the operation just started is nobody's, and the previous plan is asked to stop it.
+    async fn kicked_off(&mut self, status: &str, state: RequestState) -> Outcome {
+        match self.save(state).await {
+            Ok(()) => Err(RequestEnd::Waiting(self.engine.config.requests.poll_min)),
+            Err(RequestEnd::LeaseLost) => {
+                if let Ok(token) = self.token().await {
+                    remote::cancel(&self.engine.http, status, &token).await;
+                }
+                Err(RequestEnd::LeaseLost)
+            }
+            Err(end) => Err(end),
+        }
     }
 
     /// The token goes to the status URL: only on the plan's own server.
@@ -442,9 +408,9 @@ impl<'a> Run<'a> {
             .await
             .map_err(|e| self.back_off(&e))?;
         self.check_status_url(&status)?;
-        self.place.step = Step::ExportPoll { status, started: Self::now().millis(), polls: 0 };
+        self.place.step = Step::ExportPoll { status: status.clone(), started: Self::now().millis(), polls: 0 };
         self.note = Some("asked the previous plan for the matched members' records".into());
-        self.save(RequestState::Exporting).await
+        self.kicked_off(&status, RequestState::Exporting).await
     }
 
     /// One status poll of the match (`matching`) or the export.
@@ -453,7 +419,8 @@ impl<'a> Run<'a> {
         let what = if matching { "matching the members" } else { "exporting the records" };
         let token = self.token().await?;
         if Self::now().millis() - started > config.give_up_after.as_millis() as i64 {
-            remote::cancel(&self.engine.http, &status, &token).await;
+            let answered = remote::cancel(&self.engine.http, &status, &token).await;
+            tracing::info!(request = %self.request.id, %answered, "asked the previous plan to stop");
             return Err(RequestEnd::Failed(format!(
                 "the previous plan did not finish {what} within {} hours; the request was cancelled there",
                 config.give_up_after.as_secs() / 3600
@@ -528,7 +495,10 @@ impl<'a> Run<'a> {
         }
         let any_matched = results.iter().any(|(_, r, _)| *r == MatchResult::Matched);
         self.place.step = match (&read.matched_group, any_matched) {
-            (Some(group), true) => Step::Export { group: group.clone() },
+            (Some(group), true) => {
+                self.place.group = Some(group.clone());
+                Step::Export { group: group.clone() }
+            }
             _ => Step::Deliver { transaction_time: None, routed: true },
         };
         let checkpoint = serde_json::to_string(&self.place).unwrap_or_default();

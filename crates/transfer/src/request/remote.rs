@@ -157,9 +157,13 @@ pub async fn poll(http: &reqwest::Client, status_url: &str, token: &str) -> Resu
     Err(failed(what, status, &headers, &body))
 }
 
-/// Tells the previous plan this plan no longer wants the operation's output (best effort).
-pub async fn cancel(http: &reqwest::Client, status_url: &str, token: &str) {
-    let _ = http.delete(status_url).bearer_auth(token).send().await;
+/// Tells the previous plan this plan no longer wants the operation's output (best effort);
+/// what it answered, in words.
+pub async fn cancel(http: &reqwest::Client, status_url: &str, token: &str) -> String {
+    match http.delete(status_url).bearer_auth(token).send().await {
+        Ok(response) => format!("it answered {}", response.status()),
+        Err(error) => format!("it could not be reached ({})", error.without_url_ref()),
+    }
 }
 
 /// Opens a file of the output; the token goes only where `token` is given.
