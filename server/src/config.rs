@@ -205,6 +205,9 @@ pub struct TransferConfig {
     /// Hours a previous plan may take to finish a bulk match or export before the request
     /// gives up and cancels it there.
     pub request_give_up_hours: u64,
+    /// Lines of a previous plan's export files staged per commit (a restart resumes after the
+    /// last commit).
+    pub request_lines_per_commit: usize,
 }
 
 impl Default for TransferConfig {
@@ -220,6 +223,7 @@ impl Default for TransferConfig {
             request_batch_size: 500,
             request_poll_seconds: 2,
             request_give_up_hours: 24,
+            request_lines_per_commit: 1000,
         }
     }
 }
@@ -470,6 +474,7 @@ impl Config {
         engine.requests.poll_min = std::time::Duration::from_secs(self.transfer.request_poll_seconds.max(1));
         engine.requests.give_up_after =
             std::time::Duration::from_secs(self.transfer.request_give_up_hours.max(1) * 3600);
+        engine.requests.lines_per_commit = self.transfer.request_lines_per_commit.max(1);
         engine
     }
 

@@ -104,7 +104,7 @@ const MEMBERS: [DemoMember; 5] = [
 ];
 
 /// Rosa at Riverbend: a member no one signs in for, asked for in bulk.
-fn bulk_member() -> baton_synth::Member {
+pub fn bulk_member() -> baton_synth::Member {
     baton_synth::Member {
         patient_id: "rb-rosa".into(),
         member_id: "RB-206112".into(),

@@ -15,10 +15,10 @@ use baton_transfer::{Progress, TokenCipher};
 
 const KEY: [u8; 32] = [9; 32];
 
-struct Worker(Child);
+pub(crate) struct Worker(Child);
 
 impl Worker {
-    fn start(config: &std::path::Path, log: &std::path::Path) -> Self {
+    pub(crate) fn start(config: &std::path::Path, log: &std::path::Path) -> Self {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_baton"))
             .args(["--config", config.to_str().unwrap(), "transfers", "work"])
@@ -32,7 +32,7 @@ impl Worker {
         Worker(child)
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.0.kill(); // SIGKILL
         let _ = self.0.wait();
     }
@@ -81,7 +81,9 @@ async fn killed_and_resumed(dir: tempfile::TempDir, database_url: String) {
     store.migrate().await.unwrap();
     let cipher = TokenCipher::new(&KEY);
     let me =
-        enroll(&store, &previous.member, &previous.authorization, true, |t, place| cipher.seal_for(t, place).unwrap()).await.unwrap();
+        enroll(&store, &previous.member, &previous.authorization, true, |t, place| cipher.seal_for(t, place).unwrap())
+            .await
+            .unwrap();
     store.enqueue_transfer("t1", &me.link, baton_vocab::TransferKind::Full, None, Timestamp::now()).await.unwrap();
 
     let config = dir.path().join("baton.toml");

@@ -11,6 +11,7 @@ mod access_reset;
 mod http;
 mod journey;
 mod kill;
+mod kill_requests;
 mod payer_clients;
 mod payer_to_payer;
 mod staff;
