@@ -382,7 +382,8 @@ async fn pull(args: ChildArgs) -> anyhow::Result<Figures> {
     let cipher = TokenCipher::new(&key);
     let member = baton_synth::numbered_member("bench", 1, 2026);
     let enrollment =
-        enroll(&store, &member, &authorization, true, |token, place| cipher.seal_for(token, place).unwrap_or_default()).await?;
+        enroll(&store, &member, &authorization, true, |token, place| cipher.seal_for(token, place).unwrap_or_default())
+            .await?;
     let mut config = EngineConfig::new("https://new-plan.example/fhir", "Bench Plan");
     config.page_size = args.page_size;
     // The synthetic record goes back six years: ask for all of it.
@@ -458,7 +459,7 @@ async fn fetch_pages(authorization: &Authorization, page_size: u32) -> anyhow::R
 }
 
 /// A bare `(type, id, body)` table: the least any store must do.
-enum RawRows {
+pub(crate) enum RawRows {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
 }
@@ -467,7 +468,7 @@ const RAW_TABLE: &str = "CREATE TABLE bench_raw (resource_type TEXT NOT NULL, id
 const RAW_BATCH: usize = 400;
 
 impl RawRows {
-    async fn open(url: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn open(url: &str) -> anyhow::Result<Self> {
         use std::str::FromStr;
         if url.starts_with("sqlite:") {
             // The same settings as the store's.
@@ -486,7 +487,7 @@ impl RawRows {
     }
 
     /// Parses every page and inserts its resources in one transaction; returns how many.
-    async fn insert(&self, pages: &[axum::body::Bytes]) -> anyhow::Result<u64> {
+    pub(crate) async fn insert(&self, pages: &[axum::body::Bytes]) -> anyhow::Result<u64> {
         let mut count = 0u64;
         macro_rules! insert_all {
             ($pool:expr, $placeholder:expr) => {{

@@ -3,12 +3,14 @@
 //! ```text
 //! cargo build --release -p baton-bench && <target>/release/baton-bench ingest
 //! <target>/release/baton-bench export
+//! <target>/release/baton-bench request
 //! ```
 //!
 //! It uses the allocator the `baton` binary uses, so memory figures compare.
 
 mod export;
 mod ingest;
+mod request;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,8 @@ enum Bench {
     Ingest(ingest::BenchCommand),
     #[command(flatten)]
     Export(export::ExportCommand),
+    #[command(flatten)]
+    Request(request::RequestCommand),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         match cli.command {
             Bench::Ingest(command) => ingest::run(command).await,
             Bench::Export(command) => export::run(command).await,
+            Bench::Request(command) => request::run(command).await,
         }
     };
     match runtime.block_on(run) {

@@ -163,6 +163,25 @@ pub(super) async fn serve(database_url: &str) -> anyhow::Result<()> {
 /// The export's rows read as the export reads them — each member's compartment, then the
 /// directory entries their records name, in pages — and written as NDJSON to nowhere.
 pub(super) async fn raw(database_url: &str, group: &str) -> anyhow::Result<Figures> {
+    let started = Instant::now();
+    let mut out = std::io::sink();
+    let (mut resources, mut bytes) = (0u64, 0u64);
+    each_exported_row(database_url, group, |body| {
+        let _ = out.write_all(body.as_bytes()).and_then(|()| out.write_all(b"\n"));
+        bytes += body.len() as u64 + 1;
+        resources += 1;
+    })
+    .await?;
+    Ok(Figures { resources, bytes, seconds: started.elapsed().as_secs_f64(), peak_rss_kib: peak_rss_kib() })
+}
+
+/// Each row an export of `group` carries, as the export reads them: each member's compartment,
+/// then the directory entries their records name, in pages.
+pub(crate) async fn each_exported_row(
+    database_url: &str,
+    group: &str,
+    mut each: impl FnMut(&str),
+) -> anyhow::Result<()> {
     let store = Store::connect(database_url, &ConnectOptions::default()).await?;
     let group = store.member_group(CLIENT_ID, group).await?.context("no such Group")?;
     let body: Value = serde_json::from_str(&group.body)?;
@@ -175,9 +194,6 @@ pub(super) async fn raw(database_url: &str, group: &str) -> anyhow::Result<Figur
     let types: Vec<String> = baton_fhir::exchange::EXCHANGE_TYPES.iter().map(|t| (*t).to_owned()).collect();
     let (compartment, directory): (Vec<String>, Vec<String>) =
         types.into_iter().partition(|t| baton_fhir::exchange::is_compartment_type(t));
-    let started = Instant::now();
-    let mut out = std::io::sink();
-    let (mut resources, mut bytes) = (0u64, 0u64);
     for patient in &patients {
         for (resource_types, in_compartment) in [(compartment.clone(), true), (directory.clone(), false)] {
             let mut query = ResourceQuery { resource_types, limit: 1000, ..Default::default() };
@@ -190,10 +206,7 @@ pub(super) async fn raw(database_url: &str, group: &str) -> anyhow::Result<Figur
             loop {
                 let page = store.search_resources(&query).await?;
                 for resource in &page.resources {
-                    out.write_all(resource.body.as_bytes())?;
-                    out.write_all(b"\n")?;
-                    bytes += resource.body.len() as u64 + 1;
-                    resources += 1;
+                    each(&resource.body);
                 }
                 match page.next_after_seq {
                     Some(after) => {
@@ -205,5 +218,6 @@ pub(super) async fn raw(database_url: &str, group: &str) -> anyhow::Result<Figur
             }
         }
     }
-    Ok(Figures { resources, bytes, seconds: started.elapsed().as_secs_f64(), peak_rss_kib: peak_rss_kib() })
+    store.close().await;
+    Ok(())
 }

@@ -26,11 +26,12 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::ingest::Figures;
+pub(crate) use children::each_exported_row;
 use children::{raw, serve, setup};
 
 mod children;
 
-const CLIENT_ID: &str = "bench-new-plan";
+pub(crate) const CLIENT_ID: &str = "bench-new-plan";
 const EXPORT_TYPE: &str = "hl7.fhir.us.davinci-pdex#payertopayer";
 
 #[derive(Debug, Subcommand)]
@@ -93,9 +94,9 @@ pub struct SetupArgs {
 
 /// What `export-setup` made.
 #[derive(Debug, Serialize, Deserialize)]
-struct Made {
-    group: Option<String>,
-    resources: u64,
+pub(crate) struct Made {
+    pub(crate) group: Option<String>,
+    pub(crate) resources: u64,
 }
 
 pub async fn run(command: ExportCommand) -> anyhow::Result<()> {
@@ -134,13 +135,8 @@ async fn orchestrate(args: ExportArgs) -> anyhow::Result<()> {
     let jwks = serde_json::to_string(&key.jwks())?;
     let mut backends = vec![("SQLite", None)];
     if !args.sqlite_only {
-        let url = args.postgres.clone().or_else(|| std::env::var("TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()));
-        let url = url.unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        match sqlx::PgConnection::connect(&url).await {
-            Ok(connection) => {
-                connection.close().await.ok();
-                backends.push(("PostgreSQL", Some(url)));
-            }
+        match postgres_admin(args.postgres.clone()).await {
+            Ok(url) => backends.push(("PostgreSQL", Some(url))),
             Err(error) => eprintln!("baton-bench: no PostgreSQL ({error}); SQLite only"),
         }
     }
@@ -233,14 +229,23 @@ async fn orchestrate(args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The PostgreSQL server to make throwaway databases on (`--postgres`, else TEST_POSTGRES_URL,
+/// else the local one), checked to answer.
+pub(crate) async fn postgres_admin(given: Option<String>) -> anyhow::Result<String> {
+    let url = given.or_else(|| std::env::var("TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()));
+    let url = url.unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    sqlx::PgConnection::connect(&url).await?.close().await.ok();
+    Ok(url)
+}
+
 /// A fresh database for one run: a SQLite file, or a PostgreSQL database dropped afterwards.
-struct Database {
-    url: String,
+pub(crate) struct Database {
+    pub(crate) url: String,
     admin: Option<(String, String)>,
 }
 
 impl Database {
-    async fn create(dir: &Path, admin: Option<&str>) -> anyhow::Result<Self> {
+    pub(crate) async fn create(dir: &Path, admin: Option<&str>) -> anyhow::Result<Self> {
         let name = format!("baton_bench_{}", uuid::Uuid::new_v4().simple());
         match admin {
             None => Ok(Self { url: format!("sqlite://{}", dir.join(format!("{name}.db")).display()), admin: None }),
@@ -255,7 +260,7 @@ impl Database {
         }
     }
 
-    async fn drop(self) -> anyhow::Result<()> {
+    pub(crate) async fn drop(self) -> anyhow::Result<()> {
         match self.admin {
             Some((admin, name)) => {
                 let mut connection = sqlx::PgConnection::connect(&admin).await?;
@@ -274,7 +279,7 @@ impl Database {
 }
 
 /// Runs `baton-bench <args>` and reads the JSON of its last line.
-fn child_json<T: serde::de::DeserializeOwned>(exe: &Path, args: &[&str]) -> anyhow::Result<T> {
+pub(crate) fn child_json<T: serde::de::DeserializeOwned>(exe: &Path, args: &[&str]) -> anyhow::Result<T> {
     let output = Command::new(exe)
         .args(args)
         .env("RUST_LOG", std::env::var("BATON_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
@@ -291,15 +296,15 @@ fn child_json<T: serde::de::DeserializeOwned>(exe: &Path, args: &[&str]) -> anyh
 }
 
 /// The holder's process: its FHIR base; stopping it reads its peak RSS.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
-    fhir_base: String,
+    pub(crate) fhir_base: String,
 }
 
 impl Server {
-    fn start(exe: &Path, database_url: &str) -> anyhow::Result<Self> {
+    pub(crate) fn start(exe: &Path, database_url: &str) -> anyhow::Result<Self> {
         let mut child = Command::new(exe)
             .args(["export-serve", "--database-url", database_url])
             .env("RUST_LOG", std::env::var("BATON_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
@@ -315,7 +320,7 @@ impl Server {
     }
 
     /// Closes its stdin; it answers with its peak RSS (KiB) and exits.
-    fn stop(&mut self) -> anyhow::Result<u64> {
+    pub(crate) fn stop(&mut self) -> anyhow::Result<u64> {
         drop(self.stdin.take());
         let line = self.lines.next().context("the server did not say its peak RSS")??;
         let _ = self.child.wait();
@@ -439,7 +444,7 @@ fn match_member(n: usize) -> baton_synth::Member {
     baton_synth::numbered_member("match", n, 2026)
 }
 
-fn rsa_pem() -> anyhow::Result<String> {
+pub(crate) fn rsa_pem() -> anyhow::Result<String> {
     use rsa::pkcs8::{EncodePrivateKey, LineEnding};
     let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)?;
     Ok(key.to_pkcs8_pem(LineEnding::LF)?.to_string())
