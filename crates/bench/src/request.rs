@@ -30,7 +30,7 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::export::{Database, Made, Server, child_json, postgres_admin, rsa_pem};
+use crate::export::{Database, Server, child_json, matched_group, postgres_admin, rsa_pem};
 use crate::ingest::{Figures, RawRows, peak_rss_kib};
 
 const PAYER: &str = "bench-old-plan";
@@ -149,21 +149,7 @@ async fn orchestrate(args: RequestArgs) -> anyhow::Result<()> {
     // The previous plan, filled once and served for every run.
     let holder = Database::create(work.path(), None).await?;
     eprintln!("baton-bench: the previous plan: {} members × {} resources…", args.members, args.resources);
-    let made: Made = child_json(
-        &exe,
-        &[
-            "export-setup",
-            "--database-url",
-            &holder.url,
-            "--members",
-            &args.members.to_string(),
-            "--resources",
-            &args.resources.to_string(),
-            "--jwks",
-            &jwks,
-        ],
-    )?;
-    let group = made.group.context("the setup made no Group")?;
+    let (group, _) = matched_group(&exe, &holder.url, args.members, args.resources, &jwks)?;
     let mut server = Server::start(&exe, &holder.url)?;
 
     let mut backends = vec![("SQLite", None, 1)];

@@ -144,21 +144,7 @@ async fn orchestrate(args: ExportArgs) -> anyhow::Result<()> {
     for (name, admin) in backends {
         let database = Database::create(work.path(), admin.as_deref()).await?;
         eprintln!("baton-bench: {name}: {} members × {} resources…", args.members, args.resources);
-        let made: Made = child_json(
-            &exe,
-            &[
-                "export-setup",
-                "--database-url",
-                &database.url,
-                "--members",
-                &args.members.to_string(),
-                "--resources",
-                &args.resources.to_string(),
-                "--jwks",
-                &jwks,
-            ],
-        )?;
-        let group = made.group.context("the setup made no Group")?;
+        let (group, stored) = matched_group(&exe, &database.url, args.members, args.resources, &jwks)?;
         let mut server = Server::start(&exe, &database.url)?;
         eprintln!("baton-bench: {name}: exporting…");
         let (resources, bytes, seconds) = export(&server.fhir_base, &key, &group).await?;
@@ -170,7 +156,7 @@ async fn orchestrate(args: ExportArgs) -> anyhow::Result<()> {
              Provenance is added)",
             raw.resources
         );
-        eprintln!("baton-bench: {name}: {} resources stored for the members", made.resources);
+        eprintln!("baton-bench: {name}: {} resources stored for the members", stored);
         database.drop().await?;
         let matched = if args.match_members > 0 {
             let database = Database::create(work.path(), admin.as_deref()).await?;
@@ -276,6 +262,33 @@ impl Database {
         }
         Ok(())
     }
+}
+
+/// Fills a holder's database with `members` matched members of `resources` resources each
+/// (`export-setup`); the id of the Group of them, and the resources stored.
+pub(crate) fn matched_group(
+    exe: &Path,
+    database_url: &str,
+    members: usize,
+    resources: usize,
+    jwks: &str,
+) -> anyhow::Result<(String, u64)> {
+    let (members, resources) = (members.to_string(), resources.to_string());
+    let made: Made = child_json(
+        exe,
+        &[
+            "export-setup",
+            "--database-url",
+            database_url,
+            "--members",
+            &members,
+            "--resources",
+            &resources,
+            "--jwks",
+            jwks,
+        ],
+    )?;
+    Ok((made.group.context("the setup made no Group")?, made.resources))
 }
 
 /// Runs `baton-bench <args>` and reads the JSON of its last line.
