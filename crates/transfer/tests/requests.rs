@@ -47,6 +47,8 @@ struct Behaviour {
     stall_claims_after: Option<usize>,
     /// No bulk match (404): only `Patient/$member-match`, then `$everything` for the member.
     no_bulk: bool,
+    /// The match is still working for this many polls, then the status URL fails once.
+    slow_then_failing: Option<u32>,
 }
 
 /// Cards the plan knows: member id → (its Patient id, whether the Consent can be honoured).
@@ -231,6 +233,14 @@ async fn status(State(plan): State<Arc<Plan>>, Path(which): Path<String>, header
     };
     let b = &plan.behaviour;
     if which == "match" {
+        if let Some(working) = b.slow_then_failing {
+            if poll <= working {
+                return StatusCode::ACCEPTED.into_response();
+            }
+            if poll == working + 1 {
+                return (StatusCode::SERVICE_UNAVAILABLE, "a passing failure").into_response();
+            }
+        }
         if b.never_completes || poll == 1 {
             let mut response = StatusCode::ACCEPTED.into_response();
             response.headers_mut().insert("x-progress", "matching 1 of 3".parse().unwrap());
@@ -468,6 +478,7 @@ async fn world(behaviour: Behaviour) -> World {
                 records_deleted: None,
                 records_kept: None,
                 records_shared: None,
+                replaced_by: None,
             })
             .await
             .unwrap();
@@ -502,7 +513,12 @@ impl World {
     /// Starts the request for the members due and runs it (and the transfers it starts) until
     /// it ends.
     async fn run(&self) -> baton_store::P2pRequest {
-        let started = self.engine.queue_due_requests(Timestamp::now()).await.unwrap();
+        self.run_by(&self.engine).await
+    }
+
+    /// As [`World::run`], by another worker.
+    async fn run_by(&self, engine: &Engine) -> baton_store::P2pRequest {
+        let started = engine.queue_due_requests(Timestamp::now()).await.unwrap();
         assert_eq!(started.len(), 1, "one request for the three members");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -511,8 +527,8 @@ impl World {
                 return request;
             }
             assert!(Instant::now() < deadline, "the request did not end: {request:?}");
-            let ran_request = self.engine.run_request_once().await.unwrap();
-            let ran_transfer = self.engine.run_once().await.unwrap();
+            let ran_request = engine.run_request_once().await.unwrap();
+            let ran_transfer = engine.run_once().await.unwrap();
             if let Some((_, RequestEnd::Failed(why))) = &ran_request {
                 tracing::info!(%why, "request failed");
             }
@@ -530,10 +546,17 @@ impl World {
 
     /// Another worker on the same store, with its own lease length.
     fn worker(&self, id: &str, lease: Duration, lines_per_commit: usize) -> Engine {
+        self.worker_with(id, |config| {
+            config.lease = lease;
+            config.requests.lines_per_commit = lines_per_commit;
+        })
+    }
+
+    /// Another worker on the same store, configured by `configure`.
+    fn worker_with(&self, id: &str, configure: impl FnOnce(&mut EngineConfig)) -> Engine {
         let mut config = self.config.clone();
         config.worker_id = id.into();
-        config.lease = lease;
-        config.requests.lines_per_commit = lines_per_commit;
+        configure(&mut config);
         let directory = Directory { base: self.plan.base.clone(), key: backend_key() };
         Engine::new(self.store.clone(), TokenCipher::new(&[7; 32]), config, Arc::new(directory))
     }
@@ -628,6 +651,21 @@ async fn a_busy_plan_is_waited_out_as_it_asks_and_a_status_error_does_not_end_th
     let polls = world.seen("GET /status/match");
     assert_eq!(polls.len(), 4, "pending, 429, 500, done");
     assert!(polls[2] - polls[1] >= Duration::from_secs(1), "Retry-After: 1 was honoured: {:?}", polls[2] - polls[1]);
+    assert_eq!(request.matched, 1);
+}
+
+#[tokio::test]
+async fn a_passing_failure_after_a_long_match_does_not_end_the_request() {
+    // More polls than the failures tolerated in a row: polls that were answered are not failures.
+    let working = baton_transfer::request::FAILURES_TOLERATED + 5;
+    let world = world(Behaviour { slow_then_failing: Some(working), ..Default::default() }).await;
+    let worker = world.worker_with("quick-poller", |config| {
+        config.requests.poll_min = Duration::from_millis(5);
+        config.requests.poll_max = Duration::from_millis(10);
+    });
+    let request = world.run_by(&worker).await;
+    assert_eq!(request.state, RequestState::Completed, "{:?}", request.error);
+    assert_eq!(world.seen("GET /status/match").len(), working as usize + 2, "working…, the failure, done");
     assert_eq!(request.matched, 1);
 }
 

@@ -207,24 +207,26 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Lets go of a request until `run_after` (waiting for the previous plan), keeping its place.
+    /// Lets go of a request until `run_after` (waiting for the previous plan), saving its place.
     pub async fn release_request(
         &self,
         id: &str,
         owner: &str,
         run_after: Timestamp,
+        checkpoint: &str,
         progress_note: Option<&str>,
     ) -> Result<bool, StoreError> {
         let changed = on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE p2p_request SET lease_owner = NULL, lease_until = NULL, run_after = $1, progress_note = $2, \
-                 updated_at = $3 WHERE id = $4 AND lease_owner = $5",
+                 updated_at = $3, checkpoint = $6 WHERE id = $4 AND lease_owner = $5",
             )
             .bind(run_after.millis())
             .bind(progress_note)
             .bind(Timestamp::now().millis())
             .bind(id)
             .bind(owner)
+            .bind(checkpoint)
             .execute(pool)
             .await?
             .rows_affected()

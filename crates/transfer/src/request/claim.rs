@@ -26,7 +26,9 @@ impl Engine {
                 if let RequestEnd::Waiting(wait) = &end {
                     let after =
                         Timestamp::now().plus(time::Duration::try_from(*wait).unwrap_or(time::Duration::MINUTE));
-                    self.store.release_request(&id, &self.config.worker_id, after, run.note.as_deref()).await?;
+                    self.store
+                        .release_request(&id, &self.config.worker_id, after, &run.checkpoint(), run.note.as_deref())
+                        .await?;
                 }
                 end
             }

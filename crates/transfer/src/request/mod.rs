@@ -135,7 +135,14 @@ pub(crate) struct Place {
     /// stopped after its export is retried).
     #[serde(default)]
     group: Option<String>,
+    /// Answers in a row that were not answers (unreachable, 5xx, 429): the back-off grows with
+    /// them and, past a limit, the request fails. Any step saved resets it.
+    #[serde(default)]
+    failures: u32,
 }
+
+/// Failures in a row (unreachable, 5xx) after which a request is given up on.
+pub const FAILURES_TOLERATED: u32 = 30;
 
 /// Problems kept per request (the first ones; the count says how many more).
 const PROBLEMS_KEPT: usize = 20;
@@ -239,6 +246,7 @@ impl<'a> Run<'a> {
 
     /// Saves the place reached (and the state it means); a request no longer held stops.
     async fn save(&mut self, state: RequestState) -> Outcome {
+        self.place.failures = 0;
         let checkpoint = serde_json::to_string(&self.place).unwrap_or_default();
         let owner = &self.engine.config.worker_id;
         let saved = self
@@ -262,9 +270,9 @@ impl<'a> Run<'a> {
         {
             return Ok(token.access_token.clone());
         }
-        let payer = &self.request.payer_id;
+        let payer = self.request.payer_id.clone();
         let backend =
-            self.engine.payers.credentials(payer).and_then(|c| c.backend).ok_or_else(|| {
+            self.engine.payers.credentials(&payer).and_then(|c| c.backend).ok_or_else(|| {
                 RequestEnd::Failed(format!("this plan has no Payer-to-Payer registration at {payer}"))
             })?;
         let token_url = match &backend.token_url {
@@ -281,7 +289,7 @@ impl<'a> Run<'a> {
         Ok(access)
     }
 
-    async fn discover_token_url(&self) -> Result<String, RequestEnd> {
+    async fn discover_token_url(&mut self) -> Result<String, RequestEnd> {
         let url = format!("{}/.well-known/smart-configuration", self.fhir_base);
         let response = self.engine.http.get(&url).send().await;
         let configuration: Value = match response {
@@ -296,30 +304,31 @@ impl<'a> Run<'a> {
     }
 
     /// What an error from the previous plan means: a refusal fails the request; anything else
-    /// waits (its `Retry-After`, else a back-off growing with the attempts), up to a limit.
-    fn back_off(&self, error: &RemoteError) -> RequestEnd {
+    /// waits (its `Retry-After`, else a back-off growing with the failures in a row), and an
+    /// unavailable plan is given up on after [`FAILURES_TOLERATED`] in a row — however many
+    /// polls a long export took before.
+    fn back_off(&mut self, error: &RemoteError) -> RequestEnd {
         let config = &self.engine.config.requests;
+        let failures = self.place.failures;
+        self.place.failures = failures.saturating_add(1);
         match error {
             RemoteError::Refused(why) | RemoteError::NotOffered(why) => RequestEnd::Failed(why.clone()),
-            RemoteError::Busy(said) => RequestEnd::Waiting(remote::next_wait(
-                *said,
-                self.request.attempts as u32,
-                config.poll_min,
-                config.poll_max,
-            )),
-            RemoteError::Unavailable(why) if self.request.attempts >= 30 => {
-                RequestEnd::Failed(format!("gave up after {} attempts: {why}", self.request.attempts))
+            RemoteError::Busy(said) => {
+                RequestEnd::Waiting(remote::next_wait(*said, failures, config.poll_min, config.poll_max))
+            }
+            RemoteError::Unavailable(why) if failures + 1 >= FAILURES_TOLERATED => {
+                RequestEnd::Failed(format!("gave up after {} failures in a row: {why}", failures + 1))
             }
             RemoteError::Unavailable(why) => {
                 tracing::warn!(request = %self.request.id, %why, "the previous plan is unavailable; waiting");
-                RequestEnd::Waiting(remote::next_wait(
-                    None,
-                    self.request.attempts as u32,
-                    config.poll_min,
-                    config.poll_max,
-                ))
+                RequestEnd::Waiting(remote::next_wait(None, failures, config.poll_min, config.poll_max))
             }
         }
+    }
+
+    /// The place as saved when the run is released to wait.
+    pub(crate) fn checkpoint(&self) -> String {
+        serde_json::to_string(&self.place).unwrap_or_default()
     }
 
     fn same_origin(&self, url: &str) -> bool {
