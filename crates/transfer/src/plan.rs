@@ -24,7 +24,22 @@ pub struct Plan {
     pub not_permitted: Vec<String>,
     /// Types the previous plan does not offer.
     pub not_supported: Vec<String>,
+    /// After `$everything`, the Provenance of what arrived is asked for by target, in batches:
+    /// Provenance is outside the Patient compartment, so a server's `$everything` may leave it
+    /// out. `None`: not asked (not offered, not granted, or the `$everything` carried some).
+    #[serde(default)]
+    pub provenance_by_target: Option<ProvenanceCursor>,
 }
+
+/// How far the Provenance-by-target batches have come: the last record (its `seq` here) whose
+/// Provenance was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProvenanceCursor {
+    pub after_seq: i64,
+}
+
+/// Records named per `Provenance?target=` (the URL stays a few kilobytes long).
+pub const PROVENANCE_TARGETS_PER_SEARCH: u32 = 50;
 
 /// What the CapabilityStatement says about one type.
 #[derive(Debug, Default, Clone)]
@@ -68,12 +83,16 @@ fn offered(capability: &Value) -> (std::collections::HashMap<String, Offered>, b
 }
 
 /// Decides the requests. `start` is the first service date asked for (at least five years
-/// back, PDex §pdex-130); `since` makes an incremental pull (only what changed since).
+/// back, PDex §pdex-130); `changed_from` (a year back) brings claims and prior authorizations
+/// changed since then whatever their service date — a prior authorization still active, or
+/// whose status changed in the last 12 months, comes even when it began before `start`
+/// (spec §1.5). `since` makes an incremental pull (only what changed since).
 pub fn plan(
     capability: &Value,
     granted: &Scopes,
     patient: &str,
     start: &str,
+    changed_from: &str,
     since: Option<&str>,
     page_size: u32,
 ) -> Plan {
@@ -93,17 +112,18 @@ pub fn plan(
         if let Some(since) = since {
             path.push_str(&format!("&_since={}", encode(since)));
         }
-        return Plan {
-            everything: true,
-            steps: vec![Step { resource_type: None, path }],
-            not_permitted,
-            not_supported: vec![],
-        };
+        let mut steps = vec![Step { resource_type: None, path }];
+        steps.extend(recently_changed_claims(&types, &permitted, patient, start, changed_from, since, page_size));
+        let provenance_searchable =
+            types.get("Provenance").is_some_and(|o| o.search && o.params.iter().any(|p| p == "target"));
+        let provenance_by_target =
+            (permitted.contains(&"Provenance") && provenance_searchable).then(ProvenanceCursor::default);
+        return Plan { everything: true, steps, not_permitted, not_supported: vec![], provenance_by_target };
     }
 
     let mut steps = vec![];
     let mut not_supported = vec![];
-    for t in permitted {
+    for t in permitted.iter().copied() {
         if SHARED_TYPES.contains(&t) {
             // Directory entries come with the records that refer to them (read afterwards).
             continue;
@@ -139,7 +159,39 @@ pub fn plan(
         }
         steps.push(Step { resource_type: Some(t.into()), path });
     }
-    Plan { everything: false, steps, not_permitted, not_supported }
+    steps.extend(recently_changed_claims(&types, &permitted, patient, start, changed_from, since, page_size));
+    Plan { everything: false, steps, not_permitted, not_supported, provenance_by_target: None }
+}
+
+/// Claims and prior authorizations changed since `changed_from`, whatever their service date
+/// (a full pull only: an incremental one asks for every change anyway).
+fn recently_changed_claims(
+    types: &std::collections::HashMap<String, Offered>,
+    permitted: &[&str],
+    patient: &str,
+    start: &str,
+    changed_from: &str,
+    since: Option<&str>,
+    page_size: u32,
+) -> Option<Step> {
+    let eob = "ExplanationOfBenefit";
+    let offers = |o: &Offered, param: &str| o.params.iter().any(|p| p == param);
+    let offer = types.get(eob).filter(|o| o.search && offers(o, "_lastUpdated") && offers(o, "service-date"))?;
+    if since.is_some() || !permitted.contains(&eob) {
+        return None;
+    }
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let patient_param = if offers(offer, "patient") { "patient" } else { "beneficiary" };
+    // Only those the main window left out: nothing comes twice.
+    let mut path = format!(
+        "{eob}?{patient_param}={}&service-date=lt{start}&_lastUpdated=ge{}&_count={page_size}",
+        encode(patient),
+        encode(changed_from)
+    );
+    if offer.revinclude_provenance {
+        path.push_str("&_revinclude=Provenance:target");
+    }
+    Some(Step { resource_type: Some(eob.into()), path })
 }
 
 #[cfg(test)]
@@ -159,7 +211,7 @@ mod tests {
             {"type": "Condition", "interaction": [{"code": "search-type"}], "searchParam": [{"name": "patient"}, {"name": "onset-date"}],
              "searchRevInclude": ["Provenance:target"]},
             {"type": "Coverage", "interaction": [{"code": "search-type"}], "searchParam": [{"name": "beneficiary"}]},
-            {"type": "ExplanationOfBenefit", "interaction": [{"code": "search-type"}], "searchParam": [{"name": "patient"}, {"name": "service-date"}]}
+            {"type": "ExplanationOfBenefit", "interaction": [{"code": "search-type"}], "searchParam": [{"name": "patient"}, {"name": "service-date"}, {"name": "_lastUpdated"}]}
         ]}]})
     }
 
@@ -170,6 +222,7 @@ mod tests {
             &Scopes::parse("patient/*.rs"),
             "p 1",
             "2021-11-24",
+            "2025-11-24",
             Some("2026-01-01T00:00:00Z"),
             500,
         );
@@ -184,8 +237,23 @@ mod tests {
     }
 
     #[test]
+    fn after_everything_provenance_is_asked_for_by_target_where_that_search_is_offered() {
+        let mut offered = capability(true);
+        let without = plan(&offered, &Scopes::parse("patient/*.rs"), "p1", "2021-11-24", "2025-11-24", None, 200);
+        assert_eq!(without.provenance_by_target, None, "no Provenance search offered");
+        offered["rest"][0]["resource"].as_array_mut().unwrap().push(json!({"type": "Provenance",
+            "interaction": [{"code": "search-type"}], "searchParam": [{"name": "target", "type": "reference"}]}));
+        let with = plan(&offered, &Scopes::parse("patient/*.rs"), "p1", "2021-11-24", "2025-11-24", None, 200);
+        assert_eq!(with.provenance_by_target, Some(ProvenanceCursor { after_seq: 0 }));
+        let not_granted =
+            plan(&offered, &Scopes::parse("patient/Condition.rs"), "p1", "2021-11-24", "2025-11-24", None, 200);
+        assert_eq!(not_granted.provenance_by_target, None, "Provenance not granted");
+    }
+
+    #[test]
     fn one_search_per_type_otherwise_with_dates_and_provenance_where_offered() {
-        let plan = plan(&capability(false), &Scopes::parse("patient/*.read"), "p1", "2021-11-24", None, 200);
+        let plan =
+            plan(&capability(false), &Scopes::parse("patient/*.read"), "p1", "2021-11-24", "2025-11-24", None, 200);
         assert!(!plan.everything);
         let paths: Vec<&str> = plan.steps.iter().map(|s| s.path.as_str()).collect();
         assert!(paths.contains(&"Patient?_id=p1"));
@@ -199,8 +267,47 @@ mod tests {
     }
 
     #[test]
+    fn claims_changed_in_the_last_year_come_whatever_their_service_date() {
+        let changed = "ExplanationOfBenefit?patient=p1&service-date=lt2021-11-24&_lastUpdated=ge2025-11-24&_count=200";
+        for everything in [true, false] {
+            let full = plan(
+                &capability(everything),
+                &Scopes::parse("patient/*.rs"),
+                "p1",
+                "2021-11-24",
+                "2025-11-24",
+                None,
+                200,
+            );
+            assert_eq!(full.steps.last().map(|s| s.path.as_str()), Some(changed), "everything: {everything}");
+            let since = Some("2026-01-01T00:00:00Z");
+            let incremental = plan(
+                &capability(everything),
+                &Scopes::parse("patient/*.rs"),
+                "p1",
+                "2021-11-24",
+                "2025-11-24",
+                since,
+                200,
+            );
+            assert!(
+                !incremental.steps.iter().any(|s| s.path == changed),
+                "an incremental pull asks for every change anyway"
+            );
+        }
+    }
+
+    #[test]
     fn only_granted_types() {
-        let plan = plan(&capability(false), &Scopes::parse("patient/Condition.read"), "p1", "2021-11-24", None, 200);
+        let plan = plan(
+            &capability(false),
+            &Scopes::parse("patient/Condition.read"),
+            "p1",
+            "2021-11-24",
+            "2025-11-24",
+            None,
+            200,
+        );
         assert_eq!(plan.steps.len(), 1);
         assert!(plan.not_permitted.contains(&"ExplanationOfBenefit".to_owned()));
     }

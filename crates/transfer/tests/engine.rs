@@ -343,6 +343,34 @@ async fn a_resumed_transfer_ends_as_one_that_never_stopped() {
     assert_eq!(by_type(&whole.stored().await), by_type(&resumed.stored().await));
 }
 
+/// Issue 16, item 2: Provenance is outside the Patient compartment, so a server's
+/// `$everything` may leave it out. Then it is asked for by the records that arrived, and the
+/// member's Provenance all comes, once, pointing at the records here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provenance_an_everything_left_out_is_asked_for_by_target() {
+    let w = world(Setup { page_size: 40, ..Setup::default() }, None).await;
+    w.script.add("$everything", Fault::NoRevinclude, 0);
+    assert_eq!(w.transfer("t1").await, JobEnd::Completed);
+    let seen = w.script.seen();
+    let by_target: Vec<&String> = seen.iter().filter(|r| r.contains("/Provenance?target=")).collect();
+    assert!(by_target.len() > 1, "asked in batches: {by_target:?}");
+
+    let source = w.source_counts().await;
+    let p = progress(&w, "t1").await;
+    assert_eq!(p.types.get("Provenance").map(|c| c.stored), source.get("Provenance").copied(), "every Provenance, once");
+    // Every resource here: the member's records and the directory entries they name.
+    let everything = w.store.search_resources(&ResourceQuery { limit: 10_000, ..Default::default() }).await.unwrap();
+    let stored: Vec<Value> = everything.resources.iter().map(|r| serde_json::from_str(&r.body).unwrap()).collect();
+    let ids: HashSet<String> =
+        stored.iter().map(|r| format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap())).collect();
+    for provenance in stored.iter().filter(|r| r["resourceType"] == "Provenance") {
+        for target in provenance["target"].as_array().unwrap() {
+            let reference = target["reference"].as_str().unwrap();
+            assert!(ids.contains(reference), "a received Provenance targets {reference}, which is here");
+        }
+    }
+}
+
 /// Issue 19, item 2: a previous plan cannot file a record under another member of this plan
 /// by naming them on this plan's own base, and nothing is followed to a third server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,9 @@ pub fn capability_statement(holder: &Holder) -> Value {
             if baton_fhir::exchange::is_compartment_type(t) && *t != "Patient" {
                 params.push(json!({"name": "patient", "type": "reference"}));
             }
+            if *t == "Provenance" {
+                params.push(json!({"name": "target", "type": "reference"}));
+            }
             for date in date_parameters(t) {
                 params.push(json!({"name": date, "type": "date"}));
             }

@@ -105,8 +105,13 @@ pub struct Search {
     /// `_include` search parameters of this type (e.g. `coverage`, `patient`).
     pub includes: Vec<String>,
     pub revinclude_provenance: bool,
+    /// `Provenance?target=Type/id,…`: the Provenance of these records.
+    pub targets: Vec<(String, String)>,
     pub cursor: Option<Cursor>,
 }
+
+/// The most records one `target=` may name.
+pub const MAX_TARGETS: usize = 500;
 
 /// The `_include` parameters each type supports.
 pub fn include_parameters(resource_type: &str) -> &'static [&'static str] {
@@ -187,6 +192,20 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> Result<Search, 
                 }
                 search.revinclude_provenance = true;
             }
+            "target" if resource_type == "Provenance" => {
+                for reference in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                    let Some((t, id)) = Reference::parse(reference).type_and_id() else {
+                        return Err(FhirError::bad_parameter(format!("target: {reference} is not a Type/id reference")));
+                    };
+                    search.targets.push((t.to_owned(), id.to_owned()));
+                }
+                if search.targets.is_empty() {
+                    return Err(FhirError::bad_parameter("target: a reference is required"));
+                }
+                if search.targets.len() > MAX_TARGETS {
+                    return Err(FhirError::bad_parameter(format!("target: at most {MAX_TARGETS} references")));
+                }
+            }
             n if patient_parameters(resource_type).contains(&n) => {
                 let id = match Reference::parse(value).type_and_id() {
                     Some(("Patient", id)) => id.to_owned(),
@@ -258,6 +277,17 @@ mod tests {
     }
 
     #[test]
+    fn provenance_is_searched_by_the_records_it_targets() {
+        let search = parse("Provenance", &q(&[("target", "ExplanationOfBenefit/e1,Condition/c2")])).unwrap();
+        assert_eq!(
+            search.targets,
+            [("ExplanationOfBenefit".to_owned(), "e1".to_owned()), ("Condition".to_owned(), "c2".to_owned())]
+        );
+        let many = vec!["Condition/c"; MAX_TARGETS + 1].join(",");
+        assert!(parse("Provenance", &q(&[("target", &many)])).is_err());
+    }
+
+    #[test]
     fn refuses_what_it_would_otherwise_ignore() {
         for (t, pairs) in [
             ("Condition", vec![("code", "123")]),
@@ -271,6 +301,9 @@ mod tests {
             ("Condition", vec![("_format", "xml")]),
             ("Condition", vec![("_count", "-1")]),
             ("Condition", vec![("_cursor", "x")]),
+            ("Condition", vec![("target", "Condition/c1")]),
+            ("Provenance", vec![("target", "c1")]),
+            ("Provenance", vec![("target", ",")]),
         ] {
             let err = parse(t, &q(&pairs)).unwrap_err();
             assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST, "{pairs:?}");

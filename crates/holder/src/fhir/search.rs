@@ -99,6 +99,10 @@ fn apply(query: &mut ResourceQuery, search: &Search) {
     query.last_updated_before = search.last_updated.before();
     query.date_from = search.dates.from();
     query.date_to = search.dates.to();
+    if !search.targets.is_empty() {
+        query.reference_path = Some("target".into());
+        query.references_to = search.targets.clone();
+    }
 }
 
 /// This search's URL with `_cursor` set to `cursor` (or removed).

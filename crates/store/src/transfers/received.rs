@@ -31,6 +31,24 @@ impl Store {
         }))
     }
 
+    /// The previous plan's ids of the records a transfer brought from `source` (Provenance
+    /// aside), after `after_seq`, in order: `(seq, type, id there)`. What a transfer asks the
+    /// Provenance of when the plan's `$everything` carried none.
+    pub async fn transfer_source_ids(
+        &self,
+        id: &str,
+        source: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let sql = "SELECT seq, resource_type, source_id FROM fhir_resource \
+                   WHERE origin_transfer = $1 AND source_system = $2 AND seq > $3 AND deleted_at IS NULL \
+                   AND resource_type <> 'Provenance' AND source_id IS NOT NULL ORDER BY seq LIMIT $4";
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(sql).bind(id).bind(source).bind(after_seq).bind(i64::from(limit)).fetch_all(pool).await?
+        }))
+    }
+
     /// How many live resources of each type a transfer brought from `source`.
     pub async fn transfer_type_counts(&self, id: &str, source: &str) -> Result<Vec<(String, u64)>, StoreError> {
         let sql = "SELECT resource_type, COUNT(*) FROM fhir_resource \

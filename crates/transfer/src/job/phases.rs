@@ -15,7 +15,7 @@ use sha2::Sha256;
 use super::{Checkpoint, Job, JobEnd, RECENT_PAGES, RESOLVE_BATCH, Step, Stop};
 use crate::client::{Audit, FetchError};
 use crate::hex;
-use crate::plan::{Plan, plan};
+use crate::plan::{PROVENANCE_TARGETS_PER_SEARCH, Plan, ProvenanceCursor, plan};
 
 impl Job<'_> {
     /// What the link's token allows, as a member's app would hold it.
@@ -47,8 +47,11 @@ impl Job<'_> {
         let now = Timestamp::now().to_datetime();
         let start = now.replace_year(now.year() - self.engine.config.history_years).unwrap_or(now);
         let start = format!("{:04}-{:02}-{:02}", start.year(), u8::from(start.month()), start.day());
+        let year_ago = (now - time::Duration::days(365)).date();
+        let changed_from = format!("{:04}-{:02}-{:02}", year_ago.year(), u8::from(year_ago.month()), year_ago.day());
         let since = self.transfer.since.map(|s| Timestamp::from_millis(s).to_fhir_instant());
-        let plan = plan(&capability, &self.scopes(), &patient, &start, since.as_deref(), self.engine.config.page_size);
+        let page_size = self.engine.config.page_size;
+        let plan = plan(&capability, &self.scopes(), &patient, &start, &changed_from, since.as_deref(), page_size);
         self.progress.phase = Phase::Fetch;
         self.progress.not_permitted = plan.not_permitted.clone();
         self.progress.not_supported = plan.not_supported.clone();
@@ -61,11 +64,16 @@ impl Job<'_> {
 
     pub(super) async fn fetch(
         &mut self,
-        plan: Plan,
+        mut plan: Plan,
         step: usize,
         next: Option<String>,
         mut recent: VecDeque<String>,
     ) -> Step {
+        if step >= plan.steps.len()
+            && let Some(search) = self.provenance_search(&mut plan).await?
+        {
+            plan.steps.push(search);
+        }
         let Some(current) = plan.steps.get(step).cloned() else {
             self.checkpoint = Checkpoint::Resolve;
             self.progress.phase = Phase::Resolve;
@@ -113,6 +121,12 @@ impl Job<'_> {
         if first_page && let Some(total) = page["total"].as_u64() {
             self.progress.expected = Some(self.progress.expected.unwrap_or(0) + total);
         }
+        // An `$everything` that carries Provenance needs no asking for it by target.
+        if current.resource_type.is_none()
+            && page["entry"].as_array().is_some_and(|e| e.iter().any(|e| e["resource"]["resourceType"] == "Provenance"))
+        {
+            plan.provenance_by_target = None;
+        }
         let mut events = vec![];
         let fetched = started.elapsed();
         let entries = page.get_mut("entry").map(Value::take);
@@ -159,6 +173,45 @@ impl Job<'_> {
             "page ingested"
         );
         result
+    }
+
+    /// After `$everything`, the next `Provenance?target=` search naming what arrived (see
+    /// [`Plan::provenance_by_target`]); `None` once every record's Provenance was asked for, or
+    /// Provenance proved not permitted. (An `$everything` page that carried Provenance itself
+    /// ended the asking before it began.)
+    async fn provenance_search(&mut self, plan: &mut Plan) -> Result<Option<crate::plan::Step>, JobEnd> {
+        let Some(cursor) = plan.provenance_by_target else { return Ok(None) };
+        let refused = [&self.progress.not_permitted, &self.progress.not_supported]
+            .iter()
+            .any(|types| types.iter().any(|t| t == "Provenance"));
+        if refused {
+            plan.provenance_by_target = None;
+            return Ok(None);
+        }
+        // What was fetched is in the store before the store is asked what it was.
+        self.settle().await?;
+        let rows = self
+            .engine
+            .store
+            .transfer_source_ids(
+                &self.transfer.id,
+                &self.ctx.source_base,
+                cursor.after_seq,
+                PROVENANCE_TARGETS_PER_SEARCH,
+            )
+            .await
+            .map_err(|e| JobEnd::Failed(e.to_string()))?;
+        let Some((last, _, _)) = rows.last() else {
+            plan.provenance_by_target = None;
+            return Ok(None);
+        };
+        plan.provenance_by_target = Some(ProvenanceCursor { after_seq: *last });
+        let targets: Vec<String> = rows.iter().map(|(_, t, id)| format!("{t}/{id}")).collect();
+        let targets: String = url::form_urlencoded::byte_serialize(targets.join(",").as_bytes()).collect();
+        Ok(Some(crate::plan::Step {
+            resource_type: Some("Provenance".into()),
+            path: format!("Provenance?target={targets}&_count={}", self.engine.config.page_size),
+        }))
     }
 
     /// Reads what the records refer to but did not come: directory entries and the like.
