@@ -431,6 +431,18 @@ impl Config {
                     return Err(ConfigError::Key { key, problem: format!("payer {}: {error}", payer.id) });
                 }
             }
+            for (key, url) in
+                [("payers.fhir_base", Some(&payer.fhir_base)), ("payers.p2p_token_url", payer.p2p_token_url.as_ref())]
+            {
+                if let Some(url) = url
+                    && !pinned::is_secure(url)
+                {
+                    return Err(ConfigError::Key {
+                        key,
+                        problem: format!("payer {}: must use https (plain http only to this machine), not {url}", payer.id),
+                    });
+                }
+            }
             if let Some(scopes) = &payer.scopes
                 && let Err(error) = pinned::scopes(scopes)
             {
@@ -646,6 +658,7 @@ mod tests {
             ("scopes = \"user/*.read\"", "payers.scopes", "not a patient-level scope"),
             ("token_url = \"http://auth.rb.example/token\"", "payers.token_url", "must use https"),
             ("authorize_url = \"https://auth.rb.example/authorize#x\"", "payers.authorize_url", "#fragment"),
+            ("p2p_token_url = \"http://auth.rb.example/token\"", "payers.p2p_token_url", "must use https"),
         ] {
             Jail::expect_with(|jail| {
                 jail.create_file("baton.toml", &format!("{payer}{extra}\n"))?;
@@ -654,6 +667,12 @@ mod tests {
                 Ok(())
             });
         }
+        Jail::expect_with(|jail| {
+            jail.create_file("baton.toml", &payer.replace("https://rb.example", "http://rb.example"))?;
+            let message = load_in_jail(jail).unwrap_err().to_string();
+            assert!(message.contains("payers.fhir_base") && message.contains("must use https"), "{message}");
+            Ok(())
+        });
         Jail::expect_with(|jail| {
             jail.create_file(
                 "baton.toml",

@@ -38,6 +38,9 @@ pub enum BrandsError {
          directory.allow_private_addresses"
     )]
     PrivateAddress(String),
+    /// A brand's FHIR endpoint is plain http off this machine.
+    #[error("the brands file lists a FHIR endpoint over plain http ({0}); Baton connects to plans only over https")]
+    Insecure(String),
 }
 
 const BRAND_EXTENSION: &str = "http://hl7.org/fhir/StructureDefinition/organization-brand";
@@ -126,6 +129,9 @@ pub fn parse(text: &str) -> Result<Vec<BrandEntry>, BrandsError> {
                 organization.pointer("/partOf/reference").and_then(Value::as_str).and_then(|p| organizations.get(p))
         {
             urls = own_endpoints(parent);
+        }
+        if let Some(insecure) = urls.iter().find(|u| !crate::pinned::is_secure(u)) {
+            return Err(BrandsError::Insecure(insecure.to_string()));
         }
         let aliases: Vec<String> = organization
             .get("alias")
@@ -387,6 +393,11 @@ mod tests {
         assert!(matches!(parse("{"), Err(BrandsError::Json(_))));
         assert_eq!(parse(r#"{"resourceType":"Patient"}"#), Err(BrandsError::NotABundle));
         assert_eq!(parse(r#"{"resourceType":"Bundle","entry":[]}"#), Err(BrandsError::Empty));
+        let plain_http = json!({"resourceType": "Bundle", "entry": [
+            {"resource": {"resourceType": "Organization", "id": "hp", "name": "Plain Plan", "endpoint": [{"reference": "Endpoint/r4"}]}},
+            {"resource": {"resourceType": "Endpoint", "id": "r4", "address": "http://fhir.plain.example/r4"}}
+        ]});
+        assert_eq!(parse(&plain_http.to_string()), Err(BrandsError::Insecure("http://fhir.plain.example/r4".into())));
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub struct OptInChoice {
 
 impl Journey {
     /// A payer a coverage may name: any in the directory (offered to members or not).
-    fn directory_payer(&self, payer_id: &str) -> Result<Payer, JourneyError> {
+    pub(crate) fn directory_payer(&self, payer_id: &str) -> Result<Payer, JourneyError> {
         self.payers
             .get(payer_id)
             .or_else(|| self.payers.withheld(payer_id))

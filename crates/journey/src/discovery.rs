@@ -22,6 +22,9 @@ pub struct SmartConfiguration {
     pub code_challenge_methods_supported: Vec<String>,
     #[serde(default)]
     pub grant_types_supported: Vec<String>,
+    /// RFC 7009 token revocation, where the plan offers it.
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
 }
 
 /// Where to send the member and where to redeem the code, and what to ask for.
@@ -30,6 +33,9 @@ pub struct Endpoints {
     pub authorize: Url,
     pub token: Url,
     pub scope: String,
+    /// Where to end an access the member withdraws (only from a document that describes the
+    /// authorization server Baton uses; https, or http to this machine).
+    pub revocation: Option<Url>,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -47,6 +53,9 @@ pub enum DiscoveryError {
     Missing(&'static str),
     #[error("the plan's {0} is not a valid URL")]
     BadUrl(&'static str),
+    /// A discovered endpoint over plain http off this machine.
+    #[error("the plan's {0} is plain http; Baton sends members' sign-ins and tokens only over https")]
+    Insecure(&'static str),
 }
 
 impl DiscoveryError {
@@ -262,7 +271,11 @@ fn endpoints_from(
     let discovered = |field: Option<&String>, name: &'static str| -> Result<Url, DiscoveryError> {
         let value = field.ok_or(DiscoveryError::Missing(name))?;
         // Relative endpoints are resolved against the FHIR base (legacy servers).
-        resolve(value).ok_or(DiscoveryError::BadUrl(name))
+        let url = resolve(value).ok_or(DiscoveryError::BadUrl(name))?;
+        if !crate::pinned::is_secure(&url) {
+            return Err(DiscoveryError::Insecure(name));
+        }
+        Ok(url)
     };
     let authorize = match (&payer.authorize_url, configuration) {
         (Some(url), _) => url.clone(),
@@ -278,13 +291,31 @@ fn endpoints_from(
         Some(scopes) => scopes.clone(),
         None => scopes_for(configuration.map(|c| c.capabilities.as_slice()).unwrap_or_default()),
     };
-    Ok(Endpoints { authorize, token, scope })
+    let revocation = configuration
+        .and_then(|c| c.revocation_endpoint.as_deref())
+        .and_then(resolve)
+        .filter(crate::pinned::is_secure);
+    Ok(Endpoints { authorize, token, scope, revocation })
 }
 
 /// SMART v2 scopes when the plan offers them, else v1; always the context scopes.
 pub fn scopes_for(capabilities: &[String]) -> String {
     let data = if capabilities.iter().any(|c| c == "permission-v2") { "patient/*.rs" } else { "patient/*.read" };
     format!("{CONTEXT_SCOPES} {data}")
+}
+
+/// What a v1-only plan that refuses the wildcard (`invalid_scope`) is asked for instead: the
+/// per-type read scopes CARIN BB requires every server to support (spec §1.2).
+pub fn carin_scopes() -> String {
+    format!(
+        "{CONTEXT_SCOPES} patient/ExplanationOfBenefit.read patient/Coverage.read patient/Patient.read \
+         patient/Organization.read patient/Practitioner.read"
+    )
+}
+
+/// Whether `scope` asks for every type at once (`patient/*.read`, `patient/*.rs`…).
+pub fn asks_for_every_type(scope: &str) -> bool {
+    scope.split_whitespace().any(|s| s.starts_with("patient/*."))
 }
 
 fn base_with_slash(base: &Url) -> Url {
@@ -392,6 +423,19 @@ mod tests {
         assert_eq!(used.token.as_str(), "https://fhir.third.example/auth/token");
         let unreachable = decide(&payer(false), Err(DiscoveryError::Unreachable("timed out".into())));
         assert!(unreachable.outcome.unwrap_err().is_unreachable());
+    }
+
+    #[test]
+    fn a_discovered_endpoint_over_plain_http_is_refused() {
+        let mut document = backend_services_document();
+        document.code_challenge_methods_supported = vec!["S256".into()];
+        document.authorization_endpoint = Some("http://fhir.third.example/auth/authorize".into());
+        let refused = decide(&payer(false), Ok(document.clone())).outcome.unwrap_err();
+        assert_eq!(refused, DiscoveryError::Insecure("authorization_endpoint"));
+        assert!(!refused.is_unreachable(), "trying again cannot help");
+        document.authorization_endpoint = Some("https://fhir.third.example/auth/authorize".into());
+        document.token_endpoint = Some("http://fhir.third.example/auth/token".into());
+        assert_eq!(decide(&payer(false), Ok(document)).outcome, Err(DiscoveryError::Insecure("token_endpoint")));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod matching;
 pub mod payers;
 pub mod pinned;
 mod previous_plans;
+mod revoke;
 mod views;
 
 use std::sync::Arc;
@@ -164,6 +165,36 @@ impl Journey {
         );
         tracing::info!(payer = %payer.id, include_sensitive, "authorization started");
         Ok((url, pending))
+    }
+
+    /// The plan refused the scopes asked for (`invalid_scope`) and they were the wildcard: the
+    /// same authorization again — the member's choice and when they made it kept — asking for
+    /// the CARIN BB per-type read scopes a v1-only plan supports (spec §1.2). What it then
+    /// grants decides what is pulled. `None` for any other answer, for a callback whose state
+    /// is not this authorization's, and when the per-type scopes were already refused.
+    pub async fn per_type_retry(
+        &self,
+        pending: &PendingAuthorization,
+        params: &CallbackParams,
+    ) -> Option<(Url, PendingAuthorization)> {
+        let refused_scope = params.error.as_deref() == Some("invalid_scope");
+        if !refused_scope
+            || params.state.as_deref() != Some(pending.state.as_str())
+            || !discovery::asks_for_every_type(&pending.requested_scope)
+        {
+            return None;
+        }
+        let payer = self.offered(&pending.payer_id).ok()?;
+        let mut endpoints = self.discovery.endpoints(&payer).await.ok()?;
+        endpoints.scope = discovery::carin_scopes();
+        tracing::info!(payer = %payer.id, "the plan refused the wildcard scope; asking for CARIN BB per-type scopes");
+        Some(authorization::authorization_request(
+            &payer,
+            &endpoints,
+            &self.redirect_uri,
+            pending.include_sensitive,
+            pending.consent_given_at,
+        ))
     }
 
     /// [`Journey::start`] for `member`; when the plan cannot be used, why is written to the
@@ -323,7 +354,11 @@ impl Journey {
         let store = &self.store;
         let consent = store.consent(consent_id).await?.filter(|c| c.member_account == member);
         let Some(consent) = consent else { return Err(JourneyError::UnknownConsent) };
+        let ending = self.links_to_end(&consent.id, member).await;
         let withdrawn = store.withdraw_consent(&consent.id, now).await?;
+        if withdrawn {
+            self.end_access(&ending, now).await?;
+        }
         // An opt-in to being asked for server to server ends with its Consent: nothing more is
         // asked of that plan.
         for coverage in store.previous_coverages(member).await? {

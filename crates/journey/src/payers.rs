@@ -301,6 +301,9 @@ impl Directory {
         let client_id = entry.client_id.clone().ok_or("no client id")?;
         let auth = entry.credential.as_ref().and_then(|c| self.credentials.get(c)).ok_or("unknown credential")?;
         let fhir_base = Url::parse(&entry.fhir_base).map_err(|_| "the FHIR base is not a URL")?;
+        if !crate::pinned::is_secure(&fhir_base) {
+            return Err("the FHIR base is plain http; Baton connects to plans only over https");
+        }
         let pinned = |url: &Option<String>, problem| url.as_deref().map(Url::parse).transpose().map_err(|_| problem);
         let authorize_url = pinned(&entry.authorize_url, "the pinned authorization endpoint is not a URL")?;
         let token_url = pinned(&entry.token_url, "the pinned token endpoint is not a URL")?;

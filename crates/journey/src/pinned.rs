@@ -94,6 +94,17 @@ pub fn endpoint(which: Endpoint, text: &str) -> Result<Option<Url>, PinnedError>
     Ok(Some(url))
 }
 
+/// Whether Baton may talk to `url`: https, or plain http to this machine (the demo's plans and
+/// the tests run on 127.0.0.1). Every endpoint of a plan — configured, from a brands file or
+/// discovered — is held to it: health data and tokens never cross a network in the clear.
+pub fn is_secure(url: &Url) -> bool {
+    match (url.scheme(), url.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(host)) => is_loopback(&host),
+        _ => false,
+    }
+}
+
 fn is_loopback(host: &Host<&str>) -> bool {
     match host {
         Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
@@ -148,6 +159,16 @@ pub fn parse(authorize_url: &str, token_url: &str, scope_override: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_https_or_this_machine_is_secure() {
+        let secure = |u: &str| is_secure(&Url::parse(u).unwrap());
+        assert!(secure("https://fhir.plan.example/r4"));
+        assert!(secure("http://127.0.0.1:3001/fhir") && secure("http://localhost/fhir") && secure("http://[::1]/"));
+        assert!(!secure("http://fhir.plan.example/r4"));
+        assert!(!secure("http://10.0.0.5/fhir"));
+        assert!(!secure("ftp://fhir.plan.example/r4"));
+    }
 
     #[test]
     fn endpoints_are_absolute_https_urls_or_loopback_http() {

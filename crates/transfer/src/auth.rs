@@ -131,6 +131,51 @@ pub async fn refresh(
     Ok(access)
 }
 
+/// Tells the previous plan to end the link's access (RFC 7009): its refresh token is revoked
+/// at `revocation_url`, authenticated as at the token endpoint. Ok when the plan answered 200
+/// (which RFC 7009 says it does for a token it had already forgotten, too).
+pub async fn revoke(
+    cipher: &TokenCipher,
+    http: &reqwest::Client,
+    link: &PayerLink,
+    credentials: &PayerCredentials,
+    revocation_url: &str,
+) -> Result<(), RefreshError> {
+    let (sealed, hint, part) = match (&link.refresh_token, &link.access_token) {
+        (Some(sealed), _) => (sealed, "refresh_token", "refresh"),
+        (None, Some(sealed)) => (sealed, "access_token", "access"),
+        (None, None) => return Err(RefreshError::Failed("there is no token to revoke".into())),
+    };
+    let token = cipher
+        .open_for(sealed, &PayerLink::token_place(&link.id, part))
+        .map_err(|e| RefreshError::Failed(e.to_string()))?;
+    let mut form = vec![("token", token), ("token_type_hint", hint.to_owned())];
+    let request = http.post(revocation_url).timeout(std::time::Duration::from_secs(5));
+    let request = match &credentials.auth {
+        // RFC 6749 §2.3.1: the id and secret are form-encoded before Basic encoding.
+        ClientAuth::Secret(secret) => {
+            let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            request.basic_auth(encode(&credentials.client_id), Some(encode(secret)))
+        }
+        ClientAuth::PrivateKey { pem, algorithm, kid } => {
+            let assertion = client_assertion(&credentials.client_id, revocation_url, pem, *algorithm, kid.clone())?;
+            form.push(("client_id", credentials.client_id.clone()));
+            form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into()));
+            form.push(("client_assertion", assertion));
+            request
+        }
+    };
+    let response = request.form(&form).send().await.map_err(|e| RefreshError::Failed(e.without_url().to_string()))?;
+    match response.status() {
+        status if status.is_success() => Ok(()),
+        status => {
+            let body = response.text().await.unwrap_or_default();
+            let said: String = body.chars().take(200).collect();
+            Err(RefreshError::Failed(format!("the revocation endpoint answered {status}: {said}")))
+        }
+    }
+}
+
 /// A `private_key_jwt` client assertion: `iss = sub = client_id`, `aud` = the token URL,
 /// five-minute expiry, a fresh `jti`.
 pub fn client_assertion(

@@ -96,6 +96,8 @@ vocabulary! {
         Failed = "failed",
         Cancelled = "cancelled",
         NeedsReauthorization = "needs_reauthorization",
+        /// The previous plan was asked to end the access a withdrawn permission gave.
+        AccessEnded = "access_ended",
     }
 }
 

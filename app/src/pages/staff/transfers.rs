@@ -309,5 +309,6 @@ fn event_label(kind: EventKind) -> AnyView {
         EventKind::Failed => t!(i18n, console.state_failed).into_any(),
         EventKind::Cancelled => t!(i18n, console.state_cancelled).into_any(),
         EventKind::NeedsReauthorization => t!(i18n, console.state_needs_reauthorization).into_any(),
+        EventKind::AccessEnded => t!(i18n, console.event_access_ended).into_any(),
     }
 }
