@@ -27,9 +27,42 @@ pub struct Services {
     pub local_base: String,
 }
 
-/// Session key of the authorization on its way to a previous plan (state, PKCE verifier,
-/// the member's consent choice): kept server side, taken out by the callback.
-pub const PENDING_AUTHORIZATION: &str = "baton.pending_authorization";
+/// Session key of the authorizations on their way to a previous plan (state, PKCE verifier,
+/// the member's consent choice): kept server side, each taken out by the callback that
+/// carries its state — a second tab, or Back and Forward, leaves the others usable.
+pub const PENDING_AUTHORIZATION: &str = "baton.pending_authorizations";
+/// The most authorizations kept on their way at once (the oldest goes first).
+const PENDING_KEPT: usize = 5;
+
+/// Keeps `pending` beside the member's other authorizations on their way.
+pub async fn keep_pending_authorization(
+    session: &Session,
+    pending: baton_journey::PendingAuthorization,
+) -> Result<(), tower_sessions::session::Error> {
+    let mut kept: Vec<baton_journey::PendingAuthorization> =
+        session.get(PENDING_AUTHORIZATION).await.ok().flatten().unwrap_or_default();
+    kept.push(pending);
+    let excess = kept.len().saturating_sub(PENDING_KEPT);
+    kept.drain(..excess);
+    session.insert(PENDING_AUTHORIZATION, &kept).await
+}
+
+/// Takes out the authorization the callback's `state` names (used once). When none does, the
+/// newest is taken out all the same: the journey then refuses the callback as not this
+/// authorization's, and says for which plan.
+pub async fn take_pending_authorization(
+    session: &Session,
+    state: Option<&str>,
+) -> Result<Option<baton_journey::PendingAuthorization>, tower_sessions::session::Error> {
+    let mut kept: Vec<baton_journey::PendingAuthorization> =
+        session.get(PENDING_AUTHORIZATION).await.ok().flatten().unwrap_or_default();
+    let Some(at) = kept.iter().position(|p| Some(p.state.as_str()) == state).or(kept.len().checked_sub(1)) else {
+        return Ok(None);
+    };
+    let taken = kept.remove(at);
+    session.insert(PENDING_AUTHORIZATION, &kept).await?;
+    Ok(Some(taken))
+}
 
 pub use baton_accounts::ClientIp;
 

@@ -80,7 +80,7 @@ pub async fn start_authorization(payer: String, sensitive: Option<String>) -> Re
         }
     };
     let session = crate::ssr::session().await?;
-    session.insert(crate::ssr::PENDING_AUTHORIZATION, pending).await.map_err(crate::ssr::session_error)?;
+    crate::ssr::keep_pending_authorization(&session, pending).await.map_err(crate::ssr::session_error)?;
     leptos_axum::redirect(url.as_str());
     Ok(())
 }

@@ -104,6 +104,7 @@ pub struct SignInPage {
     pub intro: String,
     pub error: Option<String>,
     pub request: String,
+    pub client: String,
     pub username: String,
     pub username_label: String,
     pub password_label: String,
@@ -121,6 +122,7 @@ pub struct ConsentPage {
     pub what: Vec<String>,
     pub error: Option<String>,
     pub request: String,
+    pub client: String,
     pub sensitive_legend: String,
     pub sensitive_intro: String,
     pub sensitive_include: String,
@@ -135,6 +137,8 @@ pub struct ConsentPage {
 pub struct ErrorPage {
     pub chrome: Chrome,
     pub message: String,
+    /// A link back to where the member started: (href, words).
+    pub back: Option<(String, String)>,
 }
 
 /// Renders a page; `form_action` widens the page's CSP `form-action` (a form whose answer

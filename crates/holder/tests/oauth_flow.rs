@@ -102,6 +102,49 @@ holder_test!(state_is_echoed_and_denial_is_access_denied, |t| {
     assert!(param(&params, "code").is_some());
 });
 
+// Issue 22, defect 5: a second tab (or Back and Forward) during the round trip no longer
+// makes the first tab's request fail after the member typed a password; a request that is
+// over links back to the app the member came from.
+holder_test!(a_second_tab_leaves_the_first_usable_and_a_request_that_is_over_links_back, |t| {
+    let browser = http();
+    let pkce = pkce();
+    let open = || async {
+        let page = browser.get(authorize_url(&t, SECRET_CLIENT, &pkce.challenge, ALL_SCOPES, &[])).send().await.unwrap();
+        request_id(&page.text().await.unwrap())
+    };
+    let (first, second) = (open().await, open().await);
+    assert_ne!(first, second);
+    let signed = browser
+        .post(format!("{}oauth/authorize/sign-in", t.base))
+        .form(&[("request", first.as_str()), ("client", SECRET_CLIENT), ("username", "maria"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER, "the first tab still signs in");
+    let decide = |request: String| {
+        let browser = browser.clone();
+        let base = t.base.clone();
+        async move {
+            browser
+                .post(format!("{base}oauth/authorize/decision"))
+                .form(&[("request", request.as_str()), ("client", SECRET_CLIENT), ("decision", "approve"), ("sensitive", "exclude")])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for request in [&second, &first] {
+        let decided = decide(request.clone()).await;
+        assert_eq!(decided.status(), StatusCode::SEE_OTHER);
+        assert!(param(&location_params(&decided), "code").is_some(), "each tab's request gets its code");
+    }
+    let again = decide(first.clone()).await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST, "a request is answered once");
+    let html = again.text().await.unwrap();
+    assert!(html.contains("id=\"back-to-app\" href=\"https://new-plan.example/\""), "{html}");
+    assert!(html.contains("Nothing was shared"), "{html}");
+});
+
 holder_test!(approving_without_the_sensitive_choice_is_refused, |t| {
     let browser = http();
     let pkce = pkce();

@@ -4,10 +4,10 @@
 //! back on the payer directory with a problem the page puts into plain words. Nothing from
 //! the query string is logged.
 
-use app::ssr::{PENDING_AUTHORIZATION, Services};
+use app::ssr::Services;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use baton_journey::{AuthorizationErrorCode, CallbackError, CallbackParams, JourneyError, PendingAuthorization};
+use baton_journey::{AuthorizationErrorCode, CallbackError, CallbackParams, JourneyError};
 use baton_store::Timestamp;
 use baton_vocab::BringProblem;
 use tower_sessions::Session;
@@ -22,13 +22,23 @@ pub async fn oauth_callback(
         Ok(None) => return Redirect::to(&format!("/member/bring?problem={}", BringProblem::Session)).into_response(),
         Err(_) => return Redirect::to(&format!("/member/bring?problem={}", BringProblem::Unavailable)).into_response(),
     };
-    let pending = match session.remove::<PendingAuthorization>(PENDING_AUTHORIZATION).await {
+    let pending = match app::ssr::take_pending_authorization(&session, params.state.as_deref()).await {
         Ok(pending) => pending,
         Err(error) => {
             tracing::error!(%error, "cannot read the pending authorization");
             return Redirect::to(&format!("/member/bring?problem={}", BringProblem::Unavailable)).into_response();
         }
     };
+    // A v1-only plan that refused the wildcard scope is asked once more, per type.
+    if let Some(pending) = &pending
+        && let Some((url, retry)) = services.journey.per_type_retry(pending, &params).await
+    {
+        if let Err(error) = app::ssr::keep_pending_authorization(&session, retry).await {
+            tracing::error!(%error, "cannot keep the pending authorization");
+            return Redirect::to(&format!("/member/bring?problem={}", BringProblem::Unavailable)).into_response();
+        }
+        return Redirect::to(url.as_str()).into_response();
+    }
     let payer = pending.as_ref().map(|p| p.payer_id.clone()).unwrap_or_default();
     match services.journey.finish(account.id, pending.as_ref(), &params, Timestamp::now()).await {
         Ok(connected) => Redirect::to(&format!("/member/transfers/{}", connected.transfer_id)).into_response(),

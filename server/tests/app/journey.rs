@@ -277,6 +277,21 @@ async fn a_member_authorizes_and_no_token_ever_leaves_the_server() {
     }
 }
 
+/// Issue 22, defect 5: a second tab started while the first was at the old plan leaves the
+/// first usable — each comes back to a transfer of its own, not to "start again".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tabs_each_come_back_to_a_transfer() {
+    let world = world().await;
+    let mut me = Browser::new(&world.new_plan);
+    let mut seen = Seen::default();
+    let first = consent_and_approve(&world, &mut me, &mut seen).await;
+    let second = consent_and_approve(&world, &mut me, &mut seen).await;
+    for back in [first, second] {
+        let (_, location, _) = me.get(&format!("{}?{}", back.path(), back.query().unwrap()), &mut seen).await;
+        assert!(location.as_deref().is_some_and(|l| l.starts_with("/member/transfers/")), "{location:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_state_makes_no_link() {
     let world = world().await;

@@ -24,8 +24,10 @@ use super::{random_token, token_hash};
 use crate::Holder;
 use crate::pages::{Chrome, ConsentPage, ErrorPage, Lang, SignInPage, render};
 
-/// Session key of the authorization request in progress.
-const PENDING: &str = "holder.pending_authorization";
+/// Session key of the authorization requests in progress (one per tab the member started).
+const PENDING: &str = "holder.pending_authorizations";
+/// The most requests kept in progress at once (the oldest goes first).
+const PENDING_KEPT: usize = 5;
 /// How long a member may take between the app's redirect and their decision.
 const PENDING_TTL_MS: i64 = 30 * 60 * 1000;
 /// How long an authorization code lives (SMART: short; here one minute).
@@ -140,7 +142,7 @@ pub async fn start(
         nonce: query.nonce.clone(),
         created_at: Timestamp::now().millis(),
     };
-    if let Err(error) = session.insert(PENDING, &pending).await {
+    if let Err(error) = keep_pending(&session, &pending).await {
         return server_error(&holder, lang, error);
     }
     match signed_in_member(&holder, &session).await {
@@ -153,6 +155,9 @@ pub async fn start(
 #[derive(Debug, Deserialize)]
 pub struct SignInForm {
     request: String,
+    /// The app the request came from (for the way back when the request is no longer here).
+    #[serde(default)]
+    client: Option<String>,
     #[serde(default)]
     username: String,
     #[serde(default)]
@@ -168,7 +173,7 @@ pub async fn sign_in(
     Form(form): Form<SignInForm>,
 ) -> Response {
     let Some(pending) = pending(&session, &form.request).await else {
-        return expired(&holder, lang);
+        return expired(&holder, lang, form.client.as_deref()).await;
     };
     let message = |key: &str| -> String { t!(key, locale = lang.code()).into_owned() };
     let result = holder.accounts.sign_in(&form.username, &form.password, ip, Timestamp::now()).await;
@@ -219,12 +224,15 @@ pub async fn sign_in(
         return server_error(&holder, lang, error);
     }
     tracing::info!(account = account.id.0, client_id = %pending.client_id, "member signed in to authorize an app");
-    Redirect::to(&format!("/oauth/authorize/consent?request={}", pending.id)).into_response()
+    Redirect::to(&format!("/oauth/authorize/consent?request={}&client={}", pending.id, encode(&pending.client_id)))
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
 pub struct RequestId {
     request: String,
+    #[serde(default)]
+    client: Option<String>,
 }
 
 /// `GET /oauth/authorize/consent?request=…`: the consent screen (or sign-in, if needed).
@@ -232,10 +240,10 @@ pub async fn consent(
     State(holder): State<Holder>,
     lang: Lang,
     session: Session,
-    Query(RequestId { request }): Query<RequestId>,
+    Query(RequestId { request, client }): Query<RequestId>,
 ) -> Response {
     let Some(pending) = pending(&session, &request).await else {
-        return expired(&holder, lang);
+        return expired(&holder, lang, client.as_deref()).await;
     };
     match signed_in_member(&holder, &session).await {
         Ok(Some(account)) => consent_page(&holder, lang, &pending, &account, None),
@@ -247,6 +255,8 @@ pub async fn consent(
 #[derive(Debug, Deserialize)]
 pub struct DecisionForm {
     request: String,
+    #[serde(default)]
+    client: Option<String>,
     decision: String,
     sensitive: Option<String>,
 }
@@ -259,7 +269,7 @@ pub async fn decide(
     Form(form): Form<DecisionForm>,
 ) -> Response {
     let Some(pending) = pending(&session, &form.request).await else {
-        return expired(&holder, lang);
+        return expired(&holder, lang, form.client.as_deref()).await;
     };
     let account = match signed_in_member(&holder, &session).await {
         Ok(Some(account)) => account,
@@ -267,7 +277,7 @@ pub async fn decide(
         Err(response) => return response,
     };
     if form.decision != "approve" {
-        let _ = session.remove::<Pending>(PENDING).await;
+        forget_pending(&session, &pending.id).await;
         tracing::info!(account = account.id.0, client_id = %pending.client_id, "member denied the app");
         return redirect_error(
             &pending.redirect_uri,
@@ -287,7 +297,7 @@ pub async fn decide(
         }
     };
     let Some(patient_id) = account.patient_id.clone() else {
-        return expired(&holder, lang);
+        return expired(&holder, lang, Some(&pending.client_id)).await;
     };
     let now = Timestamp::now();
     let grant = OAuthGrant {
@@ -318,7 +328,7 @@ pub async fn decide(
     if let Err(error) = stored.await {
         return server_error(&holder, lang, error);
     }
-    let _ = session.remove::<Pending>(PENDING).await;
+    forget_pending(&session, &pending.id).await;
     tracing::info!(account = account.id.0, client_id = %pending.client_id, include_sensitive, "member allowed the app");
     redirect_with(&pending.redirect_uri, &[("code", &code), ("state", &pending.state)])
 }
@@ -328,19 +338,42 @@ pub async fn cancel(
     State(holder): State<Holder>,
     lang: Lang,
     session: Session,
-    Query(RequestId { request }): Query<RequestId>,
+    Query(RequestId { request, client }): Query<RequestId>,
 ) -> Response {
     let Some(pending) = pending(&session, &request).await else {
-        return expired(&holder, lang);
+        return expired(&holder, lang, client.as_deref()).await;
     };
-    let _ = session.remove::<Pending>(PENDING).await;
+    forget_pending(&session, &pending.id).await;
     redirect_error(&pending.redirect_uri, "access_denied", "the member cancelled", Some(&pending.state))
 }
 
+/// The requests in progress still fresh (a session from before several were kept has none).
+async fn pendings(session: &Session) -> Vec<Pending> {
+    let now = Timestamp::now().millis();
+    let kept: Vec<Pending> = session.get(PENDING).await.ok().flatten().unwrap_or_default();
+    kept.into_iter().filter(|p| now - p.created_at < PENDING_TTL_MS).collect()
+}
+
 async fn pending(session: &Session, id: &str) -> Option<Pending> {
-    let pending: Pending = session.get(PENDING).await.ok().flatten()?;
-    let fresh = Timestamp::now().millis() - pending.created_at < PENDING_TTL_MS;
-    (pending.id == id && fresh).then_some(pending)
+    pendings(session).await.into_iter().find(|p| p.id == id)
+}
+
+/// Keeps `pending` beside the others in progress: a second tab, or Back and Forward during the
+/// round trip, leaves each request it started usable.
+async fn keep_pending(session: &Session, pending: &Pending) -> Result<(), tower_sessions::session::Error> {
+    let mut kept = pendings(session).await;
+    kept.push(pending.clone());
+    let excess = kept.len().saturating_sub(PENDING_KEPT);
+    kept.drain(..excess);
+    session.insert(PENDING, &kept).await
+}
+
+/// A request answered (or cancelled) is not answered twice.
+async fn forget_pending(session: &Session, id: &str) {
+    let kept: Vec<Pending> = pendings(session).await.into_iter().filter(|p| p.id != id).collect();
+    if let Err(error) = session.insert(PENDING, &kept).await {
+        tracing::warn!(%error, "cannot update the requests in progress");
+    }
 }
 
 fn is_member_with_records(account: &Account) -> bool {
@@ -374,17 +407,18 @@ fn sign_in_page(
             lang,
             t!("sign_in.title", locale = l, plan = plan).into_owned(),
             plan,
-            &format!("/oauth/authorize/consent?request={}", pending.id),
+            &format!("/oauth/authorize/consent?request={}&client={}", pending.id, encode(&pending.client_id)),
         ),
         intro: t!("sign_in.intro", locale = l, app = app, plan = plan).into_owned(),
         error,
         request: pending.id.clone(),
+        client: pending.client_id.clone(),
         username: username.to_owned(),
         username_label: t!("sign_in.username", locale = l).into_owned(),
         password_label: t!("sign_in.password", locale = l).into_owned(),
         submit: t!("sign_in.submit", locale = l).into_owned(),
         cancel: t!("sign_in.cancel", locale = l, app = app).into_owned(),
-        cancel_href: format!("/oauth/authorize/cancel?request={}", pending.id),
+        cancel_href: format!("/oauth/authorize/cancel?request={}&client={}", pending.id, encode(&pending.client_id)),
     };
     render(status, &page, None)
 }
@@ -424,13 +458,14 @@ fn consent_page(holder: &Holder, lang: Lang, pending: &Pending, account: &Accoun
             lang,
             t!("consent.title", locale = l, app = app).into_owned(),
             plan,
-            &format!("/oauth/authorize/consent?request={}", pending.id),
+            &format!("/oauth/authorize/consent?request={}&client={}", pending.id, encode(&pending.client_id)),
         ),
         who: t!("consent.who", locale = l, app = app, plan = plan, name = account.display_name.as_str()).into_owned(),
         what_title: t!("consent.what_title", locale = l, app = app).into_owned(),
         what,
         error,
         request: pending.id.clone(),
+        client: pending.client_id.clone(),
         sensitive_legend: t!("consent.sensitive_legend", locale = l).into_owned(),
         sensitive_intro: t!("consent.sensitive_intro", locale = l).into_owned(),
         sensitive_include: t!("consent.sensitive_include", locale = l).into_owned(),
@@ -443,20 +478,47 @@ fn consent_page(holder: &Holder, lang: Lang, pending: &Pending, account: &Accoun
 }
 
 fn error_page(holder: &Holder, lang: Lang, status: StatusCode, message: impl Into<String>) -> Response {
+    error_page_back(holder, lang, status, message, None)
+}
+
+fn error_page_back(
+    holder: &Holder,
+    lang: Lang,
+    status: StatusCode,
+    message: impl Into<String>,
+    back: Option<(String, String)>,
+) -> Response {
     let page = ErrorPage {
         chrome: Chrome::new(lang, t!("error.title", locale = lang.code()).into_owned(), &holder.plan_name, "/"),
         message: message.into(),
+        back,
     };
     render(status, &page, None)
 }
 
-fn expired(holder: &Holder, lang: Lang) -> Response {
-    error_page(holder, lang, StatusCode::BAD_REQUEST, t!("error.expired", locale = lang.code()))
+/// A request no longer in progress (answered, timed out, or from a session that ended): the
+/// page says so and links back to the app the member came from, where they start again.
+async fn expired(holder: &Holder, lang: Lang, client_id: Option<&str>) -> Response {
+    let client = match client_id {
+        Some(id) => holder.store.oauth_client(id).await.ok().flatten(),
+        None => None,
+    };
+    let back = client.and_then(|client| {
+        let origin = client.redirect_uris().find_map(|u| Url::parse(u).ok()).map(|u| u.origin().ascii_serialization())?;
+        let label = t!("error.back_to", locale = lang.code(), app = client.name.as_str()).into_owned();
+        Some((format!("{origin}/"), label))
+    });
+    let message = if back.is_some() { "error.expired_back" } else { "error.expired" };
+    error_page_back(holder, lang, StatusCode::BAD_REQUEST, t!(message, locale = lang.code()), back)
 }
 
 fn server_error(holder: &Holder, lang: Lang, error: impl std::fmt::Display) -> Response {
     tracing::error!(%error, "authorization page failed");
     error_page(holder, lang, StatusCode::INTERNAL_SERVER_ERROR, t!("error.server", locale = lang.code()))
+}
+
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// Back to the client with an RFC 6749 §4.1.2.1 error.
