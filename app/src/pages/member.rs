@@ -125,7 +125,14 @@ fn LinkItem(link: LinkSummary) -> AnyView {
                             None => label,
                         };
                         view! {
-                            <li>{label}{e.withdrawn.then(|| view! { " — " {t!(i18n, member.link_earlier_withdrawn)} })}</li>
+                            <li>
+                                {label}
+                                {if e.replaced {
+                                    Some(view! { " — " {t!(i18n, member.link_earlier_replaced)} }.into_any())
+                                } else {
+                                    e.withdrawn.then(|| view! { " — " {t!(i18n, member.link_earlier_withdrawn)} }.into_any())
+                                }}
+                            </li>
                         }
                     }).collect_view()}
                 </ul>

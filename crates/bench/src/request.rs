@@ -364,6 +364,7 @@ async fn setup(args: &RunArgs) -> anyhow::Result<usize> {
                 records_deleted: None,
                 records_kept: None,
                 records_shared: None,
+                replaced_by: None,
             })
             .await?;
         store

@@ -46,11 +46,43 @@ impl GivenConsent {
             records_deleted: None,
             records_kept: None,
             records_shared: None,
+            replaced_by: None,
         }
     }
 }
 
 impl Journey {
+    /// Bringing records again from the same plan refreshes the permission instead of stacking
+    /// another: the earlier ones the member gave by signing in there end, replaced by `newer`
+    /// (which holds what they brought from now on), and their access at the plan is ended.
+    async fn replace_earlier(
+        &self,
+        member: AccountId,
+        payer_id: &str,
+        newer: &str,
+        now: Timestamp,
+    ) -> Result<(), JourneyError> {
+        let store = &self.store;
+        let links = store.links_of(member).await?;
+        for earlier in store.consents_of(member).await? {
+            if earlier.id == newer || earlier.payer_id != payer_id || earlier.withdrawn_at.is_some() {
+                continue;
+            }
+            let its_links: Vec<_> =
+                links.iter().filter(|l| l.consent_id.as_deref() == Some(earlier.id.as_str())).collect();
+            // A permission given for the Payer-to-Payer API (an opt-in) is not this kind.
+            if its_links.is_empty() || its_links.iter().any(|l| l.access != LinkAccess::Member) {
+                continue;
+            }
+            let ending = self.links_to_end(&earlier.id, member).await;
+            if store.replace_consent(&earlier.id, newer, now).await? {
+                tracing::info!(member = member.0, payer = %payer_id, earlier = %earlier.id, %newer, "permission replaced");
+                self.end_access(&ending, now).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// The HRex Consent `member` gives now for `payer`: this plan's own Patient for them, the two
     /// plans named by their identifiers where known, the words they read.
     pub(crate) async fn give_consent(
@@ -137,6 +169,9 @@ impl Journey {
         store.insert_link(&link).await?;
         let transfer_id = uuid::Uuid::new_v4().to_string();
         store.enqueue_transfer(&transfer_id, &link, TransferKind::Initial, None, now).await?;
+        if access == LinkAccess::Member {
+            self.replace_earlier(member, &payer.id, &consent.id, now).await?;
+        }
         tracing::info!(member = member.0, payer = %payer.id, transfer = %transfer_id, scope = %granted.scope, %access, "previous plan linked");
         Ok(Connected { consent_id: consent.id, link_id: link.id, transfer_id })
     }

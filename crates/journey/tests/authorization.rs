@@ -31,6 +31,8 @@ struct Recorded {
     s256: bool,
     /// The brands file it publishes: (ETag, body).
     brands: Option<(String, String)>,
+    /// RFC 7009 revocation requests: (headers, form).
+    revocations: Vec<(HeaderMap, HashMap<String, String>)>,
 }
 
 type Shared = Arc<Mutex<Recorded>>;
@@ -41,8 +43,14 @@ async fn smart_configuration(State(shared): State<Shared>) -> Json<Value> {
         "authorization_endpoint": "https://old-plan.example/authorize",
         "token_endpoint": "token",
         "capabilities": ["launch-standalone", "permission-v2", "permission-offline"],
-        "code_challenge_methods_supported": methods
+        "code_challenge_methods_supported": methods,
+        "revocation_endpoint": "revoke"
     }))
+}
+
+async fn revoke(State(shared): State<Shared>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> StatusCode {
+    shared.lock().unwrap().revocations.push((headers, form));
+    StatusCode::OK
 }
 
 async fn token(
@@ -90,6 +98,7 @@ async fn old_plan() -> OldPlan {
     let router = Router::new()
         .route("/fhir/.well-known/smart-configuration", get(smart_configuration))
         .route("/fhir/token", post(token))
+        .route("/fhir/revoke", post(revoke))
         .route("/brands.json", get(brands_file))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -158,7 +167,11 @@ async fn member(store: &Store) -> baton_store::AccountId {
 
 /// The member goes through consent ("exclude") and authorization at the stand-in.
 async fn authorized(journey: &Journey, member: baton_store::AccountId) -> baton_journey::Connected {
-    let (_, pending) = journey.start("riverbend", false, Timestamp::now()).await.unwrap();
+    authorized_at(journey, member, "riverbend").await
+}
+
+async fn authorized_at(journey: &Journey, member: baton_store::AccountId, payer: &str) -> baton_journey::Connected {
+    let (_, pending) = journey.start(payer, false, Timestamp::now()).await.unwrap();
     journey.finish(member, Some(&pending), &callback(Some("c"), Some(&pending.state)), Timestamp::now()).await.unwrap()
 }
 
@@ -520,6 +533,65 @@ async fn withdrawal_stops_the_transfer_and_can_delete_what_arrived() {
     .await;
 }
 
+#[tokio::test]
+async fn a_plan_that_refuses_the_wildcard_scope_is_asked_once_more_per_type() {
+    let old = old_plan().await;
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
+        let (_, pending) = journey.start("riverbend", true, Timestamp::now()).await.unwrap();
+        assert!(pending.requested_scope.contains("patient/*."), "{}", pending.requested_scope);
+        let refused = |state: &str| CallbackParams {
+            error: Some("invalid_scope".into()),
+            state: Some(state.into()),
+            ..CallbackParams::default()
+        };
+        // Not for a callback that is not this authorization's.
+        assert!(journey.per_type_retry(&pending, &refused("forged")).await.is_none());
+        let (url, retry) = journey.per_type_retry(&pending, &refused(&pending.state)).await.expect("asked again");
+        let scope = query(&url).remove("scope").unwrap();
+        assert!(scope.contains("patient/ExplanationOfBenefit.read") && scope.contains("patient/Coverage.read"), "{scope}");
+        assert!(!scope.contains('*'), "{scope}");
+        assert_eq!(query(&url).get("state"), Some(&retry.state));
+        assert_ne!(retry.state, pending.state, "a new state");
+        assert_eq!((retry.include_sensitive, retry.consent_given_at), (true, pending.consent_given_at), "the member's choice kept");
+        // Refused again: no loop.
+        assert!(journey.per_type_retry(&retry, &refused(&retry.state)).await.is_none());
+        // Another refusal is not retried.
+        let denied = CallbackParams { error: Some("access_denied".into()), ..refused(&pending.state) };
+        assert!(journey.per_type_retry(&pending, &denied).await.is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn withdrawal_ends_the_access_at_the_old_plan_too() {
+    let old = old_plan().await;
+    old.shared.lock().unwrap().token_answer = Some(json!({"access_token": "a", "refresh_token": "the-refresh-token",
+        "token_type": "Bearer", "scope": "patient/*.rs offline_access", "patient": "p"}));
+    let shared = old.shared.clone();
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s&cret".into())));
+        let maria = member(&store).await;
+        let connected = authorized(&journey, maria).await;
+        assert!(journey.withdraw(maria, &connected.consent_id, false, Timestamp::now()).await.unwrap().withdrawn);
+        let revocations = shared.lock().unwrap().revocations.clone();
+        assert_eq!(revocations.len(), 1, "the old plan was asked once");
+        let (headers, form) = &revocations[0];
+        assert_eq!(form.get("token").map(String::as_str), Some("the-refresh-token"));
+        assert_eq!(form.get("token_type_hint").map(String::as_str), Some("refresh_token"));
+        let basic = headers.get("authorization").unwrap().to_str().unwrap();
+        let decoded = String::from_utf8(base64::Engine::decode(&base64::prelude::BASE64_STANDARD, &basic[6..]).unwrap()).unwrap();
+        assert_eq!(decoded, "cedar-valley:s%26cret", "client_secret_basic, form-encoded (RFC 6749 §2.3.1)");
+        let events = store.transfer_events(&connected.transfer_id).await.unwrap();
+        let ended = events.iter().find(|e| e.kind == baton_vocab::EventKind::AccessEnded).expect("recorded");
+        assert!(ended.detail.contains("agreed"), "{}", ended.detail);
+        // A second withdrawal asks nothing more.
+        journey.withdraw(maria, &connected.consent_id, false, Timestamp::now()).await.unwrap();
+        assert_eq!(shared.lock().unwrap().revocations.len(), 1);
+    })
+    .await;
+}
+
 /// What a transfer stores, as the engine commits it (under the permission its link has):
 /// `received` records from the previous plan and one of this plan's own (which deleting what
 /// arrived leaves).
@@ -636,19 +708,24 @@ async fn what_the_previous_plan_said_of_sensitive_information_is_kept() {
 
 /// Issue 22, defect 1: Maria brought her records three times; withdrawing the third permission
 /// with "delete what arrived" deleted everything, the first (still active) permission's records
-/// too, since a re-pull moves each record's `origin_transfer` to the latest transfer.
+/// too, since a re-pull moves each record's `origin_transfer` to the latest transfer. (Bringing
+/// again from one plan now replaces the permission; two plans that hold the same records — a
+/// plan and its affiliate on one server — still give two permissions in force.)
 #[tokio::test]
 async fn withdrawing_one_permission_never_deletes_what_another_permission_brought() {
     let old = old_plan().await;
     old.shared.lock().unwrap().token_answer =
         Some(json!({"access_token": "a", "token_type": "Bearer", "scope": "patient/*.rs", "patient": "p"}));
     baton_store::testing::on_sqlite(move |store| async move {
-        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
+        let mut affiliate = payer(&old.base, ClientAuth::Secret("s".into()));
+        affiliate.id = "riverbend-affiliate".into();
+        let plans = vec![payer(&old.base, ClientAuth::Secret("s".into())).into(), affiliate.into()];
+        let journey = journey_with(store.clone(), plans, BTreeMap::new());
         let maria = member(&store).await;
         let same: Vec<String> = (0..4).map(|n| format!("claim-{n}")).collect();
         let mut permissions = vec![];
-        for round in 0..3 {
-            let connected = authorized(&journey, maria).await;
+        for (round, plan) in ["riverbend", "riverbend-affiliate", "riverbend-affiliate"].into_iter().enumerate() {
+            let connected = authorized_at(&journey, maria, plan).await;
             // Each pull brings the same four records; the third also brings one that is new.
             let mut ids = same.clone();
             if round == 2 {
@@ -674,6 +751,8 @@ async fn withdrawing_one_permission_never_deletes_what_another_permission_brough
         assert_eq!((deletion.deleted, deletion.kept), (1, 4));
         let untouched = journey.member_transfer(maria, &permissions[0].transfer_id).await.unwrap().unwrap();
         assert!(!untouched.consent_withdrawn && untouched.deletion.is_none());
+        let replaced = store.consent(&permissions[1].consent_id).await.unwrap().unwrap();
+        assert_eq!(replaced.replaced_by.as_deref(), Some(third.consent_id.as_str()), "the affiliate's second replaced its first");
     })
     .await;
 }
@@ -988,6 +1067,48 @@ async fn an_opt_in_for_concurrent_coverage_lasts_the_plan_year_and_ends_with_its
     .await;
 }
 
+/// Issue 22, defect 7: bringing records again from the same plan refreshes the permission
+/// instead of stacking another — the earlier one ends, replaced, its access at the plan ended,
+/// and what it brought is the newer one's (withdrawing that deletes it all, as it says).
+#[tokio::test]
+async fn bringing_again_from_the_same_plan_replaces_the_permission() {
+    let old = old_plan().await;
+    old.shared.lock().unwrap().token_answer = Some(json!({"access_token": "a", "refresh_token": "r",
+        "token_type": "Bearer", "scope": "patient/*.rs", "patient": "p"}));
+    let shared = old.shared.clone();
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
+        let maria = member(&store).await;
+        let first = authorized(&journey, maria).await;
+        let ids: Vec<String> = (0..3).map(|n| format!("claim-{n}")).collect();
+        arrive_records(&store, &first.transfer_id, maria, &ids).await;
+        let second = authorized(&journey, maria).await;
+
+        let earlier = store.consent(&first.consent_id).await.unwrap().unwrap();
+        assert!(earlier.withdrawn_at.is_some(), "the earlier permission ended");
+        assert_eq!(earlier.replaced_by.as_deref(), Some(second.consent_id.as_str()));
+        assert!(store.consent(&second.consent_id).await.unwrap().unwrap().withdrawn_at.is_none());
+        let link = store.link(&first.link_id).await.unwrap().unwrap();
+        assert_eq!(link.state, baton_vocab::LinkState::Revoked);
+        assert!(link.access_token.is_none() && link.refresh_token.is_none());
+        assert_eq!(shared.lock().unwrap().revocations.len(), 1, "its access ended at the plan");
+
+        let account = store.account_by_id(maria).await.unwrap().unwrap();
+        let home = journey.member_home(&account).await.unwrap();
+        assert_eq!(home.links.len(), 1);
+        assert_eq!(home.links[0].transfer_id.as_deref(), Some(second.transfer_id.as_str()));
+        assert!(home.links[0].earlier[0].replaced);
+
+        let preview = journey.withdrawal_preview(maria, &second.transfer_id).await.unwrap().unwrap();
+        assert_eq!((preview.deleted, preview.kept), (3, 0), "what the first brought goes with the one in force");
+        journey.withdraw(maria, &second.consent_id, true, Timestamp::now()).await.unwrap();
+        for id in &ids {
+            assert!(store.read_resource("Condition", id).await.unwrap().is_none(), "{id}");
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_member_home_shows_one_card_per_plan_with_the_earlier_permissions_behind_it() {
     let old = old_plan().await;
@@ -997,19 +1118,19 @@ async fn the_member_home_shows_one_card_per_plan_with_the_earlier_permissions_be
         let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
         let maria = member(&store).await;
         let first = authorized(&journey, maria).await;
+        // Withdrawn, then given again: the card shows the one in force, the withdrawn behind.
+        journey.withdraw(maria, &first.consent_id, false, Timestamp::now()).await.unwrap();
         let second = authorized(&journey, maria).await;
-        // The newer one withdrawn: the card shows the one still in force.
-        journey.withdraw(maria, &second.consent_id, false, Timestamp::now()).await.unwrap();
         let account = store.account_by_id(maria).await.unwrap().unwrap();
         let home = journey.member_home(&account).await.unwrap();
         assert_eq!(home.links.len(), 1, "one card per plan: {:?}", home.links);
         let card = &home.links[0];
         assert!(!card.withdrawn);
-        assert_eq!(card.transfer_id.as_deref(), Some(first.transfer_id.as_str()));
+        assert_eq!(card.transfer_id.as_deref(), Some(second.transfer_id.as_str()));
         assert!(card.given_on.is_some() && card.until.is_some() && !card.include_sensitive);
         assert_eq!(card.earlier.len(), 1);
-        assert!(card.earlier[0].withdrawn);
-        assert_eq!(card.earlier[0].transfer_id.as_deref(), Some(second.transfer_id.as_str()));
+        assert!(card.earlier[0].withdrawn && !card.earlier[0].replaced);
+        assert_eq!(card.earlier[0].transfer_id.as_deref(), Some(first.transfer_id.as_str()));
     })
     .await;
 }

@@ -158,6 +158,7 @@ async fn member_with_link(store: &Store, consent: &str) -> (AccountId, PayerLink
             records_deleted: None,
             records_kept: None,
             records_shared: None,
+            replaced_by: None,
         })
         .await
         .unwrap();
@@ -289,6 +290,7 @@ async fn a_care_provider_other_members_records_name_stays_and_is_told_apart(stor
         records_deleted: None,
         records_kept: None,
         records_shared: None,
+        replaced_by: None,
     };
     store.insert_consent(&james_consent).await.unwrap();
     let james_link = PayerLink {

@@ -52,6 +52,7 @@ async fn member_with_link(store: &Store) -> (AccountId, PayerLink) {
         records_deleted: None,
         records_kept: None,
         records_shared: None,
+        replaced_by: None,
     };
     store.insert_consent(&consent).await.unwrap();
     let link = PayerLink {

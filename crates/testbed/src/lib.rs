@@ -202,6 +202,7 @@ pub async fn enroll(
             records_deleted: None,
             records_kept: None,
             records_shared: None,
+            replaced_by: None,
         })
         .await?;
     let link = PayerLink {

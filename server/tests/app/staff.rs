@@ -148,6 +148,7 @@ impl TestApp {
                 records_deleted: None,
                 records_kept: None,
                 records_shared: None,
+                replaced_by: None,
             })
             .await
             .unwrap();

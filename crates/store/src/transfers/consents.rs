@@ -27,6 +27,9 @@ pub struct MemberConsent {
     pub records_kept: Option<i64>,
     /// Directory entries that stayed because other members' records name them.
     pub records_shared: Option<i64>,
+    /// The newer consent that took this one's place (the member brought records again from
+    /// the same plan); `withdrawn_at` is when.
+    pub replaced_by: Option<String>,
 }
 
 impl MemberConsent {
@@ -37,12 +40,12 @@ impl MemberConsent {
 }
 
 const CONSENT_COLUMNS: &str = "id, member_account, payer_id, policy, period_start, period_end, given_at, channel, resource, \
-     withdrawn_at, created_at, records_deleted, records_kept, records_shared";
+     withdrawn_at, created_at, records_deleted, records_kept, records_shared, replaced_by";
 
 impl Store {
     pub async fn insert_consent(&self, consent: &MemberConsent) -> Result<(), StoreError> {
         on_pool!(self, pool => {
-            sqlx::query(&format!("INSERT INTO member_consent ({CONSENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"))
+            sqlx::query(&format!("INSERT INTO member_consent ({CONSENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"))
                 .bind(&consent.id)
                 .bind(consent.member_account.0)
                 .bind(&consent.payer_id)
@@ -57,6 +60,7 @@ impl Store {
                 .bind(consent.records_deleted)
                 .bind(consent.records_kept)
                 .bind(consent.records_shared)
+                .bind(&consent.replaced_by)
                 .execute(pool)
                 .await?;
         });
@@ -76,14 +80,52 @@ impl Store {
 
     /// Withdraws a consent: its links are revoked and its queued or running transfers cancelled.
     pub async fn withdraw_consent(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        self.end_consent(id, None, at).await
+    }
+
+    /// `new` takes the place of `old` (the member brought records again from the same plan):
+    /// `old` ends now as replaced — its links revoked, its unfinished transfers cancelled — and
+    /// every record it brought is held by `new` instead, so the one permission in force covers
+    /// them all (withdrawing it later deletes them, and nothing else). False when `old` had
+    /// already ended.
+    pub async fn replace_consent(&self, old: &str, new: &str, at: Timestamp) -> Result<bool, StoreError> {
+        self.end_consent(old, Some(new), at).await
+    }
+
+    async fn end_consent(&self, id: &str, replaced_by: Option<&str>, at: Timestamp) -> Result<bool, StoreError> {
         let withdrawn = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let changed = sqlx::query("UPDATE member_consent SET withdrawn_at = $1 WHERE id = $2 AND withdrawn_at IS NULL")
+            let changed = sqlx::query(
+                "UPDATE member_consent SET withdrawn_at = $1, replaced_by = $3 WHERE id = $2 AND withdrawn_at IS NULL",
+            )
                 .bind(at.millis())
                 .bind(id)
+                .bind(replaced_by)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            if let Some(new) = replaced_by.filter(|_| changed > 0) {
+                // Records both hold keep `new` once; the rest change hands.
+                let named = |p: &str| format!("% {p} %");
+                sqlx::query(
+                    "UPDATE fhir_resource SET permissions = TRIM(REPLACE(' ' || permissions || ' ', $1, ' ')) \
+                     WHERE (' ' || permissions || ' ') LIKE $2 AND (' ' || permissions || ' ') LIKE $3",
+                )
+                .bind(format!(" {id} "))
+                .bind(named(id))
+                .bind(named(new))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE fhir_resource SET permissions = TRIM(REPLACE(' ' || permissions || ' ', $1, $2)) \
+                     WHERE (' ' || permissions || ' ') LIKE $3",
+                )
+                .bind(format!(" {id} "))
+                .bind(format!(" {new} "))
+                .bind(named(id))
+                .execute(&mut *tx)
+                .await?;
+            }
             sqlx::query(
                 "UPDATE payer_link SET state = $1, access_token = NULL, refresh_token = NULL, id_token = NULL, \
                  updated_at = $2 WHERE consent_id = $3",
