@@ -172,6 +172,10 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
                     }).collect_view()}
                 </tbody>
             </table>
+            {(view.supporting > 0).then(|| {
+                let supporting = view.supporting;
+                view! { <p id="supporting" class="field__hint">{t!(i18n, transfer.supporting, count = move || supporting)}</p> }
+            })}
         </section>
 
         <section aria-labelledby="not-received-title">

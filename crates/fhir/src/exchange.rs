@@ -69,6 +69,14 @@ pub fn resource_types(category: Category) -> &'static [&'static str] {
     }
 }
 
+/// The resource types whose resources are a member's records (every category but
+/// [`Category::Supporting`]): what "records" counts on every screen.
+pub fn record_types() -> Vec<&'static str> {
+    let mut types: Vec<&'static str> = Category::RECORDS.into_iter().flat_map(resource_types).copied().collect();
+    types.dedup();
+    types
+}
+
 /// The category of a resource (an ExplanationOfBenefit is a claim or a prior authorization).
 pub fn category_of(resource_type: &str, resource: &Value) -> Category {
     match resource_type {

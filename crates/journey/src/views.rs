@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use baton_fhir::exchange::category_of;
 use baton_store::{Account, AccountId, MemberConsent, PayerLink, PermissionRecords, Transfer, TransferFilter};
 use baton_transfer::Progress;
-use baton_vocab::LinkState;
+use baton_vocab::{Category, LinkState};
 use baton_vocab::views::{
     CategoryCount, ConsentPageData, Day, Deletion, EarlierLink, LinkSummary, MEMBER_CATEGORIES, MemberHome, PayerCard,
     PayerResults, TransferView, WithdrawalPreview,
@@ -78,13 +78,14 @@ impl Journey {
             };
             let given_on = consent.as_ref().and_then(|c| day(c.given_at));
             let withdrawn = link.state == LinkState::Revoked;
+            let replaced = consent.as_ref().is_some_and(|c| c.replaced_by.is_some());
             if let Some(card) = summaries.iter_mut().find(|s| s.payer_id == link.payer_id) {
-                card.earlier.push(EarlierLink { transfer_id: latest.map(|t| t.id), given_on, withdrawn });
+                card.earlier.push(EarlierLink { transfer_id: latest.map(|t| t.id), given_on, withdrawn, replaced });
                 continue;
             }
             summaries.push(LinkSummary {
                 payer_name: self.payer_name(&link.payer_id),
-                stored: latest.as_ref().map_or(0, |t| Progress::from_json(&t.progress).stored()),
+                stored: latest.as_ref().map_or(0, |t| Progress::from_json(&t.progress).records()),
                 state: latest.as_ref().map(|t| t.state),
                 transfer_id: latest.map(|t| t.id),
                 withdrawn,
@@ -216,7 +217,7 @@ fn transfer_view(
     };
     let mut categories: Vec<CategoryCount> = MEMBER_CATEGORIES.iter().map(|key| count(key)).collect();
     for (key, n) in &progress.categories {
-        if *n > 0 && !MEMBER_CATEGORIES.contains(&key.as_str()) {
+        if *n > 0 && !MEMBER_CATEGORIES.contains(&key.as_str()) && key != Category::Supporting.key() {
             categories.push(count(key));
         }
     }
@@ -240,7 +241,8 @@ fn transfer_view(
         payer_name,
         state: transfer.state,
         received: progress.received(),
-        stored: progress.stored(),
+        stored: progress.records(),
+        supporting: progress.supporting(),
         expected: progress.expected,
         categories,
         excluded_total: progress.excluded_total(),

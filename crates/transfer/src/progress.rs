@@ -50,8 +50,21 @@ impl Progress {
         self.types.values().map(|t| t.received).sum()
     }
 
+    /// Everything stored: records, and what supports them (see [`Progress::records`]).
     pub fn stored(&self) -> u64 {
         self.types.values().map(|t| t.stored).sum()
+    }
+
+    /// Records, as every screen counts them: the member's claims, conditions, medicines… — not
+    /// the care providers and medicines they name, the record sources (Provenance) or the
+    /// member's Patient, which [`Progress::supporting`] counts apart.
+    pub fn records(&self) -> u64 {
+        baton_vocab::Category::RECORDS.iter().map(|c| self.categories.get(c.key()).copied().unwrap_or(0)).sum()
+    }
+
+    /// Stored alongside the records: care providers, record sources, the member's Patient.
+    pub fn supporting(&self) -> u64 {
+        self.stored().saturating_sub(self.records())
     }
 
     pub fn excluded_total(&self) -> u64 {

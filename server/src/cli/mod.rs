@@ -158,10 +158,12 @@ async fn transfers(config: Config, command: TransfersCommand) -> anyhow::Result<
                 progress.phase, transfer.pages_done, transfer.resources_stored
             );
             println!(
-                "  received {} of {} expected; stored {}; withheld (sensitive) {}; rejected {}",
+                "  received {} of {} expected; stored {} records (+{} care providers and record sources); \
+                 withheld (sensitive) {}; rejected {}",
                 progress.received(),
                 progress.expected.map(|e| e.to_string()).unwrap_or_else(|| "?".into()),
-                progress.stored(),
+                progress.records(),
+                progress.supporting(),
                 progress.excluded_total(),
                 progress.rejected
             );

@@ -115,7 +115,7 @@ async fn show(store: &Store, id: &str) -> anyhow::Result<()> {
             m.result.map_or("no answer yet", |r| r.as_str()),
             m.transfer_id.as_deref().unwrap_or("-"),
             transfer.map_or("-".to_owned(), |t| t.state.to_string()),
-            transfer.map_or(0, |t| baton_transfer::Progress::from_json(&t.progress).stored())
+            transfer.map_or(0, |t| baton_transfer::Progress::from_json(&t.progress).records())
         );
     }
     Ok(())

@@ -288,7 +288,7 @@ async fn opted_in_members_are_asked_for_in_one_bulk_request() {
     let page = crate::support::text(&format!("{}/staff/requests/{}", plans.new_plan, request.id), &staff).await;
     assert!(page.contains("id=\"request-matched\">1<"), "{page}");
     assert!(page.contains("data-result=\"matched\"") && page.contains("data-result=\"no_match\""), "{page}");
-    let filed = baton_transfer::Progress::from_json(&transfer.progress).stored();
+    let filed = baton_transfer::Progress::from_json(&transfer.progress).records();
     assert!(page.contains(&format!("id=\"request-records\">{filed}<")), "{filed} records: {page}");
     assert!(!audit(&plans.new_store, "p2p.request.view").await.is_empty());
 }

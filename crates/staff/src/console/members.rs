@@ -92,12 +92,18 @@ impl Console {
                 payer: self.payer_name(&row.payer_id),
                 state: row.transfer.state,
                 created_at: day::utc(row.transfer.created_at),
-                stored: Progress::from_json(&row.transfer.progress).stored(),
+                stored: Progress::from_json(&row.transfer.progress).records(),
                 id: row.transfer.id,
             })
             .collect();
+        // Records as every screen counts them (care providers and record sources apart).
+        let record_types = baton_fhir::exchange::record_types().into_iter().map(str::to_owned).collect();
         let received = store
-            .count_resources(&ResourceQuery { member_account: Some(member.id), ..ResourceQuery::default() })
+            .count_resources(&ResourceQuery {
+                member_account: Some(member.id),
+                resource_types: record_types,
+                ..ResourceQuery::default()
+            })
             .await?;
         let plan = self.enrollment.plan_name_of(&member).await.map_err(ConsoleError::Store)?;
         let previous = self

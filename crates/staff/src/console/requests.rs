@@ -103,9 +103,9 @@ impl Console {
         let store = &self.store;
         let transfers = store.request_transfers(&request.id).await?;
         let stored = |transfer: &str| {
-            transfers.iter().find(|t| t.id == transfer).map(|t| (t.state, Progress::from_json(&t.progress).stored()))
+            transfers.iter().find(|t| t.id == transfer).map(|t| (t.state, Progress::from_json(&t.progress).records()))
         };
-        let records = transfers.iter().map(|t| Progress::from_json(&t.progress).stored()).sum();
+        let records = transfers.iter().map(|t| Progress::from_json(&t.progress).records()).sum();
         let mut members_list = vec![];
         if with_members {
             for member in store.request_members(&request.id).await? {

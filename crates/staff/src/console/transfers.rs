@@ -79,7 +79,7 @@ impl Console {
                     state: row.transfer.state,
                     created_at: day::utc(row.transfer.created_at),
                     finished_at: row.transfer.finished_at.map(day::utc),
-                    stored: Progress::from_json(&row.transfer.progress).stored(),
+                    stored: Progress::from_json(&row.transfer.progress).records(),
                     withdrawn: row.withdrawn,
                     id: row.transfer.id,
                 })

@@ -48,9 +48,9 @@ pub fn day_of(date: time::Date) -> Day {
 }
 
 /// Kinds of record a member's pages always list (in this order), so counts never move the page
-/// around: every kind a pull stores, and last the supporting details (care providers, where
-/// records came from).
-pub const MEMBER_CATEGORIES: [&str; 13] = [
+/// around: every kind a pull stores. What supports them (care providers, where records came
+/// from) is counted apart, never in a total of records.
+pub const MEMBER_CATEGORIES: [&str; 12] = [
     "claims",
     "prior_authorizations",
     "conditions",
@@ -63,7 +63,6 @@ pub const MEMBER_CATEGORIES: [&str; 13] = [
     "allergies",
     "care_plans",
     "coverage",
-    "supporting",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,7 +82,11 @@ pub struct TransferView {
     pub state: crate::TransferState,
     pub active: bool,
     pub received: u64,
+    /// Records (the one count every screen shows; see `Progress::records`).
     pub stored: u64,
+    /// Care providers and record sources kept with them, counted apart.
+    #[serde(default)]
+    pub supporting: u64,
     pub expected: Option<u64>,
     pub categories: Vec<CategoryCount>,
     pub excluded_total: u64,
@@ -167,6 +170,10 @@ pub struct EarlierLink {
     pub transfer_id: Option<String>,
     pub given_on: Option<Day>,
     pub withdrawn: bool,
+    /// It ended because the member gave a newer permission for the same plan (which now holds
+    /// what it brought).
+    #[serde(default)]
+    pub replaced: bool,
 }
 
 /// A previous plan in the directory, as the member sees it.
