@@ -55,6 +55,12 @@ pub fn MemberHome() -> impl IntoView {
                         <p>{t!(i18n, member.previous_body)}</p>
                         <p><A href="/member/previous-plans" attr:class="button button--secondary">{t!(i18n, member.previous_start)}</A></p>
                     </section>
+                    <section class="card" aria-labelledby="apps-title">
+                        <h2 id="apps-title">{t!(i18n, member.apps_title)}</h2>
+                        <p>{t!(i18n, member.apps_body)}</p>
+                        // Served by the data-holder side, outside this app's router.
+                        <p><a href="/account/apps" rel="external" id="connected-apps-link">{t!(i18n, member.apps_start)}</a></p>
+                    </section>
                 }
             }}/>
     }

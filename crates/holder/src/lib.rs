@@ -13,6 +13,7 @@
 
 rust_i18n::i18n!("locales", fallback = "en");
 
+pub mod apps;
 pub mod clients;
 pub mod discovery;
 pub mod fhir;
@@ -123,6 +124,8 @@ impl Holder {
             .route("/oauth/authorize/consent", get(oauth::authorize::consent))
             .route("/oauth/authorize/decision", post(oauth::authorize::decide))
             .route("/oauth/authorize/cancel", get(oauth::authorize::cancel))
+            .route("/account/apps", get(apps::list))
+            .route("/account/apps/revoke", post(apps::revoke))
             .route("/oauth/token", post(oauth::token::token))
             .route("/oauth/introspect", post(oauth::token::introspect))
             .route("/oauth/revoke", post(oauth::token::revoke))

@@ -132,6 +132,29 @@ pub struct ConsentPage {
     pub deny: String,
 }
 
+/// One app on the Connected apps page.
+pub struct AppRow {
+    pub grant: String,
+    pub name: String,
+    pub what: Vec<String>,
+    pub since: String,
+    pub until: String,
+    pub sensitive: String,
+    pub revoke: String,
+}
+
+#[derive(Template)]
+#[template(path = "apps.html")]
+pub struct AppsPage {
+    pub chrome: Chrome,
+    pub intro: String,
+    pub notice: Option<String>,
+    pub none: String,
+    pub apps: Vec<AppRow>,
+    pub back: String,
+    pub back_href: String,
+}
+
 #[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage {

@@ -145,6 +145,49 @@ holder_test!(a_second_tab_leaves_the_first_usable_and_a_request_that_is_over_lin
     assert!(html.contains("Nothing was shared"), "{html}");
 });
 
+// Issue 22, defect 4: the page the consent screen names, where a member sees each app's access
+// (what, since when, until when, sensitive or not) and stops it, its tokens revoked at once.
+holder_test!(a_member_sees_the_apps_they_allowed_and_stops_one_at_once, |t| {
+    let apps = format!("{}account/apps", t.base);
+    let anonymous = http().get(&apps).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert!(anonymous.headers()["location"].to_str().unwrap().starts_with("/sign-in?next="));
+
+    let browser = http();
+    let pkce = pkce();
+    let params =
+        authorize_as(&t, &browser, "maria", SECRET_CLIENT, &pkce.challenge, ALL_SCOPES, "approve", "exclude").await;
+    let code = param(&params, "code").unwrap().to_owned();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", pkce.verifier.as_str()),
+    ];
+    let (_, tokens) = token_request(&t, &form).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(fhir_get(&t, &access, &format!("Patient/{}", t.maria)).await.0, StatusCode::OK);
+
+    let html = browser.get(&apps).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Sensitive information is left out.") && html.contains("Access lasts until"), "{html}");
+    let marker = "data-grant=\"";
+    let start = html.find(marker).expect("the app is listed") + marker.len();
+    let grant = html[start..].split('"').next().unwrap().to_owned();
+    let stopped = browser.post(format!("{apps}/revoke")).form(&[("grant", grant.as_str())]).send().await.unwrap();
+    assert_eq!(stopped.status(), StatusCode::SEE_OTHER);
+    let location = stopped.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/account/apps?stopped="), "{location}");
+    let html = browser.get(format!("{}{}", t.base, &location[1..])).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("New Plan Baton can no longer read your records.") && html.contains("id=\"no-apps\""), "{html}");
+    assert_eq!(fhir_get(&t, &access, &format!("Patient/{}", t.maria)).await.0, StatusCode::UNAUTHORIZED, "revoked at once");
+    let (status, _) = token_request(
+        &t,
+        &[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the refresh token too");
+});
+
 holder_test!(approving_without_the_sensitive_choice_is_refused, |t| {
     let browser = http();
     let pkce = pkce();

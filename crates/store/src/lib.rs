@@ -48,7 +48,8 @@ pub use error::{StoreError, Unique};
 pub use instance::{ReceivedRecord, Rename};
 pub use invitations::Invitation;
 pub use oauth::{
-    ClientOrigin, ClientState, CodeRedemption, NewCode, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, TokenKind,
+    ClientOrigin, ClientState, CodeRedemption, ConnectedApp, NewCode, OAuthClient, OAuthCode, OAuthGrant, OAuthToken,
+    TokenKind,
 };
 pub use p2p::{MemberMatch, SystemToken};
 pub use payer_entries::{BrandSource, EntriesApplied, PayerEnabledOverride, PayerEntry, PinnedEndpoints};

@@ -52,6 +52,16 @@ pub struct OAuthGrant {
     pub revoked_at: Option<i64>,
 }
 
+/// An app a member allowed that can still reach their records: for their Connected apps page.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ConnectedApp {
+    #[sqlx(flatten)]
+    pub grant: OAuthGrant,
+    pub client_name: String,
+    /// When its access ends: the last of its live tokens expires (milliseconds).
+    pub access_until: i64,
+}
+
 /// A new authorization code (its hash).
 #[derive(Debug, Clone)]
 pub struct NewCode {
@@ -349,6 +359,19 @@ impl Store {
             .rows_affected()
         });
         Ok(spent == 1)
+    }
+
+    /// The apps `account` allowed that hold a live token now, newest first.
+    pub async fn connected_apps(&self, account: AccountId, now: Timestamp) -> Result<Vec<ConnectedApp>, StoreError> {
+        let sql = format!(
+            "SELECT {GRANT_COLUMNS}, c.name AS client_name, t.until AS access_until FROM oauth_grant g \
+             JOIN oauth_client c ON c.client_id = g.client_id \
+             JOIN (SELECT grant_id, MAX(expires_at) AS until FROM oauth_token \
+                   WHERE revoked_at IS NULL AND used_at IS NULL AND expires_at > $2 GROUP BY grant_id) t \
+             ON t.grant_id = g.id \
+             WHERE g.account_id = $1 AND g.revoked_at IS NULL ORDER BY g.created_at DESC"
+        );
+        Ok(on_pool!(self, pool => sqlx::query_as(&sql).bind(account.0).bind(now.millis()).fetch_all(pool).await?))
     }
 
     /// Revokes a grant and every token issued from it.

@@ -41,6 +41,8 @@ vocabulary! {
         MemberMatchRefused = "p2p.member_match.refused",
         /// Another plan's system read a matched member's records.
         MemberRead = "p2p.read",
+        /// A member stopped an app's access to their records here (Connected apps).
+        AppAccessRevoke = "app.access.revoke",
         /// An admin registered another plan's system in the console.
         ClientRegister = "p2p.client.register",
         /// This plan's system asked a previous plan to match a member (the answer in the detail).

@@ -427,20 +427,7 @@ fn consent_page(holder: &Holder, lang: Lang, pending: &Pending, account: &Accoun
     let l = lang.code();
     let (plan, app) = (holder.plan_name.as_str(), pending.client_name.as_str());
     let scopes = Scopes::parse(&pending.scope);
-    let mut what = vec![t!("consent.identity", locale = l).into_owned()];
-    let all = ["Coverage", "ExplanationOfBenefit", "Condition", "Observation", "MedicationRequest"]
-        .iter()
-        .all(|t| scopes.can_read(t));
-    if all {
-        what.push(t!("consent.coverage", locale = l).into_owned());
-        what.push(t!("consent.prior_authorizations", locale = l).into_owned());
-        what.push(t!("consent.clinical", locale = l).into_owned());
-    } else {
-        let types = scopes.readable_types(baton_fhir::exchange::EXCHANGE_TYPES).join(", ");
-        if !types.is_empty() {
-            what.push(t!("consent.some_records", locale = l, types = types).into_owned());
-        }
-    }
+    let mut what = shared_kinds(&scopes, l);
     if scopes.contains(&Scope::OfflineAccess) {
         let ends = super::token::access_ends(holder, Timestamp::now()).to_datetime().date();
         let date = crate::pages::day_in_words(ends, l);
@@ -475,6 +462,25 @@ fn consent_page(holder: &Holder, lang: Lang, pending: &Pending, account: &Accoun
         deny: t!("consent.deny", locale = l).into_owned(),
     };
     render(StatusCode::OK, &page, origin.as_deref())
+}
+
+/// What `scopes` let an app read, in the member's words.
+pub(crate) fn shared_kinds(scopes: &Scopes, l: &str) -> Vec<String> {
+    let mut what = vec![t!("consent.identity", locale = l).into_owned()];
+    let all = ["Coverage", "ExplanationOfBenefit", "Condition", "Observation", "MedicationRequest"]
+        .iter()
+        .all(|t| scopes.can_read(t));
+    if all {
+        what.push(t!("consent.coverage", locale = l).into_owned());
+        what.push(t!("consent.prior_authorizations", locale = l).into_owned());
+        what.push(t!("consent.clinical", locale = l).into_owned());
+    } else {
+        let types = scopes.readable_types(baton_fhir::exchange::EXCHANGE_TYPES).join(", ");
+        if !types.is_empty() {
+            what.push(t!("consent.some_records", locale = l, types = types).into_owned());
+        }
+    }
+    what
 }
 
 fn error_page(holder: &Holder, lang: Lang, status: StatusCode, message: impl Into<String>) -> Response {
