@@ -160,6 +160,10 @@ export async function waitUntilDone(page: Page): Promise<number> {
   await expect(page.getByRole('heading', { level: 1 })).toHaveText(`Your records from ${OLD_PLAN_NAME}`);
   await expect(page.locator('.transfer__status')).toHaveText('Done. Your records are here.', { timeout: 90_000 });
   await expect(page.locator('progress.transfer__bar')).toHaveAttribute('value', '100');
+  // The outcome and the count are announced together, in one live region.
+  const announced = page.locator('#transfer-announce[aria-live="polite"]');
+  await expect(announced).toContainText('Done. Your records are here.');
+  await expect(announced.locator('.transfer__total')).toHaveCount(1);
   const total = (await page.locator('.transfer__total').textContent()) ?? '';
   return Number(total.replace(/[^0-9]/g, ''));
 }

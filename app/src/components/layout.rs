@@ -39,7 +39,7 @@ fn Brand() -> impl IntoView {
     let plan = move || auth.session.get().and_then(Result::ok).map(|s| s.plan_name).unwrap_or_default();
     view! {
         <div class="brand">
-            <A href="/" attr:class="brand__name">{t!(i18n, app_name)}</A>
+            <A exact=true href="/" attr:class="brand__name">{t!(i18n, app_name)}</A>
             <Transition>
                 <span class="brand__plan">{plan}</span>
             </Transition>
@@ -59,7 +59,7 @@ fn Navigation() -> impl IntoView {
                     match user {
                         None => view! {
                             <ul class="site-nav__list">
-                                <li><A href="/sign-in">{t!(i18n, nav.sign_in)}</A></li>
+                                <li><A exact=true href="/sign-in">{t!(i18n, nav.sign_in)}</A></li>
                             </ul>
                         }.into_any(),
                         Some(user) => {
@@ -67,10 +67,10 @@ fn Navigation() -> impl IntoView {
                             view! {
                                 <ul class="site-nav__list">
                                     {user.is_member.then(|| view! {
-                                        <li><A href="/member">{t!(i18n, nav.member_home)}</A></li>
+                                        <li><A exact=true href="/member">{t!(i18n, nav.member_home)}</A></li>
                                     })}
                                     {user.is_staff.then(|| view! {
-                                        <li><A href="/staff">{t!(i18n, nav.staff_home)}</A></li>
+                                        <li><A exact=true href="/staff">{t!(i18n, nav.staff_home)}</A></li>
                                     })}
                                     <li class="site-nav__who">{t!(i18n, nav.signed_in_as, name = name.clone())}</li>
                                     <li>

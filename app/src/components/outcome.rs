@@ -43,7 +43,7 @@ pub fn ErrorMessage(error: AppError) -> impl IntoView {
     view! {
         <section class="card" role="alert">
             <p>{message}</p>
-            <p><A href="/">{t!(i18n, errors.go_home)}</A></p>
+            <p><A exact=true href="/">{t!(i18n, errors.go_home)}</A></p>
         </section>
     }
 }

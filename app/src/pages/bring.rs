@@ -160,7 +160,7 @@ fn Problem(problem: String, payer: Option<String>) -> impl IntoView {
     };
     // A plan switched off or not set up, or a time that has run out: trying again cannot help.
     let again = payer.filter(|p| !p.is_empty() && problem.can_try_again()).map(|p| {
-        view! { <p><A href=format!("/member/bring/{p}")>{t!(i18n, bring.try_again)}</A></p> }
+        view! { <p><A exact=true href=format!("/member/bring/{p}")>{t!(i18n, bring.try_again)}</A></p> }
     });
     view! {
         <div class="alert alert--error" role="alert" id="journey-problem" data-problem=problem.as_str()>
@@ -251,7 +251,7 @@ pub fn ConsentPage() -> impl IntoView {
                             <h1>{t!(i18n, consent.closed_heading)}</h1>
                             <p class="lead">{until.map(|date| t!(i18n, consent.closed_body, date = move || date, new = new.clone()))}</p>
                             <p>{t!(i18n, consent.closed_next, old = old.clone())}</p>
-                            <p><A href="/member" attr:class="button button--secondary">{t!(i18n, consent.closed_back)}</A></p>
+                            <p><A exact=true href="/member" attr:class="button button--secondary">{t!(i18n, consent.closed_back)}</A></p>
                         </article>
                     }.into_any();
                 }
@@ -296,7 +296,7 @@ pub fn ConsentPage() -> impl IntoView {
                             <p>{t!(i18n, consent.next_step, old = old.clone())}</p>
                             <div class="actions">
                                 <button type="submit" class="button">{t!(i18n, consent.submit, old = old.clone())}</button>
-                                <A href="/member/bring" attr:class="button button--secondary">{t!(i18n, consent.back)}</A>
+                                <A exact=true href="/member/bring" attr:class="button button--secondary">{t!(i18n, consent.back)}</A>
                             </div>
                             {page.by_match.then(|| view! {
                                 <ByMatch old=old.clone() new=new.clone() given=page.given.clone()

@@ -28,10 +28,10 @@ pub fn Landing() -> impl IntoView {
                         </ul>
                         {match home {
                             Some(home) => view! {
-                                <A href=home attr:class="button">{t!(i18n, nav.member_home)}</A>
+                                <A exact=true href=home attr:class="button">{t!(i18n, nav.member_home)}</A>
                             }.into_any(),
                             None => view! {
-                                <A href="/sign-in" attr:class="button">{t!(i18n, landing.cta)}</A>
+                                <A exact=true href="/sign-in" attr:class="button">{t!(i18n, landing.cta)}</A>
                             }.into_any(),
                         }}
                     </section>

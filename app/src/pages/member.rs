@@ -48,12 +48,12 @@ pub fn MemberHome() -> impl IntoView {
                     <section class="card card--feature" aria-labelledby="bring-title">
                         <h2 id="bring-title">{t!(i18n, member.bring_title)}</h2>
                         <p>{t!(i18n, member.bring_body)}</p>
-                        <p><A href="/member/bring" attr:class="button">{t!(i18n, member.bring_start)}</A></p>
+                        <p><A exact=true href="/member/bring" attr:class="button">{t!(i18n, member.bring_start)}</A></p>
                     </section>
                     <section class="card" aria-labelledby="previous-title">
                         <h2 id="previous-title">{t!(i18n, member.previous_title)}</h2>
                         <p>{t!(i18n, member.previous_body)}</p>
-                        <p><A href="/member/previous-plans" attr:class="button button--secondary">{t!(i18n, member.previous_start)}</A></p>
+                        <p><A exact=true href="/member/previous-plans" attr:class="button button--secondary">{t!(i18n, member.previous_start)}</A></p>
                     </section>
                     <section class="card" aria-labelledby="apps-title">
                         <h2 id="apps-title">{t!(i18n, member.apps_title)}</h2>
@@ -94,7 +94,7 @@ fn LinkItem(link: LinkSummary) -> AnyView {
     };
     let action = sign_in_again.then(|| {
         view! {
-            <A href=format!("/member/bring/{}", link.payer_id)>{t!(i18n, member.link_sign_in_again, old = old.clone())}</A>
+            <A exact=true href=format!("/member/bring/{}", link.payer_id)>{t!(i18n, member.link_sign_in_again, old = old.clone())}</A>
         }
     });
     // The permission in force (or the last one): when, the sensitive choice, until when.
@@ -127,7 +127,7 @@ fn LinkItem(link: LinkSummary) -> AnyView {
                             None => t!(i18n, member.link_earlier_undated).into_any(),
                         };
                         let label = match e.transfer_id {
-                            Some(id) => view! { <A href=format!("/member/transfers/{id}")>{label}</A> }.into_any(),
+                            Some(id) => view! { <A exact=true href=format!("/member/transfers/{id}")>{label}</A> }.into_any(),
                             None => label,
                         };
                         view! {
@@ -152,7 +152,7 @@ fn LinkItem(link: LinkSummary) -> AnyView {
             {permission}
             <p class="link-item__actions">
                 {link.transfer_id.map(|id| view! {
-                    <A href=format!("/member/transfers/{id}")>{t!(i18n, member.link_details)}</A>
+                    <A exact=true href=format!("/member/transfers/{id}")>{t!(i18n, member.link_details)}</A>
                 })}
                 {action}
             </p>

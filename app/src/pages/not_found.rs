@@ -14,7 +14,7 @@ pub fn NotFound() -> impl IntoView {
         <section class="card" aria-labelledby="not-found-title">
             <h1 id="not-found-title">{t!(i18n, errors.not_found_title)}</h1>
             <p>{t!(i18n, errors.not_found_body)}</p>
-            <p><A href="/">{t!(i18n, errors.go_home)}</A></p>
+            <p><A exact=true href="/">{t!(i18n, errors.go_home)}</A></p>
         </section>
     }
 }

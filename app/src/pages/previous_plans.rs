@@ -189,7 +189,7 @@ fn PlanItem(plan: PreviousPlanView) -> impl IntoView {
         view! {
             <p class="link-item__state" data-state=state>{words}</p>
             {request.transfer_id.map(|id| view! {
-                <p><A href=format!("/member/transfers/{id}")>{t!(i18n, previous.see_records)}</A></p>
+                <p><A exact=true href=format!("/member/transfers/{id}")>{t!(i18n, previous.see_records)}</A></p>
             })}
         }
     });

@@ -118,7 +118,15 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
         // Refreshes the page without JavaScript while the transfer runs.
         {view.active.then(|| view! { <noscript><meta http-equiv="refresh" content="3"/></noscript> })}
         <section class="card transfer" aria-labelledby="transfer-status">
-            <h2 id="transfer-status" class="transfer__status" data-state=view.state.as_str()>{status}</h2>
+            // One live region: a screen reader hears how it ended and how many arrived, together.
+            <div id="transfer-announce" aria-live="polite" aria-atomic="true">
+                <h2 id="transfer-status" class="transfer__status" data-state=view.state.as_str()>{status}</h2>
+                <p class="transfer__total">{if view.active {
+                    t!(i18n, transfer.stored, count = move || stored).into_any()
+                } else {
+                    t!(i18n, transfer.stored_done, count = move || stored).into_any()
+                }}</p>
+            </div>
             {(!failed).then(|| view! {
                 <progress class="transfer__bar" max="100" value=percent.map(|p| p.to_string())
                     aria-label=move || t_string!(i18n, transfer.progress_label).to_string()></progress>
@@ -132,11 +140,6 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
                     </div>
                 }
             })}
-            <p class="transfer__total" aria-live="polite">{if view.active {
-                t!(i18n, transfer.stored, count = move || stored).into_any()
-            } else {
-                t!(i18n, transfer.stored_done, count = move || stored).into_any()
-            }}</p>
             {view.active.then(|| view! {
                 <p class="field__hint">{t!(i18n, transfer.leave_and_return)}</p>
                 <noscript><p><a href="">{t!(i18n, transfer.refresh)}</a></p></noscript>
@@ -192,7 +195,7 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
         {(view.state == TransferState::NeedsReauthorization).then(|| {
             let old = old.clone();
             view! {
-                <p><A href=format!("/member/bring/{}", view.payer_id) attr:class="button">{t!(i18n, transfer.sign_in_again, old = old.clone())}</A></p>
+                <p><A exact=true href=format!("/member/bring/{}", view.payer_id) attr:class="button">{t!(i18n, transfer.sign_in_again, old = old.clone())}</A></p>
             }
         })}
 
@@ -238,7 +241,7 @@ fn TransferDetails(view: TransferView) -> impl IntoView {
             }.into_any(),
             (None, _) => ().into_any(),
         }}
-        <p><A href="/member">{t!(i18n, transfer.back_home)}</A></p>
+        <p><A exact=true href="/member">{t!(i18n, transfer.back_home)}</A></p>
     }
 }
 

@@ -48,7 +48,7 @@ pub fn StaffHome() -> impl IntoView {
                             let label = state_label(state);
                             view! {
                                 <div class="stat" data-state=state.as_str()>
-                                    <dt><A href=href>{label}</A></dt>
+                                    <dt><A exact=true href=href>{label}</A></dt>
                                     <dd>{n}</dd>
                                 </div>
                             }
@@ -71,7 +71,7 @@ pub fn StaffHome() -> impl IntoView {
                                     <tbody>
                                         {home.late.into_iter().map(|m| view! {
                                             <tr>
-                                                <td><A href=format!("/staff/members/{}", m.account)>{m.name}</A></td>
+                                                <td><A exact=true href=format!("/staff/members/{}", m.account)>{m.name}</A></td>
                                                 <td>{m.member_id}</td>
                                                 <td>{m.coverage_start}</td>
                                             </tr>
@@ -124,14 +124,15 @@ fn Chart(days: Vec<DayBar>) -> impl IntoView {
                 <li><span class="chart__key chart__completed"></span>{t!(i18n, console.chart_completed)}</li>
                 <li><span class="chart__key chart__failed"></span>{t!(i18n, console.chart_failed)}</li>
             </ul>
+            // The labels are page text beside the drawing, so they keep their size when the
+            // drawing is squeezed onto a phone.
+            <p class="chart__label" aria-hidden="true">{max}</p>
             <svg class="chart" id="transfers-chart" viewBox=format!("0 0 {WIDTH} {HEIGHT}") role="img"
                 aria-labelledby="chart-title" preserveAspectRatio="none">
                 <line class="chart__axis" x1="0" y1=format!("{}", HEIGHT - BOTTOM) x2=format!("{WIDTH}") y2=format!("{}", HEIGHT - BOTTOM)></line>
                 {rects}
-                <text class="chart__label" x="0" y=format!("{}", HEIGHT - 4.0)>{first}</text>
-                <text class="chart__label" x=format!("{WIDTH}") y=format!("{}", HEIGHT - 4.0) text-anchor="end">{last}</text>
-                <text class="chart__label" x="0" y="10">{max}</text>
             </svg>
+            <p class="chart__dates" aria-hidden="true"><span>{first}</span><span>{last}</span></p>
             <details>
                 <summary>{t!(i18n, console.chart_table)}</summary>
                 <table class="data">

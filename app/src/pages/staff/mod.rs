@@ -41,16 +41,16 @@ pub fn StaffNav(#[prop(optional)] admin: bool) -> impl IntoView {
     view! {
         <nav class="staff-nav" aria-label=move || t_string!(i18n, console.nav_label)>
             <ul>
-                <li><A href="/staff" exact=true>{t!(i18n, console.nav_dashboard)}</A></li>
-                <li><A href="/staff/members">{t!(i18n, console.nav_members)}</A></li>
-                <li><A href="/staff/roster">{t!(i18n, console.nav_roster)}</A></li>
-                <li><A href="/staff/transfers">{t!(i18n, console.nav_transfers)}</A></li>
-                <li><A href="/staff/requests">{t!(i18n, requests.nav)}</A></li>
-                <li><A href="/staff/payers">{t!(i18n, console.nav_payers)}</A></li>
+                <li><A exact=true href="/staff">{t!(i18n, console.nav_dashboard)}</A></li>
+                <li><A exact=true href="/staff/members">{t!(i18n, console.nav_members)}</A></li>
+                <li><A exact=true href="/staff/roster">{t!(i18n, console.nav_roster)}</A></li>
+                <li><A exact=true href="/staff/transfers">{t!(i18n, console.nav_transfers)}</A></li>
+                <li><A exact=true href="/staff/requests">{t!(i18n, requests.nav)}</A></li>
+                <li><A exact=true href="/staff/payers">{t!(i18n, console.nav_payers)}</A></li>
                 {admin.then(|| view! {
-                    <li><A href="/staff/audit">{t!(i18n, console.nav_audit)}</A></li>
-                    <li><A href="/staff/api-tokens">{t!(i18n, console.nav_tokens)}</A></li>
-                    <li><A href="/staff/payer-clients">{t!(i18n, console.nav_clients)}</A></li>
+                    <li><A exact=true href="/staff/audit">{t!(i18n, console.nav_audit)}</A></li>
+                    <li><A exact=true href="/staff/api-tokens">{t!(i18n, console.nav_tokens)}</A></li>
+                    <li><A exact=true href="/staff/payer-clients">{t!(i18n, console.nav_clients)}</A></li>
                 })}
             </ul>
         </nav>

@@ -122,7 +122,7 @@ fn PlanRow(account: i64, plan: PreviousPlanView) -> AnyView {
     };
     let request = plan.request.clone().map(|r| {
         view! {
-            <A href=format!("/staff/requests/{}", r.request_id)>{iso(r.asked_on)}</A>
+            <A exact=true href=format!("/staff/requests/{}", r.request_id)>{iso(r.asked_on)}</A>
             ": " {request_state_label(r.state)} " — " {result_label(r.result)}
         }
     });

@@ -71,7 +71,7 @@ fn Records(v: RecordsView) -> impl IntoView {
     view! {
         <StaffNav admin=v.admin/>
         <h1>{t!(i18n, console.records_heading, name = v.member_name.clone())}</h1>
-        <p><A href=format!("/staff/members/{member}")>{t!(i18n, console.back_to_member)}</A></p>
+        <p><A exact=true href=format!("/staff/members/{member}")>{t!(i18n, console.back_to_member)}</A></p>
         <nav aria-label=move || t_string!(i18n, console.kinds_label) class="tabs">
             <ul>{Category::STAFF_ORDER.into_iter().map(|k| {
                 let here = k == current;
@@ -168,7 +168,7 @@ fn Record(v: RecordView) -> impl IntoView {
     view! {
         <StaffNav admin=v.admin/>
         <h1 id="record-title">{if v.hidden { t_string!(i18n, console.sensitive_hidden).to_string() } else { heading }}</h1>
-        {v.member.map(|m| view! { <p><A href=format!("/staff/members/{m}/records")>{t!(i18n, console.back_to_records)}</A></p> })}
+        {v.member.map(|m| view! { <p><A exact=true href=format!("/staff/members/{m}/records")>{t!(i18n, console.back_to_records)}</A></p> })}
         <p><code>{format!("{}/{}", v.resource_type, v.id)}</code></p>
         {match (v.hidden, v.privacy) {
             (true, true) => view! {

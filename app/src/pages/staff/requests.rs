@@ -139,7 +139,7 @@ pub fn RequestsListPage() -> impl IntoView {
                                     </tr></thead>
                                     <tbody>{page.requests.into_iter().map(|r| view! {
                                         <tr data-state=r.state.as_str()>
-                                            <td><A href=format!("/staff/requests/{}", r.id)>{iso(r.created_on)}</A></td>
+                                            <td><A exact=true href=format!("/staff/requests/{}", r.id)>{iso(r.created_on)}</A></td>
                                             <td>{r.payer_name}</td>
                                             <td>{request_state_label(r.state)}{r.error.map(|e| view! { <br/><span class="muted">{e}</span> })}</td>
                                             <td class="num">{r.members}</td>
@@ -183,7 +183,7 @@ fn Waiting(waiting: Vec<baton_vocab::views::requests::WaitingMember>) -> impl In
                             let late = w.days > WEEK_DAYS;
                             view! {
                                 <tr data-late=late.to_string()>
-                                    <td><A href=format!("/staff/members/{}", w.account)>{w.name}</A></td>
+                                    <td><A exact=true href=format!("/staff/members/{}", w.account)>{w.name}</A></td>
                                     <td>{w.payer_name}</td>
                                     <td>{w.opted_on.map(iso).unwrap_or_else(|| "–".into())}</td>
                                     <td class="num">{w.days}{late.then(|| view! { " " <strong class="badge badge--warn">{t!(i18n, requests.late)}</strong> })}</td>
@@ -274,10 +274,10 @@ fn RequestDetails(r: RequestView) -> impl IntoView {
                 </tr></thead>
                 <tbody>{r.members_list.into_iter().map(|m| view! {
                     <tr data-result=m.result.map_or("waiting", MatchResult::as_str)>
-                        <td><A href=format!("/staff/members/{}", m.account)>{m.name}</A></td>
+                        <td><A exact=true href=format!("/staff/members/{}", m.account)>{m.name}</A></td>
                         <td>{result_label(m.result)}</td>
                         <td>{match (m.transfer_id, m.transfer_state) {
-                            (Some(id), Some(state)) => view! { <A href=format!("/staff/transfers/{id}")>{state_label(state)}</A> }.into_any(),
+                            (Some(id), Some(state)) => view! { <A exact=true href=format!("/staff/transfers/{id}")>{state_label(state)}</A> }.into_any(),
                             _ => "–".into_any(),
                         }}</td>
                         <td class="num">{m.records}</td>

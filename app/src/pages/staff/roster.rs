@@ -110,7 +110,7 @@ fn ImportDetails(v: RosterImportView) -> impl IntoView {
                             <tr data-outcome=r.outcome.as_str()>
                                 <td>{r.member_id.clone()}</td>
                                 <td>{match r.account {
-                                    Some(a) => view! { <A href=format!("/staff/members/{a}")>{r.name.clone()}</A> }.into_any(),
+                                    Some(a) => view! { <A exact=true href=format!("/staff/members/{a}")>{r.name.clone()}</A> }.into_any(),
                                     None => r.name.clone().into_any(),
                                 }}</td>
                                 <td>{outcome_label(r.outcome)}{r.reason.clone().map(|reason| format!(": {reason}"))}
@@ -164,7 +164,7 @@ fn ImportDetails(v: RosterImportView) -> impl IntoView {
                 }
             }).collect_view()}</tbody>
         </table>
-        <p><A href="/staff/roster">{t!(i18n, console.roster_another)}</A></p>
+        <p><A exact=true href="/staff/roster">{t!(i18n, console.roster_another)}</A></p>
     }
 }
 

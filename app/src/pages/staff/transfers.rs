@@ -113,8 +113,8 @@ pub fn TransfersPage() -> impl IntoView {
                                 </tr></thead>
                                 <tbody>{list.rows.into_iter().map(|r| view! {
                                     <tr data-state=r.state.as_str()>
-                                        <td><A href=format!("/staff/transfers/{}", r.id)>{r.created_at}</A></td>
-                                        <td><A href=format!("/staff/members/{}", r.member)>{r.member_name}</A></td>
+                                        <td><A exact=true href=format!("/staff/transfers/{}", r.id)>{r.created_at}</A></td>
+                                        <td><A exact=true href=format!("/staff/members/{}", r.member)>{r.member_name}</A></td>
                                         <td>{r.payer}</td>
                                         <td>{state_label(r.state)}{r.withdrawn.then(|| view! {
                                             <br/><span class="muted" data-withdrawn="true">{t!(i18n, console.permission_withdrawn)}</span>
@@ -188,7 +188,7 @@ fn TransferDetails(v: StaffTransferView) -> impl IntoView {
         {refused.then(|| view! { <p class="alert" role="alert">{t!(i18n, console.action_refused)}</p> })}
         <dl class="facts">
             <div><dt>{t!(i18n, console.state)}</dt><dd id="transfer-state" data-state=v.state.as_str()>{state_label(v.state)}</dd></div>
-            <div><dt>{t!(i18n, console.member_name)}</dt><dd><A href=format!("/staff/members/{}", v.member)>{v.member_name.clone()}</A></dd></div>
+            <div><dt>{t!(i18n, console.member_name)}</dt><dd><A exact=true href=format!("/staff/members/{}", v.member)>{v.member_name.clone()}</A></dd></div>
             <div><dt>{t!(i18n, console.started)}</dt><dd>{v.created_at.clone()}</dd></div>
             <div><dt>{t!(i18n, console.finished)}</dt><dd>{v.finished_at.clone().unwrap_or_else(|| "–".into())}</dd></div>
             <div><dt>{t!(i18n, console.attempts)}</dt><dd>{v.attempts}</dd></div>
