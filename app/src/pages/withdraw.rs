@@ -43,15 +43,15 @@ fn Confirm(preview: WithdrawalPreview) -> impl IntoView {
     let old = preview.payer_name.clone();
     let back = format!("/member/transfers/{}", preview.transfer_id);
     // Withdrawn, and nothing left to delete (a deletion that stopped halfway offers the rest).
-    if preview.withdrawn && preview.deleted == 0 {
+    if preview.withdrawn && preview.deleted == 0 && preview.supporting == 0 {
         return view! {
             <h1>{t!(i18n, withdraw.title)}</h1>
             <p class="alert" role="status">{t!(i18n, transfer.withdrawn)}</p>
-            <p><A href=back>{t!(i18n, withdraw.back)}</A></p>
+            <p><A exact=true href=back>{t!(i18n, withdraw.back)}</A></p>
         }
         .into_any();
     }
-    let (deleted, kept, shared) = (preview.deleted, preview.kept, preview.shared);
+    let (deleted, kept, shared, supporting) = (preview.deleted, preview.kept, preview.shared, preview.supporting);
     view! {
         <h1>{t!(i18n, withdraw.heading, old = old.clone())}</h1>
         <section class="card" aria-labelledby="what-goes">
@@ -72,6 +72,9 @@ fn Confirm(preview: WithdrawalPreview) -> impl IntoView {
                     </tbody>
                 </table>
             })}
+            {(supporting > 0).then(|| view! {
+                <p id="supporting-goes">{t!(i18n, withdraw.supporting_goes, count = move || supporting)}</p>
+            })}
             {(kept > 0).then(|| view! { <p id="to-keep">{t!(i18n, withdraw.what_stays, count = move || kept)}</p> })}
             {(shared > 0).then(|| view! { <p id="to-share">{t!(i18n, withdraw.what_is_shared, count = move || shared)}</p> })}
             <p>{t!(i18n, withdraw.also_stops, old = old.clone())}</p>
@@ -83,7 +86,7 @@ fn Confirm(preview: WithdrawalPreview) -> impl IntoView {
                 <input type="hidden" name="confirm" value="yes"/>
                 <div class="actions">
                     <button type="submit" class="button button--danger" id="confirm-delete">{t!(i18n, withdraw.confirm)}</button>
-                    <A href=back attr:class="button button--secondary">{t!(i18n, withdraw.keep)}</A>
+                    <A exact=true href=back attr:class="button button--secondary">{t!(i18n, withdraw.keep)}</A>
                 </div>
             </form>
         </section>

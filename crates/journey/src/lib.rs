@@ -369,7 +369,8 @@ impl Journey {
         }
         let mut outcome = Withdrawal { withdrawn, ..Withdrawal::default() };
         if delete_received {
-            let records = store.delete_permission_records(member, &consent.id).await?;
+            let all = store.delete_permission_records(member, &consent.id).await?;
+            let (records, _) = views::counted(&all);
             for transfer in self.transfers_of_consent(member, &consent.id).await? {
                 let removed = records.deleted_by_transfer.get(&transfer.id).copied().unwrap_or(0);
                 store

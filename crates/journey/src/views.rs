@@ -137,12 +137,13 @@ impl Journey {
         let Some((transfer, link, Some(consent))) = self.members_transfer(member, transfer_id).await? else {
             return Ok(None);
         };
-        let records = self.store.permission_records(member, &consent.id).await?;
+        let (records, supporting) = counted(&self.store.permission_records(member, &consent.id).await?);
         Ok(Some(WithdrawalPreview {
             transfer_id: transfer.id,
             payer_name: self.payer_name(&link.payer_id),
             deleted: records.deleted,
             deleted_by_kind: by_kind(&records),
+            supporting,
             kept: records.kept,
             shared: records.shared,
             withdrawn: consent.withdrawn_at.is_some(),
@@ -175,6 +176,27 @@ impl Journey {
     }
 }
 
+/// What deleting a permission's records does, counted as every screen counts records
+/// (`exchange::record_types`): `deleted` and `kept` are records; what supports them goes in the
+/// second figure when it goes (care providers, record sources), in `shared` when it stays.
+pub(crate) fn counted(all: &PermissionRecords) -> (PermissionRecords, u64) {
+    let types = baton_fhir::exchange::record_types();
+    let of_records = |by_type: &BTreeMap<String, u64>| -> u64 {
+        by_type.iter().filter(|(t, _)| types.contains(&t.as_str())).map(|(_, n)| n).sum()
+    };
+    let (deleted, kept) = (of_records(&all.deleted_by_type), of_records(&all.kept_by_type));
+    let supporting = all.deleted.saturating_sub(deleted);
+    let records = PermissionRecords {
+        deleted,
+        kept,
+        shared: all.shared + all.kept.saturating_sub(kept),
+        deleted_by_type: all.deleted_by_type.iter().filter(|(t, _)| types.contains(&t.as_str())).map(|(t, n)| (t.clone(), *n)).collect(),
+        kept_by_type: all.kept_by_type.iter().filter(|(t, _)| types.contains(&t.as_str())).map(|(t, n)| (t.clone(), *n)).collect(),
+        deleted_by_transfer: all.deleted_by_transfer.clone(),
+    };
+    (records, supporting)
+}
+
 /// Records per kind the member knows; both kinds of claim together (which is which is in the
 /// record, not its type).
 fn by_kind(records: &PermissionRecords) -> Vec<(String, u64)> {
@@ -184,6 +206,9 @@ fn by_kind(records: &PermissionRecords) -> Vec<(String, u64)> {
             "ExplanationOfBenefit" => "claims_and_prior_authorizations",
             other => category_of(other, &Value::Null).key(),
         };
+        if kind == Category::Supporting.key() {
+            continue;
+        }
         *kinds.entry(kind).or_default() += n;
     }
     let order = |kind: &str| match kind {
@@ -264,7 +289,7 @@ mod tests {
 
     #[test]
     fn deleted_records_are_told_by_the_kinds_members_know() {
-        let records = PermissionRecords {
+        let all = PermissionRecords {
             deleted: 9,
             deleted_by_type: [
                 ("ExplanationOfBenefit".to_owned(), 4),
@@ -274,14 +299,17 @@ mod tests {
                 ("Practitioner".to_owned(), 1),
             ]
             .into(),
+            kept: 3,
+            kept_by_type: [("Condition".to_owned(), 2), ("Provenance".to_owned(), 1)].into(),
+            shared: 1,
             ..PermissionRecords::default()
         };
+        let (records, supporting) = counted(&all);
         let kinds = by_kind(&records);
         let pair = |k: &str, n: u64| (k.to_owned(), n);
-        assert_eq!(
-            kinds,
-            [pair("claims_and_prior_authorizations", 4), pair("visits", 2), pair("labs", 2), pair("supporting", 1)]
-        );
+        assert_eq!(kinds, [pair("claims_and_prior_authorizations", 4), pair("visits", 2), pair("labs", 2)]);
         assert_eq!(kinds.iter().map(|(_, n)| n).sum::<u64>(), records.deleted);
+        assert_eq!((records.deleted, supporting), (8, 1), "the clinician is counted apart");
+        assert_eq!((records.kept, records.shared), (2, 2), "a Provenance that stays is not a record that stays");
     }
 }

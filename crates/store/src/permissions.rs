@@ -31,6 +31,8 @@ pub struct PermissionRecords {
     /// Records it brought that stay, because another permission of the same member brought
     /// them too.
     pub kept: u64,
+    /// Of which, per resource type.
+    pub kept_by_type: BTreeMap<String, u64>,
     /// Directory entries it brought (care providers, organizations: no member's own) that stay
     /// because other members' records, or records of the member's that stay, name them.
     pub shared: u64,
@@ -269,6 +271,7 @@ fn tally(outcome: &mut PermissionRecords, candidate: &Candidate, left: &str, own
         }
     } else if left.split(' ').any(|p| own.contains(p)) {
         outcome.kept += 1;
+        *outcome.kept_by_type.entry(candidate.resource_type.clone()).or_default() += 1;
     } else {
         outcome.shared += 1;
     }

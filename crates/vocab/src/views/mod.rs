@@ -127,6 +127,9 @@ pub struct WithdrawalPreview {
     /// and `claims_and_prior_authorizations` for both kinds of claim together).
     pub deleted: u64,
     pub deleted_by_kind: Vec<(String, u64)>,
+    /// Care providers and record sources that would go with them (counted apart).
+    #[serde(default)]
+    pub supporting: u64,
     /// Records that would stay, because another permission of the member's brought them too.
     pub kept: u64,
     /// Care providers and other directory entries that would stay: other members' records name them.
