@@ -100,3 +100,44 @@ test('a member opts in without leaving Baton, and is told what the old plan answ
     `${OLD_PLAN_NAME} could not find you with the member ID from your card. Check it below and save it again.`,
   );
 });
+
+test('a member opts in without leaving Baton, and the records the exchange brought are counted alike everywhere', async ({ page }) => {
+  // Ana had Riverbend before and never signs in there: she tells Cedar Valley her old card.
+  await signIn(page, 'ana');
+  await expect(page).toHaveURL(/\/member$/);
+  await visit(page, '/member/previous-plans');
+  const form = page.locator('#add-section');
+  await form.getByLabel('Previous plan').selectOption({ label: OLD_PLAN_NAME });
+  await form.getByLabel('Member ID on your card from that plan').fill('RB-205366');
+  await form.getByLabel('Yes. Ask for my records.').check();
+  await form.getByLabel('No. Leave out sensitive information.').check();
+  await form.getByRole('button', { name: 'Save' }).click();
+  await expect(page.locator('#saved')).toHaveText('Saved.');
+
+  // Within a scheduling tick Cedar Valley asks Riverbend in bulk; Riverbend finds her and exports.
+  const done = `[data-payer="riverbend"] .link-item__state:has-text("${OLD_PLAN_NAME} found you and sent your records.")`;
+  await reloadUntil(page, '/member/previous-plans', done, 150_000);
+  await page.locator('[data-payer="riverbend"]').getByRole('link', { name: 'See what arrived' }).click();
+  await expect(page.locator('.transfer__status')).toHaveText('Done. Your records are here.');
+  const total = Number(((await page.locator('.transfer__total').textContent()) ?? '').replace(/[^0-9]/g, ''));
+  expect(total).toBeGreaterThan(0);
+  await settle(page);
+
+  // Her home counts the same records.
+  await visit(page, '/member');
+  const card = page.locator('.link-item').filter({ hasText: OLD_PLAN_NAME });
+  await expect(card.locator('.link-item__state')).toContainText('Done');
+  const onHome = Number(((await card.locator('.link-item__state').textContent()) ?? '').replace(/[^0-9]/g, ''));
+  expect(onHome).toBe(total);
+
+  // And staff see the same number on her page.
+  await page.context().clearCookies();
+  await signIn(page, 'alex');
+  await expect(page).toHaveURL(/\/staff$/);
+  await page.getByRole('link', { name: 'Members', exact: true }).click();
+  await page.getByLabel('Name or member ID').fill('CVH-101552');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.getByRole('link', { name: 'Ana López' }).click();
+  await expect(page.locator('#member-received')).toHaveAttribute('data-count', String(total));
+  await settle(page);
+});

@@ -212,9 +212,11 @@ async fn orchestrate(args: RequestArgs) -> anyhow::Result<()> {
         target.drop().await?;
         database.drop().await?;
         eprintln!(
-            "baton-bench: {label}: {resources} records filed in {seconds:.1} s ({:.0}/s; raw limit {:.0}/s), peak RSS {rss_mib:?} MB",
+            "baton-bench: {label}: {resources} records filed in {seconds:.1} s ({:.0}/s; raw limit {:.0}/s over the {} \
+             distinct records exported), peak RSS {rss_mib:?} MB",
             resources as f64 / seconds.max(1e-9),
-            raw.per_second()
+            raw.per_second(),
+            raw.resources
         );
         rows.push(Row { label, resources, seconds, rss_mib, raw });
     }

@@ -63,7 +63,7 @@ pub fn MembersPage() -> impl IntoView {
                                 <tbody>
                                     {found.rows.into_iter().map(|m| view! {
                                         <tr>
-                                            <td><A href=format!("/staff/members/{}", m.account)>{m.name}</A></td>
+                                            <td><A exact=true href=format!("/staff/members/{}", m.account)>{m.name}</A></td>
                                             <td>{m.member_id}</td>
                                             <td>{m.birth_date}</td>
                                             <td>{m.coverage_start}</td>
@@ -167,8 +167,8 @@ fn MemberDetails(m: MemberData) -> AnyView {
         <super::previous::StaffPreviousPlans account plans=m.previous.clone() payers=m.payers.clone()/>
         <section aria-labelledby="received-title">
             <h2 id="received-title">{t!(i18n, console.received_title)}</h2>
-            <p>{t!(i18n, console.received_count, count = move || received)}" "
-                <A href=format!("/staff/members/{account}/records")>{t!(i18n, console.open_records)}</A></p>
+            <p id="member-received" data-count=received.to_string()>{t!(i18n, console.received_count, count = move || received)}" "
+                <A exact=true href=format!("/staff/members/{account}/records")>{t!(i18n, console.open_records)}</A></p>
         </section>
         <section aria-labelledby="transfers-title">
             <h2 id="transfers-title">{t!(i18n, console.transfers_title)}</h2>
@@ -184,7 +184,7 @@ fn MemberDetails(m: MemberData) -> AnyView {
                     </tr></thead>
                     <tbody>{m.transfers.into_iter().map(|tr| view! {
                         <tr>
-                            <td><A href=format!("/staff/transfers/{}", tr.id)>{tr.created_at}</A></td>
+                            <td><A exact=true href=format!("/staff/transfers/{}", tr.id)>{tr.created_at}</A></td>
                             <td>{tr.payer}</td>
                             <td>{state_label(tr.state)}</td>
                             <td class="num">{tr.stored}</td>
