@@ -563,6 +563,28 @@ async fn a_plan_that_refuses_the_wildcard_scope_is_asked_once_more_per_type() {
     .await;
 }
 
+/// Issue 16's tolerance suite, token side: a token response with only the token and the
+/// patient — no `scope` (the requested scope is assumed, RFC 6749 §5.1), no `expires_in`, no
+/// refresh token — still connects, and what was assumed is what the pull is planned from.
+#[tokio::test]
+async fn a_bare_token_response_connects_with_the_requested_scope() {
+    let old = old_plan().await;
+    old.shared.lock().unwrap().token_answer = Some(json!({"access_token": "a", "token_type": "Bearer", "patient": "p"}));
+    baton_store::testing::on_sqlite(move |store| async move {
+        let journey = journey(store.clone(), payer(&old.base, ClientAuth::Secret("s".into())));
+        let maria = member(&store).await;
+        let (_, pending) = journey.start("riverbend", false, Timestamp::now()).await.unwrap();
+        let connected = journey
+            .finish(maria, Some(&pending), &callback(Some("c"), Some(&pending.state)), Timestamp::now())
+            .await
+            .unwrap();
+        let link = store.link(&connected.link_id).await.unwrap().unwrap();
+        assert_eq!(link.scope, pending.requested_scope);
+        assert!(link.refresh_token.is_none() && link.access_expires_at.is_none());
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn withdrawal_ends_the_access_at_the_old_plan_too() {
     let old = old_plan().await;

@@ -47,6 +47,9 @@ pub enum FetchError {
     Forbidden(String),
     #[error("the previous plan does not have it (404): {0}")]
     NotFound(String),
+    /// 501: the plan does not implement what was asked (an operation it listed, say).
+    #[error("the previous plan does not implement it (501): {0}")]
+    NotImplemented(String),
     #[error("the previous plan refused the request ({status}): {message}")]
     Refused { status: u16, message: String },
     #[error("the previous plan asked to wait {0:?} before trying again")]
@@ -219,6 +222,8 @@ impl FhirClient {
                 StatusCode::UNAUTHORIZED => Attempt::Stop(FetchError::Unauthorized),
                 StatusCode::FORBIDDEN => Attempt::Stop(FetchError::Forbidden(message)),
                 StatusCode::NOT_FOUND | StatusCode::GONE => Attempt::Stop(FetchError::NotFound(message)),
+                // Permanent, unlike other 5xx: asking again cannot help.
+                StatusCode::NOT_IMPLEMENTED => Attempt::Stop(FetchError::NotImplemented(message)),
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => match retry_after {
                     Some(after) if after > self.config.max_retry_after => Attempt::Stop(FetchError::RetryLater(after)),
                     _ => Attempt::Retry { reason: format!("{status}: {message}"), retry_after },

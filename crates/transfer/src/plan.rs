@@ -82,6 +82,26 @@ fn offered(capability: &Value) -> (std::collections::HashMap<String, Offered>, b
     (types, everything)
 }
 
+/// The CapabilityStatement with `$everything` taken out: what a plan whose `$everything` does
+/// not answer (501, 404) is planned from instead.
+pub fn without_everything(capability: &Value) -> Value {
+    let mut capability = capability.clone();
+    let is_everything = |op: &Value| {
+        op["name"] == "everything" || op["definition"].as_str().is_some_and(|d| d.ends_with("Patient-everything"))
+    };
+    for rest in capability["rest"].as_array_mut().into_iter().flatten() {
+        if let Some(ops) = rest["operation"].as_array_mut() {
+            ops.retain(|op| !is_everything(op));
+        }
+        for resource in rest["resource"].as_array_mut().into_iter().flatten() {
+            if let Some(ops) = resource["operation"].as_array_mut() {
+                ops.retain(|op| !is_everything(op));
+            }
+        }
+    }
+    capability
+}
+
 /// Decides the requests. `start` is the first service date asked for (at least five years
 /// back, PDex §pdex-130); `changed_from` (a year back) brings claims and prior authorizations
 /// changed since then whatever their service date — a prior authorization still active, or

@@ -44,14 +44,7 @@ impl Job<'_> {
             let stop = Stop::End(JobEnd::Failed("the previous plan did not say which patient the member is".into()));
             return Err(self.stop(stop, &audit).await);
         };
-        let now = Timestamp::now().to_datetime();
-        let start = now.replace_year(now.year() - self.engine.config.history_years).unwrap_or(now);
-        let start = format!("{:04}-{:02}-{:02}", start.year(), u8::from(start.month()), start.day());
-        let year_ago = (now - time::Duration::days(365)).date();
-        let changed_from = format!("{:04}-{:02}-{:02}", year_ago.year(), u8::from(year_ago.month()), year_ago.day());
-        let since = self.transfer.since.map(|s| Timestamp::from_millis(s).to_fhir_instant());
-        let page_size = self.engine.config.page_size;
-        let plan = plan(&capability, &self.scopes(), &patient, &start, &changed_from, since.as_deref(), page_size);
+        let plan = self.plan_from(&capability, &patient);
         self.progress.phase = Phase::Fetch;
         self.progress.not_permitted = plan.not_permitted.clone();
         self.progress.not_supported = plan.not_supported.clone();
@@ -60,6 +53,35 @@ impl Job<'_> {
         self.checkpoint = Checkpoint::Fetch { plan, step: 0, next: None, recent: VecDeque::new() };
         let organizations = self.plan_organizations()?;
         self.commit(organizations, vec![], &audit, vec![(EventKind::Planned, detail)], 0).await
+    }
+
+    /// The requests for `capability`: from `history_years` back, claims changed in the last
+    /// year whatever their date, only what changed since the last pull for an incremental one.
+    fn plan_from(&self, capability: &Value, patient: &str) -> Plan {
+        let now = Timestamp::now().to_datetime();
+        let start = now.replace_year(now.year() - self.engine.config.history_years).unwrap_or(now);
+        let start = format!("{:04}-{:02}-{:02}", start.year(), u8::from(start.month()), start.day());
+        let year_ago = (now - time::Duration::days(365)).date();
+        let changed_from = format!("{:04}-{:02}-{:02}", year_ago.year(), u8::from(year_ago.month()), year_ago.day());
+        let since = self.transfer.since.map(|s| Timestamp::from_millis(s).to_fhir_instant());
+        let page_size = self.engine.config.page_size;
+        plan(capability, &self.scopes(), patient, &start, &changed_from, since.as_deref(), page_size)
+    }
+
+    /// The plan listed `$everything` but does not answer it: one search per type instead, from
+    /// its CapabilityStatement read again.
+    async fn without_everything(&mut self, why: String, audit: &Audit) -> Step {
+        let capability = match self.get(&self.client.url("metadata"), audit).await {
+            Ok(capability) => crate::plan::without_everything(&capability),
+            Err(stop) => return Err(self.stop(stop, audit).await),
+        };
+        let patient = self.link.patient_id.clone().unwrap_or_default();
+        let plan = self.plan_from(&capability, &patient);
+        self.progress.not_permitted = plan.not_permitted.clone();
+        self.progress.not_supported = plan.not_supported.clone();
+        let said = format!("the previous plan's $everything did not answer ({why}); one search per type instead");
+        self.checkpoint = Checkpoint::Fetch { plan, step: 0, next: None, recent: VecDeque::new() };
+        self.commit(vec![], vec![], audit, vec![(EventKind::Warning, said)], 0).await
     }
 
     pub(super) async fn fetch(
@@ -103,7 +125,14 @@ impl Job<'_> {
                     .commit(vec![], vec![], &audit, vec![(EventKind::NotPermitted, format!("{t}: {why}"))], 0)
                     .await;
             }
-            Err(Stop::Fetch(FetchError::NotFound(why))) if current.resource_type.is_some() => {
+            Err(Stop::Fetch(FetchError::NotFound(why) | FetchError::NotImplemented(why)))
+                if current.resource_type.is_none() && first_page =>
+            {
+                return self.without_everything(why, &audit).await;
+            }
+            Err(Stop::Fetch(FetchError::NotFound(why) | FetchError::NotImplemented(why)))
+                if current.resource_type.is_some() =>
+            {
                 let t = current.resource_type.clone().unwrap_or_default();
                 self.progress.not_supported.push(t.clone());
                 self.checkpoint = advance(&plan);
@@ -115,7 +144,10 @@ impl Job<'_> {
         };
         if page["resourceType"] != "Bundle" {
             let what = page["resourceType"].as_str().unwrap_or("something else").to_owned();
-            let stop = Stop::End(JobEnd::Failed(format!("the previous plan answered {url} with {what}, not a Bundle")));
+            // An OperationOutcome says why, in the plan's words.
+            let said = baton_fhir::outcome::diagnostics(&page).map(|d| format!(": \"{d}\"")).unwrap_or_default();
+            let stop =
+                Stop::End(JobEnd::Failed(format!("the previous plan answered {url} with {what}, not a Bundle{said}")));
             return Err(self.stop(stop, &audit).await);
         }
         if first_page && let Some(total) = page["total"].as_u64() {
@@ -271,7 +303,12 @@ impl Job<'_> {
                     self.progress.resolved_references += (resources.len() > before) as u64;
                 }
                 Ok(_)
-                | Err(Stop::Fetch(FetchError::NotFound(_) | FetchError::Forbidden(_) | FetchError::Refused { .. })) => {
+                | Err(Stop::Fetch(
+                    FetchError::NotFound(_)
+                    | FetchError::NotImplemented(_)
+                    | FetchError::Forbidden(_)
+                    | FetchError::Refused { .. },
+                )) => {
                 }
                 Err(stop) => return Err(self.stop(stop, &audit).await),
             }
