@@ -6,16 +6,18 @@ use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
+use baton_vocab::views::Invitee;
+
 use crate::components::outcome::Loaded;
 use crate::error::AppError;
 use crate::i18n::{t, t_string, use_i18n};
 
-/// The invited member's name, when the link still works.
+/// Whom the link is for, when it still works.
 #[server(endpoint = "welcome/check")]
-pub async fn check_invitation(token: String) -> Result<Option<String>, AppError> {
+pub async fn check_invitation(token: String) -> Result<Option<Invitee>, AppError> {
     let services = crate::ssr::services()?;
     let now = baton_store::Timestamp::now();
-    services.enrollment.invitations.invited_name(&token, now).await.map_err(crate::ssr::unavailable)
+    services.enrollment.invitations.invitee(&token, now).await.map_err(crate::ssr::unavailable)
 }
 
 /// Sets the password from the invitation and signs the member in.
@@ -58,14 +60,15 @@ pub fn WelcomePage() -> impl IntoView {
     let data = Resource::new(token, check_invitation);
     view! {
         <Title text=t_string!(i18n, welcome.title).to_string()/>
-        <Loaded data=data render={move |name: Option<String>| match name {
+        <Loaded data=data render={move |invitee: Option<Invitee>| match invitee {
                 None => view! {
                     <h1>{t!(i18n, welcome.title)}</h1>
                     <p class="alert" role="alert" id="invitation-invalid">{t!(i18n, welcome.invalid)}</p>
                 }.into_any(),
-                Some(name) => view! {
+                Some(Invitee { name, username }) => view! {
                     <h1>{t!(i18n, welcome.heading, name = name.clone())}</h1>
                     <p>{t!(i18n, welcome.intro)}</p>
+                    <p id="your-username">{t!(i18n, welcome.username, username = username.clone())}</p>
                     {problem().map(|p| view! { <p class="alert" role="alert" id="welcome-problem">{match p.as_str() {
                         "mismatch" => t!(i18n, welcome.mismatch).into_any(),
                         "long" => t!(i18n, welcome.too_long).into_any(),
@@ -74,6 +77,8 @@ pub fn WelcomePage() -> impl IntoView {
                     }}</p> })}
                     <form method="post" action=AcceptInvitation::url() class="form card">
                         <input type="hidden" name="token" value=token()/>
+                        // For password managers: the account the new password belongs to.
+                        <input type="text" name="username" value=username.clone() autocomplete="username" hidden readonly/>
                         <div class="field">
                             <label for="new-password">{t!(i18n, welcome.password)}</label>
                             <input id="new-password" name="password" type="password" autocomplete="new-password" required

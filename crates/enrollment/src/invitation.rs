@@ -118,10 +118,19 @@ impl Invitations {
         }
     }
 
-    /// The invited member's name while the link still works; `None` for a link that does not.
-    pub async fn invited_name(&self, token: &str, now: Timestamp) -> Result<Option<String>, InvitationError> {
+    /// Whom the link is for (name and username) while it still works; `None` for a link that
+    /// does not.
+    pub async fn invitee(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Option<baton_vocab::views::Invitee>, InvitationError> {
         match self.check(token, now).await {
-            Ok(account) => Ok(self.store.account_by_id(account).await?.map(|a| a.display_name)),
+            Ok(account) => Ok(self
+                .store
+                .account_by_id(account)
+                .await?
+                .map(|a| baton_vocab::views::Invitee { name: a.display_name, username: a.username })),
             Err(InvitationError::NotValid) => Ok(None),
             Err(error) => Err(error),
         }

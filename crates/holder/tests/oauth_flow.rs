@@ -154,17 +154,7 @@ holder_test!(a_member_sees_the_apps_they_allowed_and_stops_one_at_once, |t| {
     assert!(anonymous.headers()["location"].to_str().unwrap().starts_with("/sign-in?next="));
 
     let browser = http();
-    let pkce = pkce();
-    let params =
-        authorize_as(&t, &browser, "maria", SECRET_CLIENT, &pkce.challenge, ALL_SCOPES, "approve", "exclude").await;
-    let code = param(&params, "code").unwrap().to_owned();
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", REDIRECT),
-        ("code_verifier", pkce.verifier.as_str()),
-    ];
-    let (_, tokens) = token_request(&t, &form).await;
+    let tokens = tokens_in(&t, &browser, "maria", ALL_SCOPES, "exclude").await;
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     assert_eq!(fhir_get(&t, &access, &format!("Patient/{}", t.maria)).await.0, StatusCode::OK);
 

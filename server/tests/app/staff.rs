@@ -407,6 +407,12 @@ async fn a_roster_is_previewed_committed_once_and_invited_members_set_a_password
     let (status, welcome, _) = app.get(&path, None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(welcome.contains("Rosa Diaz"), "the invitation page greets the member");
+    let invited = app.store.account_by_member_id("NP-7").await.unwrap();
+    let username = invited.map(|a| a.username).unwrap_or_default();
+    assert!(
+        !username.is_empty() && welcome.replace("<!>", "").contains(&format!("Your username is {username}.")),
+        "and tells her the username she signs in with: {welcome}"
+    );
     let accept = |password: &'static str, confirm: &'static str| {
         let token = token.clone();
         let app = &app;

@@ -300,9 +300,13 @@ pub async fn token_request(t: &TestHolder, form: &[(&str, &str)]) -> (StatusCode
 
 /// A code for `username`, exchanged: the token response.
 pub async fn tokens_for(t: &TestHolder, username: &str, scope: &str, sensitive: &str) -> Value {
-    let browser = http();
+    tokens_in(t, &http(), username, scope, sensitive).await
+}
+
+/// [`tokens_for`] in `browser`, which stays signed in as `username`.
+pub async fn tokens_in(t: &TestHolder, browser: &reqwest::Client, username: &str, scope: &str, sensitive: &str) -> Value {
     let pkce = pkce();
-    let params = authorize_as(t, &browser, username, SECRET_CLIENT, &pkce.challenge, scope, "approve", sensitive).await;
+    let params = authorize_as(t, browser, username, SECRET_CLIENT, &pkce.challenge, scope, "approve", sensitive).await;
     let code = param(&params, "code").expect("a code").to_owned();
     let (status, body) = token_request(
         t,

@@ -9,6 +9,14 @@ pub mod staff;
 
 /// A previous plan's SMART discovery as staff see it on the plan's card: what its
 /// `.well-known/smart-configuration` said, whether Baton used it, and what Baton uses.
+/// Whom an invitation link is for: the welcome page greets them and tells them the username
+/// they will sign in with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitee {
+    pub name: String,
+    pub username: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiscoveryView {
     /// The document's authorization and token endpoints, grant types and whether it offers
