@@ -119,6 +119,24 @@ test('staff pages refuse members, and the audit log is for admins', async ({ pag
   await expect(page.getByRole('alert')).toBeVisible();
 });
 
+test('an admin is asked before an API token is revoked', async ({ page }) => {
+  await signIn(page, 'alex');
+  await expect(page).toHaveURL(/\/staff$/);
+  await visit(page, '/staff/api-tokens');
+  const name = `E2E reader ${Date.now()}`;
+  await page.getByLabel('Name (which system uses it)').fill(name);
+  await page.getByRole('button', { name: 'Create a token' }).click();
+  await expect(page.locator('#new-token')).toHaveValue(/.{20,}/);
+  await settle(page);
+  const row = page.locator('#api-tokens tbody tr', { hasText: name });
+  // The first click only opens the question; nothing is revoked yet.
+  await row.locator('summary', { hasText: 'Revoke' }).click();
+  await expect(row).toContainText('stop working at once');
+  await expect(row).not.toContainText('Revoked');
+  await row.getByRole('button', { name: `Revoke “${name}” now` }).click();
+  await expect(page.locator('#api-tokens tbody tr', { hasText: name })).toContainText('Revoked');
+});
+
 test('withdrawing stops a transfer while it is running', async ({ browser }) => {
   // Staff retry Lee's transfer from Lakeshore (offline): the worker spends about ten seconds
   // trying to reach it. Lee withdraws in that time; the transfer stops as cancelled, not failed.

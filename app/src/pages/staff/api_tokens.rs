@@ -99,12 +99,22 @@ pub fn ApiTokensPage() -> impl IntoView {
                             <td>{row.last_used_at.clone().unwrap_or_else(|| "–".into())}</td>
                             <td>{match row.revoked_at.clone() {
                                 Some(at) => t!(i18n, console.token_revoked, at = at.clone()).into_any(),
-                                None => view! {
-                                    <form method="post" action=RevokeApiToken::url() class="inline-form">
-                                        <input type="hidden" name="id" value=row.id.clone()/>
-                                        <button type="submit" class="button button--secondary">{t!(i18n, console.token_revoke)}</button>
-                                    </form>
-                                }.into_any(),
+                                // Asks first (without JavaScript too): the programs using it stop at once.
+                                None => {
+                                    let name = row.name.clone();
+                                    view! {
+                                        <details class="confirm">
+                                            <summary class="button button--secondary">{t!(i18n, console.token_revoke)}</summary>
+                                            <form method="post" action=RevokeApiToken::url() class="form">
+                                                <p>{t!(i18n, console.token_revoke_warning, name = name.clone())}</p>
+                                                <input type="hidden" name="id" value=row.id.clone()/>
+                                                <button type="submit" class="button button--danger">
+                                                    {t!(i18n, console.token_revoke_confirm, name = name.clone())}
+                                                </button>
+                                            </form>
+                                        </details>
+                                    }.into_any()
+                                }
                             }}</td>
                         </tr>
                     }).collect_view()}</tbody>
