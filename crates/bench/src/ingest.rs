@@ -434,8 +434,7 @@ async fn fetch_pages(authorization: &Authorization, page_size: u32) -> anyhow::R
     let now = Timestamp::now().to_datetime();
     let start = format!("{:04}-01-01", now.year() - 10);
     // As the engine asks: claims changed in the last year come whatever their service date.
-    let year_ago = (now - time::Duration::days(365)).date();
-    let changed_from = format!("{:04}-{:02}-{:02}", year_ago.year(), u8::from(year_ago.month()), year_ago.day());
+    let changed_from = baton_vocab::day::format((now - time::Duration::days(365)).date());
     let plan = baton_transfer::plan::plan(
         &capability,
         &baton_fhir::smart::Scopes::parse(&authorization.scope),

@@ -60,9 +60,8 @@ impl Job<'_> {
     fn plan_from(&self, capability: &Value, patient: &str) -> Plan {
         let now = Timestamp::now().to_datetime();
         let start = now.replace_year(now.year() - self.engine.config.history_years).unwrap_or(now);
-        let start = format!("{:04}-{:02}-{:02}", start.year(), u8::from(start.month()), start.day());
-        let year_ago = (now - time::Duration::days(365)).date();
-        let changed_from = format!("{:04}-{:02}-{:02}", year_ago.year(), u8::from(year_ago.month()), year_ago.day());
+        let start = baton_vocab::day::format(start.date());
+        let changed_from = baton_vocab::day::format((now - time::Duration::days(365)).date());
         let since = self.transfer.since.map(|s| Timestamp::from_millis(s).to_fhir_instant());
         let page_size = self.engine.config.page_size;
         plan(capability, &self.scopes(), patient, &start, &changed_from, since.as_deref(), page_size)
